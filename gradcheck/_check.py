@@ -1,0 +1,673 @@
+"""check(): verify a target's gradients at one concrete input.
+
+Top to bottom, one check is:
+
+1. call the target once under a tape in the input's dtype ``d`` and take one VJP with a random,
+   signed, non-uniform cotangent ``v`` (so a gradient that ignores ``dy`` or averages it is
+   caught); check shapes, dtypes, NaN/Inf and (for layers) untracked variables;
+2. pick the numerical reference: the same target in float64 when it runs there (inputs and
+   weights cast), otherwise the target itself in ``d``;
+3. compare the analytic VJP with finite differences of the reference, along the cheapest exact
+   route: per element for elementwise targets (after a random probe confirms the Jacobian is
+   diagonal), per batch row for batch-independent ones (after a probe confirms rows are
+   independent), and along one random direction for the rest (weights, broadcast parameters).
+
+Each route costs a constant number of target calls, independent of the number of elements.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from ._numerics import SAFETY, judge_lines, machine_eps, secant_hull, step
+from ._report import Finding, GradcheckError, Report
+from ._targets import Target, as_target, weights_set_to
+
+__all__ = ["check", "assert_gradients"]
+
+# The analytic VJP is a short chain of operations, each rounding to the dtype's precision and
+# each of an intermediate whose size is at most that of the result or of |dy| * max(1, |x|):
+# allow 8 ulps (the 8 eps |a| of NUMERICS.md's measured rule).
+ANALYTIC_ULPS = 8.0
+
+_OPTIONS = {"elementwise", "batch_independent", "rtol", "atol", "seed", "name"}
+
+
+def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent: bool = True,
+          rtol: float | None = None, atol: float | None = None, seed: int = 0,
+          name: str | None = None) -> Report:
+    """Check the gradients of ``target`` at ``inputs``.
+
+    Args:
+        target: a function of tensors (plain, ``tf.custom_gradient``, ``tf.function``), a
+            ``keras.layers.Lambda``, or a Keras ``Layer`` instance (gradients with respect to its
+            input and every trainable weight).
+        *inputs: arrays or tensors; floating ones are differentiated. A layer's inputs are cast
+            to its compute dtype.
+        elementwise: the output has the first input's shape and element i depends only on
+            element i of each input of that shape.
+        batch_independent: rows along axis 0 of the output depend only on the same row of the
+            input.
+        rtol, atol: replace the derived tolerance by ``atol + rtol * |numerical|``.
+        seed: seeds the random cotangent and directions; same seed, same verdict.
+        name: the target's name in messages (default: its ``__qualname__``).
+
+    Returns:
+        A :class:`Report`; ``report.ok`` is True when nothing was found.
+
+    Raises:
+        TypeError: the target is not callable, returns something other than one tensor, or no
+            input is floating.
+        ValueError: an input contains NaN/Inf, or a tolerance is negative.
+    """
+    tgt = as_target(target, name)
+    args = _as_tensors(tgt, inputs)
+    for label, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+            raise ValueError(f"gradcheck: {label} must be a number >= 0, got {value!r}")
+    run = _Run(tgt, args, elementwise, batch_independent, rtol, atol, seed)
+    run.execute()
+    return run.report
+
+
+def assert_gradients(target: Any, *inputs: Any, **options: Any) -> None:
+    """Like :func:`check`, but raise :class:`GradcheckError` (an AssertionError) on findings."""
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise TypeError(f"gradcheck: unknown option(s) {sorted(unknown)}; "
+                        f"valid options are {sorted(_OPTIONS)}")
+    report = check(target, *inputs, **options)
+    if not report.ok:
+        raise GradcheckError(report)
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+
+def _as_tensors(tgt: Target, inputs: Sequence[Any]) -> list[tf.Tensor]:
+    if not inputs:
+        raise TypeError(f"gradcheck: no inputs given for {tgt.name}; pass at least one array, "
+                        f"e.g. gradcheck.check({tgt.name}, np.linspace(-3, 3, 7))")
+    out = []
+    for i, value in enumerate(inputs):
+        try:
+            tensor = tf.convert_to_tensor(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"gradcheck: input {i} of {tgt.name} is not convertible to a "
+                            f"tensor ({type(value).__name__}): {exc}") from None
+        if tensor.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(tensor))):
+            raise ValueError(f"gradcheck: input {i} of {tgt.name} contains NaN or Inf; "
+                             f"gradients are checked at finite inputs only")
+        out.append(tensor)
+    layer_dtype = getattr(tgt.layer, "compute_dtype", None)
+    if layer_dtype:
+        out = [tf.cast(t, layer_dtype) if t.dtype.is_floating else t for t in out]
+    if not any(t.dtype.is_floating for t in out):
+        raise TypeError(f"gradcheck: no floating-point input for {tgt.name}; got dtypes "
+                        f"{[t.dtype.name for t in out]}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class _Param:
+    """One differentiated quantity: a floating input or a weight."""
+
+    label: str
+    value: np.ndarray             # float64 copy of its value
+    dtype: tf.DType
+    is_weight: bool
+    arg_index: int = -1           # position among the target's inputs
+    weight: Any = None            # the tf.Variable, for weights
+    grad: np.ndarray | None = None  # analytic VJP (float64), None when missing or unusable
+    grad_missing: bool = False
+
+
+@dataclass
+class _Run:
+    tgt: Target
+    args: list
+    elementwise: bool
+    batch_independent: bool
+    rtol: float | None
+    atol: float | None
+    seed: int
+    report: Report = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+        self.dtype = next(a.dtype for a in self.args if a.dtype.is_floating)
+        self.report = Report(target=self.tgt.name, dtype=self.dtype.name)
+        self.inputs_shown = _plain_inputs(self.tgt, self.args, self.dtype)
+        self.report.reproducer = _reproducer(self.tgt, self.args)
+
+    def add(self, kind: str, message: str, **details: Any) -> None:
+        self.report.findings.append(Finding(kind, f"{self.tgt.name}: {message}",
+                                            self.inputs_shown, details))
+
+    # ---- 1. forward and backward in the input's dtype
+
+    def execute(self) -> None:
+        if not self.forward_backward():
+            return
+        if not self.choose_reference():
+            return
+        self.check_nonfinite_output()
+        self.check_gradients()
+
+    def forward_backward(self) -> bool:
+        floats = [i for i, a in enumerate(self.args) if a.dtype.is_floating]
+        try:
+            with tf.GradientTape(persistent=True) as tape:
+                for i in floats:
+                    tape.watch(self.args[i])
+                y = self.tgt(self.args)
+            y = self._as_output(y)
+            watched = [v for v in tape.watched_variables() if v.trainable]
+        except _UsageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the target's own failure is a finding
+            self.add("error", f"raised {type(exc).__name__} when called: {exc}",
+                     exception=type(exc).__name__, traceback_tail=_tail(exc))
+            return False
+        self.y = y
+        self.y64 = _f64(y)
+        tracked = self.tgt.tracked_weights()
+        weights = list(tracked or [])
+        weights += [v for v in watched if all(v is not w for w in weights)]
+        if tracked is not None:
+            for v in watched:
+                if all(v is not w for w in tracked):
+                    self.add("untracked_variable",
+                             f"variable {v.name!r} is used by the layer but is not in "
+                             f"layer.trainable_weights, so an optimizer never trains it; create "
+                             f"it with self.add_weight(...) in build() or __init__",
+                             variable=v.name)
+        self.params = [_Param(f"input {self._arg_label(i)}", _f64(self.args[i]),
+                              self.args[i].dtype, False, arg_index=i) for i in floats]
+        self.params += [_Param(f"weight {w.name!r}", _f64(w), w.dtype, True, weight=w)
+                        for w in weights]
+        if not self.check_output_structure():
+            return False
+        self.v = _signed(self.rng, y.shape.as_list())
+        sources = [self.args[p.arg_index] if not p.is_weight else p.weight for p in self.params]
+        try:
+            grads = tape.gradient(y, sources, output_gradients=tf.constant(self.v, y.dtype))
+        except Exception as exc:  # noqa: BLE001
+            self.add("error", f"raised {type(exc).__name__} in the backward pass: {exc}",
+                     exception=type(exc).__name__, traceback_tail=_tail(exc))
+            return False
+        self.tape = tape
+        for p, g in zip(self.params, grads):
+            self.check_gradient_structure(p, g)
+        return True
+
+    def _as_output(self, y: Any) -> tf.Tensor:
+        if isinstance(y, np.ndarray):
+            y = tf.convert_to_tensor(y)
+        if isinstance(y, (tf.Tensor, tf.Variable)) and not isinstance(y, tf.SparseTensor):
+            return tf.convert_to_tensor(y)
+        hint = ""
+        if isinstance(y, (tuple, list)):
+            hint = (f"; it returned a {type(y).__name__} of {len(y)}: wrap it so that it returns "
+                    f"one tensor, e.g. lambda x: {self.tgt.name}(x)[0]")
+        raise _UsageError(f"gradcheck: {self.tgt.name} must return one tensor, got "
+                          f"{type(y).__name__}{hint}")
+
+    def check_output_structure(self) -> bool:
+        y, x = self.y, self.args[self.params[0].arg_index]
+        if y.dtype != self.dtype:
+            self.add("dtype_mismatch",
+                     f"output dtype is {y.dtype.name} for {self.dtype.name} input; expected "
+                     f"{self.dtype.name} (a hard-coded cast or constant of another dtype?)",
+                     expected=self.dtype.name, found=y.dtype.name)
+        if not y.dtype.is_floating:
+            return False
+        if self.elementwise and y.shape != x.shape:
+            self.add("shape_mismatch",
+                     f"output shape {y.shape.as_list()} differs from input shape "
+                     f"{x.shape.as_list()}, but the target is declared elementwise",
+                     expected=x.shape.as_list(), found=y.shape.as_list())
+            return False
+        if (self.batch_independent and x.shape.rank and
+                (not y.shape.rank or y.shape[0] != x.shape[0])):
+            self.add("shape_mismatch",
+                     f"output shape {y.shape.as_list()} does not keep the batch axis of input "
+                     f"shape {x.shape.as_list()} (axis 0 of size {x.shape[0]})",
+                     expected_batch=x.shape[0], found=y.shape.as_list())
+            return False
+        return True
+
+    def check_gradient_structure(self, p: _Param, g: Any) -> None:
+        if g is None:
+            p.grad_missing = True
+            return
+        if isinstance(g, tf.IndexedSlices):
+            g = tf.convert_to_tensor(g)
+        if g.shape != p.value.shape:
+            self.add("shape_mismatch",
+                     f"gradient for {p.label} has shape {g.shape.as_list()}, expected "
+                     f"{list(p.value.shape)} (the custom gradient returns the wrong shape?)",
+                     param=p.label, expected=list(p.value.shape), found=g.shape.as_list())
+            return
+        if g.dtype != p.dtype:
+            self.add("dtype_mismatch",
+                     f"gradient for {p.label} has dtype {g.dtype.name}, expected {p.dtype.name}",
+                     param=p.label, expected=p.dtype.name, found=g.dtype.name)
+            return
+        grad = _f64(g)
+        bad = ~np.isfinite(grad)
+        if bad.any() and np.isfinite(self.y64).all():
+            idx = _index(np.argmax(bad), grad.shape)
+            self.add("nonfinite_gradient",
+                     f"gradient for {p.label} is {grad.flat[np.argmax(bad)]} at index {idx} "
+                     f"although the output is finite ({int(bad.sum())} / {bad.size} entries); "
+                     f"the tf.where NaN trap? (a branch not taken still back-propagates 0*inf)",
+                     param=p.label, index=list(idx), count=int(bad.sum()),
+                     **self._at(p, np.argmax(bad)))
+            return
+        p.grad = grad
+
+    # ---- 2. the numerical reference
+
+    def choose_reference(self) -> bool:
+        """Prefer float64: its finite differences are ~1e-10 accurate, so the tolerance is set
+        by the analytic side's dtype and far smaller bugs show."""
+        self.ref, self.ref_weights, self.ref_dtype = self.tgt, [p.weight for p in self.params
+                                                                if p.is_weight], self.dtype
+        if self.dtype != tf.float64:
+            twin = self.tgt.twin(tf.float64, self.args, self.ref_weights)
+            if twin is not None:
+                ref, ref_weights = twin
+                try:
+                    y = ref([self._cast_arg(a, tf.float64) for a in self.args])
+                    if (isinstance(y, tf.Tensor) and y.dtype == tf.float64
+                            and y.shape == self.y.shape):
+                        self.ref, self.ref_weights, self.ref_dtype = ref, ref_weights, tf.float64
+                except Exception:  # noqa: BLE001 - does not run in float64: use its own dtype
+                    pass
+        self.report.reference_dtype = self.ref_dtype.name
+        self.h = step(self.ref_dtype.name)
+        self.eps_ref = machine_eps(self.ref_dtype.name)
+        self.eps = machine_eps(self.dtype.name)
+        self.low_precision = self.ref_dtype != self.dtype
+        try:
+            self.f0 = self.evaluate({}, 0.0)
+        except Exception as exc:  # noqa: BLE001
+            self.add("error", f"raised {type(exc).__name__} when evaluated for the numerical "
+                     f"reference in {self.ref_dtype.name}: {exc}",
+                     exception=type(exc).__name__, traceback_tail=_tail(exc))
+            return False
+        return True
+
+    def _cast_arg(self, a: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+        return tf.cast(a, dtype) if a.dtype.is_floating else a
+
+    def evaluate(self, directions: dict[int, np.ndarray], t: float) -> np.ndarray:
+        """The reference output (float64 NumPy) at params + t * directions[param index]."""
+        args = [self._cast_arg(a, self.ref_dtype) for a in self.args]
+        values = None
+        for k, d in directions.items():
+            p = self.params[k]
+            if not p.is_weight:
+                args[p.arg_index] = tf.constant(p.value + t * d, self.ref_dtype)
+        if any(self.params[k].is_weight for k in directions):
+            values = [p.value + t * directions[k] if k in directions else p.value
+                      for k, p in enumerate(self.params) if p.is_weight]
+        with weights_set_to(self.ref_weights, values):
+            return _f64(self.ref(args))
+
+    def samples(self, directions: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+        out = {0: self.f0}
+        for k in (-2, -1, 1, 2):
+            out[k] = self.evaluate(directions, k * self.h)
+        return out
+
+    def check_nonfinite_output(self) -> None:
+        bad = ~np.isfinite(self.y64)
+        if not bad.any():
+            return
+        # Overflow of a value the dtype cannot hold is not a bug; one it can hold is.
+        representable = np.isfinite(self.f0) & (np.abs(self.f0) <= _max_finite(self.dtype))
+        if self.low_precision:
+            bad &= representable
+        if bad.any():
+            j = int(np.argmax(bad))
+            self.add("nonfinite_output",
+                     f"output is {self.y64.flat[j]} at index {_index(j, self.y64.shape)} for a "
+                     f"finite input ({int(bad.sum())} / {bad.size} entries); the "
+                     f"{self.ref_dtype.name} reference there is {self.f0.flat[j]:.6g}"
+                     + (" (overflow in an intermediate?)" if self.low_precision else ""),
+                     index=list(_index(j, self.y64.shape)), count=int(bad.sum()),
+                     reference=self.f0.flat[j], **self._at_output(j))
+
+    # ---- 3. gradients against finite differences
+
+    def check_gradients(self) -> None:
+        if not np.isfinite(self.y64).all():
+            return  # reported above; finite differences through NaN say nothing
+        usable = [k for k, p in enumerate(self.params) if p.grad is not None]
+        diag = [k for k in usable if self.elementwise and not self.params[k].is_weight
+                and self.params[k].value.shape == self.f0.shape]
+        rest = [k for k in usable if k not in diag]
+        if diag and not self.confirm_elementwise(diag):
+            rest, diag = rest + diag, []
+        for k in diag:
+            self.check_diagonal(k)
+        rows = [k for k in rest if self.batch_independent and not self.params[k].is_weight
+                and self._batch() >= 1 and self.params[k].value.ndim
+                and self.params[k].value.shape[0] == self._batch()]
+        if rows and self._batch() >= 2 and not self.confirm_batch_independent(rows):
+            rows = []
+        if rows:
+            self.check_rows(rows)
+        joint = [k for k in rest if k not in rows]
+        if joint:
+            self.check_joint(joint)
+        for k, p in enumerate(self.params):
+            if p.grad_missing:
+                self.check_disconnected(k)
+
+    def _batch(self) -> int:
+        return self.f0.shape[0] if self.f0.ndim else 0
+
+    def rounding(self, axes: tuple[int, ...] | None, scale: float | np.ndarray) -> np.ndarray:
+        """Absolute rounding error of one evaluation of phi = sum over ``axes`` of v * F:
+        eps_ref per entry, of the larger of 1 and |F| (absolute floor for values near 0), times
+        the input scale max(1, |x|) (intermediates such as x * g(x) grow with the input)."""
+        per_entry = self.eps_ref * np.abs(self.v) * np.maximum(1.0, np.abs(self.f0)) * scale
+        return per_entry if axes == () else per_entry.sum(axis=axes)
+
+    def override(self, numerical: np.ndarray) -> np.ndarray | None:
+        if self.rtol is None and self.atol is None:
+            return None
+        return (self.atol or 0.0) + (self.rtol or 0.0) * np.abs(numerical)
+
+    def verdict(self, samples, analytic, rounding, allowance):
+        verdict = judge_lines(samples, self.h, analytic, rounding, allowance)
+        tol = self.override(verdict.numerical)
+        if tol is not None:
+            with np.errstate(invalid="ignore"):
+                verdict.ok = (~verdict.finite | verdict.kink
+                              | (np.abs(verdict.numerical - analytic) <= tol))
+        return verdict
+
+    # -- elementwise: per element, after a probe confirms the Jacobian is diagonal
+
+    def confirm_elementwise(self, diag: list[int]) -> bool:
+        """Perturbing all elements at once gives v_j * sum_k J_jk s_k; only a diagonal J makes
+        that v_j J_jj s_j. A random direction u tells: v_j (J u)_j must equal
+        v_j J_jj u_j = N_j u_j / s_j for every element j."""
+        self.diag = {}
+        for k in diag:
+            p = self.params[k]
+            s = np.maximum(1.0, np.abs(p.value))
+            smp = self.samples({k: s})
+            phi = {t: self.v * f for t, f in smp.items()}
+            first = judge_lines(phi, self.h, np.zeros_like(self.f0),
+                                self.rounding((), s), np.zeros_like(self.f0))
+            self.diag[k] = (s, phi, first)
+        u = {k: _signed(self.rng, self.params[k].value.shape) * self.diag[k][0] for k in diag}
+        probe = {t: self.v * f for t, f in self.samples(u).items()}
+        predicted = sum(self.diag[k][2].numerical * u[k] / self.diag[k][0] for k in diag)
+        allowance = sum(self.diag[k][2].bound * np.abs(u[k] / self.diag[k][0]) for k in diag)
+        kinks = np.any([self.diag[k][2].kink for k in diag], axis=0)
+        scale = np.max([self.diag[k][0] for k in diag], axis=0)
+        verdict = judge_lines(probe, self.h, predicted, self.rounding((), scale),
+                              np.nan_to_num(allowance, nan=np.inf))
+        bad = ~verdict.ok & ~kinks
+        if not bad.any():
+            return True
+        j = int(np.argmax(bad))
+        self.add("not_elementwise",
+                 f"declared elementwise, but output element {_index(j, self.f0.shape)} depends "
+                 f"on other input elements: a random perturbation changed it by "
+                 f"{verdict.numerical.flat[j] / self.v.flat[j]:.6g} per unit step where a "
+                 f"diagonal Jacobian predicts {predicted.flat[j] / self.v.flat[j]:.6g}; declare "
+                 f"elementwise=False", index=list(_index(j, self.f0.shape)),
+                 mismatched=int(bad.sum()), total=int(bad.size))
+        return False
+
+    def check_diagonal(self, k: int) -> None:
+        p = self.params[k]
+        s, phi, _ = self.diag[k]
+        analytic = p.grad * s  # derivative along t of x + t*s: grad . s elementwise
+        allowance = ANALYTIC_ULPS * self.eps * np.abs(analytic)
+        if self.low_precision:
+            allowance = allowance + ANALYTIC_ULPS * self.eps * np.abs(self.v) * s * s
+        verdict = self.verdict(phi, analytic, self.rounding((), s), allowance)
+        ok = verdict.ok
+        if self.low_precision and not ok.all():
+            ok = ok | self.within_rounding_window(k, analytic / s, verdict, allowance / s)
+        self.report_mismatch(p, ~ok, analytic / s, verdict.numerical / s, verdict.bound / s,
+                             allowance / s)
+
+    def within_rounding_window(self, k, analytic, verdict, allowance) -> np.ndarray:
+        """Accept a low-precision derivative that equals some secant slope of the reference
+        over the window of inputs indistinguishable in the low dtype: the input's own rounding
+        (eps |x|) and the output's (the x-shift that moves f by eps |f|, i.e. eps |f| / |f'|),
+        doubled for the two sources; capped at max(1, |x|), beyond which the function is
+        saturated at this precision."""
+        p = self.params[k]
+        slope = np.abs(verdict.numerical / self.v)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reach = np.where(slope > 0, np.abs(self.f0) / slope, np.inf)
+        cap = np.maximum(1.0, np.abs(p.value))
+        width = np.minimum(2 * self.eps * np.maximum(np.abs(p.value), reach), cap)
+        width = np.maximum(width, self.h * cap)
+        left = self.v * self.evaluate({k: -width}, 1.0)
+        right = self.v * self.evaluate({k: width}, 1.0)
+        lo, hi = secant_hull(self.v * self.f0, left, right, width)
+        num = verdict.numerical / np.maximum(1.0, np.abs(p.value))
+        lo, hi = np.fmin(lo, num), np.fmax(hi, num)
+        bound = np.nan_to_num(verdict.bound / np.maximum(1.0, np.abs(p.value)), nan=0.0)
+        return (analytic >= lo - bound - allowance) & (analytic <= hi + bound + allowance)
+
+    # -- batch rows: per row, after a probe confirms rows are independent
+
+    def confirm_batch_independent(self, rows: list[int]) -> bool:
+        """Perturb row 0 only: no other output row may move (forward), and a cotangent on row 0
+        only may reach no other input row (backward)."""
+        u = {}
+        for k in rows:
+            d = np.zeros_like(self.params[k].value)
+            d[0] = _signed(self.rng, d[0].shape) * np.maximum(1.0, np.abs(self.params[k].value[0]))
+            u[k] = d
+        delta = self.evaluate(u, self.h) - self.evaluate(u, -self.h)
+        # Rows other than 0 see identical inputs: only rounding (2 evaluations) may differ.
+        tol = SAFETY * 2 * self.eps_ref * np.maximum(1.0, np.abs(self.f0))
+        moved = (np.abs(delta) > tol)[1:]
+        found = None
+        if moved.any():
+            j = int(np.argmax(moved)) + int(np.prod(self.f0.shape[1:], dtype=int))
+            found = ("forward", _index(j, self.f0.shape), delta.flat[j] / (2 * self.h))
+        else:
+            v0 = np.zeros_like(self.v)
+            v0[0] = self.v[0]
+            sources = [self.args[self.params[k].arg_index] for k in rows]
+            grads = self.tape.gradient(self.y, sources, output_gradients=tf.constant(v0, self.y.dtype))
+            for k, g in zip(rows, grads):
+                if g is None:
+                    continue
+                g = _f64(g)
+                scale = ANALYTIC_ULPS * self.eps * max(1.0, float(np.max(np.abs(g[0]), initial=0)))
+                leak = np.abs(g[1:]) > scale
+                if leak.any():
+                    j = int(np.argmax(leak)) + int(np.prod(g.shape[1:], dtype=int))
+                    found = ("backward", _index(j, g.shape), g.flat[j])
+                    break
+        if found is None:
+            return True
+        side, idx, size = found
+        what = ("output row {r} changed when only input row 0 was perturbed" if side == "forward"
+                else "the gradient reached input row {r} from a cotangent on output row 0 only")
+        self.add("batch_coupling",
+                 f"rows are coupled across the batch axis: {what.format(r=idx[0])} "
+                 f"(at index {idx}, {size:.6g} per unit step); a reduction over axis 0? If the "
+                 f"coupling is intended, declare batch_independent=False",
+                 direction=side, index=list(idx), size=float(size))
+        return False
+
+    def check_rows(self, rows: list[int]) -> None:
+        u = {k: _signed(self.rng, self.params[k].value.shape) * np.maximum(
+            1.0, np.abs(self.params[k].value)) for k in rows}
+        axes = tuple(range(1, self.f0.ndim))
+        phi = {t: (self.v * f).sum(axis=axes) for t, f in self.samples(u).items()}
+        analytic = sum((self.params[k].grad * u[k]).reshape(self._batch(), -1).sum(axis=1)
+                       for k in rows)
+        scale = np.max([np.maximum(1.0, np.abs(self.params[k].value)).reshape(self._batch(), -1)
+                        .max(axis=1) for k in rows], axis=0)
+        allowance = sum(self.directional_allowance(k, u[k], row_axes=True) for k in rows)
+        verdict = self.verdict(phi, analytic, self.rounding(axes, 1.0) * scale, allowance)
+        if not verdict.ok.all():
+            b = int(np.argmax(~verdict.ok))
+            self.add("gradient_mismatch",
+                     f"gradient mismatch in batch row {b}: along a random direction, analytic "
+                     f"(autodiff) {analytic[b]:.9g} vs numerical (finite differences) "
+                     f"{verdict.numerical[b]:.9g} ± {verdict.bound[b] + allowance[b]:.3g}; "
+                     f"{int((~verdict.ok).sum())} / {verdict.ok.size} rows mismatched",
+                     row=b, analytic=analytic[b], numerical=verdict.numerical[b],
+                     bound=verdict.bound[b] + allowance[b],
+                     params=[self.params[k].label for k in rows])
+
+    def directional_allowance(self, k: int, u: np.ndarray, row_axes: bool = False):
+        """The analytic side's rounding, projected on u: eps_d per entry of |g|, and in low
+        precision also of |dy| * max(1, |x|) (intermediates of a row-wise reduction)."""
+        p = self.params[k]
+        per = np.abs(p.grad)
+        if self.low_precision:
+            vmax = (np.abs(self.v).reshape(self._batch(), -1).max(axis=1)
+                    if row_axes else np.abs(self.v).max())
+            vmax = vmax.reshape((-1,) + (1,) * (p.value.ndim - 1)) if row_axes else vmax
+            per = per + vmax * np.maximum(1.0, np.abs(p.value))
+        per = ANALYTIC_ULPS * self.eps * per * np.abs(u)
+        return per.reshape(self._batch(), -1).sum(axis=1) if row_axes else per.sum()
+
+    # -- everything else: one random direction through all remaining params at once
+
+    def check_joint(self, joint: list[int]) -> None:
+        u = {k: _signed(self.rng, self.params[k].value.shape) * np.maximum(
+            1.0, np.abs(self.params[k].value)) for k in joint}
+        phi = {t: np.asarray((self.v * f).sum()) for t, f in self.samples(u).items()}
+        analytic = np.asarray(sum(float((self.params[k].grad * u[k]).sum()) for k in joint))
+        scale = max(float(np.max(np.maximum(1.0, np.abs(self.params[k].value)), initial=1.0))
+                    for k in joint)
+        allowance = np.asarray(sum(self.directional_allowance(k, u[k]) for k in joint))
+        verdict = self.verdict(phi, analytic, self.rounding(None, scale), allowance)
+        if not verdict.ok.all():
+            labels = ", ".join(self.params[k].label for k in joint)
+            self.add("gradient_mismatch",
+                     f"gradient mismatch for {labels}: along a random direction, analytic "
+                     f"(autodiff) {float(analytic):.9g} vs numerical (finite differences) "
+                     f"{float(verdict.numerical):.9g} ± {float(verdict.bound + allowance):.3g}",
+                     analytic=float(analytic), numerical=float(verdict.numerical),
+                     bound=float(verdict.bound + allowance),
+                     params=[self.params[k].label for k in joint])
+
+    def check_disconnected(self, k: int) -> None:
+        """A None gradient is right only if the output does not depend on the param."""
+        p = self.params[k]
+        u = _signed(self.rng, p.value.shape) * np.maximum(1.0, np.abs(p.value))
+        phi = {t: np.asarray((self.v * f).sum()) for t, f in self.samples({k: u}).items()}
+        verdict = judge_lines(phi, self.h, np.asarray(0.0),
+                              self.rounding(None, float(np.max(np.maximum(1, np.abs(p.value))))),
+                              np.asarray(0.0))
+        if not bool(verdict.ok):
+            self.add("disconnected_gradient",
+                     f"the gradient for {p.label} is None, but the output depends on it "
+                     f"(directional derivative {float(verdict.numerical):.6g} ± "
+                     f"{float(verdict.bound):.3g}); a tf.stop_gradient, a .numpy() call, or a "
+                     f"custom gradient returning None for it?",
+                     param=p.label, numerical=float(verdict.numerical))
+
+    # ---- reporting helpers
+
+    def report_mismatch(self, p, bad, analytic, numerical, bound, allowance) -> None:
+        if not bad.any():
+            return
+        with np.errstate(invalid="ignore", divide="ignore"):
+            excess = np.where(bad, np.abs(analytic - numerical) / (bound + allowance + 1e-300), -1)
+        j = int(np.nanargmax(excess))
+        idx = _index(j, numerical.shape)
+        dy = self.v.flat[j]
+        self.add("gradient_mismatch",
+                 f"gradient mismatch for {p.label} at index {idx}, x = "
+                 f"{p.value.flat[j]:.9g} ({self.dtype.name}): analytic (autodiff) "
+                 f"{analytic.flat[j]:.9g} vs numerical (finite differences, "
+                 f"{self.ref_dtype.name}) {numerical.flat[j]:.9g} ± "
+                 f"{bound.flat[j] + allowance.flat[j]:.3g}, upstream dy = {dy:.4g} "
+                 f"(derivative {analytic.flat[j] / dy:.9g} vs {numerical.flat[j] / dy:.9g}); "
+                 f"{int(bad.sum())} / {bad.size} elements ({100 * bad.mean():.1f}%) mismatched",
+                 param=p.label, index=list(idx), x=p.value.flat[j], dy=dy,
+                 analytic=analytic.flat[j], numerical=numerical.flat[j],
+                 bound=bound.flat[j] + allowance.flat[j],
+                 mismatched=int(bad.sum()), total=int(bad.size))
+
+    def _at(self, p: _Param, j: int) -> dict[str, Any]:
+        return {"x": p.value.flat[j]} if p.value.shape == self.y64.shape else {}
+
+    def _at_output(self, j: int) -> dict[str, Any]:
+        first = self.params[0] if self.params else None
+        return self._at(first, j) if first is not None and not first.is_weight else {}
+
+    def _arg_label(self, i: int) -> str:
+        names = self.tgt.arg_names
+        return names[i] if i < len(names) else f"#{i}"
+
+
+class _UsageError(TypeError):
+    """The target was called fine but is not something gradcheck can check."""
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _f64(t: Any) -> np.ndarray:
+    return np.asarray(tf.cast(tf.convert_to_tensor(t), tf.float64).numpy(), dtype=np.float64)
+
+
+def _signed(rng: np.random.Generator, shape) -> np.ndarray:
+    """Random signs times magnitudes in [0.5, 1.5): never zero, never uniform."""
+    shape = tuple(int(s) for s in shape)
+    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.5, 1.5, size=shape)
+
+
+def _index(flat: int, shape) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(int(flat), tuple(shape))) if shape else ()
+
+
+def _max_finite(dtype: tf.DType) -> float:
+    return float(dtype.max)
+
+
+def _tail(exc: BaseException, lines: int = 4) -> str:
+    text = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return "".join(text[-lines:]).strip()
+
+
+def _plain_inputs(tgt: Target, args, dtype) -> dict[str, Any]:
+    shown: dict[str, Any] = {}
+    for i, a in enumerate(args):
+        name = tgt.arg_names[i] if i < len(tgt.arg_names) else ("x" if i == 0 else f"x{i}")
+        shown[name] = _f64(a).tolist() if a.dtype.is_floating else a.numpy().tolist()
+    shown["dtype"] = dtype.name
+    return shown
+
+
+def _reproducer(tgt: Target, args) -> str:
+    parts = []
+    for a in args:
+        values = (_f64(a) if a.dtype.is_floating else a.numpy()).tolist()
+        literal = repr(values) if np.size(values) <= 64 else "..."
+        parts.append(f"tf.constant({literal}, tf.{a.dtype.name})")
+    return f"gradcheck.check({tgt.name}, {', '.join(parts)})"

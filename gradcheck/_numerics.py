@@ -1,0 +1,138 @@
+"""Finite differences with error estimates, and the verdict on an analytic derivative.
+
+Everything here is plain NumPy on float64 arrays. A *line problem* is a batch of independent
+1-D functions phi(t) sampled at t = -2h, -h, 0, h, 2h (arrays of one shape, one entry per
+problem); the analytic side gives phi'(0) for each. The elementwise check makes one line problem
+per element, the directional checks one per row or one in all: the same code decides them.
+
+Where the constants come from (see also shared/NUMERICS.md):
+
+* Step: central differences have error ~ h^2|phi'''|/6 + eps|phi|/h, smallest at h ~ eps^(1/3).
+  Directions are scaled by max(1, |x|) per coordinate, so t is dimensionless and
+  h = eps_ref^(1/3) for the reference dtype.
+* Truncation estimate: D(h) = phi' + c h^2 + O(h^4), so |D(h) - D(2h)| / 3 estimates the error of
+  D(h) (Richardson).
+* Rounding estimate: each evaluation of phi carries an absolute error of about
+  eps_ref * rho_scale (see ``rounding_scale`` in _check.py), so D(h) carries about rho / h.
+* Safety factor: the Richardson estimate is an estimate, not a bound (it covered the true error at
+  ~90% of points in NUMERICS.md's measurement), and rounding compounds over the few operations of
+  a target. NUMERICS.md measured that 10 x (truncation + rounding) gave no false positive over
+  4.8M float32/float64 points of 12 activations; we use that measured factor, ``SAFETY``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Measured in shared/NUMERICS.md: 10 x (Richardson estimate + rounding floor) had 0 false
+# positives over 4.8M points. The estimate covers ~90% of points on its own.
+SAFETY = 10.0
+
+# Two second differences of a smooth function agree to O(h^2); a kink within 2h makes them
+# differ by O(1) of their size (ReLU at 0: h vs h/2, i.e. by half). A quarter splits the two
+# regimes with room on both sides; misclassifying a smooth point only widens what is accepted.
+KINK_RELATIVE = 0.25
+
+
+def machine_eps(dtype_name: str) -> float:
+    """Spacing of floats just above 1 for a dtype name (float16, bfloat16, float32, float64)."""
+    if dtype_name == "bfloat16":
+        return 2.0 ** -7
+    return float(np.finfo(np.dtype(dtype_name)).eps)
+
+
+def step(dtype_name: str) -> float:
+    """The dimensionless finite-difference step for a reference dtype: eps^(1/3)."""
+    return machine_eps(dtype_name) ** (1.0 / 3.0)
+
+
+@dataclass
+class LineVerdict:
+    """Per-problem outcome of comparing analytic derivatives with finite differences."""
+
+    ok: np.ndarray          # bool: analytic value accepted
+    numerical: np.ndarray   # best numerical estimate of phi'(0)
+    bound: np.ndarray       # error bound of the numerical estimate (before analytic allowance)
+    kink: np.ndarray        # bool: a non-differentiable point lies within 2h
+    finite: np.ndarray      # bool: enough finite samples to judge
+
+
+def judge_lines(samples: dict[int, np.ndarray], h: float, analytic: np.ndarray,
+                rounding: np.ndarray, allowance: np.ndarray) -> LineVerdict:
+    """Decide, for each line problem, whether ``analytic`` is phi'(0).
+
+    Args:
+        samples: phi at t = k*h for k in (-2, -1, 0, 1, 2), each an array of one shape.
+        h: the step in t.
+        analytic: the analytic derivative phi'(0) per problem.
+        rounding: absolute rounding error of one evaluation of phi, per problem.
+        allowance: extra tolerance for the analytic side's own rounding, per problem.
+
+    Central differences are used where all five samples are finite; next to a domain end
+    (e.g. log at small x) the one-sided second-order formula on the finite side is used.
+    At a kink (detected from two second differences) the analytic value passes if it lies between
+    the one-sided slopes, i.e. it is a valid subgradient.
+    """
+    m2, m1, z, p1, p2 = (samples[k] for k in (-2, -1, 0, 1, 2))
+    fin = {k: np.isfinite(v) for k, v in samples.items()}
+    central = fin[-2] & fin[-1] & fin[0] & fin[1] & fin[2]
+    forward = ~central & fin[0] & fin[1] & fin[2]
+    backward = ~central & ~forward & fin[0] & fin[-1] & fin[-2]
+    finite = central | forward | backward
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        d1 = (p1 - m1) / (2 * h)
+        d2 = (p2 - m2) / (4 * h)
+        trunc = np.abs(d1 - d2) / 3.0
+        round_err = rounding / h
+
+        # One-sided slopes over h and 2h, on each side.
+        right1, right2 = (p1 - z) / h, (p2 - z) / (2 * h)
+        left1, left2 = (z - m1) / h, (z - m2) / (2 * h)
+        # One-sided extrapolated estimate 2 D+(h) - D+(2h): error O(h^2), and |D+(h) - D+(2h)|
+        # (the error of the plain one-sided slope) over-estimates its error.
+        fwd_val, fwd_err = 2 * right1 - right2, np.abs(right1 - right2)
+        bwd_val, bwd_err = 2 * left1 - left2, np.abs(left1 - left2)
+
+        numerical = np.where(central, d1, np.where(forward, fwd_val, bwd_val))
+        # The one-sided formula combines 3 samples with weights (3, 4, 1)/2h: rounding 4 rho/h.
+        est = np.where(central, trunc + round_err,
+                       np.where(forward, fwd_err, bwd_err) + 4 * round_err)
+        bound = SAFETY * est
+        ok = np.abs(numerical - analytic) <= bound + allowance
+
+        # Kinks: second differences at h and 2h; for a smooth phi both are phi'' h^2 + O(h^4),
+        # with rounding 4 rho and rho respectively.
+        c1 = p1 - 2 * z + m1
+        c2 = (p2 - 2 * z + m2) / 4.0
+        spread = np.abs(c1 - c2)
+        kink = central & (spread > KINK_RELATIVE * np.maximum(np.abs(c1), np.abs(c2))
+                          + SAFETY * 5 * rounding)
+        slopes = np.stack([right1, right2, left1, left2])
+        lo = slopes.min(axis=0) - bound - allowance
+        hi = slopes.max(axis=0) + bound + allowance
+        subgradient = kink & (analytic >= lo) & (analytic <= hi)
+
+    ok = np.where(finite, ok | subgradient, True)
+    return LineVerdict(ok=ok, numerical=numerical, bound=np.where(finite, bound, np.nan),
+                       kink=kink, finite=finite)
+
+
+def secant_hull(f_center: np.ndarray, f_left: np.ndarray, f_right: np.ndarray,
+                width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest secant slope of phi over [-width, 0] and [0, width].
+
+    Used to accept a low-precision analytic derivative: its inputs and intermediates are only
+    known to within the dtype's rounding, which is the same as evaluating the exact derivative
+    somewhere in that window. Nonfinite samples (outside the function's domain) are ignored.
+    """
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        right = (f_right - f_center) / width
+        left = (f_center - f_left) / width
+    right = np.where(np.isfinite(right), right, np.nan)
+    left = np.where(np.isfinite(left), left, np.nan)
+    lo = np.fmin(left, right)
+    hi = np.fmax(left, right)
+    return lo, hi

@@ -1,0 +1,150 @@
+"""Targets: one way to call a function or a Keras layer, with its weights swappable.
+
+A :class:`Target` hides the difference between a plain function (or ``tf.custom_gradient`` /
+``tf.function`` / ``keras.layers.Lambda``) and a Keras ``Layer`` instance: both are called with a
+list of input tensors, and both can be evaluated with their trainable weights temporarily set to
+other values, which is what directional finite differences along a weight need.
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import tensorflow as tf
+
+
+class Target:
+    """A callable under test, with its name, weights and a way to run it in another dtype."""
+
+    def __init__(self, fn: Any, name: str, arg_names: list[str]):
+        self.fn = fn
+        self.name = name
+        self.arg_names = arg_names
+        self.layer = None
+
+    # Overridden by LayerTarget.
+    def __call__(self, args: Sequence[tf.Tensor]) -> Any:
+        return self.fn(*args)
+
+    def tracked_weights(self) -> list[tf.Variable] | None:
+        """Weights the framework knows about (None: no such notion, e.g. a function)."""
+        return None
+
+    def twin(self, dtype: tf.DType, args: Sequence[tf.Tensor],
+             weights: Sequence[tf.Variable]) -> tuple["Target", list[tf.Variable]] | None:
+        """The same computation in ``dtype``, with weights matching ``weights``; None if impossible.
+
+        A function can run in another dtype only when it touches no variables (a variable's
+        dtype is fixed); its inputs are cast by the caller.
+        """
+        return (self, []) if not weights else None
+
+
+class LayerTarget(Target):
+    """A Keras Layer instance: inputs go to ``layer(*args)``; weights are its variables."""
+
+    def __init__(self, layer: Any, name: str):
+        super().__init__(layer, name, ["inputs"])
+        self.layer = layer
+
+    def __call__(self, args: Sequence[tf.Tensor]) -> Any:
+        return self.layer(*args)
+
+    def tracked_weights(self) -> list[tf.Variable]:
+        return [_as_tf_variable(w) for w in self.layer.trainable_weights]
+
+    def twin(self, dtype, args, weights):
+        """A fresh copy of the layer from its config in ``dtype``, weights copied and cast.
+
+        Returns None when the layer cannot be rebuilt that way (no usable get_config, weights the
+        layer does not track, a build that fails): the caller then uses the layer's own dtype.
+        """
+        tracked = {id(v) for v in self.tracked_weights()}
+        if any(id(w) not in tracked for w in weights):
+            return None  # an untracked variable cannot be carried over to a copy
+        try:
+            config = dict(self.layer.get_config())
+            config["dtype"] = dtype.name
+            copy = type(self.layer).from_config(config)
+            copy(*[tf.cast(a, dtype) if a.dtype.is_floating else a for a in args])
+            values = self.layer.get_weights()
+            copy.set_weights([v.astype(dtype.as_numpy_dtype) if v.dtype.kind == "f" else v
+                              for v in values])
+        except Exception:  # noqa: BLE001 - any failure means: no twin, use the layer itself
+            return None
+        own = self.tracked_weights()
+        theirs = [_as_tf_variable(w) for w in copy.trainable_weights]
+        if len(own) != len(theirs):
+            return None
+        by_id = {id(v): t for v, t in zip(own, theirs)}
+        return LayerTarget(copy, self.name), [by_id[id(w)] for w in weights]
+
+
+def as_target(target: Any, name: str | None = None) -> Target:
+    """Wrap what the user passed; TypeError with a hint if it cannot be a target."""
+    keras = _keras()
+    if keras is not None and isinstance(target, type) and issubclass(target, keras.layers.Layer):
+        raise TypeError(
+            f"gradcheck: expected a Layer instance or a function, got the class "
+            f"{target.__name__}; pass an instance, e.g. gradcheck.check({target.__name__}(), x)")
+    if keras is not None and isinstance(target, keras.layers.Lambda):
+        fn, kwargs = target.function, dict(getattr(target, "arguments", None) or {})
+        label = name or f"Lambda({_name_of(fn)})"
+        wrapped = (lambda *a: fn(*a, **kwargs)) if kwargs else fn
+        return Target(wrapped, label, _arg_names(fn))
+    if keras is not None and isinstance(target, keras.layers.Layer):
+        return LayerTarget(target, name or type(target).__name__)
+    if not callable(target):
+        raise TypeError(f"gradcheck: expected a callable target (a function of tensors or a "
+                        f"Keras Layer instance), got {type(target).__name__}: {target!r:.80}")
+    return Target(target, name or _name_of(target), _arg_names(target))
+
+
+@contextmanager
+def weights_set_to(weights: Sequence[tf.Variable], values: Sequence[Any] | None) -> Iterator[None]:
+    """Temporarily assign ``values`` to ``weights`` (no-op for None); always restores them."""
+    if not values:
+        yield
+        return
+    saved = [w.read_value() for w in weights]
+    try:
+        for w, v in zip(weights, values):
+            w.assign(tf.cast(v, w.dtype))
+        yield
+    finally:
+        for w, v in zip(weights, saved):
+            w.assign(v)
+
+
+def _as_tf_variable(weight: Any) -> Any:
+    """Keras 3 wraps the tf.Variable a tape watches; unwrap it so identities compare."""
+    inner = getattr(weight, "value", None)
+    return inner if isinstance(inner, tf.Variable) else weight
+
+
+def _name_of(fn: Any) -> str:
+    for attr in ("__qualname__", "__name__"):
+        value = getattr(fn, attr, None)
+        if isinstance(value, str):
+            return value
+    inner = getattr(fn, "python_function", None) or getattr(fn, "__wrapped__", None)
+    return _name_of(inner) if inner is not None else type(fn).__name__
+
+
+def _arg_names(fn: Any) -> list[str]:
+    fn = getattr(fn, "python_function", fn)
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _keras():
+    try:
+        import keras
+    except ImportError:  # pragma: no cover - TF without Keras
+        return None
+    return keras
