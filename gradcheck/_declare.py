@@ -1,0 +1,534 @@
+"""Declarations: mark an activation or a layer for fuzzing, and remember where it was marked.
+
+``@gradcheck.activation`` and ``@gradcheck.layer`` validate their options at decoration time,
+return the target unchanged and add a :class:`Registered` entry to a process-wide registry.
+An entry belongs to the module in which the decorator was *applied* (the caller's
+``__name__``), so ``gradcheck.activation(domain=(-5, 5))(other.fn)`` written at module level
+registers ``other.fn`` under the applying module. ``pytest --gradcheck`` asks the registry for
+the targets of each module it imports (:func:`registered_in`).
+
+Nothing here imports TensorFlow or Keras at import time; Keras is looked up only when a layer
+is declared (from ``sys.modules``: a Layer subclass implies Keras is already imported) or built.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+import numbers
+import sys
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Mapping
+
+__all__ = ["DTYPES", "Declaration", "Registered", "activation", "layer", "registry",
+           "registered_in"]
+
+#: The floating dtypes a target can be declared for, narrowest first.
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+_KINDS = ("activation", "layer")
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """What to fuzz a target with. Built by :func:`activation` and :func:`layer`.
+
+    Values are validated and normalized on construction (tuples of floats, dtype names as
+    strings); an impossible value raises ``TypeError`` or ``ValueError`` saying what was
+    given and what is valid.
+
+    Attributes:
+        kind: ``"activation"`` or ``"layer"``.
+        domain: ``(low, high)``, finite, ``low < high``: the range inputs are drawn from.
+        dtypes: names from :data:`DTYPES` to check the target in.
+        elementwise: output ``i`` depends on input ``i`` only.
+        batch_independent: rows of the batch (axis 0) do not influence each other.
+        input_shape: shape of ``x``; ``None`` entries are drawn, ints are fixed.
+        args: extra tensor parameters after ``x``, in call order: ``name -> (low, high)`` for a
+            scalar, ``name -> (shape, low, high)`` for a tensor.
+        kinks: points inside ``domain`` where the target is not differentiable.
+        max_examples: Hypothesis examples per dtype (``None``: the session's setting).
+        rtol: relative tolerance of the gradient comparison (``None``: per-dtype default).
+        atol: absolute tolerance (``None``: per-dtype default).
+        init: keyword arguments for a Layer class (layers only).
+    """
+
+    kind: str
+    domain: tuple[float, float] = (-10.0, 10.0)
+    dtypes: tuple[str, ...] = DTYPES
+    elementwise: bool = True
+    batch_independent: bool = True
+    input_shape: tuple | None = None
+    args: Mapping[str, tuple] = field(default_factory=dict, hash=False)
+    kinks: tuple[float, ...] = ()
+    max_examples: int | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    init: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}, got {self.kind!r}")
+        normalized = {
+            "domain": _interval("domain", self.domain),
+            "dtypes": _dtypes(self.dtypes),
+            "elementwise": _flag("elementwise", self.elementwise),
+            "batch_independent": _flag("batch_independent", self.batch_independent),
+            "input_shape": _input_shape(self.input_shape),
+            "args": _args(self.args),
+            "max_examples": _max_examples(self.max_examples),
+            "rtol": _tolerance("rtol", self.rtol),
+            "atol": _tolerance("atol", self.atol),
+            "init": _init(self.kind, self.init),
+        }
+        normalized["kinks"] = _kinks(self.kinks, normalized["domain"])
+        for name, value in normalized.items():
+            object.__setattr__(self, name, value)
+
+
+#: Option names accepted by the decorators (every Declaration field but ``kind``).
+OPTIONS = tuple(f.name for f in fields(Declaration) if f.name != "kind")
+
+
+@dataclass
+class Registered:
+    """A declared target and where it was declared.
+
+    Attributes:
+        target: the decorated function, Layer subclass, or zero-argument layer factory.
+        declaration: its :class:`Declaration`.
+        module: ``__name__`` of the module where the decorator was applied.
+        name: the target's ``__qualname__`` (or ``__name__``).
+        path: file of the applying module, if it has one.
+        lineno: 1-based line of the target's definition when it is defined in ``path``,
+            otherwise the line where the decorator was applied; ``None`` if unknown.
+    """
+
+    target: Any
+    declaration: Declaration
+    module: str
+    name: str
+    path: str | None = None
+    lineno: int | None = None
+    # The applying module's globals: tells a re-import (new dict) from a second declaration
+    # in the same module (same dict). Not part of equality or repr.
+    _namespace: dict | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def qualified(self) -> str:
+        """``"module:name"``, e.g. ``"acts:custom_elu"``."""
+        return f"{self.module}:{self.name}"
+
+    def build(self, dtype: str) -> Any:
+        """Return a callable ready for :func:`gradcheck.check` in ``dtype``.
+
+        A function is returned as is; a Layer subclass is instantiated as
+        ``cls(**init, dtype=dtype)``; a factory is called with Keras' floatx set to ``dtype``
+        (restored afterwards). Each call builds a fresh layer.
+
+        Raises:
+            ValueError: ``dtype`` is not one of :data:`DTYPES`.
+            TypeError: a layer factory returned something that is not a Keras Layer.
+        """
+        if dtype not in DTYPES:
+            raise ValueError(f"{self.qualified}: cannot build for dtype {dtype!r}; "
+                             f"expected one of {DTYPES}")
+        if self.declaration.kind == "activation":
+            return self.target
+        if isinstance(self.target, type):
+            return self.target(**self.declaration.init, dtype=dtype)
+        import keras
+
+        previous = keras.config.floatx()
+        keras.config.set_floatx(dtype)
+        try:
+            built = self.target()
+        finally:
+            keras.config.set_floatx(previous)
+        if not isinstance(built, keras.layers.Layer):
+            raise TypeError(f"{self.qualified}: the layer factory returned "
+                            f"{type(built).__name__}, expected a keras.layers.Layer instance; "
+                            "a factory passed to @gradcheck.layer must build and return a Layer")
+        return built
+
+
+# (module, name) -> Registered, in registration order.
+_REGISTRY: dict[tuple[str, str], Registered] = {}
+
+
+def activation(fn: Callable | None = None, /, **options: Any) -> Any:
+    """Declare an activation function for ``pytest --gradcheck`` and :func:`gradcheck.fuzz`.
+
+    Use bare (``@gradcheck.activation``) or with options
+    (``@gradcheck.activation(domain=(-20, 20), dtypes=("float32", "float64"))``); the options
+    are the fields of :class:`Declaration`. ``elementwise`` defaults to True.
+
+    Returns:
+        ``fn`` unchanged (or, with options only, a decorator that returns its argument
+        unchanged).
+
+    Raises:
+        TypeError: ``fn`` is not callable, an option is unknown or of the wrong type.
+        ValueError: an option has an impossible value (e.g. ``domain=(1, 0)``).
+    """
+    if fn is None:
+        return _decorator("activation", options)
+    return _declare(fn, "activation", options, _caller())
+
+
+def layer(cls_or_factory: Any = None, /, **options: Any) -> Any:
+    """Declare a Keras layer for ``pytest --gradcheck``: a Layer subclass or a zero-arg factory.
+
+    Options are those of :func:`activation`; ``elementwise`` defaults to False, and
+    ``init={...}`` gives the keyword arguments a Layer class is built with (``dtype`` is set
+    per checked dtype). A factory is called with Keras' floatx set to the checked dtype.
+
+    Returns:
+        The class or factory unchanged (or a decorator, when called with options only).
+
+    Raises:
+        TypeError: the target is neither a Layer subclass nor a zero-argument callable, or an
+            option is unknown or of the wrong type.
+        ValueError: an option has an impossible value.
+    """
+    options.setdefault("elementwise", False)
+    if cls_or_factory is None:
+        return _decorator("layer", options)
+    return _declare(cls_or_factory, "layer", options, _caller())
+
+
+def registry() -> list[Registered]:
+    """Every registered target, in registration order."""
+    return list(_REGISTRY.values())
+
+
+def registered_in(module_name: str) -> list[Registered]:
+    """The targets registered by decorators applied in module ``module_name``, in order."""
+    return [entry for entry in _REGISTRY.values() if entry.module == module_name]
+
+
+# -- registration ------------------------------------------------------------------------------
+
+def _decorator(kind: str, options: dict[str, Any]) -> Callable[[Any], Any]:
+    def decorate(target: Any) -> Any:
+        return _declare(target, kind, options, _caller())
+
+    decorate.__qualname__ = decorate.__name__ = f"gradcheck.{kind}"
+    return decorate
+
+
+def _caller() -> Any:
+    """The frame of whoever called the function that calls this one: where a decorator runs."""
+    return sys._getframe(2)
+
+
+def _declare(target: Any, kind: str, options: dict[str, Any], frame: Any) -> Any:
+    name = _name_of(target)
+    where = f"@gradcheck.{kind} on {name}"
+    _check_target(target, kind, where)
+    unknown = [key for key in options if key not in OPTIONS]
+    if unknown:
+        raise TypeError(f"{where}: unknown option {unknown[0]!r}{_did_you_mean(unknown[0])}; "
+                        f"valid options are {', '.join(OPTIONS)}")
+    try:
+        declaration = Declaration(kind=kind, **options)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+    _check_signature(target, kind, declaration, where)
+
+    namespace = frame.f_globals
+    module = namespace.get("__name__", "__main__")
+    path = namespace.get("__file__")
+    _add(Registered(target=target, declaration=declaration, module=module, name=name,
+                    path=path, lineno=_lineno(target, path, frame.f_lineno),
+                    _namespace=namespace))
+    return target
+
+
+def _add(entry: Registered) -> None:
+    """Register ``entry``; a new execution of its module replaces that module's old entries."""
+    stale = [key for key, old in _REGISTRY.items()
+             if old.module == entry.module and old._namespace is not entry._namespace]
+    for key in stale:
+        del _REGISTRY[key]
+    key = (entry.module, entry.name)
+    old = _REGISTRY.get(key)
+    if old is not None and old.target is not entry.target and old.lineno != entry.lineno:
+        raise ValueError(
+            f"module {entry.module!r} declares two different targets named {entry.name!r} "
+            f"(lines {old.lineno} and {entry.lineno}); each needs its own name to get its own "
+            "test id: wrap one in a def with a distinct name")
+    _REGISTRY[key] = entry
+
+
+def _name_of(target: Any) -> str:
+    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
+    if not isinstance(name, str):
+        wrapped = inspect.unwrap(target) if callable(target) else target
+        name = getattr(wrapped, "__qualname__", None) or type(target).__name__
+    return name
+
+
+def _lineno(target: Any, path: str | None, applied_at: int) -> int | None:
+    """The definition line when the target is defined in ``path``, else the applying line."""
+    try:
+        obj = inspect.unwrap(target)
+        if inspect.isclass(obj):
+            defined_in = inspect.getsourcefile(obj)
+            line = inspect.getsourcelines(obj)[1]
+        else:
+            code = getattr(obj, "__code__", None)
+            defined_in, line = code.co_filename, code.co_firstlineno
+    except Exception:  # builtins, C functions, objects without source: use the applying line
+        return applied_at
+    if path is not None and defined_in is not None and _same_file(defined_in, path):
+        return line
+    return applied_at
+
+
+def _same_file(a: str, b: str) -> bool:
+    import os
+
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _did_you_mean(option: str) -> str:
+    close = difflib.get_close_matches(option, OPTIONS, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# -- target checks -----------------------------------------------------------------------------
+
+def _check_target(target: Any, kind: str, where: str) -> None:
+    if kind == "activation":
+        if isinstance(target, type) or not callable(target):
+            raise TypeError(
+                f"{where}: expected a function of tensors, got {_describe(target)}; pass "
+                "options by keyword, e.g. @gradcheck.activation(domain=(-5, 5)), and use "
+                "@gradcheck.layer for a Keras Layer class")
+        return
+    if isinstance(target, type):
+        if not _is_layer_class(target):
+            raise TypeError(f"{where}: expected a keras.layers.Layer subclass or a zero-argument "
+                            f"factory returning a Layer, got the class {target.__qualname__}, "
+                            "which does not subclass keras.layers.Layer")
+        return
+    if not callable(target) or _required_parameters(target):
+        required = _required_parameters(target) if callable(target) else []
+        found = (f"a callable with required parameters {', '.join(required)}" if required
+                 else _describe(target))
+        raise TypeError(f"{where}: expected a keras.layers.Layer subclass or a zero-argument "
+                        f"factory returning a Layer, got {found}; give a factory's parameters "
+                        "defaults, or decorate the Layer class with init={...}")
+
+
+def _is_layer_class(cls: type) -> bool:
+    for module_name in ("keras", "tf_keras"):
+        module = sys.modules.get(module_name)
+        base = getattr(getattr(module, "layers", None), "Layer", None)
+        if isinstance(base, type) and issubclass(cls, base):
+            return True
+    return False
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _signature(target: Any) -> inspect.Signature | None:
+    try:
+        return inspect.signature(target)
+    except (TypeError, ValueError):
+        return None
+
+
+def _required_parameters(target: Any) -> list[str]:
+    signature = _signature(target)
+    if signature is None:
+        return []
+    return [p.name for p in signature.parameters.values()
+            if p.default is p.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def _positional(signature: inspect.Signature) -> list[inspect.Parameter] | None:
+    """Positional parameters, or None if ``*args`` makes the signature inconclusive."""
+    params = list(signature.parameters.values())
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return None
+    return [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _check_signature(target: Any, kind: str, declaration: Declaration, where: str) -> None:
+    """Check that ``args`` match the call signature and a Layer class's ``init``."""
+    if kind == "layer" and not isinstance(target, type):
+        return  # a factory: the layer's signature is known only once built
+    call = target.call if kind == "layer" else target
+    signature = _signature(call)
+    params = _positional(signature) if signature is not None else None
+    if params is not None:
+        if kind == "layer":
+            params = params[1:]  # self
+        if not params:
+            raise TypeError(f"{where}: the target takes no positional input; expected "
+                            "a first parameter for the tensor x")
+        declared = list(declaration.args)
+        following = [p.name for p in params[1:]]
+        if following[: len(declared)] != declared:
+            raise TypeError(
+                f"{where}: args {tuple(declared)} must name the parameters after "
+                f"{params[0].name!r} in call order, which are {tuple(following)}")
+        missing = [p.name for p in params[1 + len(declared):] if p.default is p.empty]
+        if missing:
+            raise TypeError(
+                f"{where}: parameters {tuple(missing)} have no default and no args entry; "
+                f"declare them, e.g. args={{{missing[0]!r}: (-1.0, 1.0)}}")
+    if kind == "layer":
+        required = [name for name in _required_parameters(target)
+                    if name not in declaration.init]
+        if required:
+            raise TypeError(f"{where}: {target.__name__}.__init__ requires {tuple(required)}; "
+                            f"pass them as init={{{required[0]!r}: ...}}")
+
+
+# -- option validators: each returns the normalized value or raises naming the option ----------
+
+def _number(option: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{option} must be a real number, got {_describe(value)}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{option} must be finite, got {value!r}; use a large finite bound "
+                         "such as 1e30 instead")
+    return value
+
+
+def _interval(option: str, value: Any) -> tuple[float, float]:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{option} must be a pair (low, high), got {_describe(value)}")
+    low, high = (_number(f"{option} bound", v) for v in value)
+    if not low < high:
+        raise ValueError(f"{option} must have low < high, got ({low!r}, {high!r})")
+    return (low, high)
+
+
+def _dtypes(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or hasattr(value, "name") and not isinstance(value, (tuple, list)):
+        value = (value,)
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"dtypes must be a tuple of dtype names from {DTYPES}, "
+                        f"got {_describe(value)}")
+    names: list[str] = []
+    for item in value:
+        name = item if isinstance(item, str) else getattr(item, "name", None)
+        if name not in DTYPES:
+            raise ValueError(f"dtypes: unknown dtype {item!r}; expected names from {DTYPES}")
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise ValueError(f"dtypes must name at least one of {DTYPES}, got an empty {value!r}")
+    return tuple(names)
+
+
+def _flag(option: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{option} must be True or False, got {_describe(value)}")
+    return value
+
+
+def _dimension(option: str, value: Any, *, allow_none: bool) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        valid = "a positive int or None (drawn)" if allow_none else "a positive int"
+        raise ValueError(f"{option} entries must each be {valid}, got {value!r}")
+    return int(value)
+
+
+def _input_shape(value: Any) -> tuple | None:
+    if value is None:
+        return None
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"input_shape must be a tuple such as (None, 4), got {_describe(value)}")
+    if not value:
+        raise ValueError("input_shape must have at least one dimension (the batch axis), "
+                         "got (); use e.g. (None,)")
+    return tuple(_dimension("input_shape", d, allow_none=True) for d in value)
+
+
+def _args(value: Any) -> dict[str, tuple]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"args must be a dict name -> (low, high) or (shape, low, high), "
+                        f"got {_describe(value)}")
+    specs: dict[str, tuple] = {}
+    for name, spec in value.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise TypeError(f"args keys must be parameter names, got {name!r}")
+        where = f"args[{name!r}]"
+        if isinstance(spec, (tuple, list)) and len(spec) == 2:
+            specs[name] = _interval(where, spec)
+        elif isinstance(spec, (tuple, list)) and len(spec) == 3:
+            shape = spec[0]
+            if not isinstance(shape, (tuple, list)):
+                raise TypeError(f"{where} shape must be a tuple of ints such as (4,), "
+                                f"got {_describe(shape)}")
+            shape = tuple(_dimension(f"{where} shape", d, allow_none=False) for d in shape)
+            specs[name] = (shape, *_interval(where, spec[1:]))
+        else:
+            raise TypeError(f"{where} must be (low, high) for a scalar or (shape, low, high) "
+                            f"for a tensor, got {_describe(spec)}")
+    return specs
+
+
+def _kinks(value: Any, domain: tuple[float, float]) -> tuple[float, ...]:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"kinks must be a tuple of numbers, got {_describe(value)}")
+    kinks = tuple(_number("kinks entry", v) for v in value)
+    outside = [k for k in kinks if not domain[0] <= k <= domain[1]]
+    if outside:
+        raise ValueError(f"kinks {outside[0]!r} lies outside domain {domain}; "
+                         "widen the domain or drop the kink")
+    return kinks
+
+
+def _max_examples(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"max_examples must be a positive int or None, got {_describe(value)}")
+    if value < 1:
+        raise ValueError(f"max_examples must be at least 1, got {value!r}")
+    return int(value)
+
+
+def _tolerance(option: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    value = _number(option, value)
+    if value < 0:
+        raise ValueError(f"{option} must be >= 0, got {value!r}")
+    return value
+
+
+def _init(kind: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"init must be a dict of keyword arguments, got {_describe(value)}")
+    if value and kind != "layer":
+        raise TypeError("init is for @gradcheck.layer (keyword arguments of a Layer class); "
+                        "an activation takes no init")
+    bad = [k for k in value if not isinstance(k, str)]
+    if bad:
+        raise TypeError(f"init keys must be argument names, got {bad[0]!r}")
+    if "dtype" in value:
+        raise ValueError("init must not contain 'dtype': each checked dtype builds its own "
+                         "layer; restrict dtypes with dtypes=(...) instead")
+    return dict(value)
