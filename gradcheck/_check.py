@@ -296,10 +296,15 @@ class _Run:
                 except Exception:  # noqa: BLE001 - does not run in float64: use its own dtype
                     pass
         self.report.reference_dtype = self.ref_dtype.name
-        self.h = step(self.ref_dtype.name)
-        self.eps_ref = machine_eps(self.ref_dtype.name)
-        self.eps = machine_eps(self.dtype.name)
         self.low_precision = self.ref_dtype != self.dtype
+        # A target that computes in a lower precision than it claims (output dtype mismatch)
+        # carries that precision's rounding into every difference.
+        precision = self.ref_dtype.name
+        if not self.low_precision:
+            precision = max((precision, self.y.dtype.name), key=machine_eps)
+        self.h = step(precision)
+        self.eps_ref = machine_eps(precision)
+        self.eps = machine_eps(self.dtype.name)
         try:
             self.f0 = self.evaluate({}, 0.0)
         except Exception as exc:  # noqa: BLE001
@@ -412,6 +417,12 @@ class _Run:
             p = self.params[k]
             s = np.maximum(1.0, np.abs(p.value))
             smp = self.samples({k: s})
+            near_edge = ~(np.isfinite(smp[-2]) & np.isfinite(smp[2])) & (np.abs(p.value) < 1)
+            if near_edge.any():
+                # Next to a domain end (sqrt, log near 0) a step of max(1, |x|) leaves the domain
+                # or outruns the function's own scale |x|: step relative to |x| there instead.
+                s = np.where(near_edge, np.maximum(np.abs(p.value), np.finfo(float).tiny), s)
+                smp = self.samples({k: s})
             phi = {t: self.v * f for t, f in smp.items()}
             first = judge_lines(phi, self.h, np.zeros_like(self.f0),
                                 self.rounding((), s), np.zeros_like(self.f0))
@@ -443,7 +454,12 @@ class _Run:
         analytic = p.grad * s  # derivative along t of x + t*s: grad . s elementwise
         allowance = ANALYTIC_ULPS * self.eps * np.abs(analytic)
         if self.low_precision:
-            allowance = allowance + ANALYTIC_ULPS * self.eps * np.abs(self.v) * s * s
+            # In a low dtype the derivative's own terms round at their size, not the result's:
+            # 1 - tanh(x)^2 is 0 once tanh rounds to 1, and x * sech^2(.) in mish carries |x|.
+            # Those terms are as large as the output or the input (times |dy|), so the floor is
+            # ANALYTIC_ULPS roundings of max(1, |x|, |f|); in t units (step s) times s.
+            scale = np.maximum(np.maximum(1.0, np.abs(p.value)), np.abs(self.f0))
+            allowance = allowance + ANALYTIC_ULPS * self.eps * np.abs(self.v) * scale * s
         verdict = self.verdict(phi, analytic, self.rounding((), s), allowance)
         ok = verdict.ok
         if self.low_precision and not ok.all():
@@ -454,23 +470,32 @@ class _Run:
     def within_rounding_window(self, k, analytic, verdict, allowance) -> np.ndarray:
         """Accept a low-precision derivative that equals some secant slope of the reference
         over the window of inputs indistinguishable in the low dtype: the input's own rounding
-        (eps |x|) and the output's (the x-shift that moves f by eps |f|, i.e. eps |f| / |f'|),
-        doubled for the two sources; capped at max(1, |x|), beyond which the function is
-        saturated at this precision."""
+        (eps |x|) and the output's (the x-shift that moves f by its absolute rounding
+        eps max(1, |f|) -- intermediates such as exp(x) in exp(x) - 1 are O(1) even where f is
+        small -- i.e. eps max(1, |f|) / |f'|). The analytic chain rounds a few times
+        (ANALYTIC_ULPS, as for the allowance), and a secant over [x, x + w] is the slope at an
+        interior point, so the window is ANALYTIC_ULPS of those shifts wide. Capped at
+        max(1, |x|), beyond which the function is saturated at this precision."""
         p = self.params[k]
         slope = np.abs(verdict.numerical / self.v)
         with np.errstate(divide="ignore", invalid="ignore"):
-            reach = np.where(slope > 0, np.abs(self.f0) / slope, np.inf)
+            reach = np.where(slope > 0, np.maximum(1.0, np.abs(self.f0)) / slope, np.inf)
         cap = np.maximum(1.0, np.abs(p.value))
-        width = np.minimum(2 * self.eps * np.maximum(np.abs(p.value), reach), cap)
+        width = np.minimum(ANALYTIC_ULPS * self.eps * np.maximum(np.abs(p.value), reach), cap)
         width = np.maximum(width, self.h * cap)
         left = self.v * self.evaluate({k: -width}, 1.0)
         right = self.v * self.evaluate({k: width}, 1.0)
         lo, hi = secant_hull(self.v * self.f0, left, right, width)
-        num = verdict.numerical / np.maximum(1.0, np.abs(p.value))
+        s, phi, _ = self.diag[k]
+        num = verdict.numerical / s
         lo, hi = np.fmin(lo, num), np.fmax(hi, num)
-        bound = np.nan_to_num(verdict.bound / np.maximum(1.0, np.abs(p.value)), nan=0.0)
-        return (analytic >= lo - bound - allowance) & (analytic <= hi + bound + allowance)
+        # Where f' decays exponentially (saturated tanh), a derivative computed from the rounded
+        # output can be 0 while the exact one is not; the secants stay close to f'. The slope's
+        # own change across the window, |f''| w, bounds that; f'' comes from the second
+        # difference already sampled: phi(h) - 2 phi(0) + phi(-h) = v f'' (h s)^2.
+        curvature = np.abs(phi[1] - 2 * phi[0] + phi[-1]) / (self.h * s) ** 2
+        slack = np.nan_to_num(verdict.bound / s, nan=0.0) + allowance + curvature * width
+        return (analytic >= lo - slack) & (analytic <= hi + slack)
 
     # -- batch rows: per row, after a probe confirms rows are independent
 

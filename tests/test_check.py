@@ -1,0 +1,360 @@
+"""gradcheck.check on correct targets (no finding) and on real buggy ones (the right finding)."""
+
+import json
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+import gradcheck  # noqa: E402
+
+DTYPES = ["float16", "bfloat16", "float32", "float64"]
+GRID = np.array([-6.0, -2.5, -1.0, -0.3, 0.0, 0.0, 0.25, 1.0, 3.0, 7.5])
+
+
+def grid(dtype, shape=(2, 5)):
+    return tf.constant(GRID.reshape(shape), dtype)
+
+
+# ---------------------------------------------------------------------------- correct targets
+
+
+def swish(x):
+    return x * tf.sigmoid(x)
+
+
+def steep_tanh(x):
+    return tf.tanh(20.0 * x)
+
+
+@tf.custom_gradient
+def custom_elu(x):
+    safe = tf.where(x > 0, tf.zeros_like(x), x)  # the double-where: no exp overflow anywhere
+    y = tf.where(x > 0, x, tf.exp(safe) - 1)
+
+    def grad(dy):
+        return dy * tf.where(x > 0, tf.ones_like(x), tf.exp(safe))
+
+    return y, grad
+
+
+@tf.custom_gradient
+def sine_activation(x, a, b):
+    y = tf.sin(a * x + b)
+
+    def grad(dy):
+        c = tf.cos(a * x + b)
+        return dy * a * c, tf.reduce_sum(dy * x * c), tf.reduce_sum(dy * c)
+
+    return y, grad
+
+
+class PReLU(keras.layers.Layer):
+    def build(self, input_shape):
+        self.alpha = self.add_weight(shape=(input_shape[-1],),
+                                     initializer=keras.initializers.Constant(0.25), name="alpha")
+
+    def call(self, x):
+        return tf.where(x > 0, x, self.alpha * x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fn", [swish, tf.nn.relu, tf.nn.leaky_relu, tf.abs, steep_tanh,
+                                tf.nn.gelu, tf.nn.elu, tf.nn.softplus, custom_elu, tf.nn.relu6],
+                         ids=lambda f: getattr(f, "__name__", str(f)))
+def test_correct_elementwise_targets_pass(fn, dtype):
+    report = gradcheck.check(fn, grid(dtype))
+    assert report.ok, str(report)
+
+
+def test_kinks_exactly_at_zero_pass_and_are_not_hidden_elsewhere():
+    zeros = tf.zeros((3, 4), tf.float32)
+    for fn in (tf.nn.relu, tf.nn.leaky_relu, tf.abs):
+        assert gradcheck.check(fn, zeros).ok
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_passes_as_a_non_elementwise_target(dtype):
+    x = tf.constant(np.random.default_rng(0).normal(size=(4, 6)) * 3, dtype)
+    report = gradcheck.check(tf.nn.softmax, x, elementwise=False)
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_custom_gradient_with_extra_tensor_parameters_passes(dtype):
+    x, a, b = grid(dtype), tf.constant(1.3, dtype), tf.constant(-0.4, dtype)
+    assert gradcheck.check(sine_activation, x, a, b).ok
+
+
+def test_custom_gradient_using_a_variable_passes():
+    scale = tf.Variable(1.5, dtype=tf.float64)
+
+    @tf.custom_gradient
+    def scaled_tanh(x):
+        y = scale * tf.tanh(x)
+
+        def grad(dy, variables=None):
+            return dy * scale * (1 - tf.tanh(x) ** 2), [tf.reduce_sum(dy * tf.tanh(x))]
+
+        return y, grad
+
+    assert gradcheck.check(scaled_tanh, grid("float64")).ok
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layer_with_add_weight_passes(dtype):
+    report = gradcheck.check(PReLU(dtype=dtype), grid(dtype))
+    assert report.ok, str(report)
+
+
+def test_lambda_layer_and_tf_function_are_targets():
+    assert gradcheck.check(keras.layers.Lambda(swish), grid("float32")).ok
+    assert gradcheck.check(tf.function(swish), grid("float64")).ok
+
+
+def test_domain_end_uses_one_sided_differences():
+    # sqrt at 1e-7: x - 2h is negative in float64, so central differences are NaN there.
+    report = gradcheck.check(tf.sqrt, tf.constant([1e-7, 0.5, 4.0], tf.float64))
+    assert report.ok, str(report)
+
+
+def test_same_seed_gives_the_same_verdict_and_details():
+    a = gradcheck.check(wrong_by_two_percent, grid("float32"), seed=3).to_dict()
+    b = gradcheck.check(wrong_by_two_percent, grid("float32"), seed=3).to_dict()
+    assert a == b
+
+
+# ---------------------------------------------------------------------------- buggy targets
+
+
+@tf.custom_gradient
+def wrong_by_two_percent(x):
+    s = tf.sigmoid(x)
+
+    def grad(dy):
+        return dy * s * (1 + x * (1 - s)) * 1.02
+
+    return x * s, grad
+
+
+@tf.custom_gradient
+def wrong_negative_branch(x):
+    y = tf.nn.elu(x)
+
+    def grad(dy):
+        return dy * tf.where(x > 0, tf.ones_like(x), tf.exp(x) - 1)  # should be exp(x)
+
+    return y, grad
+
+
+@tf.custom_gradient
+def ignores_dy(x):
+    s = tf.sigmoid(x)
+
+    def grad(dy):
+        return s * (1 + x * (1 - s))
+
+    return x * s, grad
+
+
+@tf.custom_gradient
+def averages_dy(x):
+    s = tf.sigmoid(x)
+
+    def grad(dy):
+        return tf.reduce_mean(dy) * s * (1 + x * (1 - s))
+
+    return x * s, grad
+
+
+def where_nan_trap(x):
+    return tf.where(x > 0, x, tf.exp(x) - 1)
+
+
+def l2_norm_over_batch(x):
+    return tf.sqrt(tf.reduce_sum(tf.square(x))) * tf.ones((tf.shape(x)[0], 1), x.dtype)
+
+
+class RawVariablePReLU(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha = tf.Variable(0.1, trainable=True, name="alpha")
+
+    def call(self, x):
+        return tf.where(x > 0, x, self.alpha * x)
+
+
+def float32_cast(x):
+    return tf.cast(tf.nn.softplus(tf.cast(x, tf.float32)), tf.float32)
+
+
+@tf.custom_gradient
+def gradient_of_wrong_shape(x):
+    def grad(dy):
+        return tf.reduce_sum(dy * 2 * x, axis=0)
+
+    return tf.square(x), grad
+
+
+def naive_softplus(x):
+    return tf.math.log(1 + tf.exp(x))
+
+
+@tf.custom_gradient
+def forgets_b(x, a, b):
+    y = tf.sin(a * x + b)
+
+    def grad(dy):
+        c = tf.cos(a * x + b)
+        return dy * a * c, tf.reduce_sum(dy * x * c), None
+
+    return y, grad
+
+
+def raises(x):
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("fn", [wrong_by_two_percent, wrong_negative_branch, ignores_dy,
+                                averages_dy], ids=lambda f: f.__name__)
+def test_wrong_derivatives_are_gradient_mismatches(fn, dtype):
+    report = gradcheck.check(fn, grid(dtype))
+    assert report.kinds == ["gradient_mismatch"], str(report)
+    detail = report.findings[0].details
+    assert detail["bound"] < abs(detail["analytic"] - detail["numerical"])
+
+
+def test_the_mismatch_message_names_target_index_value_and_both_sides():
+    report = gradcheck.check(wrong_negative_branch, tf.constant([1.0, -2.0], tf.float32))
+    text = str(report)
+    assert "wrong_negative_branch" in text and "index (1,)" in text and "x = -2" in text
+    assert "analytic (autodiff)" in text and "numerical (finite differences" in text
+    assert "reproduce: gradcheck.check(wrong_negative_branch" in text
+
+
+def test_where_nan_trap_beyond_88_in_float32():
+    report = gradcheck.check(where_nan_trap, tf.constant([[100.0], [-1.0]], tf.float32))
+    assert report.kinds == ["nonfinite_gradient"]
+    assert report.findings[0].details["index"] == [0, 0]
+    assert gradcheck.check(where_nan_trap, tf.constant([[50.0], [-1.0]], tf.float32)).ok
+
+
+def test_l2_norm_over_the_whole_batch_is_batch_coupling():
+    x = tf.constant(np.arange(1.0, 9.0).reshape(4, 2), tf.float32)
+    report = gradcheck.check(l2_norm_over_batch, x, elementwise=False)
+    assert report.kinds == ["batch_coupling"], str(report)
+
+
+def test_raw_tf_variable_in_a_keras3_layer_is_untracked():
+    report = gradcheck.check(RawVariablePReLU(), grid("float32"))
+    assert "untracked_variable" in report.kinds
+    assert "add_weight" in report.findings[0].message
+
+
+def test_hard_coded_float32_cast_under_float64_is_a_dtype_mismatch():
+    report = gradcheck.check(float32_cast, grid("float64"))
+    assert report.kinds == ["dtype_mismatch"]
+    assert gradcheck.check(float32_cast, grid("float32")).ok
+
+
+def test_custom_gradient_of_the_wrong_shape_is_a_shape_mismatch():
+    report = gradcheck.check(gradient_of_wrong_shape, grid("float32"))
+    assert report.kinds == ["shape_mismatch"]
+    assert report.findings[0].details["found"] == [5]
+
+
+def test_float16_only_overflow_is_a_nonfinite_output():
+    x = tf.constant([1.0, 12.0], tf.float16)
+    report = gradcheck.check(naive_softplus, x)
+    assert "nonfinite_output" in report.kinds
+    assert report.findings[0].details["index"] == [1]
+    assert gradcheck.check(naive_softplus, tf.constant([1.0, 12.0], tf.float32)).ok
+
+
+def test_true_overflow_is_not_reported():
+    # exp(12) = 162755 does not fit in float16: inf is the right answer there, not a bug.
+    assert gradcheck.check(tf.exp, tf.constant([1.0, 12.0], tf.float16)).ok
+
+
+def test_none_gradient_for_a_used_parameter_is_disconnected():
+    x, a, b = grid("float64"), tf.constant(1.3, tf.float64), tf.constant(0.2, tf.float64)
+    report = gradcheck.check(forgets_b, x, a, b)
+    assert report.kinds == ["disconnected_gradient"]
+    assert "b" in report.findings[0].message
+
+
+def test_unused_parameter_with_none_gradient_is_fine():
+    def ignores_second(x, unused):
+        return tf.sin(x)
+
+    assert gradcheck.check(ignores_second, grid("float64"), tf.constant(2.0, tf.float64)).ok
+
+
+def test_softmax_declared_elementwise_is_not_elementwise():
+    x = tf.constant(np.random.default_rng(1).normal(size=(3, 4)), tf.float64)
+    assert gradcheck.check(tf.nn.softmax, x).kinds == ["not_elementwise"]
+
+
+def test_reduction_declared_elementwise_is_a_shape_mismatch():
+    report = gradcheck.check(lambda x: tf.reduce_sum(x, axis=-1), grid("float32"))
+    assert report.kinds == ["shape_mismatch"]
+
+
+def test_a_target_that_raises_is_an_error_finding():
+    report = gradcheck.check(raises, grid("float32"))
+    assert report.kinds == ["error"]
+    assert "RuntimeError" in report.findings[0].message and "boom" in str(report)
+
+
+def test_mismatch_in_a_weight_gradient_is_found():
+    class BadGradLayer(keras.layers.Layer):
+        def build(self, input_shape):
+            self.k = self.add_weight(shape=(), initializer="ones", name="k")
+
+        def call(self, x):
+            @tf.custom_gradient
+            def scaled(x, k):
+                def grad(dy):
+                    return dy * k, tf.reduce_sum(dy) * 0.5  # d/dk of k*x is x, not 0.5
+                return k * x, grad
+            return scaled(x, tf.convert_to_tensor(self.k))
+
+    report = gradcheck.check(BadGradLayer(dtype="float64"), grid("float64"))
+    assert report.kinds == ["gradient_mismatch"]
+    assert "weight" in report.findings[0].message
+
+
+# ---------------------------------------------------------------------------- report and misuse
+
+
+def test_assert_gradients_raises_an_assertion_error_carrying_the_report():
+    with pytest.raises(gradcheck.GradcheckError) as info:
+        gradcheck.assert_gradients(ignores_dy, grid("float32"))
+    assert isinstance(info.value, AssertionError)
+    assert info.value.report.kinds == ["gradient_mismatch"]
+    gradcheck.assert_gradients(swish, grid("float32"))
+
+
+def test_report_is_json_ready():
+    report = gradcheck.check(where_nan_trap, tf.constant([100.0, -1.0], tf.float32))
+    data = json.loads(json.dumps(report.to_dict()))
+    finding = data["findings"][0]
+    assert finding["kind"] == "nonfinite_gradient"
+    assert finding["inputs"] == {"x": [100.0, -1.0], "dtype": "float32"}
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: gradcheck.check(42, np.ones(3)), TypeError, "callable"),
+    (lambda: gradcheck.check(swish), TypeError, "no inputs"),
+    (lambda: gradcheck.check(swish, np.array([1.0, np.nan])), ValueError, "NaN"),
+    (lambda: gradcheck.check(swish, np.ones(3), rtol=-1), ValueError, "rtol"),
+    (lambda: gradcheck.check(lambda x: (x, x), np.ones(3)), TypeError, "one tensor"),
+    (lambda: gradcheck.check(PReLU, np.ones(3)), TypeError, "instance"),
+    (lambda: gradcheck.assert_gradients(swish, np.ones(3), tolerance=1), TypeError, "tolerance"),
+])
+def test_misuse_of_gradcheck_gets_a_clear_error(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
