@@ -1,0 +1,231 @@
+"""Tests for gradcheck.fuzz: correct targets pass, buggy ones are found and shrunk."""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import settings
+from hypothesis.database import InMemoryExampleDatabase
+
+import gradcheck
+from gradcheck import _declare
+from gradcheck._declare import DTYPES, Declaration, Registered
+from gradcheck._fuzz import fuzz, fuzz_registered
+
+BLOB = re.compile(r"^@reproduce_failure\('[\d.]+', b'[^']+'\)$")
+
+
+# -- targets -----------------------------------------------------------------------------------
+
+def safe_elu(x):
+    """ELU with the 'double where': the branch not taken never sees exp of a large x."""
+    negative = tf.where(x > 0, tf.zeros_like(x), x)
+    return tf.where(x > 0, x, tf.exp(negative) - 1)
+
+
+def trapped_elu(x):
+    """ELU with the tf.where NaN trap: exp(x) overflows float32 beyond x = 88."""
+    return tf.where(x > 0, x, tf.exp(x) - 1)
+
+
+ROW_SCALES = tf.constant([[1.0], [2.0], [3.0]])
+
+
+def row_scaled(x):
+    """Scales row i by i + 1 from a (3, 1) parameter: the broadcast breaks at batch size 4."""
+    return x * tf.cast(ROW_SCALES[: tf.shape(x)[0]], x.dtype)
+
+
+def naive_softplus(x):
+    """log(1 + exp(x)): exp overflows float16 beyond x = 11, float32 only beyond 88."""
+    return tf.math.log(1 + tf.exp(x))
+
+
+def float32_offset(x):
+    """Adds a float32 constant: fails for every other dtype."""
+    return x + tf.constant(1.0)
+
+
+class ParametricSwish(keras.layers.Layer):
+    """x * sigmoid(beta * x) with one trainable beta per feature."""
+
+    def __init__(self, beta=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.beta_init = beta
+
+    def build(self, input_shape):
+        self.beta = self.add_weight(shape=(input_shape[-1],),
+                                    initializer=keras.initializers.Constant(self.beta_init))
+
+    def call(self, x):
+        return x * tf.sigmoid(self.beta * x)
+
+
+def entry(target, **options):
+    """A registry entry built by hand, so these buggy targets stay out of the real registry."""
+    return Registered(target=target, declaration=Declaration(kind="activation", **options),
+                      module=__name__, name=target.__name__)
+
+
+@pytest.fixture
+def profile():
+    """Load a Hypothesis profile derived from the active one; restore the active one after."""
+    previous = settings.get_current_profile_name()
+
+    def load(**options):
+        settings.register_profile("gradcheck-test-fuzz", settings.get_profile(previous),
+                                  **options)
+        settings.load_profile("gradcheck-test-fuzz")
+
+    yield load
+    settings.load_profile(previous)
+
+
+def only_input(report):
+    (finding, *_) = report.findings
+    return np.asarray(finding.inputs["x"])
+
+
+# -- correct targets pass ----------------------------------------------------------------------
+
+def test_a_correct_activation_passes_in_every_declared_dtype():
+    report = fuzz(safe_elu, kinks=(0.0,), max_examples=25)
+    assert report.ok, str(report)
+    assert report.meta["dtypes"] == list(DTYPES)
+    assert report.meta["examples"] == 25 * len(DTYPES)
+    assert report.meta["kinds_seen"] == [] and report.meta["hypothesis_blob"] is None
+
+
+def test_the_safe_elu_passes_where_the_trapped_one_fails():
+    assert fuzz(safe_elu, dtype="float32", kinks=(0.0,), domain=(-100.0, 100.0),
+                max_examples=50).ok
+
+
+def test_a_correct_layer_class_passes_with_a_declared_feature_axis():
+    report = fuzz(ParametricSwish, dtype="float32", input_shape=(None, 3), max_examples=10,
+                  init={"beta": 1.5}, domain=(-3.0, 3.0))
+    assert report.ok, str(report)
+    assert report.target.endswith(":ParametricSwish") and report.meta["examples"] == 10
+
+
+# -- buggy targets are found with default settings and shrunk ----------------------------------
+
+def test_the_nan_trap_beyond_88_is_found_and_shrunk_to_one_value():
+    report = fuzz(trapped_elu, dtype="float32", domain=(-100.0, 100.0), kinks=(0.0,))
+    assert report.kinds == ["nonfinite_gradient"]
+    x = only_input(report)
+    assert x.size == 1 and x.item() > 88.0
+    assert report.dtype == "float32"
+    assert set(report.kinds) <= set(report.meta["kinds_seen"])
+    assert BLOB.match(report.meta["hypothesis_blob"])
+    assert report.meta["examples"] >= 1 and report.meta["duration_s"] >= 0
+
+
+def test_the_reproducer_reproduces_the_minimal_failure():
+    report = fuzz(trapped_elu, dtype="float32", domain=(-100.0, 100.0))
+    assert report.reproducer.startswith("gradcheck.check(trapped_elu, np.array([")
+    again = eval(report.reproducer, {"gradcheck": gradcheck, "np": np,
+                                     "trapped_elu": trapped_elu})
+    assert again.kinds == report.kinds
+
+
+def test_the_nan_trap_stays_hidden_inside_the_default_domain():
+    assert fuzz(trapped_elu, dtype="float32", kinks=(0.0,), max_examples=20).ok
+
+
+def test_a_broadcast_that_breaks_at_batch_four_is_a_shape_mismatch_at_four_rows():
+    report = fuzz(row_scaled, dtype="float32", input_shape=(None, None))
+    assert report.kinds == ["shape_mismatch"]
+    assert only_input(report).shape == (4, 1)
+    finding = report.findings[0]
+    assert finding.details["reclassified_from"] == "error"
+    assert [1, 1] in finding.details["passed_shapes"][0]
+    assert "fails for input shapes (4, 1) but runs for" in finding.message
+
+
+def test_an_overflow_only_in_float16_is_found_in_float16_and_shrunk():
+    report = fuzz(naive_softplus, dtype="float16", domain=(-20.0, 20.0))
+    assert "nonfinite_output" in report.kinds
+    x = only_input(report)
+    assert x.size == 1 and x.item() > 11.0
+    assert fuzz(naive_softplus, dtype="float32", domain=(-20.0, 20.0)).ok
+
+
+def test_an_error_in_one_dtype_only_is_a_dtype_mismatch():
+    report = fuzz(float32_offset, dtype="float16")
+    assert report.kinds == ["dtype_mismatch"]
+    assert report.findings[0].details["works_in"] == "float32"
+    assert only_input(report).shape == (1,)
+
+
+def test_without_a_dtype_fuzzing_stops_at_the_first_failing_dtype():
+    report = fuzz(float32_offset, dtypes=("float32", "float64", "float16"))
+    assert report.dtype == "float64" and report.kinds == ["dtype_mismatch"]
+
+
+# -- declarations, registry and the example database --------------------------------------------
+
+def test_fuzz_uses_the_declaration_a_target_was_registered_with(monkeypatch):
+    monkeypatch.setattr(_declare, "_REGISTRY", {})  # keep the trap out of the real registry
+    _declare.activation(domain=(-100.0, 100.0), dtypes=("float32",))(trapped_elu)
+    report = fuzz(trapped_elu)
+    assert report.kinds == ["nonfinite_gradient"] and report.dtype == "float32"
+    assert fuzz(trapped_elu, domain=(-10.0, 10.0), kinks=(0.0,), max_examples=10).ok
+
+
+def test_fuzz_registered_keys_the_example_database_per_item(profile, request):
+    if request.config.getoption("hypothesis_seed", None) is not None:
+        pytest.skip("--hypothesis-seed turns Hypothesis's example database off")
+    database = InMemoryExampleDatabase()
+    profile(database=database, derandomize=False)
+    item = entry(trapped_elu, domain=(-100.0, 100.0))
+    first = fuzz_registered(item, "float32", database_key=b"item-a")
+    keys = set(database.data)
+    assert keys, "the failure was not saved"
+    replayed = fuzz_registered(item, "float32", database_key=b"item-a")
+    assert replayed.kinds == first.kinds and replayed.meta["examples"] <= 3
+    assert set(database.data) == keys  # same key: nothing new
+    fuzz_registered(item, "float32", database_key=b"item-b")
+    assert set(database.data) > keys
+
+
+def test_an_explicit_seed_makes_a_run_repeatable(profile):
+    profile(database=None, derandomize=False)
+    runs = [fuzz(trapped_elu, dtype="float32", domain=(-100.0, 100.0), seed=1234)
+            for _ in range(2)]
+    assert [r.meta["seed"] for r in runs] == [1234, 1234]
+    assert runs[0].meta["examples"] == runs[1].meta["examples"]
+    assert runs[0].meta["hypothesis_blob"] == runs[1].meta["hypothesis_blob"]
+
+
+def test_the_declaration_beats_the_sessions_max_examples_in_fuzz_registered():
+    item = entry(safe_elu, kinks=(0.0,), max_examples=7)
+    assert fuzz_registered(item, "float64", max_examples=50).meta["examples"] == 7
+    item = entry(safe_elu, kinks=(0.0,))
+    assert fuzz_registered(item, "float64", max_examples=6).meta["examples"] == 6
+
+
+# -- misuse ends the run at once ---------------------------------------------------------------
+
+def test_a_target_gradcheck_cannot_check_raises_at_once_instead_of_shrinking():
+    calls = []
+
+    def returns_a_pair(x):
+        calls.append(x.shape)
+        return x, x
+
+    with pytest.raises(TypeError, match="cannot check .*returns_a_pair.*must return one tensor"):
+        fuzz(returns_a_pair, dtype="float32")
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("options, error, match", [
+    ({"domian": (0, 1)}, TypeError, "unknown option 'domian'"),
+    ({"domain": (1, 0)}, ValueError, r"gradcheck.fuzz\(safe_elu\): domain must have low < high"),
+    ({"dtype": "int32"}, ValueError, "dtype='int32' is not a floating dtype"),
+])
+def test_bad_options_raise_saying_what_is_valid(options, error, match):
+    with pytest.raises(error, match=match):
+        fuzz(safe_elu, **options)
