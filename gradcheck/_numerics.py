@@ -59,6 +59,28 @@ class LineVerdict:
     finite: np.ndarray      # bool: enough finite samples to judge
 
 
+def estimate(samples: dict[int, np.ndarray], h: float,
+             rounding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Central difference D(h) and its error bound SAFETY * (|D(h) - D(2h)| / 3 + rho / h)."""
+    m2, m1, p1, p2 = (np.asarray(samples[k], dtype=float) for k in (-2, -1, 1, 2))
+    with np.errstate(invalid="ignore", over="ignore"):
+        d1 = np.asarray((p1 - m1) / (2 * h))
+        bound = np.asarray(SAFETY * (np.abs(d1 - (p2 - m2) / (4 * h)) / 3.0 + rounding / h))
+    return d1, bound
+
+
+def kinks(samples: dict[int, np.ndarray], rounding: np.ndarray) -> np.ndarray:
+    """Where a non-differentiable point lies within 2h: the second differences at h and 2h
+    disagree by more than KINK_RELATIVE of their size and more than their rounding
+    (4 rho + rho)."""
+    m2, m1, z, p1, p2 = (np.asarray(samples[k], dtype=float) for k in (-2, -1, 0, 1, 2))
+    with np.errstate(invalid="ignore", over="ignore"):
+        c1 = p1 - 2 * z + m1
+        c2 = (p2 - 2 * z + m2) / 4.0
+        return np.abs(c1 - c2) > (KINK_RELATIVE * np.maximum(np.abs(c1), np.abs(c2))
+                                  + SAFETY * 5 * rounding)
+
+
 def judge_lines(samples: dict[int, np.ndarray], h: float, analytic: np.ndarray,
                 rounding: np.ndarray, allowance: np.ndarray) -> LineVerdict:
     """Decide, for each line problem, whether ``analytic`` is phi'(0).
@@ -75,19 +97,38 @@ def judge_lines(samples: dict[int, np.ndarray], h: float, analytic: np.ndarray,
     At a kink (detected from two second differences) the analytic value passes if it lies between
     the one-sided slopes, i.e. it is a valid subgradient.
     """
-    m2, m1, z, p1, p2 = (samples[k] for k in (-2, -1, 0, 1, 2))
-    fin = {k: np.isfinite(v) for k, v in samples.items()}
+    shape = np.shape(samples[0])
+    m2, m1, z, p1, p2 = (np.asarray(samples[k], dtype=float) for k in (-2, -1, 0, 1, 2))
+    analytic, rounding, allowance = (np.broadcast_to(np.asarray(a, dtype=float), shape)
+                                     for a in (analytic, rounding, allowance))
+    numerical, bound = estimate(samples, h, rounding)
+    with np.errstate(invalid="ignore"):
+        ok = np.asarray(np.abs(numerical - analytic) <= bound + allowance)
+    kink = np.zeros(shape, dtype=bool)
+    finite = np.ones(shape, dtype=bool)
+    redo = ~ok  # NaN comparisons are False: nonfinite samples land here too
+    if redo.any():
+        # The slow path, on the few problems that fail the smooth central test.
+        sub = _judge_carefully(m2[redo], m1[redo], z[redo], p1[redo], p2[redo], h,
+                               analytic[redo], rounding[redo], allowance[redo])
+        numerical, bound, ok = (np.array(a, dtype=a.dtype, ndmin=0, copy=True)
+                                for a in (numerical, bound, ok))
+        for name, target in (("numerical", numerical), ("bound", bound), ("ok", ok),
+                             ("kink", kink), ("finite", finite)):
+            target[redo] = sub[name]
+    return LineVerdict(ok=ok, numerical=numerical, bound=bound, kink=kink, finite=finite)
+
+
+def _judge_carefully(m2, m1, z, p1, p2, h, analytic, rounding, allowance) -> dict:
+    fin = {k: np.isfinite(v) for k, v in ((-2, m2), (-1, m1), (0, z), (1, p1), (2, p2))}
     central = fin[-2] & fin[-1] & fin[0] & fin[1] & fin[2]
     forward = ~central & fin[0] & fin[1] & fin[2]
     backward = ~central & ~forward & fin[0] & fin[-1] & fin[-2]
     finite = central | forward | backward
-
     with np.errstate(invalid="ignore", over="ignore"):
         d1 = (p1 - m1) / (2 * h)
-        d2 = (p2 - m2) / (4 * h)
-        trunc = np.abs(d1 - d2) / 3.0
+        trunc = np.abs(d1 - (p2 - m2) / (4 * h)) / 3.0
         round_err = rounding / h
-
         # One-sided slopes over h and 2h, on each side.
         right1, right2 = (p1 - z) / h, (p2 - z) / (2 * h)
         left1, left2 = (z - m1) / h, (z - m2) / (2 * h)
@@ -95,29 +136,19 @@ def judge_lines(samples: dict[int, np.ndarray], h: float, analytic: np.ndarray,
         # (the error of the plain one-sided slope) over-estimates its error.
         fwd_val, fwd_err = 2 * right1 - right2, np.abs(right1 - right2)
         bwd_val, bwd_err = 2 * left1 - left2, np.abs(left1 - left2)
-
         numerical = np.where(central, d1, np.where(forward, fwd_val, bwd_val))
         # The one-sided formula combines 3 samples with weights (3, 4, 1)/2h: rounding 4 rho/h.
         est = np.where(central, trunc + round_err,
                        np.where(forward, fwd_err, bwd_err) + 4 * round_err)
         bound = SAFETY * est
         ok = np.abs(numerical - analytic) <= bound + allowance
-
-        # Kinks: second differences at h and 2h; for a smooth phi both are phi'' h^2 + O(h^4),
-        # with rounding 4 rho and rho respectively.
-        c1 = p1 - 2 * z + m1
-        c2 = (p2 - 2 * z + m2) / 4.0
-        spread = np.abs(c1 - c2)
-        kink = central & (spread > KINK_RELATIVE * np.maximum(np.abs(c1), np.abs(c2))
-                          + SAFETY * 5 * rounding)
+        kink = central & kinks({-2: m2, -1: m1, 0: z, 1: p1, 2: p2}, rounding)
         slopes = np.stack([right1, right2, left1, left2])
         lo = slopes.min(axis=0) - bound - allowance
         hi = slopes.max(axis=0) + bound + allowance
         subgradient = kink & (analytic >= lo) & (analytic <= hi)
-
-    ok = np.where(finite, ok | subgradient, True)
-    return LineVerdict(ok=ok, numerical=numerical, bound=np.where(finite, bound, np.nan),
-                       kink=kink, finite=finite)
+    return {"numerical": numerical, "bound": np.where(finite, bound, np.nan),
+            "ok": np.where(finite, ok | subgradient, True), "kink": kink, "finite": finite}
 
 
 def secant_hull(f_center: np.ndarray, f_left: np.ndarray, f_right: np.ndarray,
