@@ -1,22 +1,35 @@
 """gradcheck: gradient verification for TensorFlow and Keras.
 
     import gradcheck
-    report = gradcheck.check(my_activation, x)       # a Report; report.ok, str(report)
+
+    report = gradcheck.check(my_activation, x)       # a Report: report.ok, str(report)
     gradcheck.assert_gradients(my_activation, x)     # raises GradcheckError on findings
+
+    @gradcheck.activation(domain=(-20, 20))          # declare it; `pytest --gradcheck` fuzzes it
+    def my_activation(x): ...
+
+    gradcheck.fuzz(my_activation, dtype="float32")   # the same fuzzing outside pytest
+
+TensorFlow and Hypothesis are imported on first use of ``check``/``fuzz``/``strategies``, so
+``import gradcheck`` and the decorators stay cheap in production code.
 """
 
+from ._declare import activation, layer
 from ._report import KINDS, Finding, GradcheckError, Report
 
 __version__ = "0.1.0"
 
-__all__ = ["check", "assert_gradients", "Report", "Finding", "GradcheckError", "KINDS",
-           "__version__"]
+__all__ = ["check", "assert_gradients", "fuzz", "activation", "layer", "strategies", "Report",
+           "Finding", "GradcheckError", "KINDS", "__version__"]
+
+_LAZY = {"check": "._check", "assert_gradients": "._check", "fuzz": "._fuzz"}
 
 
 def __getattr__(name):
-    # TensorFlow is imported on first use, so `import gradcheck` (and the pytest plugin) stays
-    # cheap until something is actually checked.
-    if name in ("check", "assert_gradients"):
-        from . import _check
-        return getattr(_check, name)
+    import importlib
+
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    if name == "strategies":
+        return importlib.import_module(".strategies", __name__)
     raise AttributeError(f"module 'gradcheck' has no attribute {name!r}")
