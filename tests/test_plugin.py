@@ -11,14 +11,6 @@ import gradcheck
 import gradcheck._check  # noqa: F401  (kept across pytester's sys.modules snapshots)
 import gradcheck._fuzz  # noqa: F401
 
-# gradcheck/__init__.py is to re-export the decorators; until it does, they are bound here for
-# the generated projects: in-process, and through a conftest.py in subprocess runs.
-# TODO: delete these lines, and their use in the xdist test, once gradcheck.activation exists.
-BIND_DECORATORS = ("import gradcheck, gradcheck._declare as declare\n"
-                   "gradcheck.activation, gradcheck.layer = declare.activation, declare.layer\n")
-DECORATORS_EXPORTED = hasattr(gradcheck, "activation")
-if not DECORATORS_EXPORTED:
-    exec(BIND_DECORATORS)
 
 # A correct activation (two dtypes) and one whose gradient forgets dy (every dtype).
 ACTS = """
@@ -259,8 +251,6 @@ def test_a_target_gradcheck_cannot_check_is_an_error_in_the_report(pytester):
 
 
 def test_it_runs_under_xdist_and_the_controller_writes_the_report(acts):
-    if not DECORATORS_EXPORTED:
-        acts.makeconftest(BIND_DECORATORS)
     result = acts.runpytest_subprocess(*SMALL, "-n", "2", "--gradcheck-report", "report.json")
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(["gradcheck: 4 checks (2 targets x 2 dtypes): 2 passed, "
