@@ -316,7 +316,7 @@ def test_gradcheck_settings_resolve_marker_command_line_and_ini(pytester):
 
 
 def test_gradcheck_check_raises_gradcheck_error_on_findings(pytester):
-    pytester.makepyfile(test_check="""
+    pytester.makepyfile(test_fixture_usage="""
         import numpy as np
         import pytest
         import tensorflow as tf
