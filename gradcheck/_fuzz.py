@@ -237,9 +237,12 @@ class _Fuzz:
         from ._check import check
 
         target = self.target_for(inputs) if dtype is None else self.entry.build(dtype)
+        # A declared layer is rebuilt in float64 for the numerical reference.
+        reference = self.entry.build if self.decl.kind == "layer" and self.instance is None else None
         return check(target, *inputs, elementwise=self.decl.elementwise,
                      batch_independent=self.decl.batch_independent, rtol=self.decl.rtol,
-                     atol=self.decl.atol, seed=_seed_of(inputs), name=self.entry.name)
+                     atol=self.decl.atol, seed=_seed_of(inputs), name=self.entry.name,
+                     reference=reference)
 
     def example(self, inputs: tuple[np.ndarray, ...]) -> None:
         self.examples += 1
