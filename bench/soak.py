@@ -1,0 +1,169 @@
+"""False-positive soak: fuzz code that is known to be correct under many seeds, count findings.
+
+Runs every correct example (the targets declared in ``examples/*.py``; ``examples/buggy`` is
+left out) and every library activation that ``tests/test_library_activations.py`` enumerates
+(same rules, same options, its known library bugs excluded), each in each dtype, under
+``--seeds`` Hypothesis seeds with ``--examples`` examples each. Every finding on this code is a
+false positive of gradcheck: it is printed with its reproducer, and the total is the figure
+that must be 0. Not part of CI (a full run takes hours); run it before changing tolerances,
+kink handling or edge-value generation, e.g.::
+
+    .venv/bin/python bench/soak.py                          # 20 seeds x 200 examples
+    .venv/bin/python bench/soak.py --seeds 3 --examples 50 --only swish
+    .venv/bin/python bench/soak.py --no-library --dtypes float16,bfloat16 --json soak.json
+
+Exit status: 0 when nothing was found, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Fuzz correct examples and library activations under many seeds and count "
+                    "the findings (false positives; the figure must be 0).")
+    parser.add_argument("--seeds", type=int, default=20,
+                        help="Hypothesis seeds per target and dtype (default: 20)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds are first-seed, first-seed + 1, ... (default: 0)")
+    parser.add_argument("--examples", type=int, default=200,
+                        help="Hypothesis examples per seed (default: 200)")
+    parser.add_argument("--dtypes", default=",".join(DTYPES),
+                        help=f"comma-separated dtypes (default: {','.join(DTYPES)}); a target "
+                             "is only run in the dtypes it declares")
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="run only targets whose name contains TEXT (repeatable)")
+    parser.add_argument("--no-examples", action="store_true",
+                        help="skip the correct examples of examples/")
+    parser.add_argument("--no-library", action="store_true",
+                        help="skip the keras.activations / tf.nn activations")
+    parser.add_argument("--examples-dir", type=Path, default=ROOT / "examples",
+                        help="where the correct examples live (default: examples/)")
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="also write every run and finding to PATH as JSON")
+    args = parser.parse_args(argv)
+    args.dtypes = tuple(d.strip() for d in args.dtypes.split(",") if d.strip())
+    unknown = [d for d in args.dtypes if d not in DTYPES]
+    if unknown:
+        parser.error(f"--dtypes: unknown dtype {unknown[0]!r}; expected names from {DTYPES}")
+    for name in ("seeds", "examples"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    return args
+
+
+def _import_file(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def example_targets(directory: Path):
+    """(label, target, options, dtypes) for each target declared in directory/*.py."""
+    from gradcheck._declare import registered_in
+
+    found = []
+    for path in sorted(directory.glob("*.py")):
+        if path.name.startswith(("test_", "conftest")):
+            continue
+        module = _import_file(path, f"_soak_examples_{path.stem}")
+        for entry in registered_in(module.__name__):
+            label = f"examples/{path.name}::{entry.name}"
+            found.append((label, entry.target, {}, entry.declaration.dtypes))
+    return found
+
+
+def library_targets():
+    """(label, fn, options, dtypes) from the enumeration of tests/test_library_activations."""
+    lib = _import_file(ROOT / "tests" / "test_library_activations.py", "_soak_library")
+    found = []
+    for name, fn, options, skip in lib.TARGETS:
+        if skip:
+            continue
+        dtypes = tuple(d for d in DTYPES if (name, d) not in lib.KNOWN_LIBRARY_BUGS
+                       and (name, None) not in lib.KNOWN_LIBRARY_BUGS)
+        found.append((name, fn, options, dtypes))
+    return found
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from hypothesis import settings
+
+    import gradcheck
+
+    # Independent seeds: no example database, so no run replays another's failure.
+    settings.register_profile("gradcheck-soak", database=None)
+    settings.load_profile("gradcheck-soak")
+
+    targets = []
+    if not args.no_examples:
+        targets += example_targets(args.examples_dir)
+    if not args.no_library:
+        targets += library_targets()
+    if args.only:
+        targets = [t for t in targets if any(text in t[0] for text in args.only)]
+    runs = [(label, fn, options, dtype) for label, fn, options, dtypes in targets
+            for dtype in dtypes if dtype in args.dtypes]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    print(f"soak: {len(targets)} targets, {len(runs)} target x dtype items, "
+          f"{args.seeds} seeds x {args.examples} examples each", flush=True)
+
+    start = time.perf_counter()
+    results, findings, examples_run = [], 0, 0
+    for label, fn, options, dtype in runs:
+        item_start, failed_seeds = time.perf_counter(), []
+        for seed in seeds:
+            try:
+                report = gradcheck.fuzz(fn, dtype=dtype, max_examples=args.examples, seed=seed,
+                                        **options)
+            except Exception as exc:  # noqa: BLE001 - a crash of gradcheck itself counts too
+                findings += 1
+                failed_seeds.append(seed)
+                print(f"\nCRASH {label} [{dtype}] seed {seed}: {type(exc).__name__}: {exc}",
+                      flush=True)
+                results.append({"target": label, "dtype": dtype, "seed": seed,
+                                "crash": f"{type(exc).__name__}: {exc}"})
+                continue
+            examples_run += report.meta.get("examples", 0)
+            entry = {"target": label, "dtype": dtype, "seed": seed, "ok": report.ok,
+                     "examples": report.meta.get("examples")}
+            if not report.ok:
+                findings += 1
+                failed_seeds.append(seed)
+                entry.update(kinds=report.kinds, report=report.to_dict())
+                print(f"\nFINDING {label} [{dtype}] seed {seed}:\n{report}", flush=True)
+            results.append(entry)
+        took = time.perf_counter() - item_start
+        status = "ok" if not failed_seeds else f"FAILED seeds {failed_seeds}"
+        print(f"{label} [{dtype}]: {status} ({took:.1f} s)", flush=True)
+
+    wall = time.perf_counter() - start
+    print(f"\nsoak: {findings} finding(s) on correct code in {len(runs) * args.seeds} fuzz runs "
+          f"({examples_run} examples checked); wall time {wall:.0f} s", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({
+            "findings": findings, "runs": len(runs) * args.seeds, "examples": examples_run,
+            "wall_s": round(wall, 1), "seeds": list(seeds), "examples_per_seed": args.examples,
+            "results": results}, indent=1))
+    return 0 if findings == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Integration: ``pytest --gradcheck examples/`` passes every correct example and fails every
+buggy one with the finding it is known for.
+
+The run happens once per session of this module, in a subprocess, exactly as a user types it
+(plus ``--gradcheck-report`` and JUnit XML to read the outcome, and Hypothesis's built-in,
+derandomized ``ci`` profile so that CI sees the same inputs on every run). The tests then read:
+
+* the targets each example module declares, found by parsing its source (any function or
+  class decorated with ``gradcheck.activation`` / ``gradcheck.layer``), so that a target the
+  plugin failed to collect is noticed, not silently skipped;
+* each buggy module's ``EXPECTED = {target: kind or (kind, alternative, ...)}``: every declared
+  dtype of the target must fail, each with at least one of the listed kinds among the findings
+  at its minimal failing input, and the first kind must be among them in at least one dtype;
+* the JSON report for outcomes and findings, and the JUnit XML for the ordinary tests of
+  ``examples/test_usage.py``, which run in the same session and must all pass.
+
+``GRADCHECK_EXAMPLES_ARGS`` adds command-line arguments to the run (e.g. ``-n 2`` or
+``--hypothesis-profile=default``).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shlex
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+BUGGY = EXAMPLES / "buggy"
+RUN_TIMEOUT_S = 1800
+
+
+# -- what the example modules declare (read from source, no import) ------------------------------
+
+def _is_declaration(decorator: ast.expr) -> bool:
+    node = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return (isinstance(node, ast.Attribute) and node.attr in ("activation", "layer")
+            and isinstance(node.value, ast.Name) and node.value.id == "gradcheck")
+
+
+def declared_targets(path: Path) -> list[str]:
+    """Names of the top-level functions and classes decorated with a gradcheck declaration."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [node.name for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+            and any(_is_declaration(d) for d in node.decorator_list)]
+
+
+def expected_kinds(path: Path) -> dict[str, tuple[str, ...]]:
+    """A buggy module's EXPECTED literal, each value normalised to a tuple of kinds."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "EXPECTED"):
+            value = ast.literal_eval(node.value)
+            return {name: (kinds,) if isinstance(kinds, str) else tuple(kinds)
+                    for name, kinds in value.items()}
+    raise AssertionError(f"{path.relative_to(ROOT)} has no EXPECTED = {{target: kind}} literal")
+
+
+def _relative(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+CORRECT_MODULES = sorted(p for p in EXAMPLES.glob("*.py"))
+BUGGY_MODULES = sorted(BUGGY.glob("*.py"))
+CORRECT_TARGETS = [(_relative(p), name) for p in CORRECT_MODULES for name in declared_targets(p)]
+BUGGY_TARGETS = [(_relative(p), name) for p in BUGGY_MODULES for name in declared_targets(p)]
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+class Run:
+    """The outcome of one ``pytest --gradcheck examples/`` subprocess."""
+
+    def __init__(self, returncode: int, output: str, report: dict, junit: ET.Element):
+        self.returncode = returncode
+        self.output = output
+        self.report = report
+        self.junit = junit
+
+    def results_for(self, path: str, name: str) -> list[dict]:
+        """The JSON report's results of one target, one per dtype."""
+        return [r for r in self.report["results"]
+                if r["nodeid"].rpartition("[")[0] == f"{path}::{name}"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Run:
+    out = tmp_path_factory.mktemp("gradcheck-examples")
+    report_path, junit_path = out / "report.json", out / "junit.xml"
+    command = [sys.executable, "-m", "pytest", "--gradcheck", "examples/",
+               "--gradcheck-report", str(report_path), f"--junitxml={junit_path}",
+               "--hypothesis-profile=ci", "-p", "no:cacheprovider", "-q",
+               *shlex.split(os.environ.get("GRADCHECK_EXAMPLES_ARGS", ""))]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S)
+    output = done.stdout + done.stderr
+    if not report_path.exists() or not junit_path.exists():
+        pytest.fail(f"`{shlex.join(command)}` wrote no report (exit {done.returncode}):\n"
+                    f"{output[-6000:]}")
+    return Run(done.returncode, output, json.loads(report_path.read_text()),
+               ET.parse(junit_path).getroot())
+
+
+def _describe(result: dict) -> str:
+    lines = [f"{result['nodeid']}: {result['outcome']}"]
+    for finding in result.get("findings", []):
+        lines.append(f"  - {finding['kind']}: {finding['message']}")
+    if result.get("reproducer"):
+        lines.append(f"  reproduce: {result['reproducer']}")
+    if result.get("error"):
+        lines.append(f"  error: {result['error']}")
+    return "\n".join(lines)
+
+
+# -- the session as a whole ------------------------------------------------------------------------
+
+def test_the_run_fails_only_because_of_failing_checks(run):
+    summary = run.report["summary"]
+    assert run.returncode == 1, run.output[-4000:]  # 1: tests failed; not 2, 3 or 4
+    assert summary["error"] == 0, run.output[-4000:]
+    assert summary["failed"] > 0 and summary["passed"] > 0
+
+
+def test_the_report_has_the_documented_shape(run):
+    assert {"gradcheck_version", "tensorflow_version", "seed", "results",
+            "summary"} <= set(run.report)
+    for result in run.report["results"]:
+        assert {"nodeid", "target", "dtype", "outcome", "examples", "duration_s",
+                "findings"} <= set(result)
+
+
+def test_every_declared_target_was_collected_in_each_of_its_dtypes(run):
+    missing = [f"{path}::{name}" for path, name in CORRECT_TARGETS + BUGGY_TARGETS
+               if not run.results_for(path, name)]
+    assert not missing, f"declared but not in the report: {missing}"
+
+
+def test_every_buggy_target_has_an_expected_kind_and_every_expectation_a_target():
+    from gradcheck import KINDS
+
+    for path in BUGGY_MODULES:
+        expected = expected_kinds(path)
+        declared = declared_targets(path)
+        assert sorted(expected) == sorted(declared), _relative(path)
+        for name, kinds in expected.items():
+            assert kinds and set(kinds) <= set(KINDS), f"{_relative(path)}::{name}: {kinds}"
+
+
+def test_the_ordinary_tests_of_the_examples_pass(run):
+    cases = [case for case in run.junit.iter("testcase")
+             if case.get("classname", "").startswith("examples.test_usage")]
+    assert cases, "examples/test_usage.py did not run"
+    failed = [f"{case.get('name')}: {ET.tostring(case, encoding='unicode')[:2000]}"
+              for case in cases if case.find("failure") is not None
+              or case.find("error") is not None or case.find("skipped") is not None]
+    assert not failed, "\n".join(failed)
+
+
+# -- each target -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, name", CORRECT_TARGETS,
+                         ids=[f"{p}::{n}" for p, n in CORRECT_TARGETS])
+def test_correct_example_passes(run, path, name):
+    results = run.results_for(path, name)
+    assert results, f"{path}::{name} was not collected"
+    bad = [r for r in results if r["outcome"] != "passed"]
+    assert not bad, ("false positive on a correct example (a gradcheck bug to fix, not a "
+                     "declaration to loosen):\n" + "\n".join(_describe(r) for r in bad))
+
+
+@pytest.mark.parametrize("path, name", BUGGY_TARGETS,
+                         ids=[f"{p}::{n}" for p, n in BUGGY_TARGETS])
+def test_buggy_example_fails_with_its_expected_kind(run, path, name):
+    kinds = expected_kinds(ROOT / path)[name]
+    results = run.results_for(path, name)
+    assert results, f"{path}::{name} was not collected"
+    wrong = []
+    for result in results:
+        found = {f["kind"] for f in result["findings"]}
+        if result["outcome"] != "failed" or not found & set(kinds):
+            wrong.append(_describe(result))
+    assert not wrong, (f"expected every dtype to fail with one of {kinds}:\n"
+                       + "\n".join(wrong))
+    primary = [r for r in results if kinds[0] in {f["kind"] for f in r["findings"]}]
+    assert primary, f"{kinds[0]} (the bug's own kind) was not reported in any dtype"

@@ -1,0 +1,179 @@
+"""Zero false positives on the libraries' own activations.
+
+Every activation of ``keras.activations`` and every elementwise activation of ``tf.nn`` is
+fuzzed with ``gradcheck.fuzz`` in float16, bfloat16, float32 and float64, with the default
+declaration (domain (-10, 10), no kinks declared: gradcheck must find ReLU's kink by itself).
+They are correct code, so every one must pass; a finding here is a bug in gradcheck, unless it
+is a genuine TensorFlow/Keras bug, which is kept as a strict xfail with the evidence in
+``KNOWN_LIBRARY_BUGS`` (never a looser checker).
+
+The targets are enumerated, not listed, so that a new release's new activations are covered
+without editing this file. The rules:
+
+* ``keras.activations``: every public function whose first parameter is ``x``. That drops the
+  registry helpers (``get``, ``serialize``, ``deserialize``: they take an identifier or an
+  activation, not a tensor). A function with an ``axis`` parameter (softmax, log_softmax, glu,
+  sparsemax) normalises or splits along that axis, so it is fuzzed with ``elementwise=False``
+  on inputs of shape (batch, 4): the axis is never the batch axis, and glu can halve it. A
+  function with required parameters besides ``x`` (``threshold(x, threshold, default_value)``)
+  has no default to fuzz with: it is reported as a skip naming those parameters.
+* ``tf.nn``: every public function that behaves as an elementwise activation on a probe: called
+  with one float32 tensor of shape (3, 4) and its other parameters at their defaults, it
+  returns one float32 tensor of shape (3, 4), the same on a second call, and perturbing one
+  input element changes that output element only. That keeps relu, relu6, elu, selu, gelu,
+  silu, swish, leaky_relu, softplus, softsign, sigmoid and tanh, and drops losses,
+  convolutions, pooling, normalisations (softmax, l2_normalize: not elementwise), samplers,
+  ``crelu`` (doubles the last axis) and anything that needs more arguments.
+
+A few examples per target and dtype keep this test within a few minutes on two cores; the
+full-strength run, many seeds and many examples, is ``bench/soak.py``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+import gradcheck  # noqa: E402
+
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+#: Examples per target and dtype (``GRADCHECK_LIBRARY_EXAMPLES`` overrides it).
+EXAMPLES = int(os.environ.get("GRADCHECK_LIBRARY_EXAMPLES", "20"))
+#: Fixed Hypothesis seed: this is a CI gate, the same inputs on every run.
+SEED = int(os.environ.get("GRADCHECK_LIBRARY_SEED", "0"))
+
+#: (qualified name, dtype or None for all dtypes) -> evidence of a genuine TF/Keras bug.
+#: Each entry becomes a strict xfail: when the library is fixed the test says so.
+KNOWN_LIBRARY_BUGS: dict[tuple[str, str | None], str] = {
+    ("keras.activations.celu", None): (
+        "Keras 3.15 bug: the gradient of celu at x = 0 is 2.0 in every dtype, but celu is "
+        "continuously differentiable there (both one-sided derivatives are 1), so the only "
+        "correct value is 1.0. keras/src/backend/tensorflow/nn.py computes "
+        "tf.maximum(x, 0.0) + alpha * tf.math.expm1(tf.minimum(x, 0.0) / alpha), and at the "
+        "tie x = 0 both tf.maximum and tf.minimum pass the full upstream gradient to x (1 + 1). "
+        "Plain TF: tape.gradient(keras.activations.celu(x), x) at x = [0.0, 1e-3, -1e-3] is "
+        "[2.0, 1.0, 0.999]."),
+}
+
+
+# -- enumeration ---------------------------------------------------------------------------------
+
+def _parameters(fn):
+    try:
+        return list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+
+
+def keras_activations():
+    """(name, fn, declaration options, skip reason or None) for keras.activations."""
+    found = []
+    for name in sorted(dir(keras.activations)):
+        fn = getattr(keras.activations, name)
+        if name.startswith("_") or not inspect.isfunction(fn):
+            continue
+        params = _parameters(fn)
+        if not params or params[0].name != "x":
+            continue  # get / serialize / deserialize: not a function of a tensor
+        qualified = f"keras.activations.{name}"
+        required = [p.name for p in params[1:] if p.default is p.empty
+                    and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if required:
+            found.append((qualified, fn, {}, f"needs arguments without defaults: "
+                                             f"{', '.join(required)}"))
+            continue
+        options = {}
+        if any(p.name == "axis" for p in params):
+            options = {"elementwise": False, "input_shape": (None, 4)}
+        found.append((qualified, fn, options, None))
+    return found
+
+
+def _is_elementwise_unary(fn) -> bool:
+    """The probe of the module docstring: one float32 (3, 4) tensor in, elementwise out."""
+    x = np.linspace(-2.5, 2.5, 12).reshape(3, 4).astype(np.float32)
+    try:
+        y1 = fn(tf.constant(x))
+        y2 = fn(tf.constant(x))
+        if not (isinstance(y1, tf.Tensor) and isinstance(y2, tf.Tensor)):
+            return False
+        if y1.dtype != tf.float32 or y1.shape != x.shape:
+            return False
+        y1, y2 = y1.numpy(), y2.numpy()
+        if not np.array_equal(y1, y2, equal_nan=True):
+            return False  # random (dropout-like)
+        for i in range(x.size):
+            bumped = x.copy()
+            bumped.flat[i] += 0.25
+            changed = fn(tf.constant(bumped)).numpy() != y1
+            changed.flat[i] = False
+            if changed.any():
+                return False  # an output other than element i moved
+    except Exception:  # noqa: BLE001 - needs more arguments, another rank, another dtype
+        return False
+    return True
+
+
+def tf_nn_activations():
+    """(name, fn, declaration options, None) for the elementwise activations of tf.nn."""
+    found = []
+    for name in sorted(dir(tf.nn)):
+        fn = getattr(tf.nn, name)
+        if name.startswith("_") or not inspect.isfunction(fn):
+            continue  # modules (tf.nn.experimental), classes (RNN cell wrappers)
+        if _is_elementwise_unary(fn):
+            found.append((f"tf.nn.{name}", fn, {}, None))
+    return found
+
+
+TARGETS = keras_activations() + tf_nn_activations()
+
+
+def _cases():
+    for name, fn, options, skip in TARGETS:
+        for dtype in DTYPES:
+            marks = []
+            if skip:
+                marks.append(pytest.mark.skip(reason=skip))
+            evidence = KNOWN_LIBRARY_BUGS.get((name, dtype)) or KNOWN_LIBRARY_BUGS.get(
+                (name, None))
+            if evidence:
+                marks.append(pytest.mark.xfail(reason=evidence, strict=True))
+            yield pytest.param(name, fn, options, dtype, marks=marks, id=f"{name}[{dtype}]")
+
+
+# -- the enumeration itself ----------------------------------------------------------------------
+
+def test_the_enumeration_finds_the_well_known_activations():
+    names = {name for name, *_ in TARGETS}
+    for expected in ("keras.activations.relu", "keras.activations.gelu",
+                     "keras.activations.softmax", "keras.activations.log_softmax",
+                     "tf.nn.relu", "tf.nn.gelu", "tf.nn.softplus", "tf.nn.leaky_relu"):
+        assert expected in names
+    for not_an_activation in ("keras.activations.get", "keras.activations.serialize",
+                              "tf.nn.softmax", "tf.nn.l2_normalize", "tf.nn.crelu",
+                              "tf.nn.dropout", "tf.nn.l2_loss", "tf.nn.conv2d"):
+        assert not_an_activation not in names
+
+
+def test_axis_activations_are_fuzzed_as_non_elementwise():
+    options = {name: opts for name, _, opts, _ in TARGETS}
+    for name in ("keras.activations.softmax", "keras.activations.log_softmax"):
+        assert options[name]["elementwise"] is False
+    assert "elementwise" not in options["keras.activations.relu"]
+
+
+# -- the gate ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, fn, options, dtype", list(_cases()))
+def test_library_activation_has_no_findings(name, fn, options, dtype):
+    report = gradcheck.fuzz(fn, dtype=dtype, max_examples=EXAMPLES, seed=SEED, **options)
+    assert report.ok, f"false positive on {name} [{dtype}]:\n{report}"
+    assert report.meta["examples"] >= 1
