@@ -193,3 +193,57 @@ def test_buggy_example_fails_with_its_expected_kind(run, path, name):
                        + "\n".join(wrong))
     primary = [r for r in results if kinds[0] in {f["kind"] for f in r["findings"]}]
     assert primary, f"{kinds[0]} (the bug's own kind) was not reported in any dtype"
+
+
+# -- the configuration examples ----------------------------------------------------------------
+
+SNIPPET = EXAMPLES / "pyproject_snippet.toml"
+WORKFLOW = EXAMPLES / "github_workflow.yml"
+
+
+def test_the_pyproject_snippet_configures_a_project(pytester):
+    pytester.makepyprojecttoml(SNIPPET.read_text())
+    pytester.mkdir("src")
+    pytester.mkdir("tests")
+    pytester.path.joinpath("src", "acts.py").write_text(
+        "import tensorflow as tf\n"
+        "import gradcheck\n\n"
+        "@gradcheck.activation(domain=(-20, 20))\n"
+        "def swish(x):\n"
+        "    return x * tf.math.sigmoid(x)\n")
+    # No path given: testpaths of the snippet; examples from the command line beat its 200.
+    result = pytester.runpytest_subprocess("--gradcheck", "--gradcheck-examples", "5",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+    report = json.loads((pytester.path / "build" / "gradcheck-report.json").read_text())
+    assert sorted(r["dtype"] for r in report["results"]) == sorted(
+        ["float16", "bfloat16", "float32", "float64"])
+    assert {r["examples"] for r in report["results"]} == {5}
+
+
+def _summary_script() -> str:
+    """The Python program of the workflow's "Summarize the report" step."""
+    lines = WORKFLOW.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "<<'PY'" in line) + 1
+    end = next(i for i in range(start, len(lines)) if lines[i].strip() == "PY")
+    body = lines[start:end]
+    indent = min(len(line) - len(line.lstrip()) for line in body if line.strip())
+    return "\n".join(line[indent:] for line in body) + "\n"
+
+
+def test_the_workflow_gates_on_pytest_gradcheck_and_uploads_the_report():
+    text = WORKFLOW.read_text()
+    assert "pytest --gradcheck" in text
+    assert '--gradcheck-report "$GRADCHECK_REPORT"' in text
+    assert "actions/upload-artifact" in text and "${{ env.GRADCHECK_REPORT }}" in text
+    assert "\t" not in text  # YAML forbids tabs in indentation
+
+
+def test_the_workflow_summary_step_reads_a_real_report(run, tmp_path):
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(run.report))
+    done = subprocess.run([sys.executable, "-c", _summary_script()], capture_output=True,
+                          text=True, env={**os.environ, "GRADCHECK_REPORT": str(report)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("### gradcheck: ")
+    assert "buggy_custom_gradients.py::elu_where_exp[float32]`: nonfinite_gradient" in done.stdout
