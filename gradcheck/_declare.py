@@ -124,8 +124,8 @@ class Registered:
         """Return a callable ready for :func:`gradcheck.check` in ``dtype``.
 
         A function is returned as is; a Layer subclass is instantiated as
-        ``cls(**init, dtype=dtype)``; a factory is called with Keras' floatx set to ``dtype``
-        (restored afterwards). Each call builds a fresh layer.
+        ``cls(**init, dtype=dtype)``; a factory is called with Keras' floatx and dtype policy
+        set to ``dtype`` (restored afterwards). Each call builds a fresh layer.
 
         Raises:
             ValueError: ``dtype`` is not one of :data:`DTYPES`.
@@ -140,12 +140,16 @@ class Registered:
             return self.target(**self.declaration.init, dtype=dtype)
         import keras
 
-        previous = keras.config.floatx()
+        # Keras 3 fixes its global dtype policy the first time it is read, after which
+        # set_floatx no longer changes what new layers use: set the policy itself.
+        previous_floatx, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
         keras.config.set_floatx(dtype)
+        keras.config.set_dtype_policy(dtype)
         try:
             built = self.target()
         finally:
-            keras.config.set_floatx(previous)
+            keras.config.set_dtype_policy(previous_policy)
+            keras.config.set_floatx(previous_floatx)
         if not isinstance(built, keras.layers.Layer):
             raise TypeError(f"{self.qualified}: the layer factory returned "
                             f"{type(built).__name__}, expected a keras.layers.Layer instance; "

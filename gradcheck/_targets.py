@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import tensorflow as tf
 
@@ -45,9 +45,10 @@ class Target:
 class LayerTarget(Target):
     """A Keras Layer instance: inputs go to ``layer(*args)``; weights are its variables."""
 
-    def __init__(self, layer: Any, name: str):
+    def __init__(self, layer: Any, name: str, builder: Callable[[str], Any] | None = None):
         super().__init__(layer, name, ["inputs"])
         self.layer = layer
+        self.builder = builder
 
     def __call__(self, args: Sequence[tf.Tensor]) -> Any:
         return self.layer(*args)
@@ -65,9 +66,12 @@ class LayerTarget(Target):
         if any(id(w) not in tracked for w in weights):
             return None  # an untracked variable cannot be carried over to a copy
         try:
-            config = dict(self.layer.get_config())
-            config["dtype"] = dtype.name
-            copy = type(self.layer).from_config(config)
+            if self.builder is not None:
+                copy = self.builder(dtype.name)
+            else:
+                config = dict(self.layer.get_config())
+                config["dtype"] = dtype.name
+                copy = type(self.layer).from_config(config)
             copy(*[tf.cast(a, dtype) if a.dtype.is_floating else a for a in args])
             values = self.layer.get_weights()
             copy.set_weights([v.astype(dtype.as_numpy_dtype) if v.dtype.kind == "f" else v
@@ -82,8 +86,12 @@ class LayerTarget(Target):
         return LayerTarget(copy, self.name), [by_id[id(w)] for w in weights]
 
 
-def as_target(target: Any, name: str | None = None) -> Target:
-    """Wrap what the user passed; TypeError with a hint if it cannot be a target."""
+def as_target(target: Any, name: str | None = None,
+              builder: Callable[[str], Any] | None = None) -> Target:
+    """Wrap what the user passed; TypeError with a hint if it cannot be a target.
+
+    ``builder`` (layers only) builds the same layer in a given dtype name, for the reference.
+    """
     keras = _keras()
     if keras is not None and isinstance(target, type) and issubclass(target, keras.layers.Layer):
         raise TypeError(
@@ -95,7 +103,7 @@ def as_target(target: Any, name: str | None = None) -> Target:
         wrapped = (lambda *a: fn(*a, **kwargs)) if kwargs else fn
         return Target(wrapped, label, _arg_names(fn))
     if keras is not None and isinstance(target, keras.layers.Layer):
-        return LayerTarget(target, name or type(target).__name__)
+        return LayerTarget(target, name or type(target).__name__, builder)
     if not callable(target):
         raise TypeError(f"gradcheck: expected a callable target (a function of tensors or a "
                         f"Keras Layer instance), got {type(target).__name__}: {target!r:.80}")
