@@ -102,7 +102,7 @@ def as_target(target: Any, name: str | None = None,
         label = name or f"Lambda({_name_of(fn)})"
         wrapped = (lambda *a: fn(*a, **kwargs)) if kwargs else fn
         return Target(wrapped, label, _arg_names(fn))
-    if keras is not None and isinstance(target, keras.layers.Layer):
+    if (keras is not None and isinstance(target, keras.layers.Layer)) or _looks_like_layer(target):
         return LayerTarget(target, name or type(target).__name__, builder)
     if not callable(target):
         raise TypeError(f"gradcheck: expected a callable target (a function of tensors or a "
@@ -124,6 +124,13 @@ def weights_set_to(weights: Sequence[tf.Variable], values: Sequence[Any] | None)
     finally:
         for w, v in zip(weights, saved):
             w.assign(v)
+
+
+def _looks_like_layer(target: Any) -> bool:
+    """A layer of another Keras (tf-keras, Keras 2) is not a keras.layers.Layer: duck-type it."""
+    return (callable(target) and not isinstance(target, type)
+            and all(hasattr(target, a) for a in ("trainable_weights", "get_weights",
+                                                 "set_weights", "get_config")))
 
 
 def _as_tf_variable(weight: Any) -> Any:
