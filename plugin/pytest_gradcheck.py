@@ -13,6 +13,8 @@ Settings, each with a command-line option and an ini twin (``[tool.pytest.ini_op
     --gradcheck-examples N      gradcheck_examples   Hypothesis examples per target and dtype
     --gradcheck-dtypes a,b      gradcheck_dtypes     dtypes to check (a subset of the four)
     --gradcheck-report PATH     gradcheck_report     write a JSON report there
+    --gradcheck-plots DIR       gradcheck_plots      write the figure of every failing item there
+    --gradcheck-html PATH       gradcheck_html       write a self-contained HTML report there
 
 Precedence: the decorator (``max_examples=``) > command line > ini > Hypothesis's profile.
 For dtypes, an item exists for each dtype that the declaration *and* the session allow. A
@@ -23,6 +25,13 @@ for the ``gradcheck_settings`` and ``gradcheck_check`` fixtures. Seeds and profi
 Hypothesis's own options (``--hypothesis-seed``, ``--hypothesis-profile``); the seed, when
 given, is recorded in the report. Under pytest-xdist, results travel from workers as plain
 data in ``report.user_properties`` and the controller writes the report once.
+
+Figures (``--gradcheck-plots``, ``--gradcheck-html``; they need matplotlib, ``pip install
+gradcheck[plot]``): the process that runs a failing item draws its figure
+(:func:`gradcheck.plot.derivatives`, the item's dtype, the minimal failing input marked) and
+ships it as base64 PNG in a user property of its own, which the controller takes off the report
+before other plugins (JUnit XML) see it; the controller writes one PNG per failing item and the
+HTML page (every target x dtype, outcome, findings, figures inlined) once, at the end.
 """
 
 from __future__ import annotations
@@ -49,11 +58,18 @@ EXAMPLES_HELP = ("Hypothesis examples per target and dtype (default: the Hypothe
 DTYPES_HELP = ("comma-separated dtypes to check, from float16, bfloat16, float32, float64 "
                "(default: all); each target is checked in those it also declares")
 REPORT_HELP = "write a JSON report of every gradcheck item to this path"
+PLOTS_HELP = ("write the figure of every failing gradcheck item to this folder, one PNG per "
+              "item (needs matplotlib: pip install gradcheck[plot])")
+HTML_HELP = ("write one self-contained HTML page summarising every gradcheck item (target x "
+             "dtype, outcome, findings, the figures of failing items inlined) to this path")
 MARKER = ("gradcheck(*, max_examples=None, dtypes=None): settings for the gradcheck_check and "
           "gradcheck_settings fixtures in this test; gradcheck items carry this marker too")
 
 _USER_PROPERTY = "gradcheck"          # (target, dtype) of an item, set when it is created
 _RESULT_PROPERTY = "gradcheck_result"  # what running it found, set by runtest
+_FIGURE_PROPERTY = "gradcheck_figure"  # {"png": base64} or {"error": text}, failing items only
+#: Points along x in an item's figure: fewer than gradcheck.plot's default, for speed.
+FIGURE_POINTS = 201
 _OUTCOMES = ("passed", "failed", "error", "skipped")
 
 
@@ -65,9 +81,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gradcheck-examples", metavar="N", default=None, help=EXAMPLES_HELP)
     group.addoption("--gradcheck-dtypes", metavar="DTYPES", default=None, help=DTYPES_HELP)
     group.addoption("--gradcheck-report", metavar="PATH", default=None, help=REPORT_HELP)
+    group.addoption("--gradcheck-plots", metavar="DIR", default=None, help=PLOTS_HELP)
+    group.addoption("--gradcheck-html", metavar="PATH", default=None, help=HTML_HELP)
     parser.addini("gradcheck_examples", EXAMPLES_HELP, default=None)
     parser.addini("gradcheck_dtypes", DTYPES_HELP, default=None)
     parser.addini("gradcheck_report", REPORT_HELP, default=None)
+    parser.addini("gradcheck_plots", PLOTS_HELP, default=None)
+    parser.addini("gradcheck_html", HTML_HELP, default=None)
 
 
 @dataclass(frozen=True)
@@ -80,12 +100,21 @@ class Settings:
         dtypes: the dtypes to check.
         report: where the JSON report goes, or None.
         seed: the ``--hypothesis-seed`` value, or None.
+        plots: the folder for the figures of failing items, or None.
+        html: where the HTML report goes, or None.
     """
 
     examples: int | None
     dtypes: tuple[str, ...]
     report: Path | None
     seed: int | str | None
+    plots: Path | None = None
+    html: Path | None = None
+
+    @property
+    def figures(self) -> bool:
+        """Whether failing items draw their figure (for the plots folder or the HTML page)."""
+        return self.plots is not None or (self.html is not None and _has_matplotlib())
 
     def examples_for(self, declaration: Any) -> int | None:
         """Examples for one target: its declaration's ``max_examples`` wins."""
@@ -109,15 +138,34 @@ def _resolve(config: pytest.Config) -> Settings:
     examples = None if examples is None else _positive_int(examples, source)
     dtypes, source = _lookup(config, "dtypes")
     dtypes = DTYPES if dtypes is None else _dtype_list(dtypes, source, DTYPES)
-    report, source = _lookup(config, "report")
-    if report is not None:
-        base = (config.invocation_params.dir if source.startswith("command")
-                else config.inipath.parent if config.inipath else config.rootpath)
-        report = base / str(report)
+    report, plots, html = (_path_setting(config, name) for name in ("report", "plots", "html"))
+    if plots is not None and not _has_matplotlib():
+        raise pytest.UsageError("gradcheck: --gradcheck-plots needs matplotlib to draw the "
+                                "figures: pip install 'gradcheck[plot]' (or pip install "
+                                "matplotlib)")
     seed = config.getoption("--hypothesis-seed", default=None)
     if isinstance(seed, str) and seed.lstrip("-").isdigit():
         seed = int(seed)
-    return Settings(examples=examples, dtypes=tuple(dtypes), report=report, seed=seed)
+    return Settings(examples=examples, dtypes=tuple(dtypes), report=report, seed=seed,
+                    plots=plots, html=html)
+
+
+def _path_setting(config: pytest.Config, name: str) -> Path | None:
+    """A path setting: relative to the current directory on the command line, to the ini
+    file's directory in the ini file."""
+    value, source = _lookup(config, name)
+    if value is None:
+        return None
+    base = (config.invocation_params.dir if source.startswith("command")
+            else config.inipath.parent if config.inipath else config.rootpath)
+    return base / str(value)
+
+
+def _has_matplotlib() -> bool:
+    """Whether matplotlib is installed, without importing it."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _lookup(config: pytest.Config, name: str) -> tuple[Any, str]:
@@ -266,6 +314,9 @@ class GradcheckItem(pytest.Item):
         self._record("passed" if report.ok else "failed",
                      report.meta.get("duration_s", time.perf_counter() - started), report)
         if not report.ok:
+            if _session_settings(self.config).figures:
+                self.user_properties.append(
+                    (_FIGURE_PROPERTY, _figure(self.registered, self.dtype, report)))
             raise GradcheckError(report)
 
     def _record(self, outcome: str, duration: float, report: Any = None,
@@ -297,6 +348,40 @@ class GradcheckItem(pytest.Item):
         lineno = self.registered.lineno
         return self.path, (lineno - 1 if lineno else None), \
             f"gradcheck {self.registered.qualified}[{self.dtype}]"
+
+
+def _figure(registered: Any, dtype: str, report: Any) -> dict[str, str]:
+    """The item's figure as base64 PNG (JSON-safe), or why it could not be drawn."""
+    import base64
+    import io
+
+    try:
+        from gradcheck.plot import derivatives
+
+        figure = derivatives(registered, dtypes=(dtype,), points=FIGURE_POINTS,
+                             highlight=_failing_x(registered, report))
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+    except Exception as exc:  # noqa: BLE001 - a figure is a bonus: never fail the run for it
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {"png": base64.b64encode(buffer.getvalue()).decode("ascii")}
+
+
+def _failing_x(registered: Any, report: Any) -> tuple[float, ...]:
+    """For an elementwise target, up to 3 values of the minimal failing x inside the domain."""
+    declaration = registered.declaration
+    if not declaration.elementwise or not report.findings:
+        return ()
+    low, high = declaration.domain
+    x = report.findings[0].inputs.get("x")
+    values = [v for v in _flat(x) if isinstance(v, (int, float)) and low <= v <= high]
+    return tuple(dict.fromkeys(values))[:3]
+
+
+def _flat(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return [item for part in value for item in _flat(part)]
+    return [value]
 
 
 def _failure_text(report: Any) -> str:
@@ -377,11 +462,14 @@ class _Results:
         self.config = config
         self.results: dict[str, dict[str, Any]] = {}
         self.order: dict[str, int] = {}
+        self.figures: dict[str, dict[str, str]] = {}  # nodeid -> {"png": ...} or {"error": ...}
 
     def pytest_report_header(self) -> str:
         settings = _session_settings(self.config)
         examples = settings.examples or "Hypothesis profile default"
-        report = f", report={settings.report}" if settings.report else ""
+        report = "".join(f", {name}={value}" for name, value in (
+            ("report", settings.report), ("plots", settings.plots), ("html", settings.html))
+            if value)
         return f"gradcheck: examples={examples}, dtypes={','.join(settings.dtypes)}{report}"
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -391,7 +479,9 @@ class _Results:
         for nodeid in nodeids:
             self.order.setdefault(nodeid, len(self.order))
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._take_figure(report)
         properties = dict(report.user_properties)
         info = properties.get(_USER_PROPERTY)
         if not isinstance(info, dict):
@@ -406,6 +496,20 @@ class _Results:
             entry["outcome"] = "skipped"
         elif report.failed:
             entry["outcome"] = "error" if report.when != "call" else "failed"
+
+    def _take_figure(self, report: pytest.TestReport) -> None:
+        """Keep an item's figure and take it off the report: a base64 PNG is no property for
+        JUnit XML or other plugins to copy. An xdist worker leaves it on: it travels with the
+        report to the controller."""
+        if hasattr(self.config, "workerinput"):
+            return
+        kept = []
+        for name, value in report.user_properties:
+            if name == _FIGURE_PROPERTY and isinstance(value, dict):
+                self.figures[report.nodeid] = value
+            else:
+                kept.append((name, value))
+        report.user_properties = kept
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -430,17 +534,51 @@ class _Results:
             line += "; failed by kind: " + ", ".join(f"{k} {kinds[k]}" for k in ordered)
         terminalreporter.section("gradcheck", sep="-")
         terminalreporter.write_line(line)
-        report = _session_settings(self.config).report
-        if report is not None and not hasattr(self.config, "workerinput"):
-            terminalreporter.write_line(f"gradcheck: JSON report written to {report}")
+        settings = _session_settings(self.config)
+        if hasattr(self.config, "workerinput"):
+            return
+        if settings.plots is not None:
+            written = sum(1 for r in self.results.values() if r.get("figure"))
+            terminalreporter.write_line(f"gradcheck: {_plural(written, 'figure')} of failing "
+                                        f"items written to {settings.plots}")
+        for name, path in (("JSON report", settings.report), ("HTML report", settings.html)):
+            if path is not None:
+                terminalreporter.write_line(f"gradcheck: {name} written to {path}")
+        for nodeid, figure in self.figures.items():
+            if "error" in figure:
+                terminalreporter.write_line(f"gradcheck: no figure for {nodeid}: "
+                                            f"{figure['error']}")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         settings = _session_settings(self.config)
-        if settings.report is None or hasattr(self.config, "workerinput"):
+        if hasattr(self.config, "workerinput"):
             return  # xdist workers hand their results to the controller, which writes
-        settings.report.parent.mkdir(parents=True, exist_ok=True)
-        settings.report.write_text(json.dumps(self.document(settings), indent=2) + "\n")
+        if settings.plots is not None:
+            self.write_figures(settings.plots)
+        document = self.document(settings)
+        if settings.report is not None:
+            settings.report.parent.mkdir(parents=True, exist_ok=True)
+            settings.report.write_text(json.dumps(document, indent=2) + "\n")
+        if settings.html is not None:
+            from gradcheck._html import render
+
+            pngs = {nodeid: f["png"] for nodeid, f in self.figures.items() if "png" in f}
+            errors = {nodeid: f["error"] for nodeid, f in self.figures.items() if "error" in f}
+            settings.html.parent.mkdir(parents=True, exist_ok=True)
+            settings.html.write_text(render(document, pngs, errors), encoding="utf-8")
+
+    def write_figures(self, folder: Path) -> None:
+        """One PNG per failing item that has a figure, named after its node id."""
+        import base64
+
+        folder.mkdir(parents=True, exist_ok=True)
+        for nodeid, figure in self.figures.items():
+            if "png" not in figure or nodeid not in self.results:
+                continue
+            path = folder / _file_name(nodeid)
+            path.write_bytes(base64.b64decode(figure["png"]))
+            self.results[nodeid]["figure"] = str(path)
 
     def document(self, settings: Settings) -> dict[str, Any]:
         """The JSON report: versions, seed, one result per item in collection order."""
@@ -462,6 +600,14 @@ class _XdistOrder:
 
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         self.results._remember_order(ids)
+
+
+def _file_name(nodeid: str) -> str:
+    """``src/acts.py::elu[float16]`` -> ``src_acts.py__elu-float16.png``."""
+    import re
+
+    name = nodeid.replace("::", "__").replace("[", "-").replace("]", "")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") + ".png"
 
 
 def _plural(count: int, noun: str) -> str:
