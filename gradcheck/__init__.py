@@ -19,7 +19,7 @@ from ._report import KINDS, Finding, GradcheckError, Report
 
 __version__ = "0.1.0"
 
-__all__ = ["check", "assert_gradients", "fuzz", "activation", "layer", "strategies", "Report",
+__all__ = ["check", "assert_gradients", "fuzz", "activation", "layer", "strategies", "plot", "Report",
            "Finding", "GradcheckError", "KINDS", "__version__"]
 
 _LAZY = {"check": "._check", "assert_gradients": "._check", "fuzz": "._fuzz"}
@@ -30,6 +30,6 @@ def __getattr__(name):
 
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    if name == "strategies":
-        return importlib.import_module(".strategies", __name__)
+    if name in ("strategies", "plot"):
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'gradcheck' has no attribute {name!r}")
