@@ -64,16 +64,18 @@ def custom_elu(x):
 @gradcheck.activation(domain=(-1000.0, 1000.0))
 @tf.custom_gradient
 def custom_elu_with_grad(x):
-    """Seed 004, example 3, as published. It is correct.
+    """Seed 004, example 3, with its one bug fixed: ``tf.ones_like(x)`` instead of ``1.0``.
 
-    ``tf.exp(x)`` overflows to inf for large x, but the custom gradient is not differentiated
-    again, so ``tf.where`` simply picks 1.0 there: no NaN. The Python float 1.0 is converted to
-    x's dtype, so float16, bfloat16 and float64 work too.
+    As published, ``tf.where(x > 0, 1.0, tf.exp(x))`` works eagerly, but under ``tf.function``
+    (which is how ``model.fit`` runs it) the Python float becomes a float32 constant and the
+    where fails for float16 (mixed precision), bfloat16 and float64 inputs
+    (buggy_custom_gradients.custom_elu_with_grad). ``tf.exp(x)`` overflowing to inf for large x
+    is harmless here: a custom gradient is not differentiated again, so where just picks 1.
     """
     y = tf.nn.elu(x)
 
     def grad(dy):
-        return dy * tf.where(x > 0, 1.0, tf.exp(x))
+        return dy * tf.where(x > 0, tf.ones_like(x), tf.exp(x))
 
     return y, grad
 

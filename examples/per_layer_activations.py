@@ -47,16 +47,19 @@ def custom_elu_with_grad(x):
     y = tf.nn.elu(x)
 
     def grad(dy):
-        return dy * tf.where(x > 0, 1.0, tf.exp(x))
+        # Seed 004 wrote ``tf.where(x > 0, 1.0, tf.exp(x))``: under tf.function (model.fit)
+        # the 1.0 is a float32 constant and the layer fails in float16, bfloat16 and float64
+        # (buggy_per_layer_activations.custom_elu_lambda). ones_like has x's dtype.
+        return dy * tf.where(x > 0, tf.ones_like(x), tf.exp(x))
 
     return y, grad
 
 
 @gradcheck.layer(elementwise=True, domain=(-1000.0, 1000.0))
 def custom_elu_lambda():
-    """Seed 004, example 3: ELU with a custom gradient inside a Lambda, as published (correct:
-    the custom gradient is not differentiated again, so its exp overflow is never multiplied
-    by 0)."""
+    """Seed 004, example 3: ELU with a custom gradient inside a Lambda, dtype bug fixed (the
+    custom gradient is not differentiated again, so its exp overflow is never multiplied by
+    0)."""
     return keras.layers.Lambda(lambda x: custom_elu_with_grad(x))
 
 

@@ -26,6 +26,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -92,22 +93,56 @@ class Run:
                 if r["nodeid"].rpartition("[")[0] == f"{path}::{name}"]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Run:
-    out = tmp_path_factory.mktemp("gradcheck-examples")
-    report_path, junit_path = out / "report.json", out / "junit.xml"
+def _run_once(out: Path) -> None:
+    """Run ``pytest --gradcheck examples/`` and leave report.json, junit.xml, run.json in out."""
     command = [sys.executable, "-m", "pytest", "--gradcheck", "examples/",
-               "--gradcheck-report", str(report_path), f"--junitxml={junit_path}",
+               "--gradcheck-report", str(out / "report.json"), f"--junitxml={out / 'junit.xml'}",
                "--hypothesis-profile=ci", "-p", "no:cacheprovider", "-q",
                *shlex.split(os.environ.get("GRADCHECK_EXAMPLES_ARGS", ""))]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT_S)
-    output = done.stdout + done.stderr
+    env.pop("PYTEST_XDIST_WORKER", None)
+    try:
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=RUN_TIMEOUT_S)
+        outcome = {"returncode": done.returncode, "output": done.stdout + done.stderr}
+    except subprocess.TimeoutExpired as exc:
+        partial = "".join(v.decode(errors="replace") if isinstance(v, bytes) else v or ""
+                          for v in (exc.stdout, exc.stderr))
+        outcome = {"returncode": None,
+                   "output": f"timed out after {RUN_TIMEOUT_S} s:\n{partial}"}
+    outcome["command"] = shlex.join(command)
+    (out / "run.json").write_text(json.dumps(outcome))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Run:
+    """The one run of this session. Under pytest-xdist the first worker to get here runs it and
+    the others wait for its files (a directory created atomically is the lock), so the
+    examples are fuzzed once however the tests of this module are distributed."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out = shared / "gradcheck-examples-run"
+    try:
+        out.mkdir()
+    except FileExistsError:
+        deadline = time.monotonic() + RUN_TIMEOUT_S + 60
+        while not (out / "run.json").exists():
+            if time.monotonic() > deadline:
+                pytest.fail(f"another worker's run of the examples never finished ({out})")
+            time.sleep(2)
+    else:
+        try:
+            _run_once(out)
+        finally:
+            if not (out / "run.json").exists():  # never leave the other workers waiting
+                (out / "run.json").write_text(json.dumps(
+                    {"returncode": None, "output": "the run raised", "command": "?"}))
+    outcome = json.loads((out / "run.json").read_text())
+    report_path, junit_path = out / "report.json", out / "junit.xml"
     if not report_path.exists() or not junit_path.exists():
-        pytest.fail(f"`{shlex.join(command)}` wrote no report (exit {done.returncode}):\n"
-                    f"{output[-6000:]}")
-    return Run(done.returncode, output, json.loads(report_path.read_text()),
+        pytest.fail(f"`{outcome['command']}` wrote no report (exit {outcome['returncode']}):"
+                    f"\n{outcome['output'][-6000:]}")
+    return Run(outcome["returncode"], outcome["output"], json.loads(report_path.read_text()),
                ET.parse(junit_path).getroot())
 
 

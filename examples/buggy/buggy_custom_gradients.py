@@ -20,6 +20,7 @@ EXPECTED = {
     "swish_grad_off_by_2_percent": "gradient_mismatch",
     "elu_grad_wrong_branch": "gradient_mismatch",
     "swish_grad_float32_cast": "dtype_mismatch",
+    "custom_elu_with_grad": "mode_mismatch",
 }
 
 
@@ -124,5 +125,26 @@ def swish_grad_float32_cast(x):
 
     def grad(dy):
         return tf.cast(dy * (s + y * (1 - s)), tf.float32)
+
+    return y, grad
+
+
+# BUG: seed 004, example 3, as published. ``tf.where(x > 0, 1.0, tf.exp(x))`` converts the
+# Python float 1.0 to match x eagerly, but under tf.function, which is how model.fit runs a
+# model, it becomes a float32 constant: for float16 (mixed precision), bfloat16 and float64
+# inputs the gradient raises "TypeError: Input 'e' of 'SelectV2' Op has type float16 that does
+# not match type float32 of argument 't'". Plain TF: eager works in every dtype; the same
+# tape.gradient inside @tf.function fails in those three, and so does model.fit under
+# keras.mixed_precision.set_global_policy("mixed_float16"). Declared for the dtypes it breaks
+# in (in float32 it is correct).
+# Caught by: mode_mismatch (eager and tf.function disagree).
+# Fix: custom_gradients.custom_elu_with_grad (tf.ones_like(x) instead of 1.0).
+@gradcheck.activation(domain=(-1000.0, 1000.0), dtypes=("float16", "bfloat16", "float64"))
+@tf.custom_gradient
+def custom_elu_with_grad(x):
+    y = tf.nn.elu(x)
+
+    def grad(dy):
+        return dy * tf.where(x > 0, 1.0, tf.exp(x))
 
     return y, grad

@@ -13,6 +13,7 @@ EXPECTED = {
     "L2NormActivation": ("shape_mismatch", "batch_coupling"),
     "relu_alpha_lambda": "error",
     "row_norm_tf_norm": "nonfinite_gradient",
+    "custom_elu_lambda": "mode_mismatch",
 }
 
 
@@ -61,3 +62,25 @@ def relu_alpha_lambda():
 @gradcheck.layer(input_shape=(None, 4))
 def row_norm_tf_norm():
     return keras.layers.Lambda(lambda x: tf.norm(x, axis=-1, keepdims=True))
+
+
+@tf.custom_gradient
+def custom_elu_with_grad(x):
+    y = tf.nn.elu(x)
+
+    def grad(dy):
+        return dy * tf.where(x > 0, 1.0, tf.exp(x))
+
+    return y, grad
+
+
+# BUG: seed 004, example 3, as published: the custom ELU in a Lambda layer. Its gradient's
+# ``tf.where(x > 0, 1.0, ...)`` turns 1.0 into a float32 constant under tf.function, so the
+# layer trains in float32 but model.fit fails under mixed_float16 (and in bfloat16 and
+# float64): "Input 'e' of 'SelectV2' Op has type float16 that does not match type float32".
+# Declared for the dtypes it breaks in. Caught by: mode_mismatch.
+# Fix: per_layer_activations.custom_elu_lambda.
+@gradcheck.layer(elementwise=True, domain=(-1000.0, 1000.0),
+                 dtypes=("float16", "bfloat16", "float64"))
+def custom_elu_lambda():
+    return keras.layers.Lambda(lambda x: custom_elu_with_grad(x))
