@@ -11,6 +11,7 @@ kink handling or edge-value generation, e.g.::
     .venv/bin/python bench/soak.py                          # 20 seeds x 200 examples
     .venv/bin/python bench/soak.py --seeds 3 --examples 50 --only swish
     .venv/bin/python bench/soak.py --no-library --dtypes float16,bfloat16 --json soak.json
+    .venv/bin/python bench/soak.py --jobs 8                 # on a machine with cores to spare
 
 Exit status: 0 when nothing was found, 1 otherwise.
 """
@@ -52,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="skip the keras.activations / tf.nn activations")
     parser.add_argument("--examples-dir", type=Path, default=ROOT / "examples",
                         help="where the correct examples live (default: examples/)")
+    parser.add_argument("--jobs", "-j", type=int, default=1,
+                        help="worker processes, one item (target x dtype) at a time each "
+                             "(default: 1)")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write every run and finding to PATH as JSON")
     args = parser.parse_args(argv)
@@ -59,7 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     unknown = [d for d in args.dtypes if d not in DTYPES]
     if unknown:
         parser.error(f"--dtypes: unknown dtype {unknown[0]!r}; expected names from {DTYPES}")
-    for name in ("seeds", "examples"):
+    for name in ("seeds", "examples", "jobs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     return args
@@ -101,17 +105,24 @@ def library_targets():
     return found
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def _setup():
+    """Import gradcheck with a soak profile: no example database, so that no run replays
+    another run's failure and every seed is independent."""
     sys.path.insert(0, str(ROOT))
+    import logging
+
     from hypothesis import settings
 
-    import gradcheck
+    # gradcheck traces targets under tf.function on purpose (mode checks): TF's retracing
+    # warnings are noise here.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
-    # Independent seeds: no example database, so no run replays another's failure.
     settings.register_profile("gradcheck-soak", database=None)
     settings.load_profile("gradcheck-soak")
 
+
+def collect(args) -> list[tuple[str, object, dict, str]]:
+    """The (label, target, options, dtype) items to soak, in a stable order."""
     targets = []
     if not args.no_examples:
         targets += example_targets(args.examples_dir)
@@ -119,47 +130,99 @@ def main(argv=None) -> int:
         targets += library_targets()
     if args.only:
         targets = [t for t in targets if any(text in t[0] for text in args.only)]
-    runs = [(label, fn, options, dtype) for label, fn, options, dtypes in targets
+    return [(label, fn, options, dtype) for label, fn, options, dtypes in targets
             for dtype in dtypes if dtype in args.dtypes]
+
+
+def soak_item(fn, options: dict, label: str, dtype: str, seeds, examples: int):
+    """Fuzz one target in one dtype under each seed.
+
+    Returns (entries, examples run, text to print, seconds taken)."""
+    import gradcheck
+
+    started = time.perf_counter()
+    entries, examples_run, text = [], 0, []
+    for seed in seeds:
+        try:
+            report = gradcheck.fuzz(fn, dtype=dtype, max_examples=examples, seed=seed,
+                                    **options)
+        except Exception as exc:  # noqa: BLE001 - a crash of gradcheck itself counts too
+            text.append(f"\nCRASH {label} [{dtype}] seed {seed}: {type(exc).__name__}: {exc}")
+            entries.append({"target": label, "dtype": dtype, "seed": seed, "ok": False,
+                            "crash": f"{type(exc).__name__}: {exc}"})
+            continue
+        examples_run += report.meta.get("examples", 0)
+        entry = {"target": label, "dtype": dtype, "seed": seed, "ok": report.ok,
+                 "examples": report.meta.get("examples")}
+        if not report.ok:
+            entry.update(kinds=report.kinds, report=report.to_dict())
+            text.append(f"\nFINDING {label} [{dtype}] seed {seed}:\n{report}")
+        entries.append(entry)
+    return entries, examples_run, "\n".join(text), time.perf_counter() - started
+
+
+# -- --jobs N: one process per job, each collecting the same items and running those it is given
+
+_WORKER_ITEMS: dict = {}
+
+
+def _worker_init(args) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _setup()
+    for label, fn, options, dtype in collect(args):
+        _WORKER_ITEMS[(label, dtype)] = (fn, options)
+
+
+def _worker_run(label: str, dtype: str, seeds, examples: int):
+    fn, options = _WORKER_ITEMS[(label, dtype)]
+    return soak_item(fn, options, label, dtype, seeds, examples)
+
+
+def _run_items(args, items, seeds):
+    """Yield (label, dtype, soak_item's result) for each item, as it finishes."""
+    if args.jobs == 1:
+        for label, fn, options, dtype in items:
+            yield label, dtype, soak_item(fn, options, label, dtype, seeds, args.examples)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")  # never fork a process that imported TF
+    with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_worker_init,
+                             initargs=(args,)) as pool:
+        futures = {pool.submit(_worker_run, label, dtype, seeds, args.examples): (label, dtype)
+                   for label, _, _, dtype in items}
+        for future in as_completed(futures):
+            label, dtype = futures[future]
+            yield label, dtype, future.result()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    _setup()
+    items = collect(args)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    print(f"soak: {len(targets)} targets, {len(runs)} target x dtype items, "
-          f"{args.seeds} seeds x {args.examples} examples each", flush=True)
+    print(f"soak: {len(items)} target x dtype items, {args.seeds} seeds x {args.examples} "
+          f"examples each, {args.jobs} job(s)", flush=True)
 
     start = time.perf_counter()
     results, findings, examples_run = [], 0, 0
-    for label, fn, options, dtype in runs:
-        item_start, failed_seeds = time.perf_counter(), []
-        for seed in seeds:
-            try:
-                report = gradcheck.fuzz(fn, dtype=dtype, max_examples=args.examples, seed=seed,
-                                        **options)
-            except Exception as exc:  # noqa: BLE001 - a crash of gradcheck itself counts too
-                findings += 1
-                failed_seeds.append(seed)
-                print(f"\nCRASH {label} [{dtype}] seed {seed}: {type(exc).__name__}: {exc}",
-                      flush=True)
-                results.append({"target": label, "dtype": dtype, "seed": seed,
-                                "crash": f"{type(exc).__name__}: {exc}"})
-                continue
-            examples_run += report.meta.get("examples", 0)
-            entry = {"target": label, "dtype": dtype, "seed": seed, "ok": report.ok,
-                     "examples": report.meta.get("examples")}
-            if not report.ok:
-                findings += 1
-                failed_seeds.append(seed)
-                entry.update(kinds=report.kinds, report=report.to_dict())
-                print(f"\nFINDING {label} [{dtype}] seed {seed}:\n{report}", flush=True)
-            results.append(entry)
-        took = time.perf_counter() - item_start
-        status = "ok" if not failed_seeds else f"FAILED seeds {failed_seeds}"
+    for label, dtype, (entries, examples, text, took) in _run_items(args, items, seeds):
+        results += entries
+        examples_run += examples
+        failed = [e["seed"] for e in entries if not e["ok"]]
+        findings += len(failed)
+        if text:
+            print(text, flush=True)
+        status = "ok" if not failed else f"FAILED seeds {failed}"
         print(f"{label} [{dtype}]: {status} ({took:.1f} s)", flush=True)
 
     wall = time.perf_counter() - start
-    print(f"\nsoak: {findings} finding(s) on correct code in {len(runs) * args.seeds} fuzz runs "
-          f"({examples_run} examples checked); wall time {wall:.0f} s", flush=True)
+    print(f"\nsoak: {findings} finding(s) on correct code in {len(items) * args.seeds} fuzz "
+          f"runs ({examples_run} examples checked); wall time {wall:.0f} s", flush=True)
     if args.json:
         args.json.write_text(json.dumps({
-            "findings": findings, "runs": len(runs) * args.seeds, "examples": examples_run,
+            "findings": findings, "runs": len(items) * args.seeds, "examples": examples_run,
             "wall_s": round(wall, 1), "seeds": list(seeds), "examples_per_seed": args.examples,
             "results": results}, indent=1))
     return 0 if findings == 0 else 1
