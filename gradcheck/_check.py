@@ -35,12 +35,15 @@ __all__ = ["check", "assert_gradients"]
 # allow 8 ulps (the 8 eps |a| of NUMERICS.md's measured rule).
 ANALYTIC_ULPS = 8.0
 
-_OPTIONS = {"elementwise", "batch_independent", "rtol", "atol", "seed", "name", "reference"}
+_OPTIONS = {"elementwise", "batch_independent", "rtol", "atol", "seed", "name", "reference",
+            "order", "modes", "policies"}
 
 
 def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent: bool = True,
           rtol: float | None = None, atol: float | None = None, seed: int = 0,
-          name: str | None = None, reference: Callable[[str], Any] | None = None) -> Report:
+          name: str | None = None, reference: Callable[[str], Any] | None = None,
+          order: int = 1, modes: Sequence[str] | None = None,
+          policies: Sequence[str] = ()) -> Report:
     """Check the gradients of ``target`` at ``inputs``.
 
     Args:
@@ -60,6 +63,12 @@ def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent
             (e.g. a factory, or ``lambda dtype: MyLayer(dtype=dtype)``); its float64 build, with
             the layer's weights copied in, is the numerical reference. Without it, the layer is
             rebuilt from ``get_config()``, and where that fails its own dtype is used.
+        order: 2 also checks the gradient of the gradient (see ``_second_order.py``).
+        modes: execution modes whose output and gradients must agree with eager, from
+            ``("eager", "function", "xla")``; default ``("eager", "function")``; ``()`` turns
+            it off (see ``_modes.py``).
+        policies: for a layer, Keras mixed-precision policies to check it under, e.g.
+            ``("mixed_float16", "mixed_bfloat16")`` (see ``_mixed.py``).
 
     Returns:
         A :class:`Report`; ``report.ok`` is True when nothing was found.
@@ -74,7 +83,11 @@ def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent
     for label, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and not (isinstance(value, (int, float)) and value >= 0):
             raise ValueError(f"gradcheck: {label} must be a number >= 0, got {value!r}")
-    run = _Run(tgt, args, elementwise, batch_independent, rtol, atol, seed)
+    from . import _mixed, _modes, _second_order  # beyond first order (issue 7)
+
+    beyond = (_second_order.normalize_order(order), _modes.normalize_modes(modes),
+              _mixed.normalize_policies(policies, tgt))
+    run = _Run(tgt, args, elementwise, batch_independent, rtol, atol, seed, *beyond)
     run.execute()
     return run.report
 
@@ -145,6 +158,9 @@ class _Run:
     rtol: float | None
     atol: float | None
     seed: int
+    order: int = 1                   # beyond first order (issue 7): see check()
+    modes: tuple[str, ...] = ()
+    policies: tuple[str, ...] = ()
     report: Report = field(init=False)
 
     def __post_init__(self) -> None:
@@ -165,10 +181,18 @@ class _Run:
     def execute(self) -> None:
         if not self.forward_backward():
             return
-        if not self.choose_reference():
-            return
-        self.check_nonfinite_output()
-        self.check_gradients()
+        if self.choose_reference():
+            self.check_nonfinite_output()
+            self.check_gradients()
+            if self.order == 2:
+                from ._second_order import check_second_order
+                check_second_order(self)
+        if self.modes:  # tf.function (and XLA, another device) agree with eager
+            from ._modes import check_modes
+            check_modes(self)
+        if self.policies:
+            from ._mixed import check_policies
+            check_policies(self)
 
     def forward_backward(self) -> bool:
         floats = [i for i, a in enumerate(self.args) if a.dtype.is_floating]

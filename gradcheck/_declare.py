@@ -27,6 +27,13 @@ __all__ = ["DTYPES", "Declaration", "Registered", "activation", "layer", "regist
 #: The floating dtypes a target can be declared for, narrowest first.
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 
+#: Beyond first order (gradcheck._second_order, _modes, _mixed): derivative orders, execution
+#: modes and Keras mixed-precision policies a declaration may ask for. Kept here, free of
+#: TensorFlow, so that declaring stays cheap.
+ORDERS = (1, 2)
+MODES = ("eager", "function", "xla")
+POLICIES = ("mixed_float16", "mixed_bfloat16")
+
 _KINDS = ("activation", "layer")
 
 
@@ -52,6 +59,11 @@ class Declaration:
         rtol: relative tolerance of the gradient comparison (``None``: per-dtype default).
         atol: absolute tolerance (``None``: per-dtype default).
         init: keyword arguments for a Layer class (layers only).
+        order: 2 also checks the gradient of the gradient (``check(order=2)``).
+        modes: execution modes that must agree with eager, from :data:`MODES` (``None``: the
+            default of :func:`gradcheck.check`; ``()``: off).
+        policies: Keras mixed-precision policies to check a layer under, from
+            :data:`POLICIES` (layers only).
     """
 
     kind: str
@@ -66,6 +78,9 @@ class Declaration:
     rtol: float | None = None
     atol: float | None = None
     init: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    order: int = 1
+    modes: tuple[str, ...] | None = None
+    policies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -81,6 +96,9 @@ class Declaration:
             "rtol": _tolerance("rtol", self.rtol),
             "atol": _tolerance("atol", self.atol),
             "init": _init(self.kind, self.init),
+            "order": _order(self.order),
+            "modes": _names("modes", self.modes, MODES, allow_none=True),
+            "policies": _policies(self.kind, self.policies),
         }
         normalized["kinks"] = _kinks(self.kinks, normalized["domain"])
         for name, value in normalized.items():
@@ -131,9 +149,9 @@ class Registered:
             ValueError: ``dtype`` is not one of :data:`DTYPES`.
             TypeError: a layer factory returned something that is not a Keras Layer.
         """
-        if dtype not in DTYPES:
+        if dtype not in DTYPES + POLICIES:  # a mixed-precision policy name builds under it
             raise ValueError(f"{self.qualified}: cannot build for dtype {dtype!r}; "
-                             f"expected one of {DTYPES}")
+                             f"expected one of {DTYPES} or a policy from {POLICIES}")
         if self.declaration.kind == "activation":
             return self.target
         if isinstance(self.target, type):
@@ -143,7 +161,7 @@ class Registered:
         # Keras 3 fixes its global dtype policy the first time it is read, after which
         # set_floatx no longer changes what new layers use: set the policy itself.
         previous_floatx, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
-        keras.config.set_floatx(dtype)
+        keras.config.set_floatx(dtype if dtype in DTYPES else "float32")
         keras.config.set_dtype_policy(dtype)
         try:
             built = self.target()
@@ -521,6 +539,35 @@ def _tolerance(option: str, value: Any) -> float | None:
     if value < 0:
         raise ValueError(f"{option} must be >= 0, got {value!r}")
     return value
+
+
+def _order(value: Any) -> int:
+    if isinstance(value, bool) or value not in ORDERS:
+        raise ValueError(f"order must be 1 (gradients) or 2 (also the gradient of the "
+                         f"gradient), got {value!r}")
+    return int(value)
+
+
+def _names(option: str, value: Any, valid: tuple[str, ...], allow_none: bool = False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{option} must be a tuple of names from {valid}, got {_describe(value)}")
+    unknown = [v for v in value if v not in valid]
+    if unknown:
+        raise ValueError(f"{option}: unknown name {unknown[0]!r}; expected names from {valid}")
+    return tuple(dict.fromkeys(value))
+
+
+def _policies(kind: str, value: Any) -> tuple[str, ...]:
+    names = _names("policies", value, POLICIES)
+    if names and kind != "layer":
+        raise TypeError("policies is for @gradcheck.layer (a mixed-precision policy changes how "
+                        "a layer casts its inputs and variables); check an activation in "
+                        "float16/bfloat16 with dtypes=(...) instead")
+    return names
 
 
 def _init(kind: str, value: Any) -> dict[str, Any]:

@@ -242,7 +242,8 @@ class _Fuzz:
         return check(target, *inputs, elementwise=self.decl.elementwise,
                      batch_independent=self.decl.batch_independent, rtol=self.decl.rtol,
                      atol=self.decl.atol, seed=_seed_of(inputs), name=self.entry.name,
-                     reference=reference)
+                     reference=reference, order=self.decl.order, modes=self.decl.modes,
+                     policies=self.decl.policies)
 
     def example(self, inputs: tuple[np.ndarray, ...]) -> None:
         self.examples += 1
@@ -412,7 +413,8 @@ class _Fuzz:
         arrays = ", ".join(f"np.array({a.astype(np.float64).tolist()!r}, dtype={self.dtype!r})"
                            for a in inputs)
         options = []
-        default = {"elementwise": True, "batch_independent": True, "rtol": None, "atol": None}
+        default = {"elementwise": True, "batch_independent": True, "rtol": None, "atol": None,
+                   "order": 1, "modes": None, "policies": ()}
         for option, value in default.items():
             if getattr(self.decl, option) != value:
                 options.append(f"{option}={getattr(self.decl, option)!r}")

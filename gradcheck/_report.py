@@ -20,6 +20,8 @@ KINDS = (
     "not_elementwise",
     "batch_coupling",
     "gradient_mismatch",
+    "second_order_mismatch",  # order=2: the gradient's own derivative is wrong (issue 7)
+    "mode_mismatch",  # tf.function / XLA (/ another device) disagrees with eager (issue 7)
 )
 
 

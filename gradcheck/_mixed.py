@@ -1,0 +1,374 @@
+"""Mixed precision (layers): the layer under ``keras.mixed_precision`` policies.
+
+Under ``mixed_float16`` / ``mixed_bfloat16`` a Keras layer keeps its variables in float32 (an
+optimizer's small updates vanish in float16) and computes in float16/bfloat16: inputs and
+variables are cast to the compute dtype on the way in, the output stays in it, and gradients
+are cast back to float32 on the way to the variables. Layers that hard-code a dtype break
+there, and only there:
+
+* ``self.add_weight(..., dtype=self.compute_dtype)`` or ``dtype="float16"``: a float16
+  variable -> ``dtype_mismatch``;
+* ``tf.cast(x, self.dtype)`` in ``call`` (``self.dtype`` is the *variable* dtype, float32; the
+  compute dtype is ``self.compute_dtype``): a float32 output -> ``dtype_mismatch``, or an
+  ``error`` where it meets a float16 tensor;
+* intermediates that overflow float16 (a sum of squares beyond 65504, ``exp`` beyond 11) or
+  an epsilon below its range (``1e-8`` is 0 in float16): a NaN/Inf output or gradient ->
+  ``nonfinite_output`` / ``nonfinite_gradient``; an output that collapsed to a wrong finite
+  value (``x * rsqrt(inf)`` is 0) -> ``dtype_mismatch`` (the layer does not compute in that
+  dtype: the kind the core and fuzzing use for "fails only in some dtypes");
+* gradients that do not reach the float32 variables (a ``None``), or arrive wrong:
+  ``disconnected_gradient`` / ``gradient_mismatch``;
+* a layer that raises under the policy (a float32 constant meeting a float16 tensor): ``error``.
+
+Each finding is one of the existing kinds, its message starting with ``under policy <name>``
+and its details holding ``policy``.
+
+How: the layer is rebuilt under the policy -- from ``reference`` (the declaration's builder,
+which accepts the policy names) or from ``get_config()`` with ``dtype=<policy>`` -- with the
+global Keras dtype policy set to the same policy while it is built and first called (so
+sublayers created without a dtype follow it, as they do when an application sets the policy),
+and always restored. Its weights are copied from the layer under test. Every variable must be
+float32. Then one forward pass and one VJP (a random signed cotangent ``v``, rounded to the
+compute dtype) run on it with float32 inputs, which the layer casts as in training, and the
+same on the float32 layer (the layer under test, or its float32 copy) -- the reference the
+issue asks for: the output must be in the compute dtype, and output and gradients (input and
+every variable) finite and close to the float32 ones within the compute dtype's precision
+(tolerances in :func:`_compare`). The core's finite-difference check is not repeated on the
+mixed layer: its low-precision floors grow with ``|x|`` and would pass an RMS norm whose
+output collapsed to 0, which the direct comparison cannot miss; the float32 layer itself was
+verified by the first-order check. Execution modes and second order are not repeated under
+the policy.
+
+Cost: building the layer under each policy, one forward + VJP of it, and three of the float32
+layer (the reference and its rounding window) -- measured in ``bench/beyond_cost.py``.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from ._check import ANALYTIC_ULPS, _f64, _index, _signed, _tail
+from ._declare import POLICIES
+from ._numerics import machine_eps
+from ._targets import LayerTarget, weights_set_to
+
+__all__ = ["POLICIES", "normalize_policies", "check_policies", "policy_scope"]
+
+#: The compute dtype of each policy.
+COMPUTE = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
+
+
+def normalize_policies(policies: Any, tgt: Any) -> tuple[str, ...]:
+    if policies is None:
+        return ()
+    if isinstance(policies, str):
+        policies = (policies,)
+    try:
+        names = tuple(policies)
+    except TypeError:
+        raise TypeError(f"gradcheck: policies must be a tuple of names from {POLICIES}, "
+                        f"got {type(policies).__name__} {policies!r:.60}") from None
+    unknown = [p for p in names if p not in POLICIES]
+    if unknown:
+        raise ValueError(f"gradcheck: unknown policy {unknown[0]!r} in policies={names!r}; "
+                         f"valid policies are {POLICIES}")
+    if names and tgt.layer is None:
+        raise TypeError(f"gradcheck: policies={names!r} applies to Keras Layer instances; "
+                        f"{tgt.name} is a function: a policy only changes how a layer casts "
+                        f"its inputs and variables, so check the function in float16 or "
+                        f"bfloat16 instead")
+    return tuple(dict.fromkeys(names))
+
+
+@contextmanager
+def policy_scope(policy: str) -> Iterator[None]:
+    """Set Keras' global dtype policy to ``policy`` for the block; always restored."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def check_policies(run: Any) -> None:
+    for policy in run.policies:
+        _check_policy(run, policy)
+
+
+def _check_policy(run: Any, policy: str) -> None:
+    compute = COMPUTE[policy]
+    where = f"under policy {policy} (compute dtype {compute}, variables float32)"
+    floats = [i for i, a in enumerate(run.args) if a.dtype.is_floating]
+    inputs = [tf.cast(a, tf.float32) if a.dtype.is_floating else a for a in run.args]
+    try:
+        mixed = _build(run.tgt, policy, inputs)
+    except Exception as exc:  # noqa: BLE001 - the layer's own failure is a finding
+        run.add("error", f"{where}: raised {type(exc).__name__} when built and called: {exc}",
+                policy=policy, exception=type(exc).__name__, traceback_tail=_tail(exc))
+        return
+    for w in mixed.weights:
+        if _dtype_name(w) != "float32":
+            run.add("dtype_mismatch",
+                    f"{where}: variable {w.name!r} is {_dtype_name(w)}; mixed precision keeps "
+                    f"variables in float32 (an optimizer's small updates vanish in "
+                    f"{compute}): create it with self.add_weight(...) without dtype=, or with "
+                    f"dtype=self.variable_dtype, not self.compute_dtype",
+                    policy=policy, variable=w.name, expected="float32", found=_dtype_name(w))
+    reference = _reference(run)
+    mine = LayerTarget(mixed, run.tgt.name)
+    try:
+        y, grads, labels = _forward_backward(mine, inputs, floats, mine.tracked_weights(),
+                                             None, compute, run)
+    except Exception as exc:  # noqa: BLE001
+        run.add("error", f"{where}: raised {type(exc).__name__} when called and "
+                f"differentiated: {exc}", policy=policy, exception=type(exc).__name__,
+                traceback_tail=_tail(exc))
+        return
+    if y.dtype.name != compute:
+        run.add("dtype_mismatch",
+                f"{where}: output dtype is {y.dtype.name}, expected the compute dtype {compute} "
+                f"(a hard-coded cast? under a mixed policy self.dtype is the variable dtype, "
+                f"float32: cast with self.compute_dtype)",
+                policy=policy, expected=compute, found=y.dtype.name)
+    if reference is None:
+        run.report.meta.setdefault("skipped", []).append(
+            f"{policy}: gradients not compared (no float32 copy of the layer could be built)")
+        return
+    ref, ref_weights = reference
+    rounded = [tf.cast(tf.cast(a, compute), tf.float32) if a.dtype.is_floating else a
+               for a in inputs]
+    values = [tf.cast(tf.cast(w, compute), w.dtype) for w in ref_weights]
+    y_ref, grads_ref, _ = _forward_backward(ref, rounded, floats, ref_weights, values, compute,
+                                            run)
+    # The rounding window: the reference again with every input and weight moved by
+    # +-ANALYTIC_ULPS roundings of the compute dtype (one random sign pattern, both ways, so
+    # that a pre-activation within rounding of a ReLU kink lands on each side once).
+    delta = ANALYTIC_ULPS * machine_eps(compute)
+    window = []
+    signs = [_signed(run.rng, tuple(t.shape)) > 0 for t in rounded if t.dtype.is_floating]
+    w_signs = [_signed(run.rng, tuple(w.shape)) > 0 for w in ref_weights]
+    for side in (1.0, -1.0):
+        moved = list(rounded)
+        for i, sign in zip(floats, signs):
+            moved[i] = rounded[i] * tf.constant(1 + side * delta * np.where(sign, 1, -1),
+                                                tf.float32)
+        w_moved = [v * tf.constant(1 + side * delta * np.where(sign, 1, -1), v.dtype)
+                   for v, sign in zip(values, w_signs)]
+        window.append(_forward_backward(ref, moved, floats, ref_weights, w_moved, compute,
+                                        run)[1])
+    _compare(run, where, policy, compute, _f64(y), _f64(y_ref),
+             list(zip(labels, grads, grads_ref, [inputs[i].dtype for i in floats]
+                      + [tf.float32] * (len(labels) - len(floats)), *window)))
+
+
+def _reference(run: Any):
+    """The layer in float32 with the same weights (the layer itself if it is float32)."""
+    own = run.tgt.tracked_weights()
+    if run.tgt.layer.compute_dtype == "float32" and all(
+            _dtype_name(w) == "float32" for w in own):
+        return run.tgt, own
+    twin = run.tgt.twin(tf.float32, [tf.cast(a, tf.float32) if a.dtype.is_floating else a
+                                     for a in run.args], own)
+    return twin
+
+
+def _forward_backward(target: Any, inputs: list, floats: list[int], weights: list,
+                      values: list | None, compute: str, run: Any):
+    """Output and VJP (float64 NumPy per source, None for a None gradient) with the run's
+    cotangent rounded to the compute dtype; the weights hold ``values`` for the call (for the
+    reference: rounded to the compute dtype, as Keras' autocast does in the mixed layer), and
+    are restored."""
+    with weights_set_to(weights, values):
+        with tf.GradientTape() as tape:
+            for i in floats:
+                tape.watch(inputs[i])
+            y = tf.convert_to_tensor(target(inputs))
+        v = _cotangent(run, y.shape, compute)
+        sources = [inputs[i] for i in floats] + list(weights)
+        grads = tape.gradient(y, sources, output_gradients=tf.cast(v, y.dtype))
+    labels = [f"input {run._arg_label(i)}" for i in floats] + [f"weight {w.name!r}"
+                                                                 for w in weights]
+    out = []
+    for g in grads:
+        if isinstance(g, tf.IndexedSlices):
+            g = tf.convert_to_tensor(g)
+        out.append(None if g is None else (g.dtype.name, _f64(g)))
+    return y, out, labels
+
+
+def _cotangent(run: Any, shape: Any, compute: str) -> tf.Tensor:
+    """A random, signed cotangent, one per run and output shape (the mixed layer and its
+    float32 reference get the same), rounded to the compute dtype."""
+    key = tuple(shape.as_list())
+    cached = getattr(run, "_mixed_cotangent", None)
+    if cached is None or cached[0] != key:
+        cached = (key, _signed(run.rng, key))
+        run._mixed_cotangent = cached
+    return tf.cast(tf.cast(cached[1], compute), tf.float32)
+
+
+def _compare(run: Any, where: str, policy: str, compute: str, y: np.ndarray, y_ref: np.ndarray,
+             grads: list) -> None:
+    """Output finite where the reference is (and representable) and close to it; each
+    gradient present, float32 for variables, finite, and close to the reference's.
+
+    Tolerances. The reference ran at the same inputs and weights rounded to the compute dtype,
+    so what is left is the mixed layer's own rounding of intermediates in that dtype,
+    ANALYTIC_ULPS roundings of eps_c each (the core's allowance for an analytic chain), judged
+    norm-wise (over the whole tensor, against its largest entry):
+
+    The reference is also run with every input and weight moved by +-ANALYTIC_ULPS roundings
+    (one random sign pattern, both ways): a gradient entry passes anywhere between those runs'
+    values, widened by the tolerance, since a pre-activation within rounding of a ReLU kink may
+    land on either side of it in the mixed run.
+
+    * output: ``2 * ANALYTIC_ULPS * eps_c * max(|y|, |y_ref|)``, plus eps_c's smallest normal
+      number (values below it flush to zero). An intermediate that overflows to inf (a sum of
+      squares in float16 beyond 65504) turns the output into 0 or NaN: far outside. A wrong
+      finite output is reported as ``dtype_mismatch`` (the layer does not compute in this
+      dtype), a NaN/Inf one as ``nonfinite_output``.
+    * gradient: a sum over the batch and features adds up the roundings of its terms, whose
+      number is that of the output entries each gradient entry sums (``n = y.size / g.size``,
+      at least 1) and whose independent, signed errors grow as ``sqrt(n)``; the terms are at
+      most the gradient's largest entry, or the cotangent times the output's scale times a
+      lever (the backward pass multiplies ``v`` by quantities of the output's size --
+      softmax's ``s * v``, tanh's ``(1 - y^2) * v``, where a saturated layer's gradient is a
+      cancellation far below its terms -- and then by what the differentiated quantity
+      multiplies: the input for a weight, as in the core's parameter lever, the weights for
+      the input). So ``|g - g_ref| <= ANALYTIC_ULPS * eps_c * (sqrt(n) * max(|g|, |g_ref|) +
+      |v| max(1, |y_ref|) lever + n * tiny_c)``, ``lever = max(1, |x|)`` for a weight and
+      ``max(1, |w|)`` for an input (largest entries). Such floors are loose where inputs are
+      large (as the core's low-precision ones are); the output check above is what catches an
+      overflowing intermediate there."""
+    eps = machine_eps(compute)
+    tiny = 2.0 ** -126 if compute == "bfloat16" else float(np.finfo(np.float16).tiny)
+    big = float(tf.as_dtype(compute).max)
+    bad = ~np.isfinite(y) & np.isfinite(y_ref) & (np.abs(y_ref) <= big)
+    if bad.any():
+        j = int(np.argmax(bad))
+        run.add("nonfinite_output",
+                f"{where}: output is {y.flat[j]} at index {_index(j, y.shape)} where the "
+                f"float32 layer gives {y_ref.flat[j]:.6g}, which {compute} can hold "
+                f"({int(bad.sum())} / {bad.size} entries); an intermediate overflows "
+                f"{compute} (a sum of squares, exp)? compute it in float32",
+                policy=policy, index=list(_index(j, y.shape)), count=int(bad.sum()),
+                reference=y_ref.flat[j])
+        return
+    if not np.isfinite(y).all():
+        return  # the reference overflows too: nothing to compare
+    y_size = max(float(np.max(np.abs(y), initial=0.0)), float(np.max(np.abs(y_ref), initial=0.0)))
+    tol = 2 * ANALYTIC_ULPS * eps * y_size + tiny
+    diff = np.abs(y - y_ref)
+    if (diff > tol).any():
+        j = int(np.argmax(diff))
+        run.add("dtype_mismatch",
+                f"{where}: the output differs from the float32 layer's at index "
+                f"{_index(j, y.shape)}: {y.flat[j]:.6g} vs {y_ref.flat[j]:.6g} (difference "
+                f"{diff.flat[j]:.3g}, tolerance {tol:.3g}: {2 * ANALYTIC_ULPS:g} roundings of "
+                f"{compute} at the output's size {y_size:.3g}); {int((diff > tol).sum())} / "
+                f"{y.size} entries differ: the layer does not compute in {compute}; an "
+                f"intermediate that overflows or underflows it (a sum of squares beyond "
+                f"{big:.6g}, an epsilon below {tiny:.3g}) or cancels? compute it in float32",
+                policy=policy, index=list(_index(j, y.shape)), value=y.flat[j],
+                reference=y_ref.flat[j], difference=diff.flat[j], tolerance=tol,
+                mismatched=int((diff > tol).sum()), total=int(y.size))
+    chain = float(np.max(np.abs(run._mixed_cotangent[1]), initial=0.0)) * max(
+        1.0, float(np.max(np.abs(y_ref), initial=0.0)))
+    levers = {kind: max([1.0] + [float(np.max(np.abs(p.value), initial=0.0))
+                                 for p in run.params if p.is_weight == is_weight])
+              for kind, is_weight in (("input", False), ("weight", True))}
+    for label, ours, theirs, dtype, *window in grads:
+        if theirs is None:
+            continue  # None in float32 too: the first-order check judged it
+        if ours is None:
+            run.add("disconnected_gradient",
+                    f"{where}: the gradient for {label} is None, but not in float32; a cast "
+                    f"through a non-float type or a tf.stop_gradient on the mixed path?",
+                    policy=policy, param=label)
+            continue
+        (g_dtype, g), (_, g_ref) = ours, theirs
+        if g_dtype != dtype.name:
+            run.add("dtype_mismatch",
+                    f"{where}: the gradient for {label} is {g_dtype}, expected {dtype.name} "
+                    f"(gradients reach float32 variables in float32)",
+                    policy=policy, param=label, expected=dtype.name, found=g_dtype)
+            continue
+        bad = ~np.isfinite(g) & np.isfinite(g_ref)
+        if bad.any():
+            j = int(np.argmax(bad))
+            run.add("nonfinite_gradient",
+                    f"{where}: the gradient for {label} is {g.flat[j]} at index "
+                    f"{_index(j, g.shape)} where the float32 layer's is {g_ref.flat[j]:.6g} "
+                    f"({int(bad.sum())} / {bad.size} entries); an intermediate overflows "
+                    f"{compute}? (loss scaling does not fix an overflow in the layer itself)",
+                    policy=policy, param=label, index=list(_index(j, g.shape)),
+                    count=int(bad.sum()), reference=g_ref.flat[j])
+            continue
+        finite = np.isfinite(g_ref)
+        if not finite.any():
+            continue
+        terms = max(1.0, y.size / max(1, g.size))
+        size = max(float(np.max(np.abs(g[finite]))), float(np.max(np.abs(g_ref[finite]))))
+        lever = levers["input"] if label.startswith("weight") else levers["weight"]
+        tol = ANALYTIC_ULPS * eps * (np.sqrt(terms) * size + chain * lever + terms * tiny)
+        lo, hi = g_ref, g_ref
+        for other in window:
+            if other is not None and other[1].shape == g_ref.shape:
+                lo, hi = np.fmin(lo, other[1]), np.fmax(hi, other[1])
+        with np.errstate(invalid="ignore"):
+            diff = np.where(finite, np.maximum(np.maximum(lo - g, g - hi), 0.0), 0.0)
+        if not (diff > tol).any():
+            continue
+        j = int(np.argmax(diff))
+        run.add("gradient_mismatch",
+                f"{where}: the gradient for {label} differs from the float32 layer's at "
+                f"index {_index(j, g.shape)}: {g.flat[j]:.6g} vs {g_ref.flat[j]:.6g} "
+                f"(difference {diff.flat[j]:.3g}, tolerance {tol:.3g}: {ANALYTIC_ULPS:g} "
+                f"roundings of {compute} at the gradient's size {size:.3g}, summed over "
+                f"{terms:g} terms); "
+                f"{int((diff > tol).sum())} / {g.size} entries differ; an intermediate that "
+                f"overflows or underflows {compute}, or loses its precision (a sum of squares, "
+                f"a small epsilon)? compute it in float32",
+                policy=policy, param=label, index=list(_index(j, g.shape)),
+                value=g.flat[j], reference=g_ref.flat[j], difference=diff.flat[j],
+                tolerance=tol, mismatched=int((diff > tol).sum()), total=int(g.size))
+
+
+def _build(tgt: Any, policy: str, inputs: list) -> Any:
+    """The layer under test rebuilt under ``policy``, called once, with its weights."""
+    with policy_scope(policy):
+        built, first = None, None
+        if tgt.builder is not None:
+            try:
+                built = tgt.builder(policy)
+            except Exception as exc:  # noqa: BLE001 - try get_config() next
+                first = exc
+        if built is None:
+            config = dict(tgt.layer.get_config())
+            config["dtype"] = policy
+            try:
+                built = type(tgt.layer).from_config(config)
+            except Exception:  # noqa: BLE001
+                if first is not None:
+                    raise first from None
+                raise
+        built(*inputs)
+    ours, theirs = tgt.layer.weights, built.weights
+    if len(ours) != len(theirs):
+        raise ValueError(f"the layer built under {policy} has {len(theirs)} weights, the layer "
+                         f"under test {len(ours)}")
+    for mine, other in zip(ours, theirs):
+        other.assign(tf.cast(np.asarray(mine.numpy()), _dtype_name(other)))
+    return built
+
+
+def _dtype_name(variable: Any) -> str:
+    dtype = variable.dtype
+    return dtype if isinstance(dtype, str) else getattr(dtype, "name", str(dtype))

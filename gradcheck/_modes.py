@@ -1,0 +1,330 @@
+"""Execution-mode agreement: eager, ``tf.function`` and ``tf.function(jit_compile=True)``.
+
+Training does not call a target the way a unit test does: it runs inside ``tf.function``, often
+XLA-compiled. After the first-order check, :func:`check_modes` runs the same forward pass and the
+same VJP (same inputs, weights and cotangent ``v``) under each requested mode and compares the
+output and every gradient with the eager ones the core already computed.
+
+Modes (option ``modes`` of :func:`gradcheck.check`):
+
+* ``"eager"``: the baseline, always computed by the core;
+* ``"function"`` (on by default): ``tf.function`` with a bounded input signature;
+* ``"xla"`` (opt-in): ``tf.function(jit_compile=True)``. XLA compiles once per input *shape*
+  (0.2-0.4 s each here, measured in ``bench/beyond_cost.py``), and fuzzing draws a new shape
+  for almost every example, so by default it would multiply a fuzz run's time several times;
+  ask for it with ``modes=("eager", "function", "xla")``.
+* where TensorFlow sees a GPU, the eager pass is also run on ``/CPU:0`` and compared with the
+  one on the default device (the GPU): a ``mode_mismatch`` then names both devices.
+
+``modes=()`` (or ``("eager",)``) turns the check off.
+
+Tolerance. Both runs compute the same operations, each rounding in the target's dtype ``d``;
+compilation only reorders, fuses and approximates them (XLA's own exp/tanh, fused float16 chains
+kept in float32). Each side is within ``ANALYTIC_ULPS`` roundings (the core's allowance for an
+analytic chain) of the same value, so they may differ by ``2 * ANALYTIC_ULPS * eps_d`` times
+the magnitude of the values involved. The magnitude is taken over the whole tensor (as in a
+norm-wise comparison): ``max(1, |T_eager|max, |T_mode|max, S)``, with ``S`` the size of the
+intermediates the tensor is computed from: the largest input entry for the output (``x *
+sigmoid(x)``, ``(x - mean) / std``), and ``|v|max * max(1, |x|max, |y|max)`` for a gradient
+(the scale of the chain-rule terms, as in the core's low-precision floor). Entries that are
+NaN/Inf eagerly must be NaN/Inf in the mode as well, and finite ones finite. Real mode bugs are
+not subtle (a stale Python value captured at trace time, a different branch): they differ by
+O(1), far beyond a few ulps.
+
+A target that cannot run in a mode (a ``.numpy()`` call, ``float(tensor)``, Python control
+flow on a tensor value, a variable created per call, an op XLA cannot compile) is reported as
+``mode_mismatch`` too: it agrees with eager nowhere. The message names the mode and the original
+exception; ``details`` holds ``mode``, ``exception`` and ``traceback_tail``, like an ``error``
+finding. (It is not an ``error``: the target runs fine where the core called it.)
+
+Tracing cost. One ``tf.function`` per target, mode and signature is cached (an LRU keyed by the
+target object's id, holding a reference to it so the id cannot be reused). The signature fixes
+dtypes and ranks and leaves every dimension ``None``, so fuzzing over shapes does not retrace.
+A target whose trace needs static shapes (``x.shape[-1]`` used as a Python int, which Keras
+layers legitimately do since their feature dimensions are fixed) is traced again with the exact
+shapes; if that works, the target is remembered as shape-specialized and cached per shape. Only
+a failure with exact shapes as well is a finding.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from ._check import ANALYTIC_ULPS, _f64, _index, _tail
+from ._declare import MODES  # every execution mode, the baseline first
+
+__all__ = ["MODES", "DEFAULT_MODES", "normalize_modes", "check_modes"]
+
+#: What check() compares when ``modes`` is not given: cheap enough to run on every example.
+DEFAULT_MODES = ("eager", "function")
+
+_LABELS = {"function": "tf.function", "xla": "tf.function(jit_compile=True)"}
+
+# (id(object), mode, signature key, weight ids) -> (object, traced function). Bounded: a fuzz
+# session builds a layer per input shape, and each holds its traced graph.
+_CACHE: "OrderedDict[tuple, tuple[Any, Any]]" = OrderedDict()
+_CACHE_SIZE = 64
+# id(object) -> object, for targets whose trace needs static shapes.
+_STATIC: "OrderedDict[int, Any]" = OrderedDict()
+
+
+def normalize_modes(modes: Any) -> tuple[str, ...]:
+    """Validate ``modes``; None gives :data:`DEFAULT_MODES`. Returns the non-eager modes."""
+    if modes is None:
+        modes = DEFAULT_MODES
+    if isinstance(modes, str):
+        modes = (modes,)
+    try:
+        names = tuple(modes)
+    except TypeError:
+        raise TypeError(f"gradcheck: modes must be a tuple of names from {MODES}, "
+                        f"got {type(modes).__name__} {modes!r:.60}") from None
+    unknown = [m for m in names if m not in MODES]
+    if unknown:
+        raise ValueError(f"gradcheck: unknown mode {unknown[0]!r} in modes={names!r}; "
+                         f"valid modes are {MODES} (modes=() turns the check off)")
+    return tuple(m for m in MODES[1:] if m in names)
+
+
+def check_modes(run: Any) -> None:
+    """Compare ``run``'s eager output and VJP with those under each of ``run.modes``."""
+    eager = _Eager.of(run)
+    failed = False
+    for mode in run.modes:
+        result = _in_mode(run, mode)
+        if isinstance(result, BaseException):
+            if not failed:  # XLA fails wherever tf.function does: one finding says it
+                _report_error(run, mode, _LABELS[mode], result)
+            failed = True
+        else:
+            _compare(run, f"under {_LABELS[mode]} (mode {mode!r})", mode, eager, result,
+                     "eagerly")
+    accelerators = gpu_devices()
+    if accelerators:  # the core ran on the default device, the first GPU: now on the CPU
+        on_cpu = _on_device(run, "/CPU:0")
+        mode = f"/CPU:0 vs {accelerators[0]}"
+        if isinstance(on_cpu, BaseException):
+            _report_error(run, mode, f"eager on /CPU:0 (it ran on {accelerators[0]})", on_cpu)
+        else:
+            _compare(run, "eagerly on /CPU:0", mode, eager, on_cpu,
+                     f"eagerly on {accelerators[0]}")
+
+
+def gpu_devices() -> list[str]:
+    """The visible GPUs' logical device names (the CPU-vs-GPU comparison runs when any)."""
+    return [d.name for d in tf.config.list_logical_devices("GPU")]
+
+
+# --------------------------------------------------------------------------------------------
+# One forward + VJP, eager or traced
+
+
+class _Eager:
+    """What the core computed eagerly, in float64 NumPy: output and one gradient per param."""
+
+    def __init__(self, y: np.ndarray, dtype: tf.DType, grads: list):
+        self.y, self.dtype, self.grads = y, dtype, grads
+
+    @classmethod
+    def of(cls, run: Any) -> "_Eager":
+        # p.grad is None both for a None gradient and for one the core found unusable (wrong
+        # shape, dtype, NaN): compare only what the core could use, and None-ness.
+        grads = [None if p.grad_missing else p.grad for p in run.params]
+        return cls(run.y64, run.y.dtype, grads)
+
+
+def _sources(run: Any) -> tuple[list[int], list[Any]]:
+    floats = [p.arg_index for p in run.params if not p.is_weight]
+    weights = [p.weight for p in run.params if p.is_weight]
+    return floats, weights
+
+
+def _forward_backward(run: Any, floats: list[int], weights: list[Any]):
+    """The function every mode runs: the target's output and its VJP with cotangent v."""
+    call = run.tgt
+
+    def forward_backward(*tensors):
+        *args, v = tensors
+        with tf.GradientTape() as tape:
+            for i in floats:
+                tape.watch(args[i])
+            y = call(list(args))
+        y = tf.convert_to_tensor(y)
+        grads = tape.gradient(y, [args[i] for i in floats] + list(weights), output_gradients=v)
+        grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                 for g in grads]
+        return y, grads
+
+    return forward_backward
+
+
+def _inputs(run: Any) -> list[tf.Tensor]:
+    return list(run.args) + [tf.constant(run.v, run.y.dtype)]
+
+
+def _traced(run: Any, mode: str, static: bool):
+    """The cached tf.function for this target, mode and signature."""
+    floats, weights = _sources(run)
+    owner = run.tgt.layer if run.tgt.layer is not None else run.tgt.fn
+    tensors = _inputs(run)
+    shapes = tuple(tuple(t.shape.as_list()) if static else (None,) * t.shape.rank
+                   for t in tensors)
+    key = (id(owner), mode, tuple(t.dtype.name for t in tensors), shapes,
+           tuple(id(w) for w in weights))
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is owner:
+        _CACHE.move_to_end(key)
+        return hit[1]
+    signature = [tf.TensorSpec(shape, t.dtype) for shape, t in zip(shapes, tensors)]
+    fn = tf.function(_forward_backward(run, floats, weights), input_signature=signature,
+                     jit_compile=(mode == "xla"), reduce_retracing=False)
+    _CACHE[key] = (owner, fn)
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return fn
+
+
+def _in_mode(run: Any, mode: str):
+    """(y, grads) as float64 NumPy under ``mode``, or the exception it raised."""
+    owner = run.tgt.layer if run.tgt.layer is not None else run.tgt.fn
+    static = _STATIC.get(id(owner)) is owner
+    try:
+        return _numpy(*_traced(run, mode, static)(*_inputs(run)))
+    except Exception as exc:  # noqa: BLE001 - the target's failure in this mode is a finding
+        if static:
+            return exc
+        first = exc
+    try:  # does it trace with the exact shapes (a static x.shape[-1])?
+        result = _numpy(*_traced(run, mode, True)(*_inputs(run)))
+    except Exception:  # noqa: BLE001
+        return first
+    _STATIC[id(owner)] = owner
+    while len(_STATIC) > _CACHE_SIZE:
+        _STATIC.popitem(last=False)
+    return result
+
+
+def _on_device(run: Any, device: str):
+    """(y, grads) of the eager forward + VJP with every op placed on ``device``."""
+    floats, weights = _sources(run)
+    try:
+        with tf.device(device):
+            return _numpy(*_forward_backward(run, floats, weights)(*_inputs(run)))
+    except Exception as exc:  # noqa: BLE001
+        return exc
+
+
+def _numpy(y: Any, grads: Sequence[Any]):
+    return (y.dtype, np.asarray(y.shape.as_list()), _f64(y),
+            [None if g is None else (g.dtype, g.shape.as_list(), _f64(g)) for g in grads])
+
+
+# --------------------------------------------------------------------------------------------
+# Verdict
+
+
+def _tolerance(run: Any, *tensors: np.ndarray, intermediates: float) -> float:
+    """2 * ANALYTIC_ULPS roundings of d at the tensors' magnitude (see the module doc)."""
+    finite = [np.abs(t[np.isfinite(t)]) for t in tensors]
+    size = max([1.0, intermediates] + [float(f.max()) for f in finite if f.size])
+    return 2 * ANALYTIC_ULPS * run.eps * size
+
+
+def _compare(run: Any, where: str, mode: str, eager: _Eager, result, baseline: str) -> None:
+    y_dtype, y_shape, y, grads = result
+    if y_dtype != eager.dtype or tuple(y_shape) != eager.y.shape:
+        run.add("mode_mismatch",
+                f"{where}, the output is {y_dtype.name} of shape {list(y_shape)} but {baseline} "
+                f"{eager.dtype.name} of shape {list(eager.y.shape)}", mode=mode,
+                found=[y_dtype.name, list(y_shape)],
+                expected=[eager.dtype.name, list(eager.y.shape)])
+        return
+    x_max = max([1.0] + [float(np.max(np.abs(p.value), initial=0.0))
+                         for p in run.params if not p.is_weight])
+    if _differs(run, where, baseline, mode, "the output", eager.y, y,
+                _tolerance(run, eager.y, y, intermediates=x_max)):
+        return
+    y_max = float(np.max(np.abs(eager.y[np.isfinite(eager.y)]), initial=0.0))
+    chain = float(np.max(np.abs(run.v), initial=0.0)) * max(1.0, x_max, y_max)
+    for p, ours, theirs in zip(run.params, eager.grads, grads):
+        if p.grad is None and not p.grad_missing:
+            continue  # unusable eagerly (shape, dtype, NaN): the core reported it
+        if (ours is None) != (theirs is None):
+            run.add("mode_mismatch",
+                    f"{where}, the gradient for {p.label} is "
+                    f"{'None' if theirs is None else 'a tensor'} but {baseline} "
+                    f"{'None' if ours is None else 'a tensor'}", mode=mode, param=p.label)
+            continue
+        if ours is None:
+            continue
+        g_dtype, g_shape, g = theirs
+        if g_dtype != p.dtype or tuple(g_shape) != ours.shape:
+            run.add("mode_mismatch",
+                    f"{where}, the gradient for {p.label} is {g_dtype.name} of shape "
+                    f"{list(g_shape)} but {baseline} {p.dtype.name} of shape "
+                    f"{list(ours.shape)}",
+                    mode=mode, param=p.label)
+            continue
+        _differs(run, where, baseline, mode, f"the gradient for {p.label}", ours, g,
+                 _tolerance(run, ours, g, intermediates=chain), param=p.label)
+
+
+def _differs(run: Any, where: str, baseline: str, mode: str, what: str, ours: np.ndarray,
+             theirs: np.ndarray, tol: float, **extra: Any) -> bool:
+    finite = np.isfinite(ours)
+    with np.errstate(invalid="ignore"):
+        diff = np.where(finite, np.abs(theirs - ours), 0.0)
+    bad = (finite & ~(diff <= tol)) | (~finite & np.isfinite(theirs))
+    if not bad.any():
+        return False
+    with np.errstate(invalid="ignore"):
+        j = int(np.argmax(np.where(bad, np.nan_to_num(diff, nan=np.inf, posinf=np.inf), -1.0)))
+    idx = _index(j, ours.shape)
+    run.add("mode_mismatch",
+            f"{where}, {what} differs at index {idx}: {theirs.flat[j]:.9g} vs "
+            f"{ours.flat[j]:.9g} {baseline} (difference {abs(theirs.flat[j] - ours.flat[j]):.3g}, "
+            f"tolerance {tol:.3g}); {int(bad.sum())} / {bad.size} entries differ. A Python "
+            f"value frozen at trace time, a Python side effect, or code that branches on "
+            f"tf.executing_eagerly()?",
+            mode=mode, index=list(idx), value=theirs.flat[j], eager=ours.flat[j],
+            difference=abs(theirs.flat[j] - ours.flat[j]), tolerance=tol,
+            mismatched=int(bad.sum()), total=int(bad.size), **extra)
+    return True
+
+
+def _report_error(run: Any, mode: str, label: str, exc: BaseException) -> None:
+    run.add("mode_mismatch",
+            f"runs eagerly but not under {label} (mode {mode!r}): raised "
+            f"{type(exc).__name__}: {_first_line(exc)}. Under tracing, tensors are symbolic: "
+            f"no .numpy() or float(tensor), Python control flow on a tensor value must be "
+            f"tf.cond/tf.where, variables are created once"
+            + (", and every op needs an XLA kernel (no tf.numpy_function/py_function)"
+               if mode == "xla" else "")
+            + (f"; pass modes=() or leave {mode!r} out of modes= if it is never run this way"),
+            mode=mode, exception=type(exc).__name__, traceback_tail=_tail(exc))
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """The error itself: TensorFlow wraps a tracing error as "in user code: <frames> <error>";
+    keep the error and the user's innermost frame (file, line, code)."""
+    text = re.sub(r"\[_XlaMustCompile[^\]]*\]", "", str(exc))  # graph attributes: noise
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = lines[0]
+    if line == "in user code:" and len(lines) > 1:
+        line = lines[-1]
+        frames = [i for i, text in enumerate(lines[:-1]) if text.startswith('File "')]
+        if frames:
+            i = frames[-1]
+            where = lines[i].split(", in ")[0].replace('File "', "").replace('"', "")
+            code = lines[i + 1] if i + 1 < len(lines) - 1 else ""
+            line += f" (at {where}: {code})" if code else f" (at {where})"
+    prefix = f"{type(exc).__name__}: "
+    line = line[len(prefix):] if line.startswith(prefix) else line
+    return line if len(line) <= limit else line[: limit - 3] + "..."
