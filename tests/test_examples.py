@@ -93,12 +93,22 @@ class Run:
                 if r["nodeid"].rpartition("[")[0] == f"{path}::{name}"]
 
 
+def _default_args() -> str:
+    """Two worker processes when pytest-xdist is there: the examples run is the suite's longest
+    job, and under ``-n 2`` the other worker finishes the rest of the suite long before it."""
+    try:
+        import xdist  # noqa: F401
+    except ImportError:
+        return ""
+    return "-n 2"
+
+
 def _run_once(out: Path) -> None:
     """Run ``pytest --gradcheck examples/`` and leave report.json, junit.xml, run.json in out."""
     command = [sys.executable, "-m", "pytest", "--gradcheck", "examples/",
                "--gradcheck-report", str(out / "report.json"), f"--junitxml={out / 'junit.xml'}",
                "--hypothesis-profile=ci", "-p", "no:cacheprovider", "-q",
-               *shlex.split(os.environ.get("GRADCHECK_EXAMPLES_ARGS", ""))]
+               *shlex.split(os.environ.get("GRADCHECK_EXAMPLES_ARGS", _default_args()))]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("PYTEST_XDIST_WORKER", None)
     try:

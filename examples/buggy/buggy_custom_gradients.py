@@ -82,10 +82,11 @@ def sin_ignores_dy(x):
 
 # BUG: a derivative off by 2% (a mistyped constant). Training still "works", just on the
 # wrong gradient. Caught by: gradient_mismatch.
-# bfloat16 is not declared: with 8 significant bits (one ulp is 0.8%), a 2% error is within the
-# rounding of the few operations of the gradient, and no checker can tell it from rounding.
-# float16 (ulp 0.1%) can, and must.
-@gradcheck.activation(dtypes=("float16", "float32", "float64"))
+# Declared for float32 and float64 only: gradcheck allows a low-precision gradient 8 roundings of
+# its terms (intermediates as large as max(1, |x|, |f|)), which at float16's ulp of 0.1% is
+# 1-3% around |x| ~ 1 - the measured float16 detection threshold (bench/detection.py) - and
+# bfloat16's is 8 times coarser. A 2% error there is within rounding; float32/64 catch it.
+@gradcheck.activation(dtypes=("float32", "float64"))
 @tf.custom_gradient
 def swish_grad_off_by_2_percent(x):
     s = tf.math.sigmoid(x)
