@@ -51,8 +51,9 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow as tf
 
-from ._check import ANALYTIC_ULPS, _f64, _index, _signed, _tail
+from ._check import ANALYTIC_ULPS, _f64, _index, _signed, _smallest_normal, _tail
 from ._declare import POLICIES
+from ._modes import names_option
 from ._numerics import machine_eps
 from ._targets import LayerTarget, weights_set_to
 
@@ -65,17 +66,7 @@ COMPUTE = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 def normalize_policies(policies: Any, tgt: Any) -> tuple[str, ...]:
     if policies is None:
         return ()
-    if isinstance(policies, str):
-        policies = (policies,)
-    try:
-        names = tuple(policies)
-    except TypeError:
-        raise TypeError(f"gradcheck: policies must be a tuple of names from {POLICIES}, "
-                        f"got {type(policies).__name__} {policies!r:.60}") from None
-    unknown = [p for p in names if p not in POLICIES]
-    if unknown:
-        raise ValueError(f"gradcheck: unknown policy {unknown[0]!r} in policies={names!r}; "
-                         f"valid policies are {POLICIES}")
+    names = names_option("policies", "policy", policies, POLICIES)
     if names and tgt.layer is None:
         raise TypeError(f"gradcheck: policies={names!r} applies to Keras Layer instances; "
                         f"{tgt.name} is a function: a policy only changes how a layer casts "
@@ -248,7 +239,7 @@ def _compare(run: Any, where: str, policy: str, compute: str, y: np.ndarray, y_r
       large (as the core's low-precision ones are); the output check above is what catches an
       overflowing intermediate there."""
     eps = machine_eps(compute)
-    tiny = 2.0 ** -126 if compute == "bfloat16" else float(np.finfo(np.float16).tiny)
+    tiny = _smallest_normal(tf.as_dtype(compute))
     big = float(tf.as_dtype(compute).max)
     bad = ~np.isfinite(y) & np.isfinite(y_ref) & (np.abs(y_ref) <= big)
     if bad.any():

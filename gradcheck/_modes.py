@@ -73,21 +73,27 @@ _CACHE_SIZE = 64
 _STATIC: "OrderedDict[int, Any]" = OrderedDict()
 
 
+def names_option(option: str, one: str, value: Any, valid: tuple[str, ...],
+                 hint: str = "") -> tuple[str, ...]:
+    """Validate ``option``, a name (a ``one``) or a tuple of names from ``valid``."""
+    if isinstance(value, str):
+        value = (value,)
+    try:
+        names = tuple(value)
+    except TypeError:
+        raise TypeError(f"gradcheck: {option} must be a tuple of names from {valid}, "
+                        f"got {type(value).__name__} {value!r:.60}") from None
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ValueError(f"gradcheck: unknown {one} {unknown[0]!r} in "
+                         f"{option}={names!r}; valid {option} are {valid}{hint}")
+    return names
+
+
 def normalize_modes(modes: Any) -> tuple[str, ...]:
     """Validate ``modes``; None gives :data:`DEFAULT_MODES`. Returns the non-eager modes."""
-    if modes is None:
-        modes = DEFAULT_MODES
-    if isinstance(modes, str):
-        modes = (modes,)
-    try:
-        names = tuple(modes)
-    except TypeError:
-        raise TypeError(f"gradcheck: modes must be a tuple of names from {MODES}, "
-                        f"got {type(modes).__name__} {modes!r:.60}") from None
-    unknown = [m for m in names if m not in MODES]
-    if unknown:
-        raise ValueError(f"gradcheck: unknown mode {unknown[0]!r} in modes={names!r}; "
-                         f"valid modes are {MODES} (modes=() turns the check off)")
+    names = names_option("modes", "mode", DEFAULT_MODES if modes is None else modes, MODES,
+                         " (modes=() turns the check off)")
     return tuple(m for m in MODES[1:] if m in names)
 
 
