@@ -19,27 +19,15 @@ Ratios hold on a noisy shared machine where absolute times do not.
 
 import argparse
 import itertools
-import statistics
-import time
 
 import numpy as np
 import tensorflow as tf
 import keras
 
+import _common  # noqa: F401  (quiet TensorFlow before gradcheck imports it)
+from _common import median_time, swish
+
 import gradcheck
-
-
-def swish(x):
-    return x * tf.sigmoid(x)
-
-
-def median_time(thunk, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        thunk()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():

@@ -17,8 +17,6 @@ and its ratio.
 import argparse
 import inspect
 import math
-import statistics
-import time
 
 import numpy as np
 import tensorflow as tf
@@ -38,15 +36,6 @@ def forward_backward(fn, x):
         tape.watch(x)
         y = fn(x)
     return tape.gradient(y, x, output_gradients=tf.ones_like(y)).numpy()
-
-
-def median_time(thunk, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        thunk()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():
