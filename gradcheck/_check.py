@@ -470,7 +470,8 @@ class _Run:
                 s = np.where(near_edge, np.maximum(np.abs(p.value), np.finfo(float).tiny), s)
                 smp = self.samples({k: s})
             phi = {t: self.v * f for t, f in smp.items()}
-            self.diag[k] = (s, phi, estimate(phi, self.h, self.rounding((), s)))
+            rho = self.rounding((), s)
+            self.diag[k] = (s, phi, estimate(phi, self.h, rho), rho)
         u = {k: _signed(self.rng, self.params[k].value.shape) * self.diag[k][0] for k in diag}
         # Two samples suffice: along u the truncation error is that of the diagonal difference
         # scaled by (u/s)^3 (it is c (step)^3 h^2 with step u instead of s), and the diagonal's
@@ -488,8 +489,8 @@ class _Run:
             # At a kink the all-ones and the random step straddle it in different proportions:
             # their central differences need not scale with the step. Not evidence of coupling.
             for k in diag:
-                s, phi, _ = self.diag[k]
-                bad &= ~kinks(phi, self.rounding((), s))
+                _, phi, _, rho = self.diag[k]
+                bad &= ~kinks(phi, rho)
         if not bad.any():
             return True
         j = int(np.argmax(bad))
@@ -504,7 +505,7 @@ class _Run:
 
     def check_diagonal(self, k: int) -> None:
         p = self.params[k]
-        s, phi, _ = self.diag[k]
+        s, phi, _, rho = self.diag[k]
         analytic = p.grad * s  # derivative along t of x + t*s: grad . s elementwise
         allowance = ANALYTIC_ULPS * self.eps * np.abs(analytic)
         if self.low_precision:
@@ -517,7 +518,7 @@ class _Run:
             # Below the dtype's smallest normal number values lose precision or flush to 0
             # (exp(-18) in float16): no derivative smaller than that can be resolved.
             allowance = allowance + np.abs(self.v) * self.tiny * s
-        verdict = self.verdict(phi, analytic, self.rounding((), s), allowance)
+        verdict = self.verdict(phi, analytic, rho, allowance)
         ok = verdict.ok
         if self.low_precision and not ok.all():
             ok = ok | self.within_rounding_window(k, analytic / s, verdict, allowance / s)
@@ -543,7 +544,7 @@ class _Run:
         left = self.v * self.evaluate({k: -width}, 1.0)
         right = self.v * self.evaluate({k: width}, 1.0)
         lo, hi = secant_hull(self.v * self.f0, left, right, width)
-        s, phi, _ = self.diag[k]
+        s, phi, _, _ = self.diag[k]
         num = verdict.numerical / s
         lo, hi = np.fmin(lo, num), np.fmax(hi, num)
         # Where f' decays exponentially (saturated tanh), a derivative computed from the rounded
