@@ -60,6 +60,17 @@ KNOWN_LIBRARY_BUGS: dict[tuple[str, str | None], str] = {
         "tie x = 0 both tf.maximum and tf.minimum pass the full upstream gradient to x (1 + 1). "
         "Plain TF: tape.gradient(keras.activations.celu(x), x) at x = [0.0, 1e-3, -1e-3] is "
         "[2.0, 1.0, 0.999]."),
+    ("keras.activations.sparsemax", "float16"): (
+        "Keras 3.15 bug: sparsemax cannot run under tf.function for float16 inputs whose last "
+        "axis is static, i.e. in any compiled model under mixed_float16: "
+        "keras/src/backend/tensorflow/nn.py:191 calls tf.range(1, tf.shape(logits)[axis] + 1, "
+        "dtype=logits.dtype) and the constant-folded Range has no float16 kernel: 'ValueError: "
+        "Unsupported dtype19 for {{node range}} = Range[Tidx=DT_HALF]'. Plain TF: "
+        "tf.function(keras.activations.sparsemax, input_signature=[tf.TensorSpec((None, 4), "
+        "tf.float16)]) raises it, and so does model.fit of Dense(4) + Activation('sparsemax') "
+        "under keras.mixed_precision.set_global_policy('mixed_float16'); eager and fully "
+        "dynamic shapes (None, None) work. Expected finding: mode_mismatch. An XPASS here means "
+        "gradcheck's tf.function check missed it."),
 }
 
 
