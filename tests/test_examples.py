@@ -14,7 +14,8 @@ derandomized ``ci`` profile so that CI sees the same inputs on every run). The t
 * the JSON report for outcomes and findings, and the JUnit XML for the ordinary tests of
   ``examples/test_usage.py``, which run in the same session and must all pass.
 
-``GRADCHECK_EXAMPLES_ARGS`` adds command-line arguments to the run (e.g. ``-n 2`` or
+The run uses ``-n 2`` when pytest-xdist is installed; ``GRADCHECK_EXAMPLES_ARGS`` replaces
+that with other command-line arguments (e.g. ``""`` for one process, or
 ``--hypothesis-profile=default``).
 """
 
