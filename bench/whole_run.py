@@ -164,8 +164,8 @@ def table(out: dict, top: int) -> None:
     if top:
         rows = rows[:top]
     width = max(len(t) for t, _ in rows)
-    print(f"\nseconds per target x dtype (one process; F = failed, as the buggy examples "
-          f"should; examples run in brackets when not 100)")
+    print("\nseconds per target x dtype (one process; F = failed, as the buggy examples "
+          "should; examples run in brackets when not 100)")
     print(f"{'target':<{width}} " + " ".join(f"{d:>13}" for d in dtypes) + f" {'sum':>7}")
     for target, cells in rows:
         text = []

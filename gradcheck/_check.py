@@ -378,7 +378,7 @@ class _Run:
         if not bad.any():
             return
         # Overflow of a value the dtype cannot hold is not a bug; one it can hold is.
-        representable = np.isfinite(self.f0) & (np.abs(self.f0) <= _max_finite(self.dtype))
+        representable = np.isfinite(self.f0) & (np.abs(self.f0) <= float(self.dtype.max))
         if self.low_precision:
             bad &= representable
         if bad.any():
@@ -755,10 +755,6 @@ def _smallest_normal(dtype: tf.DType) -> float:
     if dtype == tf.bfloat16:
         return 2.0 ** -126  # bfloat16 has float32's exponent range
     return float(np.finfo(dtype.as_numpy_dtype).tiny)
-
-
-def _max_finite(dtype: tf.DType) -> float:
-    return float(dtype.max)
 
 
 def _tail(exc: BaseException, lines: int = 4) -> str:

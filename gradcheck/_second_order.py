@@ -194,7 +194,6 @@ class _SecondOrder:
     # ---- the check
 
     def execute(self) -> None:
-        run = self.run
         own_diag, own_all = self.hvp(reference=False)
         ref_diag, ref_all = (own_diag, own_all) if self.ref_is_target else self.hvp(True)
         self.g0 = self.vjp({}, 0.0)

@@ -1,7 +1,6 @@
 """gradcheck.plot.derivatives: the figure, and the facts it draws (small grids, few dtypes)."""
 
 import keras
-import numpy as np
 import pytest
 import tensorflow as tf
 
