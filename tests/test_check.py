@@ -303,6 +303,12 @@ def test_reduction_declared_elementwise_is_a_shape_mismatch():
     assert report.kinds == ["shape_mismatch"]
 
 
+def test_the_reproducer_carries_the_options_that_decided_the_verdict():
+    report = gradcheck.check(l2_norm_over_batch, grid("float64"), elementwise=False, seed=7)
+    assert not report.ok
+    assert report.reproducer.endswith(", elementwise=False, seed=7)"), report.reproducer
+
+
 def test_a_target_that_raises_is_an_error_finding():
     report = gradcheck.check(raises, grid("float32"))
     assert report.kinds == ["error"]
@@ -325,6 +331,53 @@ def test_mismatch_in_a_weight_gradient_is_found():
     report = gradcheck.check(BadGradLayer(dtype="float64"), grid("float64"))
     assert report.kinds == ["gradient_mismatch"]
     assert "weight" in report.findings[0].message
+
+
+@tf.custom_gradient
+def softmax_missing_the_sum_term(x):
+    s = tf.nn.softmax(x)
+
+    def grad(dy):
+        return dy * s  # the Jacobian is diag(s) - s s^T: the - s * sum(dy * s) term is missing
+
+    return s, grad
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_low_precision_window_keeps_directional_bugs_visible(dtype):
+    # The window of inputs a low dtype cannot tell apart must not absorb a wrong Jacobian on
+    # the per-row route, nor a wrong weight gradient on the joint route. (bfloat16's 8-ulp
+    # allowance on the terms of a row or weight sum is above both bugs, with or without the
+    # window: its detection threshold is coarse, see README.)
+    x = tf.constant(np.random.default_rng(1).normal(size=(4, 6)), dtype)
+    report = gradcheck.check(softmax_missing_the_sum_term, x, elementwise=False)
+    assert report.kinds == ["gradient_mismatch"], str(report)
+    assert "batch row" in report.findings[0].message
+
+    class BadGradLayer(keras.layers.Layer):
+        def build(self, input_shape):
+            self.k = self.add_weight(shape=(), initializer="ones", name="k")
+
+        def call(self, x):
+            @tf.custom_gradient
+            def scaled(x, k):
+                def grad(dy):
+                    return dy * k, tf.reduce_sum(dy) * 0.5  # d/dk of k*x is sum(dy * x)
+                return k * x, grad
+            return scaled(x, tf.convert_to_tensor(self.k))
+
+    report = gradcheck.check(BadGradLayer(dtype=dtype), grid(dtype), modes=())
+    assert report.kinds == ["gradient_mismatch"], str(report)
+
+
+@pytest.mark.parametrize("seed", [1911372729, 0, 1, 2, 3])
+def test_sparsemax_within_float16_rounding_of_a_support_change_passes(seed):
+    # x0 - 1 rounds to -1 in float16: the float16 run sees a tie between x0 and the other
+    # entries, i.e. the kink where sparsemax's support grows, 6e-5 away along x0. Its Jacobian
+    # there is that of the larger support; the float64 reference's is 0 at the exact input.
+    x = np.array([[6.103515625e-05, -1.0, -1.0, -1.0]], dtype="float16")
+    report = gradcheck.check(keras.activations.sparsemax, x, elementwise=False, seed=seed)
+    assert report.ok, str(report)
 
 
 # ---------------------------------------------------------------------------- report and misuse
