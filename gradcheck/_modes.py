@@ -236,9 +236,18 @@ def _numpy(y: Any, grads: Sequence[Any]):
 
 def _tolerance(run: Any, *tensors: np.ndarray, intermediates: float) -> float:
     """2 * ANALYTIC_ULPS roundings of d at the tensors' magnitude (see the module doc)."""
-    finite = [np.abs(t[np.isfinite(t)]) for t in tensors]
-    size = max([1.0, intermediates] + [float(f.max()) for f in finite if f.size])
+    size = max([1.0, intermediates] + [_max_abs_finite(t) for t in tensors])
     return 2 * ANALYTIC_ULPS * run.eps * size
+
+
+def _max_abs_finite(t: np.ndarray) -> float:
+    """The largest |entry| among the finite entries of ``t`` (0 when none)."""
+    if not t.size:
+        return 0.0
+    largest = max(float(t.max()), -float(t.min()))  # NaN or Inf when t holds any
+    if np.isfinite(largest):
+        return largest
+    return float(np.max(np.abs(t), where=np.isfinite(t), initial=0.0))
 
 
 def _compare(run: Any, where: str, mode: str, eager: _Eager, result, baseline: str) -> None:
@@ -250,13 +259,12 @@ def _compare(run: Any, where: str, mode: str, eager: _Eager, result, baseline: s
                 found=[y_dtype.name, list(y_shape)],
                 expected=[eager.dtype.name, list(eager.y.shape)])
         return
-    x_max = max([1.0] + [float(np.max(np.abs(p.value), initial=0.0))
-                         for p in run.params if not p.is_weight])
+    x_max = max([1.0] + [_max_abs_finite(p.value) for p in run.params if not p.is_weight])
     if _differs(run, where, baseline, mode, "the output", eager.y, y,
                 _tolerance(run, eager.y, y, intermediates=x_max)):
         return
-    y_max = float(np.max(np.abs(eager.y[np.isfinite(eager.y)]), initial=0.0))
-    chain = float(np.max(np.abs(run.v), initial=0.0)) * max(1.0, x_max, y_max)
+    y_max = _max_abs_finite(eager.y)
+    chain = _max_abs_finite(run.v) * max(1.0, x_max, y_max)
     for p, ours, theirs in zip(run.params, eager.grads, grads):
         if p.grad is None and not p.grad_missing:
             continue  # unusable eagerly (shape, dtype, NaN): the core reported it
@@ -282,6 +290,10 @@ def _compare(run: Any, where: str, mode: str, eager: _Eager, result, baseline: s
 
 def _differs(run: Any, where: str, baseline: str, mode: str, what: str, ours: np.ndarray,
              theirs: np.ndarray, tol: float, **extra: Any) -> bool:
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = theirs - ours  # NaN or Inf wherever either side is not finite
+    if not diff.size or max(float(diff.max()), -float(diff.min())) <= tol:
+        return False  # all finite on both sides and within tol
     finite = np.isfinite(ours)
     with np.errstate(invalid="ignore"):
         diff = np.where(finite, np.abs(theirs - ours), 0.0)
