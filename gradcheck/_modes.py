@@ -44,6 +44,12 @@ A target whose trace needs static shapes (``x.shape[-1]`` used as a Python int, 
 layers legitimately do since their feature dimensions are fixed) is traced again with the exact
 shapes; if that works, the target is remembered as shape-specialized and cached per shape. Only
 a failure with exact shapes as well is a finding.
+
+Training traces with other shapes still: a Keras model's input spec leaves the batch axis None
+and fixes the feature axes, and a static feature axis can change the graph (Keras' sparsemax
+then constant-folds a float16 ``tf.range`` that has no kernel). So each target is also traced
+once that way, per mode, dtypes and ranks, for the first feature shapes it is checked with;
+later inputs with the same feature shapes run that trace too (one trace, not one per shape).
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ _CACHE: "OrderedDict[tuple, tuple[Any, Any]]" = OrderedDict()
 _CACHE_SIZE = 64
 # id(object) -> object, for targets whose trace needs static shapes.
 _STATIC: "OrderedDict[int, Any]" = OrderedDict()
+# (id(object), mode, dtypes, ranks) -> (object, the signature shapes of its one model-like trace)
+_MODEL_SHAPES: "OrderedDict[tuple, tuple[Any, tuple]]" = OrderedDict()
 
 
 def names_option(option: str, one: str, value: Any, valid: tuple[str, ...],
@@ -107,9 +115,19 @@ def check_modes(run: Any) -> None:
             if not failed:  # XLA fails wherever tf.function does: one finding says it
                 _report_error(run, mode, _LABELS[mode], result)
             failed = True
+            continue
+        _compare(run, f"under {_LABELS[mode]} (mode {mode!r})", mode, eager, result, "eagerly")
+        result = _in_model_shapes(run, mode)
+        if result is None:
+            continue
+        shapes = list(_signature_shapes(run, _inputs(run), "batch")[0])
+        label = f"{_LABELS[mode]} traced with the input shape {shapes} of a Keras model"
+        if isinstance(result, BaseException):
+            if not failed:
+                _report_error(run, mode, label, result)
+            failed = True
         else:
-            _compare(run, f"under {_LABELS[mode]} (mode {mode!r})", mode, eager, result,
-                     "eagerly")
+            _compare(run, f"under {label} (mode {mode!r})", mode, eager, result, "eagerly")
     accelerators = gpu_devices()
     if accelerators:  # the core ran on the default device, the first GPU: now on the CPU
         on_cpu = _on_device(run, "/CPU:0")
@@ -173,13 +191,25 @@ def _inputs(run: Any) -> list[tf.Tensor]:
     return list(run.args) + [tf.constant(run.v, run.y.dtype)]
 
 
-def _traced(run: Any, mode: str, static: bool):
+def _signature_shapes(run: Any, tensors: list[tf.Tensor], shapes: str) -> tuple:
+    """The traced shapes: "dynamic" (every dimension None), "exact", or "batch" (axis 0 None
+    where it is the batch axis of the first input, every other dimension exact: what a Keras
+    model's input spec gives tf.function in training)."""
+    if shapes == "dynamic":
+        return tuple((None,) * t.shape.rank for t in tensors)
+    exact = tuple(tuple(t.shape.as_list()) for t in tensors)
+    if shapes == "exact":
+        return exact
+    batch = exact[0][0] if exact and exact[0] else None
+    return tuple((None,) + s[1:] if len(s) >= 2 and s[0] == batch else s for s in exact)
+
+
+def _traced(run: Any, mode: str, shapes_policy: str):
     """The cached tf.function for this target, mode and signature."""
     floats, weights = _sources(run)
     owner = run.tgt.layer if run.tgt.layer is not None else run.tgt.fn
     tensors = _inputs(run)
-    shapes = tuple(tuple(t.shape.as_list()) if static else (None,) * t.shape.rank
-                   for t in tensors)
+    shapes = _signature_shapes(run, tensors, shapes_policy)
     key = (id(owner), mode, tuple(t.dtype.name for t in tensors), shapes,
            tuple(id(w) for w in weights))
     hit = _CACHE.get(key)
@@ -200,19 +230,49 @@ def _in_mode(run: Any, mode: str):
     owner = run.tgt.layer if run.tgt.layer is not None else run.tgt.fn
     static = _STATIC.get(id(owner)) is owner
     try:
-        return _numpy(*_traced(run, mode, static)(*_inputs(run)))
+        return _numpy(*_traced(run, mode, "exact" if static else "dynamic")(*_inputs(run)))
     except Exception as exc:  # noqa: BLE001 - the target's failure in this mode is a finding
         if static:
             return exc
         first = exc
     try:  # does it trace with the exact shapes (a static x.shape[-1])?
-        result = _numpy(*_traced(run, mode, True)(*_inputs(run)))
+        result = _numpy(*_traced(run, mode, "exact")(*_inputs(run)))
     except Exception:  # noqa: BLE001
         return first
     _STATIC[id(owner)] = owner
     while len(_STATIC) > _CACHE_SIZE:
         _STATIC.popitem(last=False)
     return result
+
+
+def _in_model_shapes(run: Any, mode: str):
+    """(y, grads) under ``mode`` traced as a Keras model traces it (batch axis None, feature
+    axes static), or the exception it raised; None where that adds nothing.
+
+    A trace with static feature axes can take other paths than the dynamic one (constant
+    folding: keras' sparsemax builds a float16 tf.range that then has no kernel). One such
+    trace per target, mode, dtypes and ranks, for the first feature shapes seen: tracing per
+    shape would cost a trace for almost every fuzz example. Deterministic for a given input:
+    later inputs with those feature shapes run it, others do not."""
+    owner = run.tgt.layer if run.tgt.layer is not None else run.tgt.fn
+    if _STATIC.get(id(owner)) is owner:
+        return None  # already traced with exact shapes
+    tensors = _inputs(run)
+    shapes = _signature_shapes(run, tensors, "batch")
+    if shapes == _signature_shapes(run, tensors, "dynamic"):
+        return None
+    key = (id(owner), mode, tuple(t.dtype.name for t in tensors), tuple(map(len, shapes)))
+    seen = _MODEL_SHAPES.setdefault(key, (owner, shapes))
+    if seen[0] is not owner:  # the id was reused by a new object
+        seen = _MODEL_SHAPES[key] = (owner, shapes)
+    while len(_MODEL_SHAPES) > _CACHE_SIZE:
+        _MODEL_SHAPES.popitem(last=False)
+    if seen[1] != shapes:
+        return None
+    try:
+        return _numpy(*_traced(run, mode, "batch")(*tensors))
+    except Exception as exc:  # noqa: BLE001 - the target's failure in this mode is a finding
+        return exc
 
 
 def _on_device(run: Any, device: str):

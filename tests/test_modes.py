@@ -136,13 +136,33 @@ def test_a_target_needing_static_shapes_is_traced_with_them():
 
 
 def test_one_trace_serves_every_shape_of_a_rank():
+    # One dynamic trace for every shape, plus one traced as a Keras model would (batch axis
+    # None) for the first feature shape seen: two traces in all, whatever the shapes.
     def fresh_swish(x):
         return x * tf.sigmoid(x)
 
-    for shape in [(2, 5), (3, 4), (7, 1), (1, 9)]:
+    for shape in [(2, 5), (3, 4), (7, 1), (1, 9), (6, 5)]:
         assert gradcheck.check(fresh_swish, x32(shape)).ok
     traced = [fn for (key, (owner, fn)) in _modes._CACHE.items() if owner is fresh_swish]
-    assert len(traced) == 1 and traced[0].experimental_get_tracing_count() == 1
+    signatures = {key[3] for key, (owner, _) in _modes._CACHE.items() if owner is fresh_swish}
+    assert signatures == {((None, 5), (None, 5)), ((None, None), (None, None))}
+    assert sum(fn.experimental_get_tracing_count() for fn in traced) == 2
+
+
+def ranked(x):
+    """keras' sparsemax does this: a float16 tf.range has a kernel eagerly, but once the
+    feature axis is static the traced graph constant-folds it into a Range[Tidx=DT_HALF] node
+    that has none."""
+    return x * tf.range(1, tf.shape(x)[-1] + 1, dtype=x.dtype)
+
+
+def test_a_failure_only_with_static_feature_axes_is_found():
+    x = x32((3, 4))
+    assert gradcheck.check(ranked, x, elementwise=False).ok
+    report = gradcheck.check(ranked, tf.cast(x, tf.float16), elementwise=False)
+    assert report.kinds == ["mode_mismatch"], str(report)
+    message = report.findings[0].message
+    assert "input shape [None, 4] of a Keras model" in message and "Range" in message
 
 
 def test_modes_are_validated():
