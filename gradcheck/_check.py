@@ -119,7 +119,7 @@ def _as_tensors(tgt: Target, inputs: Sequence[Any]) -> list[tf.Tensor]:
         except (TypeError, ValueError) as exc:
             raise TypeError(f"gradcheck: input {i} of {tgt.name} is not convertible to a "
                             f"tensor ({type(value).__name__}): {exc}") from None
-        if tensor.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(tensor))):
+        if tensor.dtype.is_floating and not _all_finite(_f64(tensor)):
             raise ValueError(f"gradcheck: input {i} of {tgt.name} contains NaN or Inf; "
                              f"gradients are checked at finite inputs only")
         out.append(tensor)
@@ -180,9 +180,10 @@ class _Run:
     def _options(self) -> dict[str, Any]:
         """The options that differ from check()'s defaults, for the reproducer."""
         given = {"elementwise": self.elementwise, "batch_independent": self.batch_independent,
-                 "rtol": self.rtol, "atol": self.atol, "seed": self.seed}
+                 "rtol": self.rtol, "atol": self.atol, "seed": self.seed, "order": self.order,
+                 "modes": self.modes, "policies": self.policies}
         defaults = {"elementwise": True, "batch_independent": True, "rtol": None, "atol": None,
-                    "seed": 0}
+                    "seed": 0, "order": 1, "modes": ("function",), "policies": ()}
         return {k: v for k, v in given.items() if v != defaults[k]}
 
     # ---- 1. forward and backward in the input's dtype

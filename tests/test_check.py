@@ -304,9 +304,10 @@ def test_reduction_declared_elementwise_is_a_shape_mismatch():
 
 
 def test_the_reproducer_carries_the_options_that_decided_the_verdict():
-    report = gradcheck.check(l2_norm_over_batch, grid("float64"), elementwise=False, seed=7)
+    report = gradcheck.check(l2_norm_over_batch, grid("float64"), elementwise=False, seed=7,
+                             modes=())
     assert not report.ok
-    assert report.reproducer.endswith(", elementwise=False, seed=7)"), report.reproducer
+    assert report.reproducer.endswith(", elementwise=False, seed=7, modes=())"), report.reproducer
 
 
 def test_a_target_that_raises_is_an_error_finding():
@@ -376,7 +377,8 @@ def test_sparsemax_within_float16_rounding_of_a_support_change_passes(seed):
     # entries, i.e. the kink where sparsemax's support grows, 6e-5 away along x0. Its Jacobian
     # there is that of the larger support; the float64 reference's is 0 at the exact input.
     x = np.array([[6.103515625e-05, -1.0, -1.0, -1.0]], dtype="float16")
-    report = gradcheck.check(keras.activations.sparsemax, x, elementwise=False, seed=seed)
+    report = gradcheck.check(keras.activations.sparsemax, x, elementwise=False, seed=seed,
+                             modes=())  # its float16 tf.function failure: test_library_activations
     assert report.ok, str(report)
 
 
