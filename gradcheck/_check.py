@@ -608,7 +608,8 @@ class _Run:
             v0 = np.zeros_like(self.v)
             v0[0] = self.v[0]
             sources = [self.args[self.params[k].arg_index] for k in rows]
-            grads = self.tape.gradient(self.y, sources, output_gradients=tf.constant(v0, self.y.dtype))
+            grads = self.tape.gradient(self.y, sources,
+                                       output_gradients=tf.constant(v0, self.y.dtype))
             for k, g in zip(rows, grads):
                 if g is None:
                     continue
