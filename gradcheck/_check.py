@@ -811,11 +811,15 @@ class _UsageError(TypeError):
 
 def _f64(t: Any) -> np.ndarray:
     """A float64 NumPy array of a tensor, variable or array. A float64 tensor's own buffer is
-    returned read-only, not copied: these arrays are only ever read."""
+    returned read-only, not copied: these arrays are only ever read. A variable's value is
+    copied, since assigning to the variable may reuse its buffer."""
+    variable = isinstance(t, tf.Variable) or hasattr(t, "assign")
     t = tf.convert_to_tensor(t)
     if t.dtype == tf.bfloat16:  # NumPy has no bfloat16 of its own
         t = tf.cast(t, tf.float32)
     a = np.asarray(t)
+    if variable:
+        return np.array(a, dtype=np.float64)
     if a.dtype == np.float64:
         a = a.view()
         a.flags.writeable = False
