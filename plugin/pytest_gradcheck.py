@@ -544,6 +544,9 @@ class _Results:
         for name, path in (("JSON report", settings.report), ("HTML report", settings.html)):
             if path is not None:
                 terminalreporter.write_line(f"gradcheck: {name} written to {path}")
+        if settings.html is not None and not _has_matplotlib():
+            terminalreporter.write_line("gradcheck: the HTML report has no figures: matplotlib "
+                                        "is not installed (pip install 'gradcheck[plot]')")
         for nodeid, figure in self.figures.items():
             if "error" in figure:
                 terminalreporter.write_line(f"gradcheck: no figure for {nodeid}: "

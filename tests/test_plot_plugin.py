@@ -103,6 +103,18 @@ def test_plots_without_matplotlib_is_a_usage_error(acts, monkeypatch):
                                  "'gradcheck[[]plot[]]'*"])
 
 
+def test_the_html_page_without_matplotlib_says_why_it_has_no_figures(acts, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    result = acts.runpytest_inprocess("--gradcheck", "--gradcheck-examples", "2",
+                                      "--gradcheck-html", "page.html")
+    result.assert_outcomes(passed=2, failed=2)
+    assert "data:image/png" not in (acts.path / "page.html").read_text()
+    result.stdout.fnmatch_lines(["gradcheck: the HTML report has no figures: matplotlib is not "
+                                 "installed (pip install 'gradcheck[[]plot[]]')"])
+
+
 def test_the_options_are_documented(pytester):
     result = pytester.runpytest_inprocess("--help")
     result.stdout.fnmatch_lines(["*--gradcheck-plots=DIR*", "*--gradcheck-html=PATH*",
