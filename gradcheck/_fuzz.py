@@ -217,6 +217,7 @@ class _Fuzz:
         self.database_key = key.encode() if isinstance(key, str) else bytes(key)
         self.instance = instance
         self.targets: dict[Any, Any] = {}
+        self.references: dict[Any, Any] = {}
         self.examples = 0
         self.passed_shapes: set[tuple[tuple[int, ...], ...]] = set()
         self.failures: list[_Failure] = []
@@ -224,21 +225,44 @@ class _Fuzz:
 
     # ---- per example
 
+    def layer_key(self, inputs: Sequence[np.ndarray]) -> Any:
+        """Which built layer serves these inputs: a layer builds for its feature shapes and is
+        then called with any batch size, as in training (the last, smaller batch of an epoch),
+        so one per feature shapes; one per full shapes where rows may depend on each other."""
+        if self.decl.kind == "activation":
+            return None
+        shapes = _shapes(inputs)
+        return tuple(s[1:] for s in shapes) if self.decl.batch_independent else shapes
+
     def target_for(self, inputs: Sequence[np.ndarray]) -> Any:
-        """The callable to check: one per input shapes for layers (a layer builds for a shape)."""
+        """The callable to check: the function, or the layer built for these inputs."""
         if self.instance is not None:
             return self.instance
-        key = None if self.decl.kind == "activation" else _shapes(inputs)
+        key = self.layer_key(inputs)
         if key not in self.targets:
             self.targets[key] = self.entry.build(self.dtype)
         return self.targets[key]
+
+    def reference_for(self, inputs: Sequence[np.ndarray]) -> Callable[[str], Any]:
+        """The builder of the layer's float64 twin (the numerical reference): built once per
+        layer, its weights set from the layer's at every check."""
+        key = self.layer_key(inputs)
+
+        def build(dtype_name: str) -> Any:
+            if (key, dtype_name) not in self.references:
+                self.references[key, dtype_name] = self.entry.build(dtype_name)
+            return self.references[key, dtype_name]
+
+        return build
 
     def check(self, inputs: Sequence[np.ndarray], dtype: str | None = None) -> Report:
         from ._check import check
 
         target = self.target_for(inputs) if dtype is None else self.entry.build(dtype)
         # A declared layer is rebuilt in float64 for the numerical reference.
-        reference = self.entry.build if self.decl.kind == "layer" and self.instance is None else None
+        reference = None
+        if self.decl.kind == "layer" and self.instance is None:
+            reference = self.reference_for(inputs) if dtype is None else self.entry.build
         return check(target, *inputs, elementwise=self.decl.elementwise,
                      batch_independent=self.decl.batch_independent, rtol=self.decl.rtol,
                      atol=self.decl.atol, seed=_seed_of(inputs), name=self.entry.name,

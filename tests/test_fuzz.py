@@ -110,6 +110,30 @@ def test_a_correct_layer_class_passes_with_a_declared_feature_axis():
     assert report.target.endswith(":ParametricSwish") and report.meta["examples"] == 10
 
 
+class CountedSwish(ParametricSwish):
+    """ParametricSwish that counts its builds and the batch sizes it is called with."""
+
+    builds: list = []
+    batches: set = set()
+
+    def build(self, input_shape):
+        CountedSwish.builds.append(self.dtype)
+        super().build(input_shape)
+
+    def call(self, x):
+        CountedSwish.batches.add(int(x.shape[0]))
+        return super().call(x)
+
+
+def test_a_layer_is_built_once_per_feature_shape_and_called_with_any_batch_size():
+    CountedSwish.builds.clear(), CountedSwish.batches.clear()
+    report = fuzz(CountedSwish, dtype="float32", input_shape=(None, 3), max_examples=20)
+    assert report.ok, str(report)
+    # One layer and one float64 twin (the reference) for the whole run, as in training.
+    assert sorted(CountedSwish.builds) == ["float32", "float64"]
+    assert len(CountedSwish.batches) >= 2
+
+
 # -- buggy targets are found with default settings and shrunk ----------------------------------
 
 def test_the_nan_trap_beyond_88_is_found_and_shrunk_to_one_value():
