@@ -72,7 +72,7 @@ DEFAULT_MODES = ("eager", "function")
 _LABELS = {"function": "tf.function", "xla": "tf.function(jit_compile=True)"}
 
 # (id(object), mode, signature key, weight ids) -> (object, traced function). Bounded: a fuzz
-# session builds a layer per input shape, and each holds its traced graph.
+# session builds a layer per feature shape, and each holds its traced graph.
 _CACHE: "OrderedDict[tuple, tuple[Any, Any]]" = OrderedDict()
 _CACHE_SIZE = 64
 # id(object) -> object, for targets whose trace needs static shapes.
