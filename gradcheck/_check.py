@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -738,7 +739,7 @@ class _Run:
             at[t] = np.asarray((self.v * self.evaluate(u, t)).sum(axis=axes))
         ts = sorted(at)
         with np.errstate(invalid="ignore", over="ignore"):
-            slopes = np.stack([(at[b] - at[a]) / (b - a) for a, b in zip(ts, ts[1:])])
+            slopes = np.stack([(at[b] - at[a]) / (b - a) for a, b in pairwise(ts)])
             steps = np.abs(np.diff(slopes, axis=0))
             bends = np.abs(np.diff(slopes, n=2, axis=0))
             kink = (bends > KINK_RELATIVE * np.maximum(steps[:-1], steps[1:])

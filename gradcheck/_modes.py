@@ -73,12 +73,12 @@ _LABELS = {"function": "tf.function", "xla": "tf.function(jit_compile=True)"}
 
 # (id(object), mode, signature key, weight ids) -> (object, traced function). Bounded: a fuzz
 # session builds a layer per feature shape, and each holds its traced graph.
-_CACHE: "OrderedDict[tuple, tuple[Any, Any]]" = OrderedDict()
+_CACHE: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
 _CACHE_SIZE = 64
 # id(object) -> object, for targets whose trace needs static shapes.
-_STATIC: "OrderedDict[int, Any]" = OrderedDict()
+_STATIC: OrderedDict[int, Any] = OrderedDict()
 # (id(object), mode, dtypes, ranks) -> (object, the signature shapes of its one model-like trace)
-_MODEL_SHAPES: "OrderedDict[tuple, tuple[Any, tuple]]" = OrderedDict()
+_MODEL_SHAPES: OrderedDict[tuple, tuple[Any, tuple]] = OrderedDict()
 
 
 def names_option(option: str, one: str, value: Any, valid: tuple[str, ...],

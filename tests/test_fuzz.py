@@ -1,6 +1,7 @@
 """Tests for gradcheck.fuzz: correct targets pass, buggy ones are found and shrunk."""
 
 import re
+from typing import ClassVar
 
 import keras
 import numpy as np
@@ -113,8 +114,8 @@ def test_a_correct_layer_class_passes_with_a_declared_feature_axis():
 class CountedSwish(ParametricSwish):
     """ParametricSwish that counts its builds and the batch sizes it is called with."""
 
-    builds: list = []
-    batches: set = set()
+    builds: ClassVar[list] = []
+    batches: ClassVar[set] = set()
 
     def build(self, input_shape):
         CountedSwish.builds.append(self.dtype)

@@ -111,8 +111,8 @@ def test_the_html_page_without_matplotlib_says_why_it_has_no_figures(acts, monke
                                       "--gradcheck-html", "page.html")
     result.assert_outcomes(passed=2, failed=2)
     assert "data:image/png" not in (acts.path / "page.html").read_text()
-    result.stdout.fnmatch_lines(["gradcheck: the HTML report has no figures: matplotlib is not "
-                                 "installed (pip install 'gradcheck[[]plot[]]')"])
+    result.stdout.fnmatch_lines([("gradcheck: the HTML report has no figures: matplotlib is "
+                                  "not installed (pip install 'gradcheck[[]plot[]]')")])
 
 
 def test_the_options_are_documented(pytester):
