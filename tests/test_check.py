@@ -316,19 +316,20 @@ def test_a_target_that_raises_is_an_error_finding():
     assert "RuntimeError" in report.findings[0].message and "boom" in str(report)
 
 
+class BadGradLayer(keras.layers.Layer):
+    def build(self, input_shape):
+        self.k = self.add_weight(shape=(), initializer="ones", name="k")
+
+    def call(self, x):
+        @tf.custom_gradient
+        def scaled(x, k):
+            def grad(dy):
+                return dy * k, tf.reduce_sum(dy) * 0.5  # d/dk of k*x is sum(dy * x), not 0.5
+            return k * x, grad
+        return scaled(x, tf.convert_to_tensor(self.k))
+
+
 def test_mismatch_in_a_weight_gradient_is_found():
-    class BadGradLayer(keras.layers.Layer):
-        def build(self, input_shape):
-            self.k = self.add_weight(shape=(), initializer="ones", name="k")
-
-        def call(self, x):
-            @tf.custom_gradient
-            def scaled(x, k):
-                def grad(dy):
-                    return dy * k, tf.reduce_sum(dy) * 0.5  # d/dk of k*x is x, not 0.5
-                return k * x, grad
-            return scaled(x, tf.convert_to_tensor(self.k))
-
     report = gradcheck.check(BadGradLayer(dtype="float64"), grid("float64"))
     assert report.kinds == ["gradient_mismatch"]
     assert "weight" in report.findings[0].message
@@ -354,19 +355,6 @@ def test_low_precision_window_keeps_directional_bugs_visible(dtype):
     report = gradcheck.check(softmax_missing_the_sum_term, x, elementwise=False)
     assert report.kinds == ["gradient_mismatch"], str(report)
     assert "batch row" in report.findings[0].message
-
-    class BadGradLayer(keras.layers.Layer):
-        def build(self, input_shape):
-            self.k = self.add_weight(shape=(), initializer="ones", name="k")
-
-        def call(self, x):
-            @tf.custom_gradient
-            def scaled(x, k):
-                def grad(dy):
-                    return dy * k, tf.reduce_sum(dy) * 0.5  # d/dk of k*x is sum(dy * x)
-                return k * x, grad
-            return scaled(x, tf.convert_to_tensor(self.k))
-
     report = gradcheck.check(BadGradLayer(dtype=dtype), grid(dtype), modes=())
     assert report.kinds == ["gradient_mismatch"], str(report)
 
