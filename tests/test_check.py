@@ -8,6 +8,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
+from shared_targets import sine_activation, swish
+
 import gradcheck  # noqa: E402
 
 DTYPES = ["float16", "bfloat16", "float32", "float64"]
@@ -21,10 +23,6 @@ def grid(dtype, shape=(2, 5)):
 # ---------------------------------------------------------------------------- correct targets
 
 
-def swish(x):
-    return x * tf.sigmoid(x)
-
-
 def steep_tanh(x):
     return tf.tanh(20.0 * x)
 
@@ -36,17 +34,6 @@ def custom_elu(x):
 
     def grad(dy):
         return dy * tf.where(x > 0, tf.ones_like(x), tf.exp(safe))
-
-    return y, grad
-
-
-@tf.custom_gradient
-def sine_activation(x, a, b):
-    y = tf.sin(a * x + b)
-
-    def grad(dy):
-        c = tf.cos(a * x + b)
-        return dy * a * c, tf.reduce_sum(dy * x * c), tf.reduce_sum(dy * c)
 
     return y, grad
 

@@ -6,6 +6,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
+from shared_targets import swish
+
 import gradcheck  # noqa: E402
 from gradcheck import _modes  # noqa: E402
 
@@ -107,10 +109,6 @@ def test_modes_off():
 
 
 # ---------------------------------------------------------------------------- correct targets
-
-
-def swish(x):
-    return x * tf.sigmoid(x)
 
 
 def per_feature_mean(x):

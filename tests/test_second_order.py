@@ -8,6 +8,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
+from shared_targets import sine_activation, swish
+
 import gradcheck  # noqa: E402
 
 X = np.array([[-4.0, -1.5, -0.3, 0.0, 0.2], [0.5, 1.0, 2.5, 3.0, 6.0]])
@@ -163,10 +165,6 @@ def test_mismatch_in_a_weight_second_derivative_is_found():
 # ---------------------------------------------------------------------------- correct targets
 
 
-def swish(x):
-    return x * tf.sigmoid(x)
-
-
 @tf.custom_gradient
 def differentiable_swish(x):
     s = tf.sigmoid(x)  # closed over from the forward pass: outer tapes record it too
@@ -175,17 +173,6 @@ def differentiable_swish(x):
         return dy * (s + x * s * (1 - s))
 
     return x * s, grad
-
-
-@tf.custom_gradient
-def sine_activation(x, a, b):
-    y = tf.sin(a * x + b)
-
-    def grad(dy):
-        c = tf.cos(a * x + b)
-        return dy * a * c, tf.reduce_sum(dy * x * c), tf.reduce_sum(dy * c)
-
-    return y, grad
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
