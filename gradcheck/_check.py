@@ -726,13 +726,16 @@ class _Run:
         ANALYTIC_ULPS eps (at least the step h).
 
         Accepted: a slope the reference takes inside the window (the secants over its four
-        quarters-of-width pieces, with the slope's change over half a window, |phi''| w / 2,
-        as slack); and, as for a line crossing a kink within 2h, a line whose window holds a
+        pieces of width w/2, with the slope's change over half a window, |phi''| w / 2, as
+        slack); and, as for a line crossing a kink within 2h, a line whose window holds a
         kink is inconclusive. A tie that rounding creates (sparsemax's x0 - 1 rounding to -1
         in float16) selects the Jacobian of a neighbouring piece, possibly one the line never
         enters. A kink shows as secants of the window that a smooth slope cannot join: their
         second difference exceeds KINK_RELATIVE of their first differences (smooth: O(w)
-        times it) and the rounding of three secants (4 rho each over w/2)."""
+        times it) plus its own rounding. That second difference is
+        (phi_3 - 3 phi_2 + 3 phi_1 - phi_0) / (w/2) over consecutive samples, so it carries
+        (1 + 3 + 3 + 1) rho / (w/2); no safety factor, as in kinks(): calling a smooth line
+        kinked only makes an already failing line inconclusive."""
         width = max(ANALYTIC_ULPS * self.eps, self.h)
         at = {0.0: phi[0]}
         for t in (-width, -width / 2, width / 2, width):
@@ -743,7 +746,7 @@ class _Run:
             steps = np.abs(np.diff(slopes, axis=0))
             bends = np.abs(np.diff(slopes, n=2, axis=0))
             kink = (bends > KINK_RELATIVE * np.maximum(steps[:-1], steps[1:])
-                    + 3 * 4 * rounding / (width / 2)).any(axis=0)
+                    + 8 * rounding / (width / 2)).any(axis=0)
         slopes = np.where(np.isfinite(slopes), slopes, np.nan)
         lo = np.fmin(np.nanmin(slopes, axis=0, initial=np.inf), verdict.numerical)
         hi = np.fmax(np.nanmax(slopes, axis=0, initial=-np.inf), verdict.numerical)
