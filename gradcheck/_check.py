@@ -180,12 +180,10 @@ class _Run:
 
     def _options(self) -> dict[str, Any]:
         """The options that differ from check()'s defaults, for the reproducer."""
-        given = {"elementwise": self.elementwise, "batch_independent": self.batch_independent,
-                 "rtol": self.rtol, "atol": self.atol, "seed": self.seed, "order": self.order,
-                 "modes": self.modes, "policies": self.policies}
         defaults = {"elementwise": True, "batch_independent": True, "rtol": None, "atol": None,
                     "seed": 0, "order": 1, "modes": ("function",), "policies": ()}
-        return {k: v for k, v in given.items() if v != defaults[k]}
+        return {k: getattr(self, k) for k, default in defaults.items()
+                if getattr(self, k) != default}
 
     # ---- 1. forward and backward in the input's dtype
 

@@ -110,23 +110,12 @@ def check_modes(run: Any) -> None:
     eager = _Eager.of(run)
     failed = False
     for mode in run.modes:
-        result = _in_mode(run, mode)
-        if isinstance(result, BaseException):
-            if not failed:  # XLA fails wherever tf.function does: one finding says it
-                _report_error(run, mode, _LABELS[mode], result)
-            failed = True
-            continue
-        _compare(run, f"under {_LABELS[mode]} (mode {mode!r})", mode, eager, result, "eagerly")
-        result = _in_model_shapes(run, mode)
-        if result is None:
-            continue
-        shapes = list(_signature_shapes(run, _inputs(run), "batch")[0])
-        label = f"{_LABELS[mode]} traced with the input shape {shapes} of a Keras model"
-        if isinstance(result, BaseException):
-            if not failed:
-                _report_error(run, mode, label, result)
-            failed = True
-        else:
+        for label, result in _traces(run, mode):
+            if isinstance(result, BaseException):
+                if not failed:  # XLA fails wherever tf.function does: one finding says it
+                    _report_error(run, mode, label, result)
+                failed = True
+                break
             _compare(run, f"under {label} (mode {mode!r})", mode, eager, result, "eagerly")
     accelerators = gpu_devices()
     if accelerators:  # the core ran on the default device, the first GPU: now on the CPU
@@ -191,7 +180,7 @@ def _inputs(run: Any) -> list[tf.Tensor]:
     return list(run.args) + [tf.constant(run.v, run.y.dtype)]
 
 
-def _signature_shapes(run: Any, tensors: list[tf.Tensor], shapes: str) -> tuple:
+def _signature_shapes(tensors: list[tf.Tensor], shapes: str) -> tuple:
     """The traced shapes: "dynamic" (every dimension None), "exact", or "batch" (axis 0 None
     where it is the batch axis of the first input, every other dimension exact: what a Keras
     model's input spec gives tf.function in training)."""
@@ -209,7 +198,7 @@ def _traced(run: Any, mode: str, shapes_policy: str):
     floats, weights = _sources(run)
     owner = run.tgt.layer if run.tgt.layer is not None else run.tgt.fn
     tensors = _inputs(run)
-    shapes = _signature_shapes(run, tensors, shapes_policy)
+    shapes = _signature_shapes(tensors, shapes_policy)
     key = (id(owner), mode, tuple(t.dtype.name for t in tensors), shapes,
            tuple(id(w) for w in weights))
     hit = _CACHE.get(key)
@@ -245,9 +234,20 @@ def _in_mode(run: Any, mode: str):
     return result
 
 
+def _traces(run: Any, mode: str):
+    """(label, result) of each trace of ``mode`` that applies to this input, lazily: the
+    cached one, then the model-shaped one (see :func:`_in_model_shapes`)."""
+    yield _LABELS[mode], _in_mode(run, mode)
+    model = _in_model_shapes(run, mode)
+    if model is not None:
+        shape, result = model
+        yield f"{_LABELS[mode]} traced with the input shape {shape} of a Keras model", result
+
+
 def _in_model_shapes(run: Any, mode: str):
-    """(y, grads) under ``mode`` traced as a Keras model traces it (batch axis None, feature
-    axes static), or the exception it raised; None where that adds nothing.
+    """(the first input's traced shape, (y, grads) or the exception raised) under ``mode``
+    traced as a Keras model traces it (batch axis None, feature axes static); None where
+    that adds nothing.
 
     A trace with static feature axes can take other paths than the dynamic one (constant
     folding: keras' sparsemax builds a float16 tf.range that then has no kernel). One such
@@ -258,8 +258,8 @@ def _in_model_shapes(run: Any, mode: str):
     if _STATIC.get(id(owner)) is owner:
         return None  # already traced with exact shapes
     tensors = _inputs(run)
-    shapes = _signature_shapes(run, tensors, "batch")
-    if shapes == _signature_shapes(run, tensors, "dynamic"):
+    shapes = _signature_shapes(tensors, "batch")
+    if shapes == _signature_shapes(tensors, "dynamic"):
         return None
     key = (id(owner), mode, tuple(t.dtype.name for t in tensors), tuple(map(len, shapes)))
     seen = _MODEL_SHAPES.setdefault(key, (owner, shapes))
@@ -270,9 +270,10 @@ def _in_model_shapes(run: Any, mode: str):
     if seen[1] != shapes:
         return None
     try:
-        return _numpy(*_traced(run, mode, "batch")(*tensors))
+        result = _numpy(*_traced(run, mode, "batch")(*tensors))
     except Exception as exc:  # noqa: BLE001 - the target's failure in this mode is a finding
-        return exc
+        result = exc
+    return list(shapes[0]), result
 
 
 def _on_device(run: Any, device: str):
