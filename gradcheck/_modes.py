@@ -390,13 +390,14 @@ def _report_error(run: Any, mode: str, label: str, exc: BaseException) -> None:
 
 
 def _constant_hint(exc: BaseException) -> str:
-    """A graph op converts a leading Python number without the other operand's dtype: float32
-    (eagerly the op infers it from all operands, so only the trace fails)."""
+    """A graph op converts a Python number before it knows the other operands' dtype (the
+    first operand of tf.maximum, either branch of tf.where): float32. Eagerly the op infers it
+    from all operands, so only the trace fails."""
     if not re.search(r"has type \w+ that does not match type float32", str(exc)):
         return ""
-    return (", and a Python number as an op's first operand (tf.maximum(0.0, x)) is a float32 "
-            "constant in a graph: build it in the tensor's dtype (tf.zeros_like(x), "
-            "tf.cast(c, x.dtype)) or pass the tensor first")
+    return (", and a Python number in an op with a tensor of another dtype "
+            "(tf.maximum(0.0, x), tf.where(c, 1.0, y)) can be a float32 constant in a graph: "
+            "build it in the tensor's dtype (tf.zeros_like(x), tf.cast(1.0, x.dtype))")
 
 
 def _first_line(exc: BaseException, limit: int = 300) -> str:

@@ -108,3 +108,16 @@ def test_dtype_scope_sets_and_restores_keras_3_globals():
         assert keras.config.floatx() == floatx
         assert keras.config.dtype_policy().name == "mixed_float16"
     assert (keras.config.floatx(), keras.config.dtype_policy().name) == (floatx, policy)
+
+
+def test_a_trace_only_failure_inside_a_keras_3_layer_shows_the_error_not_the_arguments():
+    class Float32Zero(keras.layers.Layer):
+        def call(self, x):
+            return tf.maximum(0.0, x)  # the 0.0 is float32 in a graph
+
+    report = gradcheck.check(Float32Zero(dtype="float64"), tf.constant([[1.0, -2.0]], tf.float64))
+    assert report.kinds == ["mode_mismatch"], str(report)
+    message = report.findings[0].message
+    assert "'Maximum' Op has type float64 that does not match type float32" in message
+    assert "received by" not in message and "\x1b" not in message
+    assert "tf.zeros_like(x)" in message
