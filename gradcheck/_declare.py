@@ -21,6 +21,8 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
+from . import _kerases as kerases
+
 __all__ = ["DTYPES", "Declaration", "Registered", "activation", "layer", "registry",
            "registered_in"]
 
@@ -156,22 +158,25 @@ class Registered:
             return self.target
         if isinstance(self.target, type):
             return self.target(**self.declaration.init, dtype=dtype)
-        import keras
+        # A factory's Keras is known once it has built: set the dtype in every Keras imported
+        # (importing Keras 3 where none is), and again in the layer's own if the factory was
+        # what imported it.
+        scoped = kerases.imported()
+        if not scoped:
+            import keras
 
-        # Keras 3 fixes its global dtype policy the first time it is read, after which
-        # set_floatx no longer changes what new layers use: set the policy itself.
-        previous_floatx, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
-        keras.config.set_floatx(dtype if dtype in DTYPES else "float32")
-        keras.config.set_dtype_policy(dtype)
-        try:
+            scoped = [keras]
+        with kerases.dtype_scope(dtype, scoped):
             built = self.target()
-        finally:
-            keras.config.set_dtype_policy(previous_policy)
-            keras.config.set_floatx(previous_floatx)
-        if not isinstance(built, keras.layers.Layer):
+        owner = kerases.keras_of(built)
+        if owner is not None and owner not in scoped:
+            with kerases.dtype_scope(dtype, [owner]):
+                built = self.target()
+        if owner is None or isinstance(built, type):
             raise TypeError(f"{self.qualified}: the layer factory returned "
-                            f"{type(built).__name__}, expected a keras.layers.Layer instance; "
-                            "a factory passed to @gradcheck.layer must build and return a Layer")
+                            f"{type(built).__name__}, expected a keras.layers.Layer instance "
+                            "(Keras 3 or tf-keras); a factory passed to @gradcheck.layer must "
+                            "build and return a Layer")
         return built
 
 
@@ -334,7 +339,7 @@ def _check_target(target: Any, kind: str, where: str) -> None:
                 "@gradcheck.layer for a Keras Layer class")
         return
     if isinstance(target, type):
-        if not _is_layer_class(target):
+        if not kerases.is_layer_class(target):
             raise TypeError(f"{where}: expected a keras.layers.Layer subclass or a zero-argument "
                             f"factory returning a Layer, got the class {target.__qualname__}, "
                             "which does not subclass keras.layers.Layer")
@@ -346,15 +351,6 @@ def _check_target(target: Any, kind: str, where: str) -> None:
         raise TypeError(f"{where}: expected a keras.layers.Layer subclass or a zero-argument "
                         f"factory returning a Layer, got {found}; give a factory's parameters "
                         "defaults, or decorate the Layer class with init={...}")
-
-
-def _is_layer_class(cls: type) -> bool:
-    for module_name in ("keras", "tf_keras"):
-        module = sys.modules.get(module_name)
-        base = getattr(getattr(module, "layers", None), "Layer", None)
-        if isinstance(base, type) and issubclass(cls, base):
-            return True
-    return False
 
 
 def _describe(value: Any) -> str:

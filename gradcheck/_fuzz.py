@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import sys
 import time
 import zlib
 from typing import Any, Callable, Sequence
@@ -34,6 +33,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
+from . import _kerases as kerases
 from ._declare import DTYPES, OPTIONS, Declaration, Registered, registry
 from ._report import KINDS, Finding, Report
 from .strategies import inputs_for
@@ -131,7 +131,7 @@ def _entry_for(target: Any, options: dict[str, Any]) -> tuple[Registered, bool]:
         if found is not None:
             declaration = dataclasses.replace(found.declaration, **options)
             return dataclasses.replace(found, declaration=declaration), is_instance
-        kind = "layer" if is_instance or _is_layer_class(target) else "activation"
+        kind = "layer" if is_instance or kerases.is_layer_class(target) else "activation"
         if kind == "layer":
             options = {"elementwise": False, **options}
         declaration = Declaration(kind=kind, **options)
@@ -153,22 +153,9 @@ def _dtype_arg(dtype: Any) -> str:
     return name
 
 
-def _keras_layer_type() -> type | None:
-    keras = sys.modules.get("keras")
-    layer = getattr(getattr(keras, "layers", None), "Layer", None)
-    return layer if isinstance(layer, type) else None
-
-
 def _is_layer_instance(target: Any) -> bool:
-    """A Keras Layer instance other than a Lambda (a Lambda is checked like its function)."""
-    layer = _keras_layer_type()
-    lambda_type = getattr(sys.modules["keras"].layers, "Lambda", ()) if layer else ()
-    return layer is not None and isinstance(target, layer) and not isinstance(target, lambda_type)
-
-
-def _is_layer_class(target: Any) -> bool:
-    layer = _keras_layer_type()
-    return layer is not None and isinstance(target, type) and issubclass(target, layer)
+    """A Keras 3 or tf-keras Layer instance other than a Lambda (checked like its function)."""
+    return kerases.is_layer(target) and not kerases.is_lambda(target)
 
 
 def _name_of(target: Any) -> str:

@@ -1,4 +1,4 @@
-"""Mixed precision (layers): the layer under ``keras.mixed_precision`` policies.
+"""Mixed precision (layers): the layer under its Keras' mixed-precision policies.
 
 Under ``mixed_float16`` / ``mixed_bfloat16`` a Keras layer keeps its variables in float32 (an
 optimizer's small updates vanish in float16) and computes in float16/bfloat16: inputs and
@@ -51,6 +51,7 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow as tf
 
+from . import _kerases as kerases
 from ._check import ANALYTIC_ULPS, _f64, _index, _signed, _smallest_normal, _tail
 from ._declare import POLICIES
 from ._modes import names_option
@@ -76,16 +77,14 @@ def normalize_policies(policies: Any, tgt: Any) -> tuple[str, ...]:
 
 
 @contextmanager
-def policy_scope(policy: str) -> Iterator[None]:
-    """Set Keras' global dtype policy to ``policy`` for the block; always restored."""
-    import keras
-
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
+def policy_scope(policy: str, layer: Any = None) -> Iterator[None]:
+    """Set the global dtype policy of ``layer``'s Keras (Keras 3 or tf-keras; Keras 3 when
+    ``layer`` is None) to ``policy`` for the block; always restored."""
+    module = kerases.keras_of(layer) if layer is not None else None
+    if module is None:
+        import keras as module
+    with kerases.dtype_scope(policy, [module], set_floatx=False):
         yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def check_policies(run: Any) -> None:
@@ -334,7 +333,7 @@ def _compare(run: Any, where: str, policy: str, compute: str, y: np.ndarray, y_r
 
 def _build(tgt: Any, policy: str, inputs: list) -> Any:
     """The layer under test rebuilt under ``policy``, called once, with its weights."""
-    with policy_scope(policy):
+    with policy_scope(policy, tgt.layer):
         built, first = None, None
         if tgt.builder is not None:
             try:

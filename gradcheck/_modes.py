@@ -384,14 +384,29 @@ def _report_error(run: Any, mode: str, label: str, exc: BaseException) -> None:
             f"tf.cond/tf.where, variables are created once"
             + (", and every op needs an XLA kernel (no tf.numpy_function/py_function)"
                if mode == "xla" else "")
+            + _constant_hint(exc)
             + (f"; pass modes=() or leave {mode!r} out of modes= if it is never run this way"),
             mode=mode, exception=type(exc).__name__, traceback_tail=_tail(exc))
+
+
+def _constant_hint(exc: BaseException) -> str:
+    """A graph op converts a Python number before it knows the other operands' dtype (the
+    first operand of tf.maximum, either branch of tf.where): float32. Eagerly the op infers it
+    from all operands, so only the trace fails."""
+    if not re.search(r"has type \w+ that does not match type float32", str(exc)):
+        return ""
+    return (", and a Python number in an op with a tensor of another dtype "
+            "(tf.maximum(0.0, x), tf.where(c, 1.0, y)) can be a float32 constant in a graph: "
+            "build it in the tensor's dtype (tf.zeros_like(x), tf.cast(1.0, x.dtype))")
 
 
 def _first_line(exc: BaseException, limit: int = 300) -> str:
     """The error itself: TensorFlow wraps a tracing error as "in user code: <frames> <error>";
     keep the error and the user's innermost frame (file, line, code)."""
     text = re.sub(r"\[_XlaMustCompile[^\]]*\]", "", str(exc))  # graph attributes: noise
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # Keras 3's bold
+    # Keras (3 and tf-keras) appends the layer's call arguments after the error: not the error.
+    text = re.split(r"\n\s*(?:Call arguments|Arguments) received by ", text)[0]
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if not lines:
         return ""

@@ -14,6 +14,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import tensorflow as tf
 
+from . import _kerases as kerases
+
 
 class Target:
     """A callable under test, with its name, weights and a way to run it in another dtype."""
@@ -92,17 +94,16 @@ def as_target(target: Any, name: str | None = None,
 
     ``builder`` (layers only) builds the same layer in a given dtype name, for the reference.
     """
-    keras = _keras()
-    if keras is not None and isinstance(target, type) and issubclass(target, keras.layers.Layer):
+    if kerases.is_layer_class(target):
         raise TypeError(
             f"gradcheck: expected a Layer instance or a function, got the class "
             f"{target.__name__}; pass an instance, e.g. gradcheck.check({target.__name__}(), x)")
-    if keras is not None and isinstance(target, keras.layers.Lambda):
+    if kerases.is_lambda(target):
         fn, kwargs = target.function, dict(getattr(target, "arguments", None) or {})
         label = name or f"Lambda({_name_of(fn)})"
         wrapped = (lambda *a: fn(*a, **kwargs)) if kwargs else fn
         return Target(wrapped, label, _arg_names(fn))
-    if (keras is not None and isinstance(target, keras.layers.Layer)) or _looks_like_layer(target):
+    if kerases.is_layer(target) or _looks_like_layer(target):
         return LayerTarget(target, name or type(target).__name__, builder)
     if not callable(target):
         raise TypeError(f"gradcheck: expected a callable target (a function of tensors or a "
@@ -127,7 +128,7 @@ def weights_set_to(weights: Sequence[tf.Variable], values: Sequence[Any] | None)
 
 
 def _looks_like_layer(target: Any) -> bool:
-    """A layer of another Keras (tf-keras, Keras 2) is not a keras.layers.Layer: duck-type it."""
+    """A layer-like object of no Keras gradcheck knows (see _kerases): duck-type it."""
     return (callable(target) and not isinstance(target, type)
             and all(hasattr(target, a) for a in ("trainable_weights", "get_weights",
                                                  "set_weights", "get_config")))
@@ -155,11 +156,3 @@ def _arg_names(fn: Any) -> list[str]:
     except (TypeError, ValueError):
         return []
     return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-
-
-def _keras():
-    try:
-        import keras
-    except ImportError:  # pragma: no cover - TF without Keras
-        return None
-    return keras

@@ -1,0 +1,112 @@
+"""Which Keras a layer belongs to: Keras 3 (``keras``) or Keras 2 (``tf_keras``).
+
+With ``tf-keras`` installed and ``TF_USE_LEGACY_KERAS=1``, ``tf.keras`` is Keras 2 while
+``import keras`` is still Keras 3, and one program may hold layers of both. Each follows its own
+rules (its own global dtype policy, its own variable tracking), so the Keras is read from the
+layer itself, its class's base classes, never guessed from the environment.
+
+TensorFlow-free and cheap: only modules already imported are looked at (a Layer of some Keras
+implies that Keras is imported), so ``@gradcheck.layer`` stays light.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack, contextmanager
+from types import ModuleType
+from typing import Any, Iterable, Iterator
+
+__all__ = ["imported", "keras_of", "is_layer", "is_layer_class", "is_lambda", "dtype_scope"]
+
+#: The top-level modules of the Kerases gradcheck knows: Keras 3, then Keras 2 (tf-keras).
+MODULES = ("keras", "tf_keras")
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def imported() -> list[ModuleType]:
+    """The Keras modules of :data:`MODULES` that this process has imported and that have Layers."""
+    found = []
+    for name in MODULES:
+        module = sys.modules.get(name)
+        if module is not None and _layer_base(module) is not None:
+            found.append(module)
+    return found
+
+
+def keras_of(obj: Any) -> ModuleType | None:
+    """The Keras module (``keras`` or ``tf_keras``) whose ``layers.Layer`` the layer instance
+    or class ``obj`` derives from; None for anything else."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    for module in imported():
+        if issubclass(cls, _layer_base(module)):
+            return module
+    return None
+
+
+def is_layer_class(obj: Any) -> bool:
+    """A Layer subclass of Keras 3 or of tf-keras."""
+    return isinstance(obj, type) and keras_of(obj) is not None
+
+
+def is_layer(obj: Any) -> bool:
+    """A Layer instance of Keras 3 or of tf-keras."""
+    return not isinstance(obj, type) and keras_of(obj) is not None
+
+
+def is_lambda(obj: Any) -> bool:
+    """A ``layers.Lambda`` instance of its own Keras (checked like the function it wraps)."""
+    module = keras_of(obj)
+    lambda_type = getattr(getattr(module, "layers", None), "Lambda", None)
+    return isinstance(lambda_type, type) and isinstance(obj, lambda_type)
+
+
+@contextmanager
+def dtype_scope(name: str, modules: Iterable[ModuleType], set_floatx: bool = True
+                ) -> Iterator[None]:
+    """Set each Keras in ``modules``' global dtype policy to ``name`` (a dtype or a
+    mixed-precision policy name), and its floatx to ``name`` (``float32`` for a policy) unless
+    ``set_floatx`` is False, for the block; always restored. Layers built inside without a
+    ``dtype`` (a factory's, sublayers) then follow it, as under an application's own setting."""
+    with ExitStack() as stack:
+        for module in modules:
+            stack.enter_context(_scope(module, name, set_floatx))
+        yield
+
+
+@contextmanager
+def _scope(module: ModuleType, name: str, set_floatx: bool) -> Iterator[None]:
+    floatx = name if name in FLOAT_DTYPES else "float32"
+    config = getattr(module, "config", None)
+    if hasattr(config, "set_dtype_policy"):  # Keras 3
+        # Keras 3 fixes its global dtype policy the first time it is read, after which
+        # set_floatx no longer changes what new layers use: set the policy itself.
+        previous_floatx, previous_policy = config.floatx(), config.dtype_policy()
+        if set_floatx:
+            config.set_floatx(floatx)
+        config.set_dtype_policy(name)
+        try:
+            yield
+        finally:
+            config.set_dtype_policy(previous_policy)
+            config.set_floatx(previous_floatx)
+        return
+    # Keras 2: backend.floatx and mixed_precision's global policy. An unset policy follows
+    # floatx; restore it unset (None) rather than pinning the policy read here.
+    backend, mixed = module.backend, module.mixed_precision
+    previous_floatx = backend.floatx()
+    policy_module = sys.modules.get(f"{module.__name__}.src.mixed_precision.policy")
+    previous_policy = getattr(policy_module, "_global_policy", mixed.global_policy())
+    if set_floatx:
+        backend.set_floatx(floatx)
+    mixed.set_global_policy(name)
+    try:
+        yield
+    finally:
+        mixed.set_global_policy(previous_policy)
+        backend.set_floatx(previous_floatx)
+
+
+def _layer_base(module: ModuleType) -> type | None:
+    base = getattr(getattr(module, "layers", None), "Layer", None)
+    return base if isinstance(base, type) else None
