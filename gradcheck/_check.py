@@ -17,7 +17,6 @@ Each route costs a constant number of target calls, independent of the number of
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Callable, Sequence
@@ -25,17 +24,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from ._numerics import (KINK_RELATIVE, SAFETY, estimate, judge_lines, kinks, machine_eps,
-                        secant_hull, step)
+from ._arrays import _all_finite, _f64, _index, _signed, _smallest_normal, _tail
+from ._mixed import check_policies, normalize_policies
+from ._modes import check_modes, normalize_modes
+from ._numerics import (ANALYTIC_ULPS, KINK_RELATIVE, SAFETY, estimate, judge_lines, kinks,
+                        machine_eps, secant_hull, step)
 from ._report import Finding, GradcheckError, Report
+from ._second_order import check_second_order, normalize_order
 from ._targets import Target, as_target, weights_set_to
 
 __all__ = ["check", "assert_gradients"]
-
-# The analytic VJP is a short chain of operations, each rounding to the dtype's precision and
-# each of an intermediate whose size is at most that of the result or of |dy| * max(1, |x|):
-# allow 8 ulps (the 8 eps |a| of NUMERICS.md's measured rule).
-ANALYTIC_ULPS = 8.0
 
 _OPTIONS = {"elementwise", "batch_independent", "rtol", "atol", "seed", "name", "reference",
             "order", "modes", "policies"}
@@ -85,10 +83,7 @@ def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent
     for label, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and not (isinstance(value, (int, float)) and value >= 0):
             raise ValueError(f"gradcheck: {label} must be a number >= 0, got {value!r}")
-    from . import _mixed, _modes, _second_order  # beyond first order (issue 7)
-
-    beyond = (_second_order.normalize_order(order), _modes.normalize_modes(modes),
-              _mixed.normalize_policies(policies, tgt))
+    beyond = (normalize_order(order), normalize_modes(modes), normalize_policies(policies, tgt))
     run = _Run(tgt, args, elementwise, batch_independent, rtol, atol, seed, *beyond)
     run.execute()
     return run.report
@@ -194,13 +189,10 @@ class _Run:
             self.check_nonfinite_output()
             self.check_gradients()
             if self.order == 2:
-                from ._second_order import check_second_order
                 check_second_order(self)
         if self.modes:  # tf.function (and XLA, another device) agree with eager
-            from ._modes import check_modes
             check_modes(self)
         if self.policies:
-            from ._mixed import check_policies
             check_policies(self)
 
     def forward_backward(self) -> bool:
@@ -809,55 +801,6 @@ class _UsageError(TypeError):
 
 # --------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def _f64(t: Any) -> np.ndarray:
-    """A float64 NumPy array of a tensor, variable or array. A float64 tensor's own buffer is
-    returned read-only, not copied: these arrays are only ever read. A variable's value is
-    copied, since assigning to the variable may reuse its buffer."""
-    variable = isinstance(t, tf.Variable) or hasattr(t, "assign")
-    t = tf.convert_to_tensor(t)
-    if t.dtype == tf.bfloat16:  # NumPy has no bfloat16 of its own
-        t = tf.cast(t, tf.float32)
-    a = np.asarray(t)
-    if variable:
-        return np.array(a, dtype=np.float64)
-    if a.dtype == np.float64:
-        a = a.view()
-        a.flags.writeable = False
-        return a
-    return a.astype(np.float64)
-
-
-def _all_finite(a: np.ndarray) -> bool:
-    """No NaN/Inf in ``a``: one sum (NaN and Inf propagate through it), checked entrywise
-    only when the sum is not finite, since finite entries can overflow it too."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.sum(a)):
-            return True
-    return bool(np.isfinite(a).all())
-
-
-def _signed(rng: np.random.Generator, shape) -> np.ndarray:
-    """Random signs times magnitudes in [0.5, 1.5): never zero, never uniform."""
-    r = rng.uniform(-1.0, 1.0, size=tuple(int(s) for s in shape))
-    r += np.copysign(0.5, r)  # |r| in [0, 1) -> magnitude in [0.5, 1.5), sign kept
-    return r
-
-
-def _index(flat: int, shape) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.unravel_index(int(flat), tuple(shape))) if shape else ()
-
-
-def _smallest_normal(dtype: tf.DType) -> float:
-    if dtype == tf.bfloat16:
-        return 2.0 ** -126  # bfloat16 has float32's exponent range
-    return float(np.finfo(dtype.as_numpy_dtype).tiny)
-
-
-def _tail(exc: BaseException, lines: int = 4) -> str:
-    text = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    return "".join(text[-lines:]).strip()
 
 
 def _plain_inputs(tgt: Target, args, dtype) -> dict[str, Any]:

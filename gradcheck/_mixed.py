@@ -51,10 +51,10 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow as tf
 
-from ._check import ANALYTIC_ULPS, _f64, _index, _signed, _smallest_normal, _tail
+from ._arrays import _f64, _index, _signed, _smallest_normal, _tail
 from ._declare import POLICIES
 from ._modes import names_option
-from ._numerics import machine_eps
+from ._numerics import ANALYTIC_ULPS, machine_eps
 from ._targets import LayerTarget, weights_set_to
 
 __all__ = ["POLICIES", "normalize_policies", "check_policies", "policy_scope"]

@@ -61,8 +61,9 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
-from ._check import ANALYTIC_ULPS, _f64, _index, _tail
+from ._arrays import _f64, _index, _tail
 from ._declare import MODES  # every execution mode, the baseline first
+from ._numerics import ANALYTIC_ULPS
 
 __all__ = ["MODES", "DEFAULT_MODES", "normalize_modes", "check_modes"]
 

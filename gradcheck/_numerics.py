@@ -35,6 +35,11 @@ SAFETY = 10.0
 # regimes with room on both sides; misclassifying a smooth point only widens what is accepted.
 KINK_RELATIVE = 0.25
 
+# The analytic VJP is a short chain of operations, each rounding to the dtype's precision and
+# each of an intermediate whose size is at most that of the result or of |dy| * max(1, |x|):
+# allow 8 ulps (the 8 eps |a| of NUMERICS.md's measured rule).
+ANALYTIC_ULPS = 8.0
+
 
 def machine_eps(dtype_name: str) -> float:
     """Spacing of floats just above 1 for a dtype name (float16, bfloat16, float32, float64)."""

@@ -55,9 +55,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ._check import ANALYTIC_ULPS, _f64, _index, _signed, _tail
+from ._arrays import _f64, _index, _signed, _tail
 from ._declare import ORDERS  # 1: the core's check; 2: also the gradient of the gradient
-from ._numerics import machine_eps
+from ._numerics import ANALYTIC_ULPS, machine_eps
 from ._targets import weights_set_to
 
 __all__ = ["ORDERS", "normalize_order", "check_second_order"]
