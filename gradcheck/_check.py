@@ -26,11 +26,13 @@ import tensorflow as tf
 
 from ._arrays import _all_finite, _f64, _index, _signed, _smallest_normal, _tail
 from ._mixed import check_policies, normalize_policies
-from ._modes import check_modes, normalize_modes
-from ._numerics import (ANALYTIC_ULPS, KINK_RELATIVE, SAFETY, estimate, judge_lines, kinks,
-                        machine_eps, secant_hull, step)
+from ._modes import check_modes
+from ._numerics import (ANALYTIC_ULPS, KINK_RELATIVE, SAFETY, analytic_allowance, estimate,
+                        judge_lines, kinks, machine_eps, rounding_window, step, within_secants)
+from ._options import CHECK_DEFAULTS, compared_modes
+from ._options import order as valid_order
 from ._report import Finding, GradcheckError, Report
-from ._second_order import check_second_order, normalize_order
+from ._second_order import check_second_order
 from ._targets import Target, as_target, weights_set_to
 
 __all__ = ["check", "assert_gradients"]
@@ -83,7 +85,10 @@ def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent
     for label, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and not (isinstance(value, (int, float)) and value >= 0):
             raise ValueError(f"gradcheck: {label} must be a number >= 0, got {value!r}")
-    beyond = (normalize_order(order), normalize_modes(modes), normalize_policies(policies, tgt))
+    try:
+        beyond = (valid_order(order), compared_modes(modes), normalize_policies(policies, tgt))
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"gradcheck: {exc}") from None
     run = _Run(tgt, args, elementwise, batch_independent, rtol, atol, seed, *beyond)
     run.execute()
     return run.report
@@ -175,8 +180,7 @@ class _Run:
 
     def _options(self) -> dict[str, Any]:
         """The options that differ from check()'s defaults, for the reproducer."""
-        defaults = {"elementwise": True, "batch_independent": True, "rtol": None, "atol": None,
-                    "seed": 0, "order": 1, "modes": ("function",), "policies": ()}
+        defaults = {**CHECK_DEFAULTS, "modes": compared_modes(CHECK_DEFAULTS["modes"]), "seed": 0}
         return {k: getattr(self, k) for k, default in defaults.items()
                 if getattr(self, k) != default}
 
@@ -322,17 +326,10 @@ class _Run:
         self.ref_args = None  # the inputs cast to the reference dtype, made on first use
         self.v_size = None  # |v| max(1, |f0|), the scale of phi's rounding, made on first use
         if self.dtype != tf.float64:
-            twin = self.tgt.twin(tf.float64, self.args, self.ref_weights)
-            if twin is not None:
-                ref, ref_weights = twin
-                try:
-                    y = ref([self._cast_arg(a, tf.float64) for a in self.args])
-                    if (isinstance(y, tf.Tensor) and y.dtype == tf.float64
-                            and y.shape == self.y.shape):
-                        self.ref, self.ref_weights, self.ref_dtype = ref, ref_weights, tf.float64
-                        self.f0 = _f64(y)
-                except Exception:  # noqa: BLE001 - does not run in float64: use its own dtype
-                    pass
+            found = self.tgt.float64_reference(self.args, self.ref_weights, self.y.shape)
+            if found is not None:
+                self.ref, self.ref_weights, y = found
+                self.ref_dtype, self.f0 = tf.float64, _f64(y)
         self.report.reference_dtype = self.ref_dtype.name
         self.low_precision = self.ref_dtype != self.dtype
         # A target that computes in a lower precision than it claims (output dtype mismatch)
@@ -527,17 +524,10 @@ class _Run:
         p = self.params[k]
         s, phi, estimated, rho = self.diag[k]
         analytic = p.grad * s  # derivative along t of x + t*s: grad . s elementwise
-        allowance = ANALYTIC_ULPS * self.eps * np.abs(analytic)
-        if self.low_precision:
-            # In a low dtype the derivative's own terms round at their size, not the result's:
-            # 1 - tanh(x)^2 is 0 once tanh rounds to 1, and x * sech^2(.) in mish carries |x|.
-            # Those terms are as large as the output or the input (times |dy|), so the floor is
-            # ANALYTIC_ULPS roundings of max(1, |x|, |f|); in t units (step s) times s.
-            scale = np.maximum(np.maximum(1.0, np.abs(p.value)), np.abs(self.f0))
-            allowance = allowance + ANALYTIC_ULPS * self.eps * np.abs(self.v) * scale * s
-            # Below the dtype's smallest normal number values lose precision or flush to 0
-            # (exp(-18) in float16): no derivative smaller than that can be resolved.
-            allowance = allowance + np.abs(self.v) * self.tiny * s
+        magnitude = (np.maximum(np.maximum(1.0, np.abs(p.value)), np.abs(self.f0))
+                     if self.low_precision else 1.0)
+        allowance = analytic_allowance(analytic, self.eps, self.low_precision, magnitude,
+                                       self.tiny, self.v, s)
         verdict = self.verdict(phi, analytic, rho, allowance, estimated=estimated)
         ok = verdict.ok
         if ok.all():
@@ -549,33 +539,19 @@ class _Run:
 
     def within_rounding_window(self, k, analytic, verdict, allowance) -> np.ndarray:
         """Accept a low-precision derivative that equals some secant slope of the reference
-        over the window of inputs indistinguishable in the low dtype: the input's own rounding
-        (eps |x|) and the output's (the x-shift that moves f by its absolute rounding
-        eps max(1, |f|) -- intermediates such as exp(x) in exp(x) - 1 are O(1) even where f is
-        small -- i.e. eps max(1, |f|) / |f'|). The analytic chain rounds a few times
-        (ANALYTIC_ULPS, as for the allowance), and a secant over [x, x + w] is the slope at an
-        interior point, so the window is ANALYTIC_ULPS of those shifts wide. Capped at
-        max(1, |x|), beyond which the function is saturated at this precision."""
+        over the window of inputs indistinguishable in the low dtype (see
+        :func:`rounding_window` and :func:`within_secants`)."""
         p = self.params[k]
-        slope = np.abs(verdict.numerical / self.v)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            reach = np.where(slope > 0, np.maximum(1.0, np.abs(self.f0)) / slope, np.inf)
-        cap = np.maximum(1.0, np.abs(p.value))
-        width = np.minimum(ANALYTIC_ULPS * self.eps * np.maximum(np.abs(p.value), reach), cap)
-        width = np.maximum(width, self.h * cap)
+        width = rounding_window(self.eps, self.h, p.value, self.f0,
+                                np.abs(verdict.numerical / self.v))
         left = self.v * self.evaluate({k: -width}, 1.0)
         right = self.v * self.evaluate({k: width}, 1.0)
-        lo, hi = secant_hull(self.v * self.f0, left, right, width)
         s, phi, _, _ = self.diag[k]
-        num = verdict.numerical / s
-        lo, hi = np.fmin(lo, num), np.fmax(hi, num)
-        # Where f' decays exponentially (saturated tanh), a derivative computed from the rounded
-        # output can be 0 while the exact one is not; the secants stay close to f'. The slope's
-        # own change across the window, |f''| w, bounds that; f'' comes from the second
-        # difference already sampled: phi(h) - 2 phi(0) + phi(-h) = v f'' (h s)^2.
+        # f'' from the second difference already sampled: phi(h) - 2 phi(0) + phi(-h) =
+        # v f'' (h s)^2.
         curvature = np.abs(phi[1] - 2 * phi[0] + phi[-1]) / (self.h * s) ** 2
-        slack = np.nan_to_num(verdict.bound / s, nan=0.0) + allowance + curvature * width
-        return (analytic >= lo - slack) & (analytic <= hi + slack)
+        return within_secants(analytic, self.v * self.f0, left, right, width,
+                              verdict.numerical / s, verdict.bound / s, allowance, curvature)
 
     # -- batch rows: per row, after a probe confirms rows are independent
 

@@ -21,18 +21,11 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
+from . import _options
+from ._options import DTYPES, POLICIES
+
 __all__ = ["DTYPES", "Declaration", "Registered", "activation", "layer", "registry",
            "registered_in"]
-
-#: The floating dtypes a target can be declared for, narrowest first.
-DTYPES = ("float16", "bfloat16", "float32", "float64")
-
-#: Beyond first order (gradcheck._second_order, _modes, _mixed): derivative orders, execution
-#: modes and Keras mixed-precision policies a declaration may ask for. Kept here, free of
-#: TensorFlow, so that declaring stays cheap.
-ORDERS = (1, 2)
-MODES = ("eager", "function", "xla")
-POLICIES = ("mixed_float16", "mixed_bfloat16")
 
 _KINDS = ("activation", "layer")
 
@@ -96,8 +89,8 @@ class Declaration:
             "rtol": _tolerance("rtol", self.rtol),
             "atol": _tolerance("atol", self.atol),
             "init": _init(self.kind, self.init),
-            "order": _order(self.order),
-            "modes": _names("modes", self.modes, MODES, allow_none=True),
+            "order": _options.order(self.order),
+            "modes": _options.modes(self.modes),
             "policies": _policies(self.kind, self.policies),
         }
         normalized["kinks"] = _kinks(self.kinks, normalized["domain"])
@@ -541,28 +534,8 @@ def _tolerance(option: str, value: Any) -> float | None:
     return value
 
 
-def _order(value: Any) -> int:
-    if isinstance(value, bool) or value not in ORDERS:
-        raise ValueError(f"order must be 1 (gradients) or 2 (also the gradient of the "
-                         f"gradient), got {value!r}")
-    return int(value)
-
-
-def _names(option: str, value: Any, valid: tuple[str, ...], allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, str):
-        value = (value,)
-    if not isinstance(value, (tuple, list)):
-        raise TypeError(f"{option} must be a tuple of names from {valid}, got {_describe(value)}")
-    unknown = [v for v in value if v not in valid]
-    if unknown:
-        raise ValueError(f"{option}: unknown name {unknown[0]!r}; expected names from {valid}")
-    return tuple(dict.fromkeys(value))
-
-
 def _policies(kind: str, value: Any) -> tuple[str, ...]:
-    names = _names("policies", value, POLICIES)
+    names = _options.policies(value)
     if names and kind != "layer":
         raise TypeError("policies is for @gradcheck.layer (a mixed-precision policy changes how "
                         "a layer casts its inputs and variables); check an activation in "
