@@ -29,7 +29,7 @@ from ._mixed import check_policies, normalize_policies
 from ._modes import check_modes
 from ._numerics import (ANALYTIC_ULPS, KINK_RELATIVE, SAFETY, analytic_allowance, estimate,
                         judge_lines, kinks, machine_eps, rounding_window, step, within_secants)
-from ._options import CHECK_DEFAULTS, compared_modes
+from ._options import CHECK_DEFAULTS, check_call, compared_modes, tolerance
 from ._options import order as valid_order
 from ._report import Finding, GradcheckError, Report
 from ._second_order import check_second_order
@@ -82,10 +82,8 @@ def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent
     """
     tgt = as_target(target, name, reference)
     args = _as_tensors(tgt, inputs)
-    for label, value in (("rtol", rtol), ("atol", atol)):
-        if value is not None and not (isinstance(value, (int, float)) and value >= 0):
-            raise ValueError(f"gradcheck: {label} must be a number >= 0, got {value!r}")
     try:
+        rtol, atol = tolerance("rtol", rtol), tolerance("atol", atol)
         beyond = (valid_order(order), compared_modes(modes), normalize_policies(policies, tgt))
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"gradcheck: {exc}") from None
@@ -179,10 +177,11 @@ class _Run:
                                             self.inputs_shown, details))
 
     def _options(self) -> dict[str, Any]:
-        """The options that differ from check()'s defaults, for the reproducer."""
-        defaults = {**CHECK_DEFAULTS, "modes": compared_modes(CHECK_DEFAULTS["modes"]), "seed": 0}
-        return {k: getattr(self, k) for k, default in defaults.items()
-                if getattr(self, k) != default}
+        """check()'s options, for the reproducer (modes: None where they are the default)."""
+        options = {name: getattr(self, name) for name in (*CHECK_DEFAULTS, "seed")}
+        if options["modes"] == compared_modes(None):
+            options["modes"] = None
+        return options
 
     # ---- 1. forward and backward in the input's dtype
 
@@ -794,5 +793,4 @@ def _reproducer(tgt: Target, args, options: dict[str, Any]) -> str:
         values = (_f64(a) if a.dtype.is_floating else a.numpy()).tolist()
         literal = repr(values) if np.size(values) <= 64 else "..."
         parts.append(f"tf.constant({literal}, tf.{a.dtype.name})")
-    parts += [f"{k}={v!r}" for k, v in options.items()]
-    return f"gradcheck.check({tgt.name}, {', '.join(parts)})"
+    return check_call(tgt.name, parts, options)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
 import numbers
 import sys
 from dataclasses import dataclass, field, fields
@@ -23,6 +22,9 @@ from typing import Any, Callable, Mapping
 
 from . import _options
 from ._options import DTYPES, POLICIES
+from ._options import describe as _describe
+from ._options import number as _number
+from ._options import tolerance as _tolerance
 
 __all__ = ["DTYPES", "Declaration", "Registered", "activation", "layer", "registry",
            "registered_in"]
@@ -350,13 +352,6 @@ def _is_layer_class(cls: type) -> bool:
     return False
 
 
-def _describe(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
-
-
 def _signature(target: Any) -> inspect.Signature | None:
     try:
         return inspect.signature(target)
@@ -414,16 +409,6 @@ def _check_signature(target: Any, kind: str, declaration: Declaration, where: st
 
 
 # -- option validators: each returns the normalized value or raises naming the option ----------
-
-def _number(option: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{option} must be a real number, got {_describe(value)}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{option} must be finite, got {value!r}; use a large finite bound "
-                         "such as 1e30 instead")
-    return value
-
 
 def _interval(option: str, value: Any) -> tuple[float, float]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
@@ -523,15 +508,6 @@ def _max_examples(value: Any) -> int | None:
     if value < 1:
         raise ValueError(f"max_examples must be at least 1, got {value!r}")
     return int(value)
-
-
-def _tolerance(option: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    value = _number(option, value)
-    if value < 0:
-        raise ValueError(f"{option} must be >= 0, got {value!r}")
-    return value
 
 
 def _policies(kind: str, value: Any) -> tuple[str, ...]:

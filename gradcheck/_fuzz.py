@@ -35,7 +35,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
 from ._declare import OPTIONS, Declaration, Registered, registry
-from ._options import CHECK_DEFAULTS, DTYPES, check_options
+from ._options import DTYPES, check_call, check_options
 from ._report import KINDS, Finding, Report
 from .strategies import inputs_for
 
@@ -438,14 +438,10 @@ class _Fuzz:
         return [k for k in KINDS if k in seen]
 
     def reproducer(self, inputs: tuple[np.ndarray, ...]) -> str:
-        arrays = ", ".join(f"np.array({a.astype(np.float64).tolist()!r}, dtype={self.dtype!r})"
-                           for a in inputs)
-        options = []
-        for option, value in CHECK_DEFAULTS.items():
-            if getattr(self.decl, option) != value:
-                options.append(f"{option}={getattr(self.decl, option)!r}")
-        options.append(f"seed={_seed_of(inputs)}")
-        return f"gradcheck.check({self.target_expression()}, {arrays}, {', '.join(options)})"
+        arrays = [f"np.array({a.astype(np.float64).tolist()!r}, dtype={self.dtype!r})"
+                  for a in inputs]
+        return check_call(self.target_expression(), arrays,
+                          {**check_options(self.decl), "seed": _seed_of(inputs)})
 
     def target_expression(self) -> str:
         name = self.entry.name

@@ -10,10 +10,13 @@ came from (``gradcheck: ...``, ``@gradcheck.layer on MyLayer: ...``).
 
 from __future__ import annotations
 
-from typing import Any
+import math
+import numbers
+from typing import Any, Mapping, Sequence
 
 __all__ = ["DTYPES", "ORDERS", "MODES", "DEFAULT_MODES", "POLICIES", "CHECK_DEFAULTS",
-           "check_options", "names", "order", "modes", "compared_modes", "policies"]
+           "check_options", "check_call", "describe", "number", "tolerance", "names", "order", "modes",
+           "compared_modes", "policies"]
 
 #: The floating dtypes a target can be checked in, narrowest first.
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -38,6 +41,46 @@ def check_options(declaration: Any) -> dict[str, Any]:
     return {name: getattr(declaration, name) for name in CHECK_DEFAULTS}
 
 
+def check_call(target: str, inputs: Sequence[str], options: Mapping[str, Any]) -> str:
+    """The source of the :func:`gradcheck.check` call that repeats a check (a reproducer):
+    ``target`` and ``inputs`` as source text, then each of ``options`` that differs from
+    check()'s default, in the order of :data:`CHECK_DEFAULTS`, ``seed`` (default 0) last."""
+    defaults = {**CHECK_DEFAULTS, "seed": 0}
+    keywords = [f"{name}={options[name]!r}" for name, default in defaults.items()
+                if name in options and options[name] != default]
+    return f"gradcheck.check({', '.join([target, *inputs, *keywords])})"
+
+
+def describe(value: Any) -> str:
+    """A value as an error message quotes it: its type and a repr of at most 60 characters."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def number(option: str, value: Any) -> float:
+    """A finite real number, as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{option} must be a real number, got {describe(value)}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{option} must be finite, got {value!r}; use a large finite bound "
+                         "such as 1e30 instead")
+    return value
+
+
+def tolerance(option: str, value: Any) -> float | None:
+    """``rtol``/``atol``: None (the tolerance derived from the error estimate) or a number
+    >= 0 that replaces it."""
+    if value is None:
+        return None
+    value = number(option, value)
+    if value < 0:
+        raise ValueError(f"{option} must be >= 0, got {value!r}")
+    return value
+
+
 def names(option: str, one: str, value: Any, valid: tuple[str, ...], *, hint: str = "",
           allow_none: bool = False) -> tuple[str, ...] | None:
     """``value``, a name (a ``one``) or a tuple/list of names from ``valid``, as a tuple
@@ -48,7 +91,7 @@ def names(option: str, one: str, value: Any, valid: tuple[str, ...], *, hint: st
         value = (value,)
     if not isinstance(value, (tuple, list)):
         raise TypeError(f"{option} must be a tuple of names from {valid}, got "
-                        f"{type(value).__name__} {value!r:.60}")
+                        f"{describe(value)}")
     unknown = [name for name in value if name not in valid]
     if unknown:
         raise ValueError(f"unknown {one} {unknown[0]!r} in {option}={tuple(value)!r}; valid "
