@@ -104,3 +104,12 @@ def test_options_and_declarations_stay_free_of_tensorflow():
         names = {a.name for n in top for a in n.names} | {n.module for n in top
                                                          if isinstance(n, ast.ImportFrom)}
         assert not names & {"tensorflow", "keras", "hypothesis"}, module
+
+
+def test_the_readme_names_every_module():
+    """README's "How it is built" lists each module of gradcheck/ and plugin/."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## How it is built"):]
+    section = section[:section.index("\n## ", 1)]
+    for path in module_files().values():
+        assert f"{path.name}`" in section, path.name
