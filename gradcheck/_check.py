@@ -37,8 +37,7 @@ from ._targets import Target, as_target, weights_set_to
 
 __all__ = ["check", "assert_gradients"]
 
-_OPTIONS = {"elementwise", "batch_independent", "rtol", "atol", "seed", "name", "reference",
-            "order", "modes", "policies"}
+_OPTIONS = {*CHECK_DEFAULTS, "seed", "name", "reference"}  # check()'s keyword arguments
 
 
 def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent: bool = True,

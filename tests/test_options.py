@@ -61,3 +61,11 @@ def test_a_reproducer_writes_only_the_options_that_differ_from_checks_defaults_s
     options = {"seed": 3, "elementwise": True, "modes": None, "order": 2, "policies": ()}
     assert check_call("f", ["x", "y"], options) == "gradcheck.check(f, x, y, order=2, seed=3)"
     assert check_call("f", ["x"], {"seed": 0}) == "gradcheck.check(f, x)"
+
+
+def test_assert_gradients_accepts_exactly_checks_keywords():
+    keywords = {name for name, p in inspect.signature(gradcheck.check).parameters.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    from gradcheck._check import _OPTIONS
+
+    assert _OPTIONS == keywords
