@@ -14,15 +14,25 @@ TensorFlow and Hypothesis are imported on first use of ``check``/``fuzz``/``stra
 ``import gradcheck`` and the decorators stay cheap in production code.
 """
 
+from typing import TYPE_CHECKING
+
 from ._declare import activation, layer
 from ._report import KINDS, Finding, GradcheckError, Report
+
+if TYPE_CHECKING:  # what __getattr__ imports on first use, spelled out for editors and checkers
+    from . import plot, strategies
+    from ._check import assert_gradients, check
+    from ._fuzz import fuzz
+    # sweep: the lead wires ``from ._sweep import sweep`` here and in _LAZY at merge.
 
 __version__ = "0.1.0"
 
 __all__ = ["check", "assert_gradients", "fuzz", "activation", "layer", "strategies", "plot", "Report",
            "Finding", "GradcheckError", "KINDS", "__version__"]
 
+# Public names whose modules import TensorFlow or Hypothesis: imported on first access.
 _LAZY = {"check": "._check", "assert_gradients": "._check", "fuzz": "._fuzz"}
+_LAZY_MODULES = ("strategies", "plot")
 
 
 def __getattr__(name):
@@ -30,6 +40,10 @@ def __getattr__(name):
 
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    if name in ("strategies", "plot"):
+    if name in _LAZY_MODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'gradcheck' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -17,7 +17,6 @@ Each route costs a constant number of target calls, independent of the number of
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Callable, Sequence
@@ -25,20 +24,20 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from ._numerics import (KINK_RELATIVE, SAFETY, estimate, judge_lines, kinks, machine_eps,
-                        secant_hull, step)
+from ._arrays import _all_finite, _f64, _index, _signed, _smallest_normal, _tail
+from ._mixed import check_policies, normalize_policies
+from ._modes import check_modes
+from ._numerics import (ANALYTIC_ULPS, KINK_RELATIVE, SAFETY, analytic_allowance, estimate,
+                        judge_lines, kinks, machine_eps, rounding_window, step, within_secants)
+from ._options import CHECK_DEFAULTS, check_call, compared_modes, tolerance
+from ._options import order as valid_order
 from ._report import Finding, GradcheckError, Report
+from ._second_order import check_second_order
 from ._targets import Target, as_target, weights_set_to
 
 __all__ = ["check", "assert_gradients"]
 
-# The analytic VJP is a short chain of operations, each rounding to the dtype's precision and
-# each of an intermediate whose size is at most that of the result or of |dy| * max(1, |x|):
-# allow 8 ulps (the 8 eps |a| of NUMERICS.md's measured rule).
-ANALYTIC_ULPS = 8.0
-
-_OPTIONS = {"elementwise", "batch_independent", "rtol", "atol", "seed", "name", "reference",
-            "order", "modes", "policies"}
+_OPTIONS = {*CHECK_DEFAULTS, "seed", "name", "reference"}  # check()'s keyword arguments
 
 
 def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent: bool = True,
@@ -82,13 +81,11 @@ def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent
     """
     tgt = as_target(target, name, reference)
     args = _as_tensors(tgt, inputs)
-    for label, value in (("rtol", rtol), ("atol", atol)):
-        if value is not None and not (isinstance(value, (int, float)) and value >= 0):
-            raise ValueError(f"gradcheck: {label} must be a number >= 0, got {value!r}")
-    from . import _mixed, _modes, _second_order  # beyond first order (issue 7)
-
-    beyond = (_second_order.normalize_order(order), _modes.normalize_modes(modes),
-              _mixed.normalize_policies(policies, tgt))
+    try:
+        rtol, atol = tolerance("rtol", rtol), tolerance("atol", atol)
+        beyond = (valid_order(order), compared_modes(modes), normalize_policies(policies, tgt))
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"gradcheck: {exc}") from None
     run = _Run(tgt, args, elementwise, batch_independent, rtol, atol, seed, *beyond)
     run.execute()
     return run.report
@@ -179,11 +176,11 @@ class _Run:
                                             self.inputs_shown, details))
 
     def _options(self) -> dict[str, Any]:
-        """The options that differ from check()'s defaults, for the reproducer."""
-        defaults = {"elementwise": True, "batch_independent": True, "rtol": None, "atol": None,
-                    "seed": 0, "order": 1, "modes": ("function",), "policies": ()}
-        return {k: getattr(self, k) for k, default in defaults.items()
-                if getattr(self, k) != default}
+        """check()'s options, for the reproducer (modes: None where they are the default)."""
+        options = {name: getattr(self, name) for name in (*CHECK_DEFAULTS, "seed")}
+        if options["modes"] == compared_modes(None):
+            options["modes"] = None
+        return options
 
     # ---- 1. forward and backward in the input's dtype
 
@@ -194,13 +191,10 @@ class _Run:
             self.check_nonfinite_output()
             self.check_gradients()
             if self.order == 2:
-                from ._second_order import check_second_order
                 check_second_order(self)
         if self.modes:  # tf.function (and XLA, another device) agree with eager
-            from ._modes import check_modes
             check_modes(self)
         if self.policies:
-            from ._mixed import check_policies
             check_policies(self)
 
     def forward_backward(self) -> bool:
@@ -330,17 +324,10 @@ class _Run:
         self.ref_args = None  # the inputs cast to the reference dtype, made on first use
         self.v_size = None  # |v| max(1, |f0|), the scale of phi's rounding, made on first use
         if self.dtype != tf.float64:
-            twin = self.tgt.twin(tf.float64, self.args, self.ref_weights)
-            if twin is not None:
-                ref, ref_weights = twin
-                try:
-                    y = ref([self._cast_arg(a, tf.float64) for a in self.args])
-                    if (isinstance(y, tf.Tensor) and y.dtype == tf.float64
-                            and y.shape == self.y.shape):
-                        self.ref, self.ref_weights, self.ref_dtype = ref, ref_weights, tf.float64
-                        self.f0 = _f64(y)
-                except Exception:  # noqa: BLE001 - does not run in float64: use its own dtype
-                    pass
+            found = self.tgt.float64_reference(self.args, self.ref_weights, self.y.shape)
+            if found is not None:
+                self.ref, self.ref_weights, y = found
+                self.ref_dtype, self.f0 = tf.float64, _f64(y)
         self.report.reference_dtype = self.ref_dtype.name
         self.low_precision = self.ref_dtype != self.dtype
         # A target that computes in a lower precision than it claims (output dtype mismatch)
@@ -535,17 +522,10 @@ class _Run:
         p = self.params[k]
         s, phi, estimated, rho = self.diag[k]
         analytic = p.grad * s  # derivative along t of x + t*s: grad . s elementwise
-        allowance = ANALYTIC_ULPS * self.eps * np.abs(analytic)
-        if self.low_precision:
-            # In a low dtype the derivative's own terms round at their size, not the result's:
-            # 1 - tanh(x)^2 is 0 once tanh rounds to 1, and x * sech^2(.) in mish carries |x|.
-            # Those terms are as large as the output or the input (times |dy|), so the floor is
-            # ANALYTIC_ULPS roundings of max(1, |x|, |f|); in t units (step s) times s.
-            scale = np.maximum(np.maximum(1.0, np.abs(p.value)), np.abs(self.f0))
-            allowance = allowance + ANALYTIC_ULPS * self.eps * np.abs(self.v) * scale * s
-            # Below the dtype's smallest normal number values lose precision or flush to 0
-            # (exp(-18) in float16): no derivative smaller than that can be resolved.
-            allowance = allowance + np.abs(self.v) * self.tiny * s
+        magnitude = (np.maximum(np.maximum(1.0, np.abs(p.value)), np.abs(self.f0))
+                     if self.low_precision else 1.0)
+        allowance = analytic_allowance(analytic, self.eps, self.low_precision, magnitude,
+                                       self.tiny, self.v, s)
         verdict = self.verdict(phi, analytic, rho, allowance, estimated=estimated)
         ok = verdict.ok
         if ok.all():
@@ -557,33 +537,19 @@ class _Run:
 
     def within_rounding_window(self, k, analytic, verdict, allowance) -> np.ndarray:
         """Accept a low-precision derivative that equals some secant slope of the reference
-        over the window of inputs indistinguishable in the low dtype: the input's own rounding
-        (eps |x|) and the output's (the x-shift that moves f by its absolute rounding
-        eps max(1, |f|) -- intermediates such as exp(x) in exp(x) - 1 are O(1) even where f is
-        small -- i.e. eps max(1, |f|) / |f'|). The analytic chain rounds a few times
-        (ANALYTIC_ULPS, as for the allowance), and a secant over [x, x + w] is the slope at an
-        interior point, so the window is ANALYTIC_ULPS of those shifts wide. Capped at
-        max(1, |x|), beyond which the function is saturated at this precision."""
+        over the window of inputs indistinguishable in the low dtype (see
+        :func:`rounding_window` and :func:`within_secants`)."""
         p = self.params[k]
-        slope = np.abs(verdict.numerical / self.v)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            reach = np.where(slope > 0, np.maximum(1.0, np.abs(self.f0)) / slope, np.inf)
-        cap = np.maximum(1.0, np.abs(p.value))
-        width = np.minimum(ANALYTIC_ULPS * self.eps * np.maximum(np.abs(p.value), reach), cap)
-        width = np.maximum(width, self.h * cap)
+        width = rounding_window(self.eps, self.h, p.value, self.f0,
+                                np.abs(verdict.numerical / self.v))
         left = self.v * self.evaluate({k: -width}, 1.0)
         right = self.v * self.evaluate({k: width}, 1.0)
-        lo, hi = secant_hull(self.v * self.f0, left, right, width)
         s, phi, _, _ = self.diag[k]
-        num = verdict.numerical / s
-        lo, hi = np.fmin(lo, num), np.fmax(hi, num)
-        # Where f' decays exponentially (saturated tanh), a derivative computed from the rounded
-        # output can be 0 while the exact one is not; the secants stay close to f'. The slope's
-        # own change across the window, |f''| w, bounds that; f'' comes from the second
-        # difference already sampled: phi(h) - 2 phi(0) + phi(-h) = v f'' (h s)^2.
+        # f'' from the second difference already sampled: phi(h) - 2 phi(0) + phi(-h) =
+        # v f'' (h s)^2.
         curvature = np.abs(phi[1] - 2 * phi[0] + phi[-1]) / (self.h * s) ** 2
-        slack = np.nan_to_num(verdict.bound / s, nan=0.0) + allowance + curvature * width
-        return (analytic >= lo - slack) & (analytic <= hi + slack)
+        return within_secants(analytic, self.v * self.f0, left, right, width,
+                              verdict.numerical / s, verdict.bound / s, allowance, curvature)
 
     # -- batch rows: per row, after a probe confirms rows are independent
 
@@ -811,55 +777,6 @@ class _UsageError(TypeError):
 # Small helpers
 
 
-def _f64(t: Any) -> np.ndarray:
-    """A float64 NumPy array of a tensor, variable or array. A float64 tensor's own buffer is
-    returned read-only, not copied: these arrays are only ever read. A variable's value is
-    copied, since assigning to the variable may reuse its buffer."""
-    variable = isinstance(t, tf.Variable) or hasattr(t, "assign")
-    t = tf.convert_to_tensor(t)
-    if t.dtype == tf.bfloat16:  # NumPy has no bfloat16 of its own
-        t = tf.cast(t, tf.float32)
-    a = np.asarray(t)
-    if variable:
-        return np.array(a, dtype=np.float64)
-    if a.dtype == np.float64:
-        a = a.view()
-        a.flags.writeable = False
-        return a
-    return a.astype(np.float64)
-
-
-def _all_finite(a: np.ndarray) -> bool:
-    """No NaN/Inf in ``a``: one sum (NaN and Inf propagate through it), checked entrywise
-    only when the sum is not finite, since finite entries can overflow it too."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.sum(a)):
-            return True
-    return bool(np.isfinite(a).all())
-
-
-def _signed(rng: np.random.Generator, shape) -> np.ndarray:
-    """Random signs times magnitudes in [0.5, 1.5): never zero, never uniform."""
-    r = rng.uniform(-1.0, 1.0, size=tuple(int(s) for s in shape))
-    r += np.copysign(0.5, r)  # |r| in [0, 1) -> magnitude in [0.5, 1.5), sign kept
-    return r
-
-
-def _index(flat: int, shape) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.unravel_index(int(flat), tuple(shape))) if shape else ()
-
-
-def _smallest_normal(dtype: tf.DType) -> float:
-    if dtype == tf.bfloat16:
-        return 2.0 ** -126  # bfloat16 has float32's exponent range
-    return float(np.finfo(dtype.as_numpy_dtype).tiny)
-
-
-def _tail(exc: BaseException, lines: int = 4) -> str:
-    text = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    return "".join(text[-lines:]).strip()
-
-
 def _plain_inputs(tgt: Target, args, dtype) -> dict[str, Any]:
     shown: dict[str, Any] = {}
     for i, a in enumerate(args):
@@ -875,5 +792,4 @@ def _reproducer(tgt: Target, args, options: dict[str, Any]) -> str:
         values = (_f64(a) if a.dtype.is_floating else a.numpy()).tolist()
         literal = repr(values) if np.size(values) <= 64 else "..."
         parts.append(f"tf.constant({literal}, tf.{a.dtype.name})")
-    parts += [f"{k}={v!r}" for k, v in options.items()]
-    return f"gradcheck.check({tgt.name}, {', '.join(parts)})"
+    return check_call(tgt.name, parts, options)

@@ -24,9 +24,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-__all__ = ["main"]
+from gradcheck._options import DTYPES as DTYPE_NAMES
 
-DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64")
+__all__ = ["main"]
 
 DESCRIPTION = "Verify the gradients of a TensorFlow/Keras activation, custom gradient or layer."
 TARGET_HELP = ("the target, as MODULE:NAME: MODULE is a dotted module importable from the "

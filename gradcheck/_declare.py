@@ -15,26 +15,20 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
 import numbers
 import sys
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
 from . import _kerases as kerases
+from . import _options
+from ._options import DTYPES, POLICIES
+from ._options import describe as _describe
+from ._options import number as _number
+from ._options import tolerance as _tolerance
 
 __all__ = ["DTYPES", "Declaration", "Registered", "activation", "layer", "registry",
            "registered_in"]
-
-#: The floating dtypes a target can be declared for, narrowest first.
-DTYPES = ("float16", "bfloat16", "float32", "float64")
-
-#: Beyond first order (gradcheck._second_order, _modes, _mixed): derivative orders, execution
-#: modes and Keras mixed-precision policies a declaration may ask for. Kept here, free of
-#: TensorFlow, so that declaring stays cheap.
-ORDERS = (1, 2)
-MODES = ("eager", "function", "xla")
-POLICIES = ("mixed_float16", "mixed_bfloat16")
 
 _KINDS = ("activation", "layer")
 
@@ -98,8 +92,8 @@ class Declaration:
             "rtol": _tolerance("rtol", self.rtol),
             "atol": _tolerance("atol", self.atol),
             "init": _init(self.kind, self.init),
-            "order": _order(self.order),
-            "modes": _names("modes", self.modes, MODES, allow_none=True),
+            "order": _options.order(self.order),
+            "modes": _options.modes(self.modes),
             "policies": _policies(self.kind, self.policies),
         }
         normalized["kinks"] = _kinks(self.kinks, normalized["domain"])
@@ -353,11 +347,6 @@ def _check_target(target: Any, kind: str, where: str) -> None:
                         "defaults, or decorate the Layer class with init={...}")
 
 
-def _describe(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
 
 
 def _signature(target: Any) -> inspect.Signature | None:
@@ -417,16 +406,6 @@ def _check_signature(target: Any, kind: str, declaration: Declaration, where: st
 
 
 # -- option validators: each returns the normalized value or raises naming the option ----------
-
-def _number(option: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{option} must be a real number, got {_describe(value)}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{option} must be finite, got {value!r}; use a large finite bound "
-                         "such as 1e30 instead")
-    return value
-
 
 def _interval(option: str, value: Any) -> tuple[float, float]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
@@ -528,37 +507,8 @@ def _max_examples(value: Any) -> int | None:
     return int(value)
 
 
-def _tolerance(option: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    value = _number(option, value)
-    if value < 0:
-        raise ValueError(f"{option} must be >= 0, got {value!r}")
-    return value
-
-
-def _order(value: Any) -> int:
-    if isinstance(value, bool) or value not in ORDERS:
-        raise ValueError(f"order must be 1 (gradients) or 2 (also the gradient of the "
-                         f"gradient), got {value!r}")
-    return int(value)
-
-
-def _names(option: str, value: Any, valid: tuple[str, ...], allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, str):
-        value = (value,)
-    if not isinstance(value, (tuple, list)):
-        raise TypeError(f"{option} must be a tuple of names from {valid}, got {_describe(value)}")
-    unknown = [v for v in value if v not in valid]
-    if unknown:
-        raise ValueError(f"{option}: unknown name {unknown[0]!r}; expected names from {valid}")
-    return tuple(dict.fromkeys(value))
-
-
 def _policies(kind: str, value: Any) -> tuple[str, ...]:
-    names = _names("policies", value, POLICIES)
+    names = _options.policies(value)
     if names and kind != "layer":
         raise TypeError("policies is for @gradcheck.layer (a mixed-precision policy changes how "
                         "a layer casts its inputs and variables); check an activation in "

@@ -34,11 +34,12 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
 from . import _kerases as kerases
-from ._declare import DTYPES, OPTIONS, Declaration, Registered, registry
+from ._declare import OPTIONS, Declaration, Registered, registry
+from ._options import DTYPES, check_call, check_options
 from ._report import KINDS, Finding, Report
 from .strategies import inputs_for
 
-__all__ = ["fuzz", "fuzz_registered"]
+__all__ = ["fuzz", "fuzz_registered", "resolve_target"]
 
 # Why each health check is suppressed:
 # - too_slow: TensorFlow traces a target on its first call, and every example runs the target
@@ -78,7 +79,7 @@ def fuzz(target: Any, *, dtype: str | None = None, max_examples: int | None = No
         TypeError, ValueError: an unknown or impossible option, or a target gradcheck cannot
             check (e.g. it returns a tuple); raised at once rather than shrunk.
     """
-    entry, is_instance = _entry_for(target, declaration_options)
+    entry, is_instance = resolve_target(target, declaration_options)
     dtypes = (_dtype_arg(dtype),) if dtype is not None else entry.declaration.dtypes
     examples = max_examples if max_examples is not None else entry.declaration.max_examples
     reports = []
@@ -118,14 +119,19 @@ def fuzz_registered(registered: Registered, dtype: str, *, max_examples: int | N
 
 # -- what to fuzz -----------------------------------------------------------------------------
 
-def _entry_for(target: Any, options: dict[str, Any]) -> tuple[Registered, bool]:
-    """A Registered entry for ``target``: its own, updated with ``options``, or a new one."""
+def resolve_target(target: Any, options: dict[str, Any], caller: str = "gradcheck.fuzz",
+                   own_options: str = "dtype, max_examples, seed") -> tuple[Registered, bool]:
+    """What :func:`fuzz` and :func:`gradcheck.plot.derivatives` check: ``target``'s registry
+    entry (or ``target`` itself, a Registered) updated with the declaration ``options``, or a
+    new entry (a Keras Layer class or instance: a layer; anything else: an activation); and
+    whether ``target`` is a Layer instance. Errors name ``caller`` and list its
+    ``own_options`` among the valid ones."""
     unknown = [key for key in options if key not in OPTIONS]
     if unknown:
-        raise TypeError(f"gradcheck.fuzz: unknown option {unknown[0]!r}; valid options are "
-                        f"dtype, max_examples, seed and the declaration fields "
-                        f"{', '.join(OPTIONS)}")
-    found = next((r for r in reversed(registry()) if r.target is target), None)
+        raise TypeError(f"{caller}: unknown option {unknown[0]!r}; valid options are "
+                        f"{own_options} and the declaration fields {', '.join(OPTIONS)}")
+    found = target if isinstance(target, Registered) else next(
+        (r for r in reversed(registry()) if r.target is target), None)
     is_instance = _is_layer_instance(target)
     try:
         if found is not None:
@@ -136,9 +142,10 @@ def _entry_for(target: Any, options: dict[str, Any]) -> tuple[Registered, bool]:
             options = {"elementwise": False, **options}
         declaration = Declaration(kind=kind, **options)
     except (TypeError, ValueError) as exc:
-        raise type(exc)(f"gradcheck.fuzz({_name_of(target)}): {exc}") from None
+        name = found.name if found is not None else _name_of(target)
+        raise type(exc)(f"{caller}({name}): {exc}") from None
     if not callable(target):
-        raise TypeError(f"gradcheck.fuzz: expected a function of tensors or a Keras layer, got "
+        raise TypeError(f"{caller}: expected a function of tensors or a Keras layer, got "
                         f"{type(target).__name__} {target!r:.60}")
     module = getattr(target, "__module__", None) or type(target).__module__
     return Registered(target=target, declaration=declaration, module=module,
@@ -250,11 +257,8 @@ class _Fuzz:
         reference = None
         if self.decl.kind == "layer" and self.instance is None:
             reference = self.reference_for(inputs) if dtype is None else self.entry.build
-        return check(target, *inputs, elementwise=self.decl.elementwise,
-                     batch_independent=self.decl.batch_independent, rtol=self.decl.rtol,
-                     atol=self.decl.atol, seed=_seed_of(inputs), name=self.entry.name,
-                     reference=reference, order=self.decl.order, modes=self.decl.modes,
-                     policies=self.decl.policies)
+        return check(target, *inputs, seed=_seed_of(inputs), name=self.entry.name,
+                     reference=reference, **check_options(self.decl))
 
     def example(self, inputs: tuple[np.ndarray, ...]) -> None:
         self.examples += 1
@@ -421,16 +425,10 @@ class _Fuzz:
         return [k for k in KINDS if k in seen]
 
     def reproducer(self, inputs: tuple[np.ndarray, ...]) -> str:
-        arrays = ", ".join(f"np.array({a.astype(np.float64).tolist()!r}, dtype={self.dtype!r})"
-                           for a in inputs)
-        options = []
-        default = {"elementwise": True, "batch_independent": True, "rtol": None, "atol": None,
-                   "order": 1, "modes": None, "policies": ()}
-        for option, value in default.items():
-            if getattr(self.decl, option) != value:
-                options.append(f"{option}={getattr(self.decl, option)!r}")
-        options.append(f"seed={_seed_of(inputs)}")
-        return f"gradcheck.check({self.target_expression()}, {arrays}, {', '.join(options)})"
+        arrays = [f"np.array({a.astype(np.float64).tolist()!r}, dtype={self.dtype!r})"
+                  for a in inputs]
+        return check_call(self.target_expression(), arrays,
+                          {**check_options(self.decl), "seed": _seed_of(inputs)})
 
     def target_expression(self) -> str:
         name = self.entry.name

@@ -12,9 +12,9 @@ from __future__ import annotations
 import html
 from typing import Any, Mapping
 
-__all__ = ["render"]
+from ._options import DTYPES
 
-DTYPES = ("float16", "bfloat16", "float32", "float64")
+__all__ = ["render"]
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;

@@ -52,28 +52,25 @@ import numpy as np
 import tensorflow as tf
 
 from . import _kerases as kerases
-from ._check import ANALYTIC_ULPS, _f64, _index, _signed, _smallest_normal, _tail
-from ._declare import POLICIES
-from ._modes import names_option
-from ._numerics import machine_eps
+from ._arrays import _f64, _index, _signed, _smallest_normal, _tail
+from ._numerics import ANALYTIC_ULPS, machine_eps
+from ._options import policies as policy_names
 from ._targets import LayerTarget, weights_set_to
 
-__all__ = ["POLICIES", "normalize_policies", "check_policies", "policy_scope"]
+__all__ = ["normalize_policies", "check_policies", "policy_scope"]
 
 #: The compute dtype of each policy.
 COMPUTE = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 
 
 def normalize_policies(policies: Any, tgt: Any) -> tuple[str, ...]:
-    if policies is None:
-        return ()
-    names = names_option("policies", "policy", policies, POLICIES)
+    names = policy_names(policies)
     if names and tgt.layer is None:
-        raise TypeError(f"gradcheck: policies={names!r} applies to Keras Layer instances; "
+        raise TypeError(f"policies={names!r} applies to Keras Layer instances; "
                         f"{tgt.name} is a function: a policy only changes how a layer casts "
                         f"its inputs and variables, so check the function in float16 or "
                         f"bfloat16 instead")
-    return tuple(dict.fromkeys(names))
+    return names
 
 
 @contextmanager

@@ -61,13 +61,10 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
-from ._check import ANALYTIC_ULPS, _f64, _index, _tail
-from ._declare import MODES  # every execution mode, the baseline first
+from ._arrays import _f64, _index, _tail
+from ._numerics import ANALYTIC_ULPS
 
-__all__ = ["MODES", "DEFAULT_MODES", "normalize_modes", "check_modes"]
-
-#: What check() compares when ``modes`` is not given: cheap enough to run on every example.
-DEFAULT_MODES = ("eager", "function")
+__all__ = ["check_modes"]
 
 _LABELS = {"function": "tf.function", "xla": "tf.function(jit_compile=True)"}
 
@@ -79,30 +76,6 @@ _CACHE_SIZE = 64
 _STATIC: OrderedDict[int, Any] = OrderedDict()
 # (id(object), mode, dtypes, ranks) -> (object, the signature shapes of its one model-like trace)
 _MODEL_SHAPES: OrderedDict[tuple, tuple[Any, tuple]] = OrderedDict()
-
-
-def names_option(option: str, one: str, value: Any, valid: tuple[str, ...],
-                 hint: str = "") -> tuple[str, ...]:
-    """Validate ``option``, a name (a ``one``) or a tuple of names from ``valid``."""
-    if isinstance(value, str):
-        value = (value,)
-    try:
-        names = tuple(value)
-    except TypeError:
-        raise TypeError(f"gradcheck: {option} must be a tuple of names from {valid}, "
-                        f"got {type(value).__name__} {value!r:.60}") from None
-    unknown = [n for n in names if n not in valid]
-    if unknown:
-        raise ValueError(f"gradcheck: unknown {one} {unknown[0]!r} in "
-                         f"{option}={names!r}; valid {option} are {valid}{hint}")
-    return names
-
-
-def normalize_modes(modes: Any) -> tuple[str, ...]:
-    """Validate ``modes``; None gives :data:`DEFAULT_MODES`. Returns the non-eager modes."""
-    names = names_option("modes", "mode", DEFAULT_MODES if modes is None else modes, MODES,
-                         " (modes=() turns the check off)")
-    return tuple(m for m in MODES[1:] if m in names)
 
 
 def check_modes(run: Any) -> None:

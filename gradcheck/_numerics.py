@@ -23,6 +23,7 @@ Where the constants come from (see also shared/NUMERICS.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,11 @@ SAFETY = 10.0
 # differ by O(1) of their size (ReLU at 0: h vs h/2, i.e. by half). A quarter splits the two
 # regimes with room on both sides; misclassifying a smooth point only widens what is accepted.
 KINK_RELATIVE = 0.25
+
+# The analytic VJP is a short chain of operations, each rounding to the dtype's precision and
+# each of an intermediate whose size is at most that of the result or of |dy| * max(1, |x|):
+# allow 8 ulps (the 8 eps |a| of NUMERICS.md's measured rule).
+ANALYTIC_ULPS = 8.0
 
 
 def machine_eps(dtype_name: str) -> float:
@@ -176,3 +182,58 @@ def secant_hull(f_center: np.ndarray, f_left: np.ndarray, f_right: np.ndarray,
     lo = np.fmin(left, right)
     hi = np.fmax(left, right)
     return lo, hi
+
+
+def analytic_allowance(analytic: np.ndarray, eps: float, low_precision: bool,
+                       magnitude: Any = 1.0, tiny: float = 0.0, dy: Any = 1.0,
+                       step: Any = 1.0) -> np.ndarray:
+    """How far an analytic derivative along ``step`` may be from the exact one.
+
+    ANALYTIC_ULPS roundings (``eps``) of its own size. In a low dtype (``low_precision``: the
+    reference is wider than the target) the derivative's own terms round at their size, not
+    the result's: 1 - tanh(x)^2 is 0 once tanh rounds to 1, and x * sech^2(.) in mish carries
+    |x|. Those terms are as large as the output or the input (times |dy|), so the floor is
+    ANALYTIC_ULPS roundings of ``magnitude`` (max(1, |x|, |f|)), in t units (``step``) times
+    the step. Below the dtype's smallest normal number (``tiny``) values lose precision or
+    flush to 0 (exp(-18) in float16): no derivative smaller than that can be resolved.
+    """
+    allowance = ANALYTIC_ULPS * eps * np.abs(analytic)
+    if low_precision:
+        allowance = allowance + ANALYTIC_ULPS * eps * np.abs(dy) * magnitude * step
+        allowance = allowance + np.abs(dy) * tiny * step
+    return allowance
+
+
+def rounding_window(eps: float, h: float, x: np.ndarray, f: np.ndarray,
+                    slope: np.ndarray) -> np.ndarray:
+    """Half-width, in x, of the window of inputs a low dtype (``eps``) cannot tell apart.
+
+    The input's own rounding (eps |x|) and the output's: the x-shift that moves f by its
+    absolute rounding eps max(1, |f|) -- intermediates such as exp(x) in exp(x) - 1 are O(1)
+    even where f is small -- i.e. eps max(1, |f|) / |f'| (``slope``). The analytic chain rounds
+    a few times (ANALYTIC_ULPS, as for the allowance), and a secant over [x, x + w] is the
+    slope at an interior point, so the window is ANALYTIC_ULPS of those shifts wide. Capped at
+    max(1, |x|), beyond which the function is saturated at this precision; at least the
+    finite-difference step ``h`` (relative to max(1, |x|)).
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reach = np.where(slope > 0, np.maximum(1.0, np.abs(f)) / slope, np.inf)
+    cap = np.maximum(1.0, np.abs(x))
+    width = np.minimum(ANALYTIC_ULPS * eps * np.maximum(np.abs(x), reach), cap)
+    return np.maximum(width, h * cap)
+
+
+def within_secants(analytic: np.ndarray, f_center: np.ndarray, f_left: np.ndarray,
+                   f_right: np.ndarray, width: np.ndarray, numerical: np.ndarray,
+                   bound: np.ndarray, allowance: np.ndarray,
+                   curvature: np.ndarray) -> np.ndarray:
+    """Whether a low-precision ``analytic`` derivative equals some secant slope of the
+    reference over its :func:`rounding_window` (``f_left``/``f_right`` at -/+ ``width``), or the
+    central difference ``numerical``, within its error ``bound``, the analytic ``allowance``
+    and the slope's own change across the window, ``curvature`` (|f''|) times ``width``: where
+    f' decays exponentially (saturated tanh), a derivative computed from the rounded output
+    can be 0 while the exact one is not, and the secants stay that close to f'."""
+    lo, hi = secant_hull(f_center, f_left, f_right, width)
+    lo, hi = np.fmin(lo, numerical), np.fmax(hi, numerical)
+    slack = np.nan_to_num(bound, nan=0.0) + allowance + curvature * width
+    return (analytic >= lo - slack) & (analytic <= hi + slack)

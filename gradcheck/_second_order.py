@@ -55,25 +55,17 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ._check import ANALYTIC_ULPS, _f64, _index, _signed, _tail
-from ._declare import ORDERS  # 1: the core's check; 2: also the gradient of the gradient
-from ._numerics import machine_eps
+from ._arrays import _f64, _index, _signed, _tail
+from ._numerics import ANALYTIC_ULPS, machine_eps
 from ._targets import weights_set_to
 
-__all__ = ["ORDERS", "normalize_order", "check_second_order"]
+__all__ = ["check_second_order"]
 
 _HINT = ("the gradient is computed in a way that is not itself differentiable: NumPy or "
          ".numpy(), tf.stop_gradient (also the one tf.nn.moments puts on the mean, which leaves "
          "the first derivative intact but not the second), Python floats, or another custom "
          "gradient whose own gradient is wrong; a tf.custom_gradient's grad fn must be built "
          "from TensorFlow ops on tensors the tape sees")
-
-
-def normalize_order(order: Any) -> int:
-    if isinstance(order, bool) or order not in ORDERS:
-        raise ValueError(f"gradcheck: order must be 1 (gradients) or 2 (also the gradient of "
-                         f"the gradient), got {order!r}")
-    return int(order)
 
 
 def check_second_order(run: Any) -> None:

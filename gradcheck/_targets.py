@@ -43,6 +43,24 @@ class Target:
         """
         return (self, []) if not weights else None
 
+    def float64_reference(self, args: Sequence[tf.Tensor], weights: Sequence[tf.Variable],
+                          shape: Any = None) -> tuple["Target", list, tf.Tensor] | None:
+        """The numerical reference in float64: the :meth:`twin` in float64 when it runs there
+        and returns a float64 tensor (of ``shape``, when given), as ``(twin, its weights, its
+        output at args)``; None otherwise, and the caller uses the target's own dtype."""
+        twin = self.twin(tf.float64, args, weights)
+        if twin is None:
+            return None
+        ref, ref_weights = twin
+        try:
+            y = ref([tf.cast(a, tf.float64) if a.dtype.is_floating else a for a in args])
+        except Exception:  # noqa: BLE001 - does not run in float64: use its own dtype
+            return None
+        if (isinstance(y, tf.Tensor) and y.dtype == tf.float64
+                and (shape is None or y.shape == shape)):
+            return ref, ref_weights, y
+        return None
+
 
 class LayerTarget(Target):
     """A Keras Layer instance: inputs go to ``layer(*args)``; weights are its variables."""

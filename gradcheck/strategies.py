@@ -25,10 +25,12 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.extra import numpy as hnp
 
+from ._options import DTYPES
+
 __all__ = ["FLOAT_DTYPES", "float_dtypes", "shapes", "tensors", "inputs_for", "edge_values"]
 
 #: The floating dtypes gradcheck draws, by name.
-FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+FLOAT_DTYPES = DTYPES
 
 # float_dtypes() shrinks toward its first dtype: float32 is the most common and the easiest to
 # read in a failure message.

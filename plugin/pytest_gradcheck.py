@@ -132,7 +132,7 @@ def _session_settings(config: pytest.Config) -> Settings:
 
 
 def _resolve(config: pytest.Config) -> Settings:
-    from gradcheck._declare import DTYPES
+    from gradcheck._options import DTYPES
 
     examples, source = _lookup(config, "examples")
     examples = None if examples is None else _positive_int(examples, source)
@@ -201,7 +201,7 @@ def _dtype_list(value: Any, source: str, valid: tuple[str, ...]) -> tuple[str, .
 
 def _marked(settings: Settings, marker: Any, where: str) -> Settings:
     """``settings`` with a ``@pytest.mark.gradcheck(...)``'s values put first."""
-    from gradcheck._declare import DTYPES
+    from gradcheck._options import DTYPES
 
     unknown = set(marker.kwargs) - {"max_examples", "dtypes"}
     if marker.args or unknown:
@@ -427,7 +427,7 @@ def _check(settings: Settings, target: Any, *inputs: Any, **options: Any) -> Non
     if inputs:
         gradcheck.assert_gradients(target, *inputs, **options)
         return
-    from gradcheck._declare import DTYPES
+    from gradcheck._options import DTYPES
     from gradcheck._fuzz import fuzz
 
     registered = _declaration_of(target)

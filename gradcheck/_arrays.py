@@ -1,0 +1,60 @@
+"""Small array helpers shared by the core and its extra checks (modes, policies, order 2).
+
+TensorFlow tensors, variables and NumPy arrays in; NumPy float64 arrays and plain values out.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+def _f64(t: Any) -> np.ndarray:
+    """A float64 NumPy array of a tensor, variable or array. A float64 tensor's own buffer is
+    returned read-only, not copied: these arrays are only ever read. A variable's value is
+    copied, since assigning to the variable may reuse its buffer."""
+    variable = isinstance(t, tf.Variable) or hasattr(t, "assign")
+    t = tf.convert_to_tensor(t)
+    if t.dtype == tf.bfloat16:  # NumPy has no bfloat16 of its own
+        t = tf.cast(t, tf.float32)
+    a = np.asarray(t)
+    if variable:
+        return np.array(a, dtype=np.float64)
+    if a.dtype == np.float64:
+        a = a.view()
+        a.flags.writeable = False
+        return a
+    return a.astype(np.float64)
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """No NaN/Inf in ``a``: one sum (NaN and Inf propagate through it), checked entrywise
+    only when the sum is not finite, since finite entries can overflow it too."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(a)):
+            return True
+    return bool(np.isfinite(a).all())
+
+
+def _signed(rng: np.random.Generator, shape) -> np.ndarray:
+    """Random signs times magnitudes in [0.5, 1.5): never zero, never uniform."""
+    r = rng.uniform(-1.0, 1.0, size=tuple(int(s) for s in shape))
+    r += np.copysign(0.5, r)  # |r| in [0, 1) -> magnitude in [0.5, 1.5), sign kept
+    return r
+
+
+def _index(flat: int, shape) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(int(flat), tuple(shape))) if shape else ()
+
+
+def _smallest_normal(dtype: tf.DType) -> float:
+    if dtype == tf.bfloat16:
+        return 2.0 ** -126  # bfloat16 has float32's exponent range
+    return float(np.finfo(dtype.as_numpy_dtype).tiny)
+
+
+def _tail(exc: BaseException, lines: int = 4) -> str:
+    text = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return "".join(text[-lines:]).strip()

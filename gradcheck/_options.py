@@ -1,0 +1,126 @@
+"""The options of a check: their names, defaults and validators, free of TensorFlow.
+
+One table each of dtype names, derivative orders, execution modes and mixed-precision policies,
+and one validator per option that several entry points accept, so that the declarations
+(``gradcheck._declare``), :func:`gradcheck.check`, fuzzing, the plot, the CLI and the pytest
+plugin spell and check each option the same way. Validators raise ``TypeError``/``ValueError``
+saying what was given and what is valid, without a prefix: each caller adds where the value
+came from (``gradcheck: ...``, ``@gradcheck.layer on MyLayer: ...``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Mapping, Sequence
+
+__all__ = ["DTYPES", "ORDERS", "MODES", "DEFAULT_MODES", "POLICIES", "CHECK_DEFAULTS",
+           "check_options", "check_call", "describe", "number", "tolerance", "names", "order", "modes",
+           "compared_modes", "policies"]
+
+#: The floating dtypes a target can be checked in, narrowest first.
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+#: Derivative orders: 1, the gradient; 2, also the gradient of the gradient.
+ORDERS = (1, 2)
+#: Execution modes that must agree with eager, the baseline first (see ``_modes.py``).
+MODES = ("eager", "function", "xla")
+#: What check() compares when ``modes`` is not given: cheap enough to run on every example.
+DEFAULT_MODES = ("eager", "function")
+#: Keras mixed-precision policies a layer can be checked under (see ``_mixed.py``).
+POLICIES = ("mixed_float16", "mixed_bfloat16")
+
+#: The options a declaration passes on to :func:`gradcheck.check`, with check()'s defaults
+#: (a reproducer writes out only those that differ).
+CHECK_DEFAULTS: dict[str, Any] = {"elementwise": True, "batch_independent": True, "rtol": None,
+                                  "atol": None, "order": 1, "modes": None, "policies": ()}
+
+
+def check_options(declaration: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`gradcheck.check` that ``declaration`` fixes: the same
+    for every caller (fuzzing, the plot), so that they reach the same verdict."""
+    return {name: getattr(declaration, name) for name in CHECK_DEFAULTS}
+
+
+def check_call(target: str, inputs: Sequence[str], options: Mapping[str, Any]) -> str:
+    """The source of the :func:`gradcheck.check` call that repeats a check (a reproducer):
+    ``target`` and ``inputs`` as source text, then each of ``options`` that differs from
+    check()'s default, in the order of :data:`CHECK_DEFAULTS`, ``seed`` (default 0) last."""
+    defaults = {**CHECK_DEFAULTS, "seed": 0}
+    keywords = [f"{name}={options[name]!r}" for name, default in defaults.items()
+                if name in options and options[name] != default]
+    return f"gradcheck.check({', '.join([target, *inputs, *keywords])})"
+
+
+def describe(value: Any) -> str:
+    """A value as an error message quotes it: its type and a repr of at most 60 characters."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def number(option: str, value: Any) -> float:
+    """A finite real number, as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{option} must be a real number, got {describe(value)}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{option} must be finite, got {value!r}; use a large finite bound "
+                         "such as 1e30 instead")
+    return value
+
+
+def tolerance(option: str, value: Any) -> float | None:
+    """``rtol``/``atol``: None (the tolerance derived from the error estimate) or a number
+    >= 0 that replaces it."""
+    if value is None:
+        return None
+    value = number(option, value)
+    if value < 0:
+        raise ValueError(f"{option} must be >= 0, got {value!r}")
+    return value
+
+
+def names(option: str, one: str, value: Any, valid: tuple[str, ...], *, hint: str = "",
+          allow_none: bool = False) -> tuple[str, ...] | None:
+    """``value``, a name (a ``one``) or a tuple/list of names from ``valid``, as a tuple
+    without repeats; None stays None where ``allow_none``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{option} must be a tuple of names from {valid}, got "
+                        f"{describe(value)}")
+    unknown = [name for name in value if name not in valid]
+    if unknown:
+        raise ValueError(f"unknown {one} {unknown[0]!r} in {option}={tuple(value)!r}; valid "
+                         f"{option} are {valid}{hint}")
+    return tuple(dict.fromkeys(value))
+
+
+def order(value: Any) -> int:
+    """The derivative order, 1 or 2."""
+    if isinstance(value, bool) or value not in ORDERS:
+        raise ValueError(f"order must be 1 (gradients) or 2 (also the gradient of the "
+                         f"gradient), got {value!r}")
+    return int(value)
+
+
+def modes(value: Any) -> tuple[str, ...] | None:
+    """Execution modes from :data:`MODES`; None means check()'s default."""
+    return names("modes", "mode", value, MODES, allow_none=True,
+                 hint=" (modes=() turns the check off)")
+
+
+def compared_modes(value: Any) -> tuple[str, ...]:
+    """The modes compared with eager for check()'s ``modes`` (None: :data:`DEFAULT_MODES`),
+    in the order of :data:`MODES`, eager itself left out."""
+    chosen = modes(value)
+    chosen = DEFAULT_MODES if chosen is None else chosen
+    return tuple(m for m in MODES[1:] if m in chosen)
+
+
+def policies(value: Any) -> tuple[str, ...]:
+    """Mixed-precision policies from :data:`POLICIES` (None: none)."""
+    return names("policies", "policy", () if value is None else value, POLICIES)

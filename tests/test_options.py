@@ -1,0 +1,71 @@
+"""Options are named, defaulted and validated in one place (gradcheck/_options.py)."""
+
+import dataclasses
+import inspect
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import gradcheck
+from gradcheck._declare import Declaration
+from gradcheck._options import CHECK_DEFAULTS, DTYPES, check_call, check_options
+
+X = np.linspace(-2.0, 2.0, 5)
+
+
+def tanh_(x):
+    return tf.tanh(x)
+
+
+@pytest.mark.parametrize("option, value, error, text", [
+    ("rtol", -1e-3, ValueError, "rtol must be >= 0, got -0.001"),
+    ("atol", "small", TypeError, "atol must be a real number, got str 'small'"),
+    ("order", 3, ValueError, "order must be 1 .gradients. or 2"),
+    ("modes", ("graph",), ValueError, "unknown mode 'graph' in modes=\\('graph',\\)"),
+    ("modes", 3, TypeError, "modes must be a tuple of names from"),
+    ("policies", ("float16",), ValueError, "unknown policy 'float16'"),
+])
+def test_check_and_a_declaration_reject_a_bad_option_with_the_same_words(option, value, error,
+                                                                         text):
+    with pytest.raises(error, match=f"^gradcheck: {text}"):
+        gradcheck.check(tf.tanh, X, **{option: value})
+    with pytest.raises(error, match=f"^@gradcheck.activation on tanh_: {text}"):
+        gradcheck.activation(**{option: value})(tanh_)
+
+
+def test_the_options_a_declaration_passes_on_are_check_keywords_with_checks_defaults():
+    parameters = inspect.signature(gradcheck.check).parameters
+    declared = {f.name: f.default for f in dataclasses.fields(Declaration)}
+    for name, default in CHECK_DEFAULTS.items():
+        assert parameters[name].default == default or (name == "policies" and default == ())
+        assert declared[name] == default, name
+
+
+def test_check_options_are_the_declarations_own():
+    declaration = Declaration(kind="activation", elementwise=False, rtol=0.1, order=2,
+                              modes=("eager",))
+    assert check_options(declaration) == {"elementwise": False, "batch_independent": True,
+                                          "rtol": 0.1, "atol": None, "order": 2,
+                                          "modes": ("eager",), "policies": ()}
+
+
+def test_one_table_of_dtype_names():
+    from gradcheck import _cli, _declare, _html, strategies
+
+    assert DTYPES == ("float16", "bfloat16", "float32", "float64")
+    assert _declare.DTYPES is _html.DTYPES is _cli.DTYPE_NAMES is strategies.FLOAT_DTYPES is DTYPES
+
+
+def test_a_reproducer_writes_only_the_options_that_differ_from_checks_defaults_seed_last():
+    options = {"seed": 3, "elementwise": True, "modes": None, "order": 2, "policies": ()}
+    assert check_call("f", ["x", "y"], options) == "gradcheck.check(f, x, y, order=2, seed=3)"
+    assert check_call("f", ["x"], {"seed": 0}) == "gradcheck.check(f, x)"
+
+
+def test_assert_gradients_accepts_exactly_checks_keywords():
+    keywords = {name for name, p in inspect.signature(gradcheck.check).parameters.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    from gradcheck._check import _OPTIONS
+
+    assert _OPTIONS == keywords
