@@ -148,6 +148,7 @@ def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"gradcheck: {args.target} is not declared with @gradcheck.activation or "
               "@gradcheck.layer: checking it with the default declaration", file=err)
     from gradcheck._fuzz import fuzz
+    from gradcheck._results import failure_text
 
     dtypes = _dtypes_to_check(args, entry)
     failed = []
@@ -165,7 +166,7 @@ def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
               file=err, flush=True)
         if not report.ok:
             failed.append(dtype)
-            print(_failure_text(report), file=out, flush=True)
+            print(failure_text(report) + "\n", file=out, flush=True)
     return _check_summary(args.target, dtypes, failed, out)
 
 
@@ -191,19 +192,6 @@ def parse_dtypes(values: Sequence[str]) -> list[str]:
         raise UsageError(f"invalid --dtypes {','.join(values)!r}: {found}; expected "
                          f"comma-separated names from {', '.join(DTYPE_NAMES)}")
     return list(dict.fromkeys(names))
-
-
-def _failure_text(report: Any) -> str:
-    """A failing dtype's report, every kind seen while fuzzing, and how to reproduce it."""
-    meta = report.meta
-    lines = [str(report)]
-    if meta.get("kinds_seen"):
-        lines.append(f"  kinds seen while fuzzing: {', '.join(meta['kinds_seen'])}")
-    seed = f", seed {meta['seed']}" if meta.get("seed") is not None else ""
-    lines.append(f"  examples run: {meta.get('examples', 0)}{seed}")
-    if meta.get("hypothesis_blob"):
-        lines.append(f"  Hypothesis reproduce blob: {meta['hypothesis_blob']}")
-    return "\n".join(lines) + "\n"
 
 
 def _check_summary(name: str, dtypes: list[str], failed: list[str], out: TextIO) -> int:
