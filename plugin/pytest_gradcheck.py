@@ -15,8 +15,9 @@ Settings, each with a command-line option and an ini twin (``[tool.pytest.ini_op
     --gradcheck-report PATH     gradcheck_report     write a JSON report there
     --gradcheck-plots DIR       gradcheck_plots      write the figure of every failing item there
     --gradcheck-html PATH       gradcheck_html       write a self-contained HTML report there
+    --gradcheck-timeout SECONDS gradcheck_timeout    time limit per item (default 300, 0: none)
 
-Precedence: the decorator (``max_examples=``) > command line > ini > Hypothesis's profile.
+Precedence: the decorator (``max_examples=``, ``timeout=``) > command line > ini > default.
 For dtypes, an item exists for each dtype that the declaration *and* the session allow. A
 relative report path is taken from the current directory on the command line, and from the ini
 file's directory in the ini file.
@@ -58,6 +59,9 @@ DTYPES_HELP = ("comma-separated dtypes to check, from float16, bfloat16, float32
 REPORT_HELP = "write a JSON report of every gradcheck item to this path"
 PLOTS_HELP = ("write the figure of every failing gradcheck item to this folder, one PNG per "
               "item (needs matplotlib: pip install gradcheck[plot])")
+TIMEOUT_HELP = ("seconds one gradcheck item may fuzz before it stops and fails with the input it "
+                "was checking (default: 300; 0: no limit); a declaration's timeout= takes "
+                "precedence; with pytest-timeout, the shorter limit applies")
 HTML_HELP = ("write one self-contained HTML page summarising every gradcheck item (target x "
              "dtype, outcome, findings, the figures of failing items inlined) to this path")
 MARKER = ("gradcheck(*, max_examples=None, dtypes=None): settings for the gradcheck_check and "
@@ -78,11 +82,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gradcheck-report", metavar="PATH", default=None, help=REPORT_HELP)
     group.addoption("--gradcheck-plots", metavar="DIR", default=None, help=PLOTS_HELP)
     group.addoption("--gradcheck-html", metavar="PATH", default=None, help=HTML_HELP)
+    group.addoption("--gradcheck-timeout", metavar="SECONDS", default=None, help=TIMEOUT_HELP)
     parser.addini("gradcheck_examples", EXAMPLES_HELP, default=None)
     parser.addini("gradcheck_dtypes", DTYPES_HELP, default=None)
     parser.addini("gradcheck_report", REPORT_HELP, default=None)
     parser.addini("gradcheck_plots", PLOTS_HELP, default=None)
     parser.addini("gradcheck_html", HTML_HELP, default=None)
+    parser.addini("gradcheck_timeout", TIMEOUT_HELP, default=None)
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,7 @@ class Settings:
         seed: the ``--hypothesis-seed`` value, or None.
         plots: the folder for the figures of failing items, or None.
         html: where the HTML report goes, or None.
+        timeout: seconds one item may fuzz (None or 0: no limit).
     """
 
     examples: int | None
@@ -105,6 +112,7 @@ class Settings:
     seed: int | str | None
     plots: Path | None = None
     html: Path | None = None
+    timeout: float | None = None
 
     @property
     def figures(self) -> bool:
@@ -141,8 +149,12 @@ def _resolve(config: pytest.Config) -> Settings:
     seed = config.getoption("--hypothesis-seed", default=None)
     if isinstance(seed, str) and seed.lstrip("-").isdigit():
         seed = int(seed)
+    from gradcheck._timeout import DEFAULT_TIMEOUT_S
+
+    timeout, source = _lookup(config, "timeout")
+    timeout = DEFAULT_TIMEOUT_S if timeout is None else _seconds(timeout, source)
     return Settings(examples=examples, dtypes=tuple(dtypes), report=report, seed=seed,
-                    plots=plots, html=html)
+                    plots=plots, html=html, timeout=timeout)
 
 
 def _path_setting(config: pytest.Config, name: str) -> Path | None:
@@ -181,6 +193,17 @@ def _positive_int(value: Any, source: str) -> int:
         raise pytest.UsageError(f"gradcheck: invalid value {value!r} for {source}: expected a "
                                 "positive integer number of examples, e.g. 100")
     return int(text)
+
+
+def _seconds(value: Any, source: str) -> float:
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise pytest.UsageError(f"gradcheck: invalid value {value!r} for {source}: expected a "
+                                "number of seconds >= 0, e.g. 300 (0: no time limit)")
+    return seconds
 
 
 def _dtype_list(value: Any, source: str, valid: tuple[str, ...]) -> tuple[str, ...]:
@@ -296,15 +319,20 @@ class GradcheckItem(pytest.Item):
     def runtest(self) -> None:
         from gradcheck import GradcheckError
         from gradcheck._fuzz import fuzz_registered
+        from gradcheck._timeout import outer_limit
 
-        examples = _session_settings(self.config).examples_for(self.registered.declaration)
+        settings = _session_settings(self.config)
+        examples = settings.examples_for(self.registered.declaration)
         started = time.perf_counter()
         try:
             report = fuzz_registered(self.registered, self.dtype, max_examples=examples,
-                                     database_key=self.nodeid.encode())
+                                     database_key=self.nodeid.encode(),
+                                     timeout=outer_limit(self, settings.timeout))
         except Exception as exc:
+            from gradcheck._report import truncated
+
             self._record("error", time.perf_counter() - started,
-                         error=f"{type(exc).__name__}: {exc}")
+                         error=truncated(f"{type(exc).__name__}: {exc}"))
             raise
         self._record("passed" if report.ok else "failed",
                      report.meta.get("duration_s", time.perf_counter() - started), report)
@@ -331,7 +359,12 @@ class GradcheckItem(pytest.Item):
             from gradcheck._results import failure_text
 
             return failure_text(excinfo.value.report)
-        return super().repr_failure(excinfo, style=style)
+        if isinstance(excinfo.value, (TypeError, ValueError)) and \
+                str(excinfo.value).startswith("gradcheck"):
+            from gradcheck._report import truncated
+
+            return truncated(str(excinfo.value))  # gradcheck cannot check it, and says why
+        return super().repr_failure(excinfo, style="short")
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         lineno = self.registered.lineno
@@ -398,13 +431,16 @@ def _declaration_of(target: Any) -> Any:
 
 class _Results:
     """Hands what gradcheck items report to a :class:`gradcheck._results.ResultLog` and writes
-    it at the end; registered only when --gradcheck is given."""
+    it as items start and end (so that a crash leaves a true report), and once more at the end;
+    registered only when --gradcheck is given. Under xdist the controller does all of it."""
 
     def __init__(self, config: pytest.Config) -> None:
         from gradcheck._results import ResultLog
 
         self.config = config
         self.log = ResultLog()
+        self.interruption: str | None = None
+        self.writes = not hasattr(config, "workerinput")
 
     def pytest_report_header(self) -> str:
         settings = _session_settings(self.config)
@@ -415,17 +451,52 @@ class _Results:
         return f"gradcheck: examples={examples}, dtypes={','.join(settings.dtypes)}{report}"
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.log.remember_order(item.nodeid for item in session.items)
+        self.log.remember_order((item.nodeid for item in session.items), {
+            item.nodeid: {"target": item.registered.qualified, "dtype": item.dtype}
+            for item in session.items if isinstance(item, GradcheckItem)})
+        self._write()  # every item "not run" until it starts
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        if self.log.is_item(nodeid):
+            self.log.started(nodeid)
+            self._write()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self._take_figure(report)
         properties = dict(report.user_properties)
         info = properties.get(_USER_PROPERTY)
-        if not isinstance(info, dict):
+        crashed = report.when == "???"  # pytest-xdist: the worker running it died
+        if not (isinstance(info, dict) or (crashed and self.log.is_item(report.nodeid))):
             return  # not a gradcheck item
-        self.log.take(report.nodeid, report.when, report.passed, report.failed, report.skipped,
-                      info, properties.get(_RESULT_PROPERTY))
+        reason = None
+        if crashed or (report.failed and report.when != "call"):
+            reason = _crash_reason(report) if crashed else _first_line(report.longreprtext)
+        self.log.take(report.nodeid, report.when, report.outcome,
+                      info if isinstance(info, dict) else None,
+                      properties.get(_RESULT_PROPERTY), hasattr(report, "wasxfail"), reason)
+        if report.when in ("teardown", "???") or report.failed:
+            self._write()
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        from gradcheck._report import truncated
+
+        message = str(excinfo.value).strip()
+        self.interruption = truncated(
+            f"interrupted by {excinfo.typename}{': ' + message if message else ''} (Ctrl-C, "
+            "or raised by the target) while this item ran", 1000)
+
+    def _write(self) -> None:
+        if not self.writes:
+            return
+        settings = _session_settings(self.config)
+        if settings.report is None and settings.html is None:
+            return
+        try:
+            self.log.write(settings.seed, settings.report, None, settings.html)
+        except OSError as exc:  # a full disk must not hide the test outcomes
+            self.config.issue_config_time_warning(
+                pytest.PytestWarning(f"gradcheck: cannot write the report: {exc}"), 2)
 
     def _take_figure(self, report: pytest.TestReport) -> None:
         """Keep an item's figure and take it off the report: a base64 PNG is no property for
@@ -468,9 +539,11 @@ class _Results:
                                             f"{figure['error']}")
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         settings = _session_settings(self.config)
-        if hasattr(self.config, "workerinput"):
+        if exitstatus == pytest.ExitCode.INTERRUPTED or self.interruption is not None:
+            self.log.interrupted(self.interruption)
+        if not self.writes:
             return  # xdist workers hand their results to the controller, which writes
         self.log.write(settings.seed, settings.report, settings.plots, settings.html)
 
@@ -483,3 +556,24 @@ class _XdistOrder:
 
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         self.results.log.remember_order(ids)
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        if error:  # why a worker went down, for the item it was running (see _crash_reason)
+            _node_errors[getattr(node.gateway, "id", "?")] = str(error)
+
+
+_node_errors: dict[str, str] = {}  # xdist worker id -> the error it went down with
+
+
+def _crash_reason(report: pytest.TestReport) -> str:
+    """Why pytest-xdist reports an item as crashed: its message and the worker's error."""
+    from gradcheck._results import crash_reason
+
+    worker = getattr(getattr(report, "node", None), "gateway", None)
+    lines = [line.strip() for line in report.longreprtext.splitlines() if line.strip()]
+    return crash_reason(lines[-1][:1000] if lines else "",
+                        _node_errors.get(getattr(worker, "id", None) or "", ""))
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")[:1000]
