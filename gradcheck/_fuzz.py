@@ -36,7 +36,7 @@ from hypothesis.errors import Flaky
 from hypothesis.reporting import with_reporter
 
 from ._declare import DTYPES, OPTIONS, Declaration, Registered, registry
-from ._hostile import failure_report, flaky_text, timeout_message
+from ._hostile import failure_report, flaky_text, intermittent, timeout_message
 from ._report import KINDS, Finding, Report
 from .strategies import inputs_for
 
@@ -453,7 +453,7 @@ class _Fuzz:
                                                                for s in passed]}
             why = (f"fails for input shapes {_shape_text(_shapes(inputs))} but runs for "
                    f"{', '.join(_shape_text(s) for s in passed)}")
-        if kind is not None and self.intermittent(kind, extra):
+        if kind is not None and intermittent(self, kind, extra):
             for finding in report.findings:
                 finding.message += (" (intermittent: an input that ran before failed when "
                                     "checked again: random numbers, global state or a race?)")
@@ -466,25 +466,6 @@ class _Fuzz:
             if f.kind == "error" else f
             for f in report.findings]
         return report
-
-    def intermittent(self, kind: str, extra: dict[str, Any]) -> bool:
-        """Before blaming a dtype or a shape, run an input that ran in it twice more: a target
-        that fails at random also "runs" somewhere by chance."""
-        if kind == "dtype_mismatch":
-            dtype = extra["works_in"]
-            sample = tuple(a.astype(dtype) for a in self.current_failure)
-        else:
-            dtype, sample = None, self.passed_inputs.get(tuple(map(tuple,
-                                                                  extra["passed_shapes"][0])))
-        if sample is None:
-            return False
-        for _ in range(2):
-            try:
-                if "error" in self.check(sample, dtype=dtype).kinds:
-                    return True
-            except (Exception, SystemExit):  # noqa: BLE001 - it ran before: now it fails
-                return True
-        return False
 
     def probe_smaller_shapes(self, inputs: tuple[np.ndarray, ...]) -> None:
         """Check x cut to one row, then to one entry per drawn axis; note the shapes that run."""

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._report import Finding, Report
 
-__all__ = ["failure_report", "plain_inputs", "timeout_message", "flaky_text"]
+__all__ = ["failure_report", "plain_inputs", "timeout_message", "flaky_text", "intermittent"]
 
 
 def failure_report(entry: Any, dtype: str, inputs: Sequence[np.ndarray] | None, message: str,
@@ -55,3 +55,22 @@ def flaky_text(flaky: BaseException) -> str:
         return "the same input passed when Hypothesis replayed it"
     return (f"raised {type(inner).__name__}: {inner} on one call and not when Hypothesis "
             "replayed the same input (random numbers, global state or a race in the target?)")
+
+
+def intermittent(run: Any, kind: str, extra: dict[str, Any]) -> bool:
+    """Before a fuzz ``run`` blames a dtype or a shape for the target's error, run an input
+    that ran there twice more: a target that fails at random also "runs" somewhere by chance."""
+    if kind == "dtype_mismatch":
+        dtype = extra["works_in"]
+        sample = tuple(a.astype(dtype) for a in run.current_failure)
+    else:
+        dtype, sample = None, run.passed_inputs.get(tuple(map(tuple, extra["passed_shapes"][0])))
+    if sample is None:
+        return False
+    for _ in range(2):
+        try:
+            if "error" in run.check(sample, dtype=dtype).kinds:
+                return True
+        except (Exception, SystemExit):  # noqa: BLE001 - it ran before: now it fails
+            return True
+    return False

@@ -134,6 +134,11 @@ class ResultLog:
     def is_item(self, nodeid: str) -> bool:
         return nodeid in self.items or nodeid in self.results
 
+    def forget(self, nodeid: str) -> None:
+        """Not a gradcheck item after all (under xdist, items are told by their ids)."""
+        self.items.pop(nodeid, None)
+        self.results.pop(nodeid, None)
+
     def started(self, nodeid: str) -> None:
         """An item began: until it reports, it counts as running (crashed, if never)."""
         self._entry(nodeid, None)["outcome"] = _RUNNING

@@ -448,7 +448,9 @@ class _Results:
         report = "".join(f", {name}={value}" for name, value in (
             ("report", settings.report), ("plots", settings.plots), ("html", settings.html))
             if value)
-        return f"gradcheck: examples={examples}, dtypes={','.join(settings.dtypes)}{report}"
+        limit = f"{settings.timeout:g}s" if settings.timeout else "none"
+        return (f"gradcheck: examples={examples}, dtypes={','.join(settings.dtypes)}, "
+                f"timeout={limit}{report}")
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.log.remember_order((item.nodeid for item in session.items), {
@@ -468,7 +470,8 @@ class _Results:
         info = properties.get(_USER_PROPERTY)
         crashed = report.when == "???"  # pytest-xdist: the worker running it died
         if not (isinstance(info, dict) or (crashed and self.log.is_item(report.nodeid))):
-            return  # not a gradcheck item
+            self.log.forget(report.nodeid)  # an ordinary test whose id looked like an item's
+            return
         reason = None
         if crashed or (report.failed and report.when != "call"):
             reason = _crash_reason(report) if crashed else _first_line(report.longreprtext)
