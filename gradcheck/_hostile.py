@@ -5,13 +5,14 @@ reproducer as any other finding, instead of a traceback through gradcheck and Hy
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ._report import Finding, Report
 
-__all__ = ["failure_report", "plain_inputs", "timeout_message", "flaky_text", "intermittent"]
+__all__ = ["failure_report", "flaky_text", "intermittent", "plain_inputs", "timeout_message"]
 
 
 def failure_report(entry: Any, dtype: str, inputs: Sequence[np.ndarray] | None, message: str,

@@ -22,8 +22,9 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 __all__ = ["OUTCOMES", "ResultLog", "failure_text", "item_figure", "plural"]
 

@@ -18,10 +18,11 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
-__all__ = ["DEFAULT_TIMEOUT_S", "TimeLimitExceeded", "time_limit", "can_limit", "outer_limit"]
+__all__ = ["DEFAULT_TIMEOUT_S", "TimeLimitExceeded", "can_limit", "outer_limit", "time_limit"]
 
 #: Seconds one target may fuzz in one dtype before it is stopped. The slowest example item
 #: (a Dense layer with PReLU, 100 examples) takes about 5 s on a 2-core CI machine: 300 s leaves

@@ -7,11 +7,11 @@ import textwrap
 import time
 
 import pytest
-import tensorflow as tf  # noqa: F401  (imported once: in-process pytester runs reuse it)
+import tensorflow as tf  # imported once: in-process pytester runs reuse it
 
 import gradcheck
-import gradcheck._check  # noqa: F401  (kept across pytester's sys.modules snapshots)
-import gradcheck._fuzz  # noqa: F401
+import gradcheck._check  # kept across pytester's sys.modules snapshots
+import gradcheck._fuzz
 from gradcheck._cli import main
 from gradcheck._timeout import TimeLimitExceeded, time_limit
 
@@ -74,8 +74,8 @@ def test_a_target_that_kills_its_xdist_worker_is_crashed_not_passed(pytester):
     assert "crashed while running" in results["killer[float32]"]["reason"]
     assert results["first[float32]"]["outcome"] == results["last[float32]"]["outcome"] == "passed"
     assert summary == {"passed": 2, "failed": 0, "error": 0, "skipped": 0, "crashed": 1}
-    result.stdout.fnmatch_lines(["gradcheck: 3 checks (3 targets x 1 dtype): 2 passed, "
-                                 "1 crashed", "gradcheck: crashed: acts.py::killer*"])
+    result.stdout.fnmatch_lines([("gradcheck: 3 checks (3 targets x 1 dtype): 2 passed, "
+                                  "1 crashed"), "gradcheck: crashed: acts.py::killer*"])
 
 
 def test_without_xdist_a_killed_process_still_leaves_a_true_report(pytester):
@@ -129,8 +129,8 @@ def test_a_hang_is_cut_by_the_time_limit_and_the_run_goes_on(pytester):
 def test_the_time_limit_options_are_validated_and_shown(pytester):
     project(pytester, "")
     result = pytester.runpytest_inprocess("--gradcheck", "--gradcheck-timeout", "soon")
-    result.stderr.fnmatch_lines(["*invalid value 'soon' for command line option "
-                                 "--gradcheck-timeout: expected a number of seconds >= 0*"])
+    result.stderr.fnmatch_lines([("*invalid value 'soon' for command line option "
+                                  "--gradcheck-timeout: expected a number of seconds >= 0*")])
     pytester.makeini("[pytest]\ngradcheck_timeout = 7\n")
     result = pytester.runpytest_inprocess("--gradcheck", "--collect-only")
     result.stdout.fnmatch_lines(["gradcheck: *timeout=7s*"])
@@ -145,9 +145,8 @@ def test_an_outer_timer_such_as_pytest_timeouts_is_kept_and_wins_when_shorter():
             assert limit < 30.0  # ours fires first, so that the report names the input
         left, _ = signal.getitimer(signal.ITIMER_REAL)
         assert 25.0 < left <= 30.0  # theirs goes on with what it had left
-        with pytest.raises(TimeLimitExceeded):
-            with time_limit(0.2):
-                time.sleep(5)
+        with pytest.raises(TimeLimitExceeded), time_limit(0.2):
+            time.sleep(5)
         assert not fired
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
