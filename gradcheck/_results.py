@@ -154,7 +154,7 @@ class ResultLog:
         if isinstance(result, dict):
             entry.update({k: v for k, v in result.items() if k != "outcome"})
         if when == "???":
-            interrupted = reason is not None and reason.endswith("keyboard-interrupt")
+            interrupted = reason is not None and reason.startswith(INTERRUPTED)
             entry["outcome"] = "interrupted" if interrupted else "crashed"
             entry["reason"] = reason or CRASHED
         elif outcome == "skipped":
@@ -263,7 +263,7 @@ def crash_reason(message: str, worker_error: str) -> str:
     """Why pytest-xdist reports an item as crashed: its message and the worker's error."""
     message = message or "the worker crashed"
     if worker_error == "keyboard-interrupt":
-        return f"{message}: keyboard-interrupt"
+        return f"{INTERRUPTED} ({message.replace('crashed', 'stopped')})"
     return f"{message}{f' ({worker_error})' if worker_error else ''}; {CRASHED}"
 
 

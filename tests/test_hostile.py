@@ -292,3 +292,31 @@ def test_cli_a_target_that_exits_is_a_finding_exit_1(tmp_path, monkeypatch, caps
         "def exits(x):\n    sys.exit(3)\n")
     assert main(["check", "exiting_cli_target.py:exits", "--examples", "3"]) == 1
     assert "called sys.exit(3)" in capsys.readouterr().out
+
+
+# -- the result log on its own (what the xdist controller sees) --------------------------------
+
+def test_the_log_keeps_pytests_verdicts_and_tells_crashes_from_interruptions():
+    from gradcheck._results import ResultLog, crash_reason
+
+    ids = ["a.py::f[float32]", "a.py::g[float32]", "a.py::h[float64]", "a.py::k[float64]",
+           "tests/test_t.py::test_x[float32]"]
+    log = ResultLog()
+    log.remember_order(ids)  # under xdist, items are told by their ids
+    info = {"target": "a:f", "dtype": "float32"}
+    log.started(ids[0])
+    log.take(ids[0], "setup", "passed", info)
+    log.take(ids[0], "call", "skipped", info, xfail=True)
+    for nodeid, worker_error in ((ids[1], "Not properly terminated"),
+                                 (ids[2], "keyboard-interrupt")):
+        log.started(nodeid)
+        log.take(nodeid, "???", "failed", None, reason=crash_reason(
+            f"worker 'gw0' crashed while running {nodeid!r}", worker_error))
+    log.started(ids[4])
+    log.forget(ids[4])  # an ordinary test: its reports carry no gradcheck property
+    outcomes = {r["nodeid"]: r["outcome"] for r in log.final_results()}
+    assert outcomes == {ids[0]: "xfailed", ids[1]: "crashed", ids[2]: "interrupted",
+                        ids[3]: "not run"}
+    assert log.document(None)["summary"] == {"passed": 0, "failed": 0, "error": 0,
+                                             "skipped": 0, "xfailed": 1, "crashed": 1,
+                                             "interrupted": 1, "not run": 1}
