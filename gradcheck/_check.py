@@ -44,7 +44,7 @@ def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent
           rtol: float | None = None, atol: float | None = None, seed: int = 0,
           name: str | None = None, reference: Callable[[str], Any] | None = None,
           order: int = 1, modes: Sequence[str] | None = None,
-          policies: Sequence[str] = ()) -> Report:
+          policies: Sequence[str] = (), domain: tuple[float, float] | None = None) -> Report:
     """Check the gradients of ``target`` at ``inputs``.
 
     Args:
@@ -70,6 +70,8 @@ def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent
             it off (see ``_modes.py``).
         policies: for a layer, Keras mixed-precision policies to check it under, e.g.
             ``("mixed_float16", "mixed_bfloat16")`` (see ``_mixed.py``).
+        domain: ``(low, high)`` where the first input is defined: finite differences never
+            step outside it (one-sided at its ends). ``None``: no bound.
 
     Returns:
         A :class:`Report`; ``report.ok`` is True when nothing was found.
@@ -86,7 +88,8 @@ def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent
         beyond = (valid_order(order), compared_modes(modes), normalize_policies(policies, tgt))
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"gradcheck: {exc}") from None
-    run = _Run(tgt, args, elementwise, batch_independent, rtol, atol, seed, *beyond)
+    run = _Run(tgt, args, elementwise, batch_independent, rtol, atol, seed, *beyond,
+               domain=None if domain is None else (float(domain[0]), float(domain[1])))
     run.execute()
     return run.report
 
@@ -160,6 +163,7 @@ class _Run:
     order: int = 1                   # beyond first order (issue 7): see check()
     modes: tuple[str, ...] = ()
     policies: tuple[str, ...] = ()
+    domain: tuple[float, float] | None = None  # of the first input: steps stay inside
     report: Report = field(init=False)
 
     def __post_init__(self) -> None:
@@ -167,6 +171,7 @@ class _Run:
         self.dtype = next(a.dtype for a in self.args if a.dtype.is_floating)
         self.report = Report(target=self.tgt.name, dtype=self.dtype.name)
         self.inputs_shown = None
+        self.cut_by_domain = False  # a finite-difference sample fell outside the domain
 
     def add(self, kind: str, message: str, **details: Any) -> None:
         if self.inputs_shown is None:  # built on the first finding: tolist() is not free
@@ -188,8 +193,17 @@ class _Run:
         if not self.forward_backward():
             return
         if self.choose_reference():
-            self.check_nonfinite_output()
-            self.check_gradients()
+            try:
+                self.check_nonfinite_output()
+                self.check_gradients()
+            except _UsageError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the target failed at a nearby input
+                self.add("error", f"raised {type(exc).__name__} when evaluated for finite "
+                         f"differences, within {2 * self.h:.2g} x max(1, |x|) of the input "
+                         f"below: {exc}", exception=type(exc).__name__,
+                         traceback_tail=_tail(exc))
+                return
             if self.order == 2:
                 check_second_order(self)
         if self.modes:  # tf.function (and XLA, another device) agree with eager
@@ -359,18 +373,50 @@ class _Run:
         if self.ref_args is None:
             self.ref_args = [self._cast_arg(a, self.ref_dtype) for a in self.args]
         args = list(self.ref_args)
-        values = None
+        values = masked = None
         for k, d in directions.items():
             p = self.params[k]
             if not p.is_weight:
                 moved = np.multiply(d, t)
                 moved += p.value
+                outside = self.outside_domain(p, moved)
+                if outside is not None:  # no sample there: one-sided differences instead
+                    self.cut_by_domain = True
+                    masked = self.unsampled(outside)
+                    if masked is None:
+                        return np.full(self.f0.shape, np.nan)
+                    moved[masked] = p.value[masked]
                 args[p.arg_index] = tf.constant(moved, self.ref_dtype)
         if any(self.params[k].is_weight for k in directions):
             values = [p.value + t * directions[k] if k in directions else p.value
                       for k, p in enumerate(self.params) if p.is_weight]
         with weights_set_to(self.ref_weights, values):
-            return _f64(self.ref(args))
+            out = _f64(self.ref(args))
+        if masked is None:
+            return out
+        if masked.shape != out.shape:  # rows of the input -> the same rows of the output
+            masked = np.broadcast_to(masked.reshape(len(masked), -1).any(axis=1).reshape(
+                (-1,) + (1,) * (out.ndim - 1)), out.shape)
+        return np.where(masked, np.nan, out)
+
+    def unsampled(self, outside: np.ndarray) -> np.ndarray | None:
+        """The entries (elementwise) or rows (batch-independent) of the first input that stay
+        at the input, their outputs unsampled, when ``outside`` leaves the domain; None: all."""
+        if self.elementwise and outside.shape == self.f0.shape:
+            return outside
+        if (self.batch_independent and outside.ndim and self.f0.ndim
+                and outside.shape[0] == self.f0.shape[0]):
+            rows = outside.reshape(len(outside), -1).any(axis=1)
+            return np.broadcast_to(rows.reshape((-1,) + (1,) * (outside.ndim - 1)),
+                                   outside.shape)
+        return None
+
+    def outside_domain(self, p: _Param, moved: np.ndarray) -> np.ndarray | None:
+        """Where ``moved`` (values of ``p``) leaves the declared domain, or None."""
+        if self.domain is None or p.is_weight or p.arg_index != 0:
+            return None
+        outside = (moved < self.domain[0]) | (moved > self.domain[1])
+        return outside if outside.any() else None
 
     def samples(self, directions: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
         out = {0: self.f0}
@@ -453,6 +499,8 @@ class _Run:
         verdict = judge_lines(samples, self.h, analytic, rounding, allowance, estimated)
         if directional:
             verdict.ok = verdict.ok | verdict.kink
+            if self.cut_by_domain:  # one-sided at the domain's end: a kink cannot be told
+                verdict.ok |= ~(np.isfinite(samples[-1]) & np.isfinite(samples[1]))
         tol = self.override(verdict.numerical)
         if tol is not None:
             with np.errstate(invalid="ignore"):
@@ -474,6 +522,9 @@ class _Run:
             near_edge = False
             if not (_all_finite(smp[-2]) and _all_finite(smp[2])):
                 near_edge = ~(np.isfinite(smp[-2]) & np.isfinite(smp[2])) & (np.abs(p.value) < 1)
+                for side in (-2, 2):  # the declared domain's end: one-sided, same step
+                    left = self.outside_domain(p, p.value + side * self.h * s)
+                    near_edge = near_edge if left is None else near_edge & ~left
             if np.any(near_edge):
                 # Next to a domain end (sqrt, log near 0) a step of max(1, |x|) leaves the domain
                 # or outruns the function's own scale |x|: step relative to |x| there instead.

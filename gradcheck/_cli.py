@@ -39,6 +39,8 @@ DTYPES_HELP = ("dtypes to check, comma-separated or repeated, from float16, bflo
 EXAMPLES_HELP = ("Hypothesis examples per dtype (default: the declaration's max_examples, else "
                  "Hypothesis's profile, 100)")
 SEED_HELP = "seed for Hypothesis (default: Hypothesis's own choice); the report records it"
+TIMEOUT_HELP = ("seconds each dtype may fuzz before it stops and fails with the input it was "
+                "checking (default: the declaration's timeout=, else 300; 0: no limit)")
 OUTPUT_HELP = "where to write the figure, as PNG (parent folders are created)"
 POINTS_HELP = "points along the x axis (default: 401)"
 PLOT_SEED_HELP = ("seed of the random line through the domain (non-elementwise targets) and of "
@@ -80,6 +82,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     except UsageError as exc:
         print(f"gradcheck: error: {exc}", file=err)
         return 2
+    except KeyboardInterrupt:
+        print("gradcheck: interrupted (KeyboardInterrupt): nothing was decided", file=err)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--dtypes", action="append", metavar="DTYPES", help=DTYPES_HELP)
     check.add_argument("--examples", type=_positive_int, metavar="N", help=EXAMPLES_HELP)
     check.add_argument("--seed", type=_integer, metavar="S", help=SEED_HELP)
+    check.add_argument("--timeout", type=_seconds, metavar="SECONDS", help=TIMEOUT_HELP)
     check.set_defaults(run=_run_check)
     plot = commands.add_parser(
         "plot", help="draw f, the analytic and the numerical derivative to a PNG",
@@ -133,6 +139,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
+
+
 def _points(text: str) -> int:
     value = _integer(text)
     if value < 5:
@@ -148,16 +164,24 @@ def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"gradcheck: {args.target} is not declared with @gradcheck.activation or "
               "@gradcheck.layer: checking it with the default declaration", file=err)
     from gradcheck._fuzz import fuzz
+    from gradcheck._results import failure_text
+    from gradcheck._timeout import DEFAULT_TIMEOUT_S
 
     dtypes = _dtypes_to_check(args, entry)
+    declared = entry.declaration.timeout if entry is not None else None
+    timeout = next(t for t in (args.timeout, declared, DEFAULT_TIMEOUT_S) if t is not None)
     failed = []
     for number, dtype in enumerate(dtypes, start=1):
         print(f"gradcheck: [{number}/{len(dtypes)}] {args.target} [{dtype}]: fuzzing...",
               file=err, flush=True)
         try:
-            report = fuzz(target, dtype=dtype, max_examples=args.examples, seed=args.seed)
+            report = fuzz(target, dtype=dtype, max_examples=args.examples, seed=args.seed,
+                          timeout=timeout)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"cannot check {args.target} [{dtype}]: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - whatever it is, one line and exit 2
+            raise UsageError(f"cannot check {args.target} [{dtype}]: "
+                             f"{_exception_text(exc)}") from None
         meta = report.meta
         outcome = "passed" if report.ok else "FAILED: " + ", ".join(report.kinds)
         print(f"gradcheck: [{number}/{len(dtypes)}] {args.target} [{dtype}]: {outcome} "
@@ -165,7 +189,7 @@ def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
               file=err, flush=True)
         if not report.ok:
             failed.append(dtype)
-            print(_failure_text(report), file=out, flush=True)
+            print(failure_text(report) + "\n", file=out, flush=True)
     return _check_summary(args.target, dtypes, failed, out)
 
 
@@ -191,19 +215,6 @@ def parse_dtypes(values: Sequence[str]) -> list[str]:
         raise UsageError(f"invalid --dtypes {','.join(values)!r}: {found}; expected "
                          f"comma-separated names from {', '.join(DTYPE_NAMES)}")
     return list(dict.fromkeys(names))
-
-
-def _failure_text(report: Any) -> str:
-    """A failing dtype's report, every kind seen while fuzzing, and how to reproduce it."""
-    meta = report.meta
-    lines = [str(report)]
-    if meta.get("kinds_seen"):
-        lines.append(f"  kinds seen while fuzzing: {', '.join(meta['kinds_seen'])}")
-    seed = f", seed {meta['seed']}" if meta.get("seed") is not None else ""
-    lines.append(f"  examples run: {meta.get('examples', 0)}{seed}")
-    if meta.get("hypothesis_blob"):
-        lines.append(f"  Hypothesis reproduce blob: {meta['hypothesis_blob']}")
-    return "\n".join(lines) + "\n"
 
 
 def _check_summary(name: str, dtypes: list[str], failed: list[str], out: TextIO) -> int:
@@ -302,7 +313,7 @@ def _import(module_part: str, spec: str) -> Any:
                 f"(current directory: {os.getcwd()})") from None
         raise UsageError(f"{spec}: importing {module_part} raised {_exception_text(exc)}") \
             from None
-    except Exception as exc:  # noqa: BLE001 - the module's own failure, reported as such
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the module's own failure
         raise UsageError(f"{spec}: importing {module_part} raised {_exception_text(exc)}") \
             from None
 
@@ -361,5 +372,17 @@ def _declared_hint(module: Any) -> str:
 
 
 def _exception_text(exc: BaseException) -> str:
-    tail = traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:]
-    return f"{type(exc).__name__}: {exc}\n" + "".join(tail[:-1]).rstrip()
+    """``Type: message (at file.py, line N: code)`` on one line, the line being the innermost
+    one of the user's code: never gradcheck's own (a declaration's error is the decorator
+    line that made it) nor the import machinery's."""
+    from gradcheck._report import truncated
+
+    package = str(Path(__file__).resolve().parent)
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
+              if not frame.filename.startswith((package, "<frozen"))
+              and "importlib" not in frame.filename]
+    text = " ".join(truncated(f"{type(exc).__name__}: {exc}", 1000).split())
+    if frames:
+        frame = frames[-1]
+        text += f" (at {Path(frame.filename).name}, line {frame.lineno}: {frame.line})"
+    return text

@@ -60,6 +60,8 @@ class Declaration:
             default of :func:`gradcheck.check`; ``()``: off).
         policies: Keras mixed-precision policies to check a layer under, from
             :data:`POLICIES` (layers only).
+        timeout: seconds the target may fuzz in one dtype before it is stopped and fails
+            (``None``: the session's setting; ``0``: no limit).
     """
 
     kind: str
@@ -77,6 +79,7 @@ class Declaration:
     order: int = 1
     modes: tuple[str, ...] | None = None
     policies: tuple[str, ...] = ()
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -95,6 +98,7 @@ class Declaration:
             "order": _options.order(self.order),
             "modes": _options.modes(self.modes),
             "policies": _policies(self.kind, self.policies),
+            "timeout": _tolerance("timeout", self.timeout),  # seconds
         }
         normalized["kinks"] = _kinks(self.kinks, normalized["domain"])
         for name, value in normalized.items():

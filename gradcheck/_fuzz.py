@@ -32,10 +32,12 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
+from hypothesis.reporting import with_reporter
 
 from . import _kerases as kerases
 from ._declare import OPTIONS, Declaration, Registered, registry
 from ._options import DTYPES, check_call, check_options
+from ._hostile import failure_report, flaky_text, intermittent, timeout_message
 from ._report import KINDS, Finding, Report
 from .strategies import inputs_for
 
@@ -52,7 +54,8 @@ _BLOB = re.compile(r"@reproduce_failure\([^)]*\)")
 
 
 def fuzz(target: Any, *, dtype: str | None = None, max_examples: int | None = None,
-         seed: int | None = None, **declaration_options: Any) -> Report:
+         seed: int | None = None, timeout: float | None = None,
+         **declaration_options: Any) -> Report:
     """Fuzz the gradients of ``target`` with Hypothesis and return the minimal failure found.
 
     The declaration is the one ``target`` was registered with by ``@gradcheck.activation`` or
@@ -68,6 +71,8 @@ def fuzz(target: Any, *, dtype: str | None = None, max_examples: int | None = No
             the active Hypothesis profile.
         seed: seed for Hypothesis (default: Hypothesis's own choice, ``--hypothesis-seed``, or
             the derandomized profile).
+        timeout: seconds each dtype may take before it stops with a ``timeout`` finding;
+            beats the declaration's ``timeout``; ``None`` and ``0``: no limit.
         **declaration_options: fields of :class:`gradcheck._declare.Declaration`, e.g.
             ``domain=(-100, 100)``, ``input_shape=(None, 4)``, ``args={"a": (0.5, 2.0)}``.
 
@@ -82,10 +87,11 @@ def fuzz(target: Any, *, dtype: str | None = None, max_examples: int | None = No
     entry, is_instance = resolve_target(target, declaration_options)
     dtypes = (_dtype_arg(dtype),) if dtype is not None else entry.declaration.dtypes
     examples = max_examples if max_examples is not None else entry.declaration.max_examples
+    limit = timeout if timeout is not None else entry.declaration.timeout
     reports = []
     for name in dtypes:
         report = _Fuzz(entry, name, examples, seed, None,
-                       instance=target if is_instance else None).run()
+                       instance=target if is_instance else None, timeout=limit).run()
         if not report.ok:
             return report
         reports.append(report)
@@ -98,7 +104,7 @@ def fuzz(target: Any, *, dtype: str | None = None, max_examples: int | None = No
 
 
 def fuzz_registered(registered: Registered, dtype: str, *, max_examples: int | None = None,
-                    database_key: bytes | None = None) -> Report:
+                    database_key: bytes | None = None, timeout: float | None = None) -> Report:
     """Fuzz one registered target in one dtype: what one ``pytest --gradcheck`` item runs.
 
     Args:
@@ -108,13 +114,17 @@ def fuzz_registered(registered: Registered, dtype: str, *, max_examples: int | N
             ``max_examples`` beats it, and without either the Hypothesis profile decides.
         database_key: the example-database key of this item (default: derived from the
             target's qualified name and the dtype).
+        timeout: the session's time limit in seconds; the declaration's ``timeout`` beats it.
 
     Returns:
         As :func:`fuzz`.
     """
     declared = registered.declaration.max_examples
     examples = declared if declared is not None else max_examples
-    return _Fuzz(registered, _dtype_arg(dtype), examples, None, database_key).run()
+    declared_limit = registered.declaration.timeout
+    limit = declared_limit if declared_limit is not None else timeout
+    return _Fuzz(registered, _dtype_arg(dtype), examples, None, database_key,
+                 timeout=limit).run()
 
 
 # -- what to fuzz -----------------------------------------------------------------------------
@@ -192,6 +202,15 @@ class _Abort(BaseException):
         self.error = error
 
 
+class _Stop(BaseException):
+    """A target that cannot be checked at any input (it exits, returns no tensor): its report
+    at the first input, without shrinking, which would only call it again."""
+
+    def __init__(self, report: Report, inputs: tuple[np.ndarray, ...]):
+        super().__init__(str(report))
+        self.report, self.inputs = report, inputs
+
+
 @dataclasses.dataclass
 class _Failure:
     """What is kept of each failing example: enough to say which kinds it showed."""
@@ -204,7 +223,8 @@ class _Fuzz:
     """One target in one dtype: the Hypothesis run and what it saw."""
 
     def __init__(self, entry: Registered, dtype: str, max_examples: int | None,
-                 seed: int | None, database_key: bytes | None, instance: Any = None):
+                 seed: int | None, database_key: bytes | None, instance: Any = None,
+                 timeout: float | None = None):
         self.entry, self.dtype, self.decl = entry, dtype, entry.declaration
         self.max_examples, self.seed = max_examples, seed
         key = database_key or f"gradcheck:{entry.qualified}[{dtype}]"
@@ -214,8 +234,13 @@ class _Fuzz:
         self.references: dict[Any, Any] = {}
         self.examples = 0
         self.passed_shapes: set[tuple[tuple[int, ...], ...]] = set()
+        self.passed_inputs: dict[tuple[tuple[int, ...], ...], tuple] = {}  # one per shape
         self.failures: list[_Failure] = []
         self.smallest: tuple[Report, tuple] | None = None
+        self.timeout = timeout
+        self.current: tuple[np.ndarray, ...] | None = None  # the input being checked
+        self.current_since = 0.0
+        self.check_seconds: list[float] = []  # how long each finished check took
 
     # ---- per example
 
@@ -261,27 +286,66 @@ class _Fuzz:
                      reference=reference, **check_options(self.decl))
 
     def example(self, inputs: tuple[np.ndarray, ...]) -> None:
+        from ._check import _UsageError
+
         self.examples += 1
+        self.current, self.current_since = inputs, time.perf_counter()
         try:
             report = self.check(inputs)
+        except _UsageError as exc:  # the target ran, but returned no single tensor
+            message = str(exc).removeprefix(f"gradcheck: {self.entry.name} ")
+            raise _Stop(self.target_failure(inputs, message), inputs) from None
         except (TypeError, ValueError) as exc:  # check() rejects the target itself
             raise _Abort(exc) from exc
+        except SystemExit as exc:  # sys.exit() in the target: a finding, not the end
+            raise _Stop(self.target_failure(
+                inputs, f"{self.entry.name}: called sys.exit({exc.code!r}) (SystemExit); a "
+                "target must return a tensor or raise, never exit the process"), inputs) \
+                from None
+        self.check_seconds.append(time.perf_counter() - self.current_since)
         if report.ok:
             self.passed_shapes.add(_shapes(inputs))
+            self.passed_inputs.setdefault(_shapes(inputs), inputs)
             return
         self.failures.append(_Failure(_shapes(inputs), report.kinds))
         if self.smallest is None or _size(inputs) < _size(self.smallest[1]):
             self.smallest = (report, inputs)
         raise _Found(report, inputs)
 
+    def target_failure(self, inputs: tuple[np.ndarray, ...] | None, message: str,
+                       kind: str = "error", **details: Any) -> Report:
+        """A report of one finding at ``inputs``, for failures check() cannot report."""
+        return failure_report(self.entry, self.dtype, inputs, message, kind, **details)
+
+    def timed_out(self, limit: float) -> tuple[Report, tuple[np.ndarray, ...] | None]:
+        """The report of a run the time limit stopped, at the input it was checking."""
+        running = time.perf_counter() - self.current_since
+        message = timeout_message(self.entry.name, self.dtype, limit, running,
+                                  self.check_seconds)
+        return self.target_failure(self.current, message, "timeout", limit_s=limit,
+                                   running_s=round(running, 3)), self.current
+
     # ---- the run
 
     def run(self) -> Report:
+        from ._timeout import TimeLimitExceeded, time_limit
+
         start = time.perf_counter()
         test = self.hypothesis_test()
-        blob = None
+        blob, classify = None, True
         try:
-            test()
+            # gradcheck's report replaces Hypothesis' printed advice ("add @seed(...) to this
+            # test": there is no test to add it to); the blob comes from the error's notes.
+            with time_limit(self.timeout), with_reporter(lambda text: None):
+                test()
+        except TimeLimitExceeded as stop:
+            report, inputs = self.timed_out(stop.seconds)
+            classify = False
+            if self.smallest is not None:  # a failure found before: it is a finding too
+                found, inputs = self.smallest
+                report.findings = found.findings + report.findings
+        except _Stop as stop:  # nothing to reclassify: it fails the same way in every dtype
+            report, inputs, classify = stop.report, stop.inputs, False
         except _Abort as abort:
             error = abort.error
             kind = TypeError if isinstance(error, TypeError) else ValueError
@@ -291,14 +355,26 @@ class _Fuzz:
             report, inputs = found.report, found.inputs
             blob = _blob_of(found)
         except Flaky as flaky:  # the failure did not replay: report the smallest one seen
-            if self.smallest is None:
-                raise
-            report, inputs = self.smallest
+            if self.smallest is not None:
+                report, inputs = self.smallest
+                for finding in report.findings:
+                    finding.message += (" (intermittent: the same input passed when "
+                                        "Hypothesis replayed it)")
+            else:  # the target raised where check() does not look, then not on the replay
+                inputs = self.current
+                report = self.target_failure(inputs, "fails intermittently: "
+                                             + flaky_text(flaky))
             blob = _blob_of(flaky)
         else:
             report, inputs = Report(target=self.entry.qualified, dtype=self.dtype), None
+        if inputs is not None and classify:
+            left = None if not self.timeout else self.timeout - (time.perf_counter() - start)
+            try:  # the probes that reclassify an error call the target again: limit them too
+                with time_limit(None if left is None else max(left, 1e-3)):
+                    report = self.reclassify(report, inputs)
+            except TimeLimitExceeded:
+                pass
         if inputs is not None:
-            report = self.reclassify(report, inputs)
             report.target = self.entry.qualified
             report.reproducer = self.reproducer(inputs)
         report.meta.update({
@@ -352,6 +428,7 @@ class _Fuzz:
         """Turn the target's own errors into dtype_mismatch or shape_mismatch where they are."""
         if "error" not in report.kinds:
             return report
+        self.current_failure = inputs
         kind, why, extra = None, "", {}
         if not self.passed_shapes:
             other = self.dtype_that_works(inputs)
@@ -367,6 +444,11 @@ class _Fuzz:
                                                                for s in passed]}
             why = (f"fails for input shapes {_shape_text(_shapes(inputs))} but runs for "
                    f"{', '.join(_shape_text(s) for s in passed)}")
+        if kind is not None and intermittent(self, kind, extra):
+            for finding in report.findings:
+                finding.message += (" (intermittent: an input that ran before failed when "
+                                    "checked again: random numbers, global state or a race?)")
+            return report
         if kind is None:
             return report
         report.findings = [
@@ -388,10 +470,11 @@ class _Fuzz:
                 continue
             try:
                 report = self.check(probe)
-            except Exception:  # noqa: BLE001 - a probe: any failure means "not this shape"
+            except (Exception, SystemExit):  # noqa: BLE001 - any failure: "not this shape"
                 continue
             if "error" not in report.kinds:
                 self.passed_shapes.add(_shapes(probe))
+                self.passed_inputs.setdefault(_shapes(probe), probe)
                 return
 
     def dtype_that_works(self, inputs: tuple[np.ndarray, ...]) -> str | None:
@@ -405,7 +488,7 @@ class _Fuzz:
             try:
                 if "error" not in self.check(cast, dtype=other).kinds:
                     return other
-            except Exception:  # noqa: BLE001 - a probe: any failure means "not this dtype"
+            except (Exception, SystemExit):  # noqa: BLE001 - any failure: "not this dtype"
                 continue
         return None
 

@@ -28,7 +28,8 @@ th, td { border: 1px solid #ddd; padding: 0.35em 0.7em; text-align: left; vertic
 th { background: #f4f4f6; }
 td.target { font-family: ui-monospace, monospace; }
 .passed { background: #e8f5e9; } .failed { background: #fdecea; }
-.error { background: #fff4e0; } .skipped { background: #f0f0f0; }
+.error, .timed-out { background: #fff4e0; } .skipped, .not-run, .xfailed { background: #f0f0f0; }
+.crashed, .interrupted { background: #f3e5f5; }
 .outcome { font-weight: 600; } .kinds { font-size: 0.85em; color: #444; }
 pre { background: #f7f7f9; padding: 0.7em; overflow-x: auto; white-space: pre-wrap;
       font-size: 0.85em; }
@@ -71,6 +72,11 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _css(outcome: str) -> str:
+    """The CSS class of an outcome: ``timed out`` -> ``timed-out``."""
+    return _e(outcome.replace(" ", "-"))
+
+
 def _anchor(nodeid: str) -> str:
     return "item-" + "".join(c if c.isalnum() else "-" for c in nodeid)
 
@@ -104,7 +110,7 @@ def _matrix(results: list[dict[str, Any]]) -> str:
                 continue
             kinds = _kinds(result)
             cells.append(
-                f'<td class="{_e(result["outcome"])}" title="{_e(result["nodeid"])}">'
+                f'<td class="{_css(result["outcome"])}" title="{_e(result["nodeid"])}">'
                 f'<a href="#{_anchor(result["nodeid"])}"><span class="outcome">'
                 f'{_e(result["outcome"])}</span></a>'
                 + (f'<br><span class="kinds">{_e(", ".join(kinds))}</span>' if kinds else "")
@@ -123,7 +129,9 @@ def _item(result: Mapping[str, Any], png: str | None, figure_error: str | None) 
     facts = (f'<span class="outcome">{_e(outcome)}</span> · {result.get("examples", 0)} '
              f'examples · {float(result.get("duration_s", 0.0)):.2f} s')
     parts = [f'<h3 id="{_anchor(nodeid)}">{_e(nodeid)}</h3>',
-             f'<p class="{_e(outcome)}">{facts}</p>']
+             f'<p class="{_css(outcome)}">{facts}</p>']
+    if result.get("reason"):
+        parts.append(f"<p>{_e(result['reason'])}</p>")
     if result.get("error"):
         parts.append(f"<pre>{_e(result['error'])}</pre>")
     findings = result.get("findings") or []

@@ -32,13 +32,19 @@ POLICIES = ("mixed_float16", "mixed_bfloat16")
 #: The options a declaration passes on to :func:`gradcheck.check`, with check()'s defaults
 #: (a reproducer writes out only those that differ).
 CHECK_DEFAULTS: dict[str, Any] = {"elementwise": True, "batch_independent": True, "rtol": None,
-                                  "atol": None, "order": 1, "modes": None, "policies": ()}
+                                  "atol": None, "order": 1, "modes": None, "policies": (),
+                                  "domain": None}
 
 
 def check_options(declaration: Any) -> dict[str, Any]:
     """The keyword arguments of :func:`gradcheck.check` that ``declaration`` fixes: the same
     for every caller (fuzzing, the plot), so that they reach the same verdict."""
-    return {name: getattr(declaration, name) for name in CHECK_DEFAULTS}
+    options = {name: getattr(declaration, name) for name in CHECK_DEFAULTS}
+    if not getattr(declaration, "domain_declared", True):
+        # Without a declared domain the target is valid everywhere: the default domain is only
+        # where Hypothesis draws inputs, and finite-difference steps may leave it.
+        options["domain"] = None
+    return options
 
 
 def check_call(target: str, inputs: Sequence[str], options: Mapping[str, Any]) -> str:

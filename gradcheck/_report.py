@@ -11,6 +11,7 @@ __all__ = ["KINDS", "Finding", "Report", "GradcheckError"]
 #: Every kind of finding, in the order a report lists them.
 KINDS = (
     "error",
+    "timeout",  # the check of one input did not finish within the time limit (issue 14)
     "dtype_mismatch",
     "shape_mismatch",
     "nonfinite_output",
@@ -45,6 +46,9 @@ class Finding:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown finding kind {self.kind!r}; expected one of {KINDS}")
+        self.message = truncated(self.message)
+        self.details = {key: truncated(value) if isinstance(value, str) else value
+                        for key, value in self.details.items()}
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "message": self.message,
@@ -110,6 +114,18 @@ class GradcheckError(AssertionError):
     def __init__(self, report: Report):
         super().__init__(str(report))
         self.report = report
+
+
+#: A target's own error message can be megabytes (a tensor printed whole): a report keeps this
+#: many characters of any one message, enough for a traceback line and the values around it.
+MESSAGE_LIMIT = 4000
+
+
+def truncated(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, with a note saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} ... [truncated: {len(text)} characters in all]"
 
 
 def _short(value: Any, limit: int = 400) -> str:

@@ -15,8 +15,9 @@ Settings, each with a command-line option and an ini twin (``[tool.pytest.ini_op
     --gradcheck-report PATH     gradcheck_report     write a JSON report there
     --gradcheck-plots DIR       gradcheck_plots      write the figure of every failing item there
     --gradcheck-html PATH       gradcheck_html       write a self-contained HTML report there
+    --gradcheck-timeout SECONDS gradcheck_timeout    time limit per item (default 300, 0: none)
 
-Precedence: the decorator (``max_examples=``) > command line > ini > Hypothesis's profile.
+Precedence: the decorator (``max_examples=``, ``timeout=``) > command line > ini > default.
 For dtypes, an item exists for each dtype that the declaration *and* the session allow. A
 relative report path is taken from the current directory on the command line, and from the ini
 file's directory in the ini file.
@@ -37,8 +38,6 @@ HTML page (every target x dtype, outcome, findings, figures inlined) once, at th
 from __future__ import annotations
 
 import functools
-import json
-import sys
 import time
 from dataclasses import dataclass, replace
 from fnmatch import fnmatch
@@ -60,6 +59,9 @@ DTYPES_HELP = ("comma-separated dtypes to check, from float16, bfloat16, float32
 REPORT_HELP = "write a JSON report of every gradcheck item to this path"
 PLOTS_HELP = ("write the figure of every failing gradcheck item to this folder, one PNG per "
               "item (needs matplotlib: pip install gradcheck[plot])")
+TIMEOUT_HELP = ("seconds one gradcheck item may fuzz before it stops and fails with the input it "
+                "was checking (default: 300; 0: no limit); a declaration's timeout= takes "
+                "precedence; with pytest-timeout, the shorter limit applies")
 HTML_HELP = ("write one self-contained HTML page summarising every gradcheck item (target x "
              "dtype, outcome, findings, the figures of failing items inlined) to this path")
 MARKER = ("gradcheck(*, max_examples=None, dtypes=None): settings for the gradcheck_check and "
@@ -68,9 +70,6 @@ MARKER = ("gradcheck(*, max_examples=None, dtypes=None): settings for the gradch
 _USER_PROPERTY = "gradcheck"          # (target, dtype) of an item, set when it is created
 _RESULT_PROPERTY = "gradcheck_result"  # what running it found, set by runtest
 _FIGURE_PROPERTY = "gradcheck_figure"  # {"png": base64} or {"error": text}, failing items only
-#: Points along x in an item's figure: fewer than gradcheck.plot's default, for speed.
-FIGURE_POINTS = 201
-_OUTCOMES = ("passed", "failed", "error", "skipped")
 
 
 # -- options and settings ----------------------------------------------------------------------
@@ -83,11 +82,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gradcheck-report", metavar="PATH", default=None, help=REPORT_HELP)
     group.addoption("--gradcheck-plots", metavar="DIR", default=None, help=PLOTS_HELP)
     group.addoption("--gradcheck-html", metavar="PATH", default=None, help=HTML_HELP)
+    group.addoption("--gradcheck-timeout", metavar="SECONDS", default=None, help=TIMEOUT_HELP)
     parser.addini("gradcheck_examples", EXAMPLES_HELP, default=None)
     parser.addini("gradcheck_dtypes", DTYPES_HELP, default=None)
     parser.addini("gradcheck_report", REPORT_HELP, default=None)
     parser.addini("gradcheck_plots", PLOTS_HELP, default=None)
     parser.addini("gradcheck_html", HTML_HELP, default=None)
+    parser.addini("gradcheck_timeout", TIMEOUT_HELP, default=None)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Settings:
         seed: the ``--hypothesis-seed`` value, or None.
         plots: the folder for the figures of failing items, or None.
         html: where the HTML report goes, or None.
+        timeout: seconds one item may fuzz (None or 0: no limit).
     """
 
     examples: int | None
@@ -110,6 +112,7 @@ class Settings:
     seed: int | str | None
     plots: Path | None = None
     html: Path | None = None
+    timeout: float | None = None
 
     @property
     def figures(self) -> bool:
@@ -146,8 +149,12 @@ def _resolve(config: pytest.Config) -> Settings:
     seed = config.getoption("--hypothesis-seed", default=None)
     if isinstance(seed, str) and seed.lstrip("-").isdigit():
         seed = int(seed)
+    from gradcheck._timeout import DEFAULT_TIMEOUT_S
+
+    timeout, source = _lookup(config, "timeout")
+    timeout = DEFAULT_TIMEOUT_S if timeout is None else _seconds(timeout, source)
     return Settings(examples=examples, dtypes=tuple(dtypes), report=report, seed=seed,
-                    plots=plots, html=html)
+                    plots=plots, html=html, timeout=timeout)
 
 
 def _path_setting(config: pytest.Config, name: str) -> Path | None:
@@ -186,6 +193,17 @@ def _positive_int(value: Any, source: str) -> int:
         raise pytest.UsageError(f"gradcheck: invalid value {value!r} for {source}: expected a "
                                 "positive integer number of examples, e.g. 100")
     return int(text)
+
+
+def _seconds(value: Any, source: str) -> float:
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise pytest.UsageError(f"gradcheck: invalid value {value!r} for {source}: expected a "
+                                "number of seconds >= 0, e.g. 300 (0: no time limit)")
+    return seconds
 
 
 def _dtype_list(value: Any, source: str, valid: tuple[str, ...]) -> tuple[str, ...]:
@@ -301,101 +319,57 @@ class GradcheckItem(pytest.Item):
     def runtest(self) -> None:
         from gradcheck import GradcheckError
         from gradcheck._fuzz import fuzz_registered
+        from gradcheck._timeout import outer_limit
 
-        examples = _session_settings(self.config).examples_for(self.registered.declaration)
+        settings = _session_settings(self.config)
+        examples = settings.examples_for(self.registered.declaration)
         started = time.perf_counter()
         try:
             report = fuzz_registered(self.registered, self.dtype, max_examples=examples,
-                                     database_key=self.nodeid.encode())
+                                     database_key=self.nodeid.encode(),
+                                     timeout=outer_limit(self, settings.timeout))
         except Exception as exc:
+            from gradcheck._report import truncated
+
             self._record("error", time.perf_counter() - started,
-                         error=f"{type(exc).__name__}: {exc}")
+                         error=truncated(f"{type(exc).__name__}: {exc}"))
             raise
         self._record("passed" if report.ok else "failed",
                      report.meta.get("duration_s", time.perf_counter() - started), report)
         if not report.ok:
             if _session_settings(self.config).figures:
+                from gradcheck._results import item_figure
+
                 self.user_properties.append(
-                    (_FIGURE_PROPERTY, _figure(self.registered, self.dtype, report)))
+                    (_FIGURE_PROPERTY, item_figure(self.registered, self.dtype, report)))
             raise GradcheckError(report)
 
     def _record(self, outcome: str, duration: float, report: Any = None,
                 error: str | None = None) -> None:
-        meta = report.meta if report is not None else {}
-        result = {
-            "outcome": outcome,
-            "examples": meta.get("examples", 0),
-            "duration_s": round(float(duration), 3),
-            "findings": [{"kind": f["kind"], "message": f["message"], "inputs": f["inputs"]}
-                         for f in (report.to_dict()["findings"] if report is not None else [])],
-            "kinds_seen": list(meta.get("kinds_seen", report.kinds if report else [])),
-            "reproducer": report.reproducer if report is not None else None,
-            "hypothesis_blob": meta.get("hypothesis_blob"),
-        }
-        if error is not None:
-            result["error"] = error
-        self.user_properties.append((_RESULT_PROPERTY, result))
+        from gradcheck._results import item_result
+
+        self.user_properties.append(
+            (_RESULT_PROPERTY, item_result(outcome, duration, report, error)))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str | Any:
         from gradcheck import GradcheckError
 
         if isinstance(excinfo.value, GradcheckError):
-            return _failure_text(excinfo.value.report)
-        return super().repr_failure(excinfo, style=style)
+            from gradcheck._results import failure_text
+
+            return failure_text(excinfo.value.report)
+        if isinstance(excinfo.value, (TypeError, ValueError)) and \
+                str(excinfo.value).startswith("gradcheck"):
+            from gradcheck._report import truncated
+
+            return truncated(str(excinfo.value))  # gradcheck cannot check it, and says why
+        return super().repr_failure(excinfo, style="short")
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         lineno = self.registered.lineno
         return self.path, (lineno - 1 if lineno else None), \
             f"gradcheck {self.registered.qualified}[{self.dtype}]"
-
-
-def _figure(registered: Any, dtype: str, report: Any) -> dict[str, str]:
-    """The item's figure as base64 PNG (JSON-safe), or why it could not be drawn."""
-    import base64
-    import io
-
-    try:
-        from gradcheck.plot import derivatives
-
-        figure = derivatives(registered, dtypes=(dtype,), points=FIGURE_POINTS,
-                             highlight=_failing_x(registered, report))
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-    except Exception as exc:  # noqa: BLE001 - a figure is a bonus: never fail the run for it
-        return {"error": f"{type(exc).__name__}: {exc}"}
-    return {"png": base64.b64encode(buffer.getvalue()).decode("ascii")}
-
-
-def _failing_x(registered: Any, report: Any) -> tuple[float, ...]:
-    """For an elementwise target, up to 3 values of the minimal failing x inside the domain."""
-    declaration = registered.declaration
-    if not declaration.elementwise or not report.findings:
-        return ()
-    low, high = declaration.domain
-    x = report.findings[0].inputs.get("x")
-    values = [v for v in _flat(x) if isinstance(v, (int, float)) and low <= v <= high]
-    return tuple(dict.fromkeys(values))[:3]
-
-
-def _flat(value: Any) -> list[Any]:
-    if isinstance(value, list):
-        return [item for part in value for item in _flat(part)]
-    return [value]
-
-
-def _failure_text(report: Any) -> str:
-    """What a failing item prints: the report, every kind seen, and how to reproduce it."""
-    meta = report.meta
-    lines = [str(report)]
-    if meta.get("kinds_seen"):
-        lines.append(f"  kinds seen while fuzzing: {', '.join(meta['kinds_seen'])}")
-    if meta.get("examples") is not None:
-        seed = f", seed {meta['seed']}" if meta.get("seed") is not None else ""
-        lines.append(f"  examples run: {meta['examples']}{seed}")
-    if meta.get("hypothesis_blob"):
-        lines.append(f"  Hypothesis reproduce blob: {meta['hypothesis_blob']}")
-    return "\n".join(lines)
 
 
 # -- fixtures ----------------------------------------------------------------------------------
@@ -456,13 +430,17 @@ def _declaration_of(target: Any) -> Any:
 # -- results: JSON report and terminal summary (controller side under xdist) -------------------
 
 class _Results:
-    """Gathers what gradcheck items report; registered only when --gradcheck is given."""
+    """Hands what gradcheck items report to a :class:`gradcheck._results.ResultLog` and writes
+    it as items start and end (so that a crash leaves a true report), and once more at the end;
+    registered only when --gradcheck is given. Under xdist the controller does all of it."""
 
     def __init__(self, config: pytest.Config) -> None:
+        from gradcheck._results import ResultLog
+
         self.config = config
-        self.results: dict[str, dict[str, Any]] = {}
-        self.order: dict[str, int] = {}
-        self.figures: dict[str, dict[str, str]] = {}  # nodeid -> {"png": ...} or {"error": ...}
+        self.log = ResultLog()
+        self.interruption: str | None = None
+        self.writes = not hasattr(config, "workerinput")
 
     def pytest_report_header(self) -> str:
         settings = _session_settings(self.config)
@@ -470,32 +448,58 @@ class _Results:
         report = "".join(f", {name}={value}" for name, value in (
             ("report", settings.report), ("plots", settings.plots), ("html", settings.html))
             if value)
-        return f"gradcheck: examples={examples}, dtypes={','.join(settings.dtypes)}{report}"
+        limit = f"{settings.timeout:g}s" if settings.timeout else "none"
+        return (f"gradcheck: examples={examples}, dtypes={','.join(settings.dtypes)}, "
+                f"timeout={limit}{report}")
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self._remember_order(item.nodeid for item in session.items)
+        self.log.remember_order((item.nodeid for item in session.items), {
+            item.nodeid: {"target": item.registered.qualified, "dtype": item.dtype}
+            for item in session.items if isinstance(item, GradcheckItem)})
+        self._write()  # every item "not run" until it starts
 
-    def _remember_order(self, nodeids: Any) -> None:
-        for nodeid in nodeids:
-            self.order.setdefault(nodeid, len(self.order))
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        if self.log.is_item(nodeid):
+            self.log.started(nodeid)
+            self._write()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self._take_figure(report)
         properties = dict(report.user_properties)
         info = properties.get(_USER_PROPERTY)
-        if not isinstance(info, dict):
-            return  # not a gradcheck item
-        entry = self.results.setdefault(report.nodeid, {
-            "nodeid": report.nodeid, "target": info["target"], "dtype": info["dtype"],
-            "outcome": "passed", "examples": 0, "duration_s": 0.0, "findings": []})
-        result = properties.get(_RESULT_PROPERTY)
-        if report.when == "call" and isinstance(result, dict):
-            entry.update(result)
-        elif report.skipped:
-            entry["outcome"] = "skipped"
-        elif report.failed:
-            entry["outcome"] = "error" if report.when != "call" else "failed"
+        crashed = report.when == "???"  # pytest-xdist: the worker running it died
+        if not (isinstance(info, dict) or (crashed and self.log.is_item(report.nodeid))):
+            self.log.forget(report.nodeid)  # an ordinary test whose id looked like an item's
+            return
+        reason = None
+        if crashed or (report.failed and report.when != "call"):
+            reason = _crash_reason(report) if crashed else _first_line(report.longreprtext)
+        self.log.take(report.nodeid, report.when, report.outcome,
+                      info if isinstance(info, dict) else None,
+                      properties.get(_RESULT_PROPERTY), hasattr(report, "wasxfail"), reason)
+        if report.when in ("teardown", "???") or report.failed:
+            self._write()
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        from gradcheck._report import truncated
+
+        message = str(excinfo.value).strip()
+        self.interruption = truncated(
+            f"interrupted by {excinfo.typename}{': ' + message if message else ''} (Ctrl-C, "
+            "or raised by the target) while this item ran", 1000)
+
+    def _write(self) -> None:
+        if not self.writes:
+            return
+        settings = _session_settings(self.config)
+        if settings.report is None and settings.html is None:
+            return
+        try:
+            self.log.write(settings.seed, settings.report, None, settings.html)
+        except OSError as exc:  # a full disk must not hide the test outcomes
+            self.config.issue_config_time_warning(
+                pytest.PytestWarning(f"gradcheck: cannot write the report: {exc}"), 2)
 
     def _take_figure(self, report: pytest.TestReport) -> None:
         """Keep an item's figure and take it off the report: a base64 PNG is no property for
@@ -506,40 +510,25 @@ class _Results:
         kept = []
         for name, value in report.user_properties:
             if name == _FIGURE_PROPERTY and isinstance(value, dict):
-                self.figures[report.nodeid] = value
+                self.log.figures[report.nodeid] = value
             else:
                 kept.append((name, value))
         report.user_properties = kept
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.results:
-            return
-        results = self.results.values()
-        counts = _counts(results)
-        kinds: dict[str, int] = {}
-        for result in results:
-            if result["outcome"] == "failed":
-                for kind in result.get("kinds_seen") or [f["kind"] for f in result["findings"]]:
-                    kinds[kind] = kinds.get(kind, 0) + 1
-        targets = {result["target"] for result in results}
-        dtypes = {result["dtype"] for result in results}
-        line = (f"gradcheck: {_plural(len(self.results), 'check')} "
-                f"({_plural(len(targets), 'target')} x {_plural(len(dtypes), 'dtype')}): "
-                + ", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n))
-        if kinds:
-            from gradcheck import KINDS
+        from gradcheck._results import plural
 
-            ordered = sorted(kinds, key=lambda k: KINDS.index(k) if k in KINDS else len(KINDS))
-            line += "; failed by kind: " + ", ".join(f"{k} {kinds[k]}" for k in ordered)
+        if not self.log.results:
+            return
         terminalreporter.section("gradcheck", sep="-")
-        terminalreporter.write_line(line)
+        terminalreporter.write_line(self.log.summary_line())
         settings = _session_settings(self.config)
         if hasattr(self.config, "workerinput"):
             return
         if settings.plots is not None:
-            written = sum(1 for r in self.results.values() if r.get("figure"))
-            terminalreporter.write_line(f"gradcheck: {_plural(written, 'figure')} of failing "
+            written = sum(1 for r in self.log.results.values() if r.get("figure"))
+            terminalreporter.write_line(f"gradcheck: {plural(written, 'figure')} of failing "
                                         f"items written to {settings.plots}")
         for name, path in (("JSON report", settings.report), ("HTML report", settings.html)):
             if path is not None:
@@ -547,52 +536,19 @@ class _Results:
         if settings.html is not None and not _has_matplotlib():
             terminalreporter.write_line("gradcheck: the HTML report has no figures: matplotlib "
                                         "is not installed (pip install 'gradcheck[plot]')")
-        for nodeid, figure in self.figures.items():
+        for nodeid, figure in self.log.figures.items():
             if "error" in figure:
                 terminalreporter.write_line(f"gradcheck: no figure for {nodeid}: "
                                             f"{figure['error']}")
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         settings = _session_settings(self.config)
-        if hasattr(self.config, "workerinput"):
+        if exitstatus == pytest.ExitCode.INTERRUPTED or self.interruption is not None:
+            self.log.interrupted(self.interruption)
+        if not self.writes:
             return  # xdist workers hand their results to the controller, which writes
-        if settings.plots is not None:
-            self.write_figures(settings.plots)
-        document = self.document(settings)
-        if settings.report is not None:
-            settings.report.parent.mkdir(parents=True, exist_ok=True)
-            settings.report.write_text(json.dumps(document, indent=2) + "\n")
-        if settings.html is not None:
-            from gradcheck._html import render
-
-            pngs = {nodeid: f["png"] for nodeid, f in self.figures.items() if "png" in f}
-            errors = {nodeid: f["error"] for nodeid, f in self.figures.items() if "error" in f}
-            settings.html.parent.mkdir(parents=True, exist_ok=True)
-            settings.html.write_text(render(document, pngs, errors), encoding="utf-8")
-
-    def write_figures(self, folder: Path) -> None:
-        """One PNG per failing item that has a figure, named after its node id."""
-        import base64
-
-        folder.mkdir(parents=True, exist_ok=True)
-        for nodeid, figure in self.figures.items():
-            if "png" not in figure or nodeid not in self.results:
-                continue
-            path = folder / _file_name(nodeid)
-            path.write_bytes(base64.b64decode(figure["png"]))
-            self.results[nodeid]["figure"] = str(path)
-
-    def document(self, settings: Settings) -> dict[str, Any]:
-        """The JSON report: versions, seed, one result per item in collection order."""
-        import gradcheck
-
-        arrival = {nodeid: index for index, nodeid in enumerate(self.results)}
-        results = sorted(self.results.values(), key=lambda r: (
-            self.order.get(r["nodeid"], len(self.order)), arrival[r["nodeid"]]))
-        return {"gradcheck_version": gradcheck.__version__,
-                "tensorflow_version": _tensorflow_version(), "seed": settings.seed,
-                "results": results, "summary": _counts(results)}
+        self.log.write(settings.seed, settings.report, settings.plots, settings.html)
 
 
 class _XdistOrder:
@@ -602,38 +558,25 @@ class _XdistOrder:
         self.results = results
 
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        self.results._remember_order(ids)
+        self.results.log.remember_order(ids)
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        if error:  # why a worker went down, for the item it was running (see _crash_reason)
+            _node_errors[getattr(node.gateway, "id", "?")] = str(error)
 
 
-def _file_name(nodeid: str) -> str:
-    """``src/acts.py::elu[float16]`` -> ``src_acts.py__elu-float16.png``."""
-    import re
-
-    name = nodeid.replace("::", "__").replace("[", "-").replace("]", "")
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") + ".png"
+_node_errors: dict[str, str] = {}  # xdist worker id -> the error it went down with
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+def _crash_reason(report: pytest.TestReport) -> str:
+    """Why pytest-xdist reports an item as crashed: its message and the worker's error."""
+    from gradcheck._results import crash_reason
+
+    worker = getattr(getattr(report, "node", None), "gateway", None)
+    lines = [line.strip() for line in report.longreprtext.splitlines() if line.strip()]
+    return crash_reason(lines[-1][:1000] if lines else "",
+                        _node_errors.get(getattr(worker, "id", None) or "", ""))
 
 
-def _counts(results: Any) -> dict[str, int]:
-    counts = dict.fromkeys(_OUTCOMES, 0)
-    for result in results:
-        counts[result["outcome"]] += 1
-    return counts
-
-
-def _tensorflow_version() -> str | None:
-    """TensorFlow's version, without importing it on an xdist controller that never did."""
-    module = sys.modules.get("tensorflow")
-    if module is not None and hasattr(module, "__version__"):
-        return module.__version__
-    from importlib import metadata
-
-    for dist in metadata.packages_distributions().get("tensorflow", []):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:  # pragma: no cover
-            continue
-    return None
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")[:1000]

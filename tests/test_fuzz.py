@@ -234,15 +234,16 @@ def test_the_declaration_beats_the_sessions_max_examples_in_fuzz_registered():
 
 # -- misuse ends the run at once ---------------------------------------------------------------
 
-def test_a_target_gradcheck_cannot_check_raises_at_once_instead_of_shrinking():
+def test_a_target_returning_no_tensor_is_a_finding_at_once_instead_of_shrinking():
     calls = []
 
     def returns_a_pair(x):
         calls.append(x.shape)
         return x, x
 
-    with pytest.raises(TypeError, match="cannot check .*returns_a_pair.*must return one tensor"):
-        fuzz(returns_a_pair, dtype="float32")
+    report = fuzz(returns_a_pair, dtype="float32")
+    assert report.kinds == ["error"] and "must return one tensor" in report.findings[0].message
+    assert report.findings[0].inputs["x"] == [0.0] and report.reproducer
     assert len(calls) == 1
 
 

@@ -235,19 +235,26 @@ def test_the_report_records_the_hypothesis_seed(acts, monkeypatch):
     assert json.loads((acts.path / "report.json").read_text())["seed"] == 123
 
 
-def test_a_target_gradcheck_cannot_check_is_an_error_in_the_report(pytester):
+def test_a_target_gradcheck_cannot_check_fails_with_one_message_and_no_traceback(pytester):
     pytester.makepyfile(acts="""
+        import keras
         import gradcheck
 
-        @gradcheck.activation(dtypes=("float64",))
-        def pair(x):
-            return x, x
+        @gradcheck.layer(dtypes=("float64",))
+        def not_a_layer():
+            return lambda x: x
     """)
     result = pytester.runpytest_inprocess(*SMALL, "--gradcheck-report", "report.json")
     result.assert_outcomes(failed=1)
     report = json.loads((pytester.path / "report.json").read_text())
-    assert report["summary"] == {"passed": 0, "failed": 0, "error": 1, "skipped": 0}
+    # pytest's verdict (FAILED in the call), with what went wrong and no finding
+    assert report["summary"] == {"passed": 0, "failed": 1, "error": 0, "skipped": 0}
+    assert report["results"][0]["findings"] == []
     assert report["results"][0]["error"].startswith("TypeError: gradcheck.fuzz: cannot check")
+    # the message alone, no traceback through gradcheck, Hypothesis or pluggy
+    result.stdout.fnmatch_lines(["gradcheck.fuzz: cannot check acts:not_a_layer [[]float64[]]: "
+                                 "*the layer factory returned function*"])
+    assert "Traceback" not in result.stdout.str() and "_fuzz.py" not in result.stdout.str()
 
 
 def test_it_runs_under_xdist_and_the_controller_writes_the_report(acts):

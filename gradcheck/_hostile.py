@@ -1,0 +1,77 @@
+"""Reports of targets that defeat the check itself: they exit, return no tensor, hang, or fail
+on one call and not the next. Each becomes a finding at the input it was given, with the same
+reproducer as any other finding, instead of a traceback through gradcheck and Hypothesis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._report import Finding, Report
+
+__all__ = ["failure_report", "flaky_text", "intermittent", "plain_inputs", "timeout_message"]
+
+
+def failure_report(entry: Any, dtype: str, inputs: Sequence[np.ndarray] | None, message: str,
+                   kind: str = "error", **details: Any) -> Report:
+    """A report with one finding of ``kind`` at ``inputs`` (a registered ``entry``'s)."""
+    name = entry.name
+    message = message if message.startswith(f"{name}:") else f"{name}: {message}"
+    shown = plain_inputs(entry.declaration, dtype, inputs) if inputs is not None else {}
+    return Report(target=entry.qualified, dtype=dtype,
+                  findings=[Finding(kind, message, shown, details)])
+
+
+def plain_inputs(declaration: Any, dtype: str, inputs: Sequence[np.ndarray]) -> dict[str, Any]:
+    """The inputs as plain lists keyed by argument name, as findings show them."""
+    names = ["x", *declaration.args]
+    shown: dict[str, Any] = {names[i] if i < len(names) else f"x{i}":
+                             np.asarray(a, np.float64).tolist() for i, a in enumerate(inputs)}
+    shown["dtype"] = dtype
+    return shown
+
+
+def timeout_message(name: str, dtype: str, limit: float, running: float,
+                    finished: Sequence[float]) -> str:
+    """What a target stopped by the time limit is told: how long the unfinished check had run
+    and how long the finished ones took, and what to change."""
+    earlier = (f"the {len(finished)} input(s) checked before took "
+               f"{sum(finished) / len(finished):.3g} s each on average (the slowest "
+               f"{max(finished):.3g} s)" if finished else "no input had finished before it")
+    return (f"{name}: stopped by the time limit of {limit:g} s in {dtype}: one check of the "
+            f"input below (about 7 calls of the target) had run {running:.3g} s and not "
+            f"finished; {earlier}. A hang (a loop that never ends, a blocking call) or a "
+            "target too slow for this limit: raise it with timeout= in the declaration, "
+            "--gradcheck-timeout or gradcheck_timeout (0: no limit), or lower max_examples")
+
+
+def flaky_text(flaky: BaseException) -> str:
+    """What went wrong in a Flaky Hypothesis run, from the first exception it holds, without
+    Hypothesis' advice (there is no test function to put ``@seed`` on)."""
+    inner = next(iter(getattr(flaky, "exceptions", ())), None)
+    if inner is None:
+        return "the same input passed when Hypothesis replayed it"
+    return (f"raised {type(inner).__name__}: {inner} on one call and not when Hypothesis "
+            "replayed the same input (random numbers, global state or a race in the target?)")
+
+
+def intermittent(run: Any, kind: str, extra: dict[str, Any]) -> bool:
+    """Before a fuzz ``run`` blames a dtype or a shape for the target's error, run an input
+    that ran there twice more: a target that fails at random also "runs" somewhere by chance."""
+    if kind == "dtype_mismatch":
+        dtype = extra["works_in"]
+        sample = tuple(a.astype(dtype) for a in run.current_failure)
+    else:
+        dtype, sample = None, run.passed_inputs.get(tuple(map(tuple, extra["passed_shapes"][0])))
+    if sample is None:
+        return False
+    for _ in range(2):
+        try:
+            if "error" in run.check(sample, dtype=dtype).kinds:
+                return True
+        except (Exception, SystemExit):  # noqa: BLE001 - it ran before: now it fails
+            return True
+    return False

@@ -1,0 +1,110 @@
+"""A time limit on fuzzing one target, so that a hanging target cannot stall a CI job.
+
+:func:`time_limit` arms ``SIGALRM`` (POSIX, main thread) for the given number of seconds; when
+it fires, :class:`TimeLimitExceeded` is raised wherever Python code was running, which is the
+target's own code or the first Python line after a TensorFlow op returns (``time.sleep`` and
+other blocking calls are interrupted). It is a ``BaseException``: neither ``check()``'s handling
+of the target's errors nor Hypothesis (which shrinks ``Exception``s) mistakes it for a finding.
+
+It works with a timer already armed, as pytest-timeout's signal method arms one: the shorter
+of the two limits applies, ours fires a little before theirs so that the report names the
+input, and their handler and remaining time are put back afterwards. Where no ``SIGALRM`` can
+be armed (Windows, a thread other than the main one) there is no limit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["DEFAULT_TIMEOUT_S", "TimeLimitExceeded", "can_limit", "outer_limit", "time_limit"]
+
+#: Seconds one target may fuzz in one dtype before it is stopped. The slowest example item
+#: (a Dense layer with PReLU, 100 examples) takes about 5 s on a 2-core CI machine: 300 s leaves
+#: a factor 60 for slower machines, bigger layers and more examples, and stops a hang long
+#: before a CI job's own limit (GitHub Actions: 6 h).
+DEFAULT_TIMEOUT_S = 300.0
+
+#: How much earlier than an outer timer (pytest-timeout) ours fires: long enough for Python to
+#: unwind and the report to be written, short against any timeout a user sets.
+_OUTER_MARGIN_S = 1.0
+
+
+class TimeLimitExceeded(BaseException):
+    """The time limit fired; ``seconds`` is the limit that applied."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"time limit of {seconds:g} s exceeded")
+        self.seconds = seconds
+
+
+def can_limit() -> bool:
+    """Whether :func:`time_limit` can stop this thread (SIGALRM, main thread)."""
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[float | None]:
+    """Raise :class:`TimeLimitExceeded` in this block after ``seconds`` (None or 0: no limit).
+
+    Yields the limit that applies (shortened to fit an outer timer), or None when none does.
+    """
+    if not seconds or not can_limit():
+        yield None
+        return
+    outer_handler = signal.getsignal(signal.SIGALRM)
+    outer_left, _ = signal.getitimer(signal.ITIMER_REAL)
+    limit = float(seconds)
+    if outer_left > 0:
+        limit = min(limit, max(outer_left - _OUTER_MARGIN_S, outer_left / 2))
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeLimitExceeded(limit)
+
+    started = time.monotonic()
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        yield limit
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, outer_handler)
+        if outer_left > 0:  # the outer timer goes on with what it had left
+            signal.setitimer(signal.ITIMER_REAL,
+                             max(outer_left - (time.monotonic() - started), 1e-3))
+
+
+def outer_limit(item: Any, seconds: float | None) -> float | None:
+    """``seconds`` for a pytest item, made shorter than pytest-timeout's limit where that is
+    set for the item and shorter, so that ours fires first and the report names the input.
+    pytest-timeout's signal method arms SIGALRM, which :func:`time_limit` also sees and puts
+    back; its thread method kills the process, so only a shorter limit of ours helps there.
+    The settings are read as pytest-timeout documents them: marker, --timeout,
+    PYTEST_TIMEOUT, ini ``timeout``."""
+    if not item.config.pluginmanager.hasplugin("timeout"):
+        return seconds
+    marker = item.get_closest_marker("timeout")
+    theirs: Any = None
+    if marker is not None:
+        theirs = marker.kwargs.get("timeout", marker.args[0] if marker.args else None)
+    if theirs is None:
+        theirs = item.config.getoption("timeout", None) or os.environ.get("PYTEST_TIMEOUT")
+    if theirs is None:
+        try:
+            theirs = item.config.getini("timeout") or None
+        except ValueError:
+            theirs = None
+    try:
+        theirs = float(theirs) if theirs is not None else 0.0
+    except (TypeError, ValueError):
+        return seconds
+    if theirs <= 0:
+        return seconds
+    margin = max(1.0, 0.05 * theirs)  # room to unwind and write the report first
+    ours = max(theirs - margin, theirs / 2)
+    return ours if not seconds else min(seconds, ours)

@@ -1,0 +1,322 @@
+"""Targets that crash, exit, hang, fail at random or return nonsense (issue 14): the report says
+what pytest decided, and every failure is a finding with its input, in a few lines."""
+
+import json
+import signal
+import textwrap
+import time
+
+import pytest
+import tensorflow as tf  # imported once: in-process pytester runs reuse it
+
+import gradcheck
+import gradcheck._check  # kept across pytester's sys.modules snapshots
+import gradcheck._fuzz
+from gradcheck._cli import main
+from gradcheck._timeout import TimeLimitExceeded, time_limit
+
+FAST = ("--gradcheck", "--gradcheck-examples", "5", "--gradcheck-dtypes", "float32",
+        "--gradcheck-report", "report.json", "-p", "no:randomly")
+
+HEADER = """
+    import os, sys, time
+    import tensorflow as tf
+    import gradcheck
+
+    @gradcheck.activation(dtypes=("float32",))
+    def first(x):
+        return tf.sin(x)
+"""
+LAST = """
+    @gradcheck.activation(dtypes=("float32",))
+    def last(x):
+        return tf.cos(x)
+"""
+
+
+def project(pytester, body):
+    """acts.py: a correct target, the hostile one(s), another correct target, in that order."""
+    pytester.makepyfile(acts=textwrap.dedent(HEADER) + textwrap.dedent(body)
+                        + textwrap.dedent(LAST))
+    return pytester
+
+
+def outcomes(pytester):
+    report = json.loads((pytester.path / "report.json").read_text())
+    return {r["nodeid"].split("::")[1]: r for r in report["results"]}, report["summary"]
+
+
+def failure_section(result, name):
+    """The lines pytest printed for one failing item, header to next header."""
+    lines = result.stdout.lines
+    start = next(i for i, line in enumerate(lines) if f"acts:{name}[" in line and "__" in line)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(("___", "---",
+                                                                                 "===="))),
+               len(lines))
+    return lines[start:end]
+
+
+# -- processes that die or stop ----------------------------------------------------------------
+
+OS_EXIT = """
+    @gradcheck.activation(dtypes=("float32",))
+    def killer(x):
+        os._exit(7)
+"""
+
+
+def test_a_target_that_kills_its_xdist_worker_is_crashed_not_passed(pytester):
+    project(pytester, OS_EXIT)
+    result = pytester.runpytest_subprocess(*FAST, "-n", "2")
+    result.assert_outcomes(passed=2, failed=1)
+    results, summary = outcomes(pytester)
+    assert results["killer[float32]"]["outcome"] == "crashed"
+    assert "crashed while running" in results["killer[float32]"]["reason"]
+    assert results["first[float32]"]["outcome"] == results["last[float32]"]["outcome"] == "passed"
+    assert summary == {"passed": 2, "failed": 0, "error": 0, "skipped": 0, "crashed": 1}
+    result.stdout.fnmatch_lines([("gradcheck: 3 checks (3 targets x 1 dtype): 2 passed, "
+                                  "1 crashed"), "gradcheck: crashed: acts.py::killer*"])
+
+
+def test_without_xdist_a_killed_process_still_leaves_a_true_report(pytester):
+    project(pytester, OS_EXIT)
+    result = pytester.runpytest_subprocess(*FAST, "-p", "no:xdist",
+                                           "--gradcheck-html", "report.html")
+    assert result.ret == 7
+    results, _ = outcomes(pytester)
+    assert [r["outcome"] for r in results.values()] == ["passed", "crashed", "not run"]
+    assert "os._exit" in results["killer[float32]"]["reason"]
+    page = (pytester.path / "report.html").read_text()
+    assert 'class="crashed"' in page and 'class="not-run"' in page
+
+
+def test_ctrl_c_marks_the_running_item_interrupted_and_the_rest_not_run(pytester):
+    project(pytester, """
+        @gradcheck.activation(dtypes=("float32",))
+        def interrupted(x):
+            raise KeyboardInterrupt
+    """)
+    run = pytester.inline_run(*FAST, no_reraise_ctrlc=True)  # the raise stands for Ctrl-C
+    assert run.ret == pytest.ExitCode.INTERRUPTED
+    results, summary = outcomes(pytester)
+    assert [r["outcome"] for r in results.values()] == ["passed", "interrupted", "not run"]
+    assert "KeyboardInterrupt" in results["interrupted[float32]"]["reason"]
+    assert summary["interrupted"] == 1 and summary["not run"] == 1
+
+
+def test_a_hang_is_cut_by_the_time_limit_and_the_run_goes_on(pytester):
+    project(pytester, """
+        @gradcheck.activation(dtypes=("float32",), timeout=1)
+        def hangs(x):
+            time.sleep(60)
+            return x
+    """)
+    started = time.monotonic()
+    # the declaration's timeout= beats the command line's, which the other targets get
+    result = pytester.runpytest_inprocess(*FAST, "--gradcheck-timeout", "120")
+    assert time.monotonic() - started < 50
+    result.assert_outcomes(passed=2, failed=1)
+    results, summary = outcomes(pytester)
+    hung = results["hangs[float32]"]
+    assert hung["outcome"] == "timed out" and summary["timed out"] == 1
+    assert hung["findings"][0]["kind"] == "timeout"
+    assert hung["findings"][0]["inputs"]["x"] == [0.0]
+    assert "time limit of 1 s" in hung["findings"][0]["message"]
+    assert any(line.startswith("  reproduce: gradcheck.check(hangs, np.array([0.0]")
+               for line in failure_section(result, "hangs"))
+
+
+def test_the_time_limit_options_are_validated_and_shown(pytester):
+    project(pytester, "")
+    result = pytester.runpytest_inprocess("--gradcheck", "--gradcheck-timeout", "soon")
+    result.stderr.fnmatch_lines([("*invalid value 'soon' for command line option "
+                                  "--gradcheck-timeout: expected a number of seconds >= 0*")])
+    pytester.makeini("[pytest]\ngradcheck_timeout = 7\n")
+    result = pytester.runpytest_inprocess("--gradcheck", "--collect-only")
+    result.stdout.fnmatch_lines(["gradcheck: *timeout=7s*"])
+
+
+def test_an_outer_timer_such_as_pytest_timeouts_is_kept_and_wins_when_shorter():
+    fired = []
+    previous = signal.signal(signal.SIGALRM, lambda *_: fired.append(True))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 30.0)
+        with time_limit(100.0) as limit:
+            assert limit < 30.0  # ours fires first, so that the report names the input
+        left, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 25.0 < left <= 30.0  # theirs goes on with what it had left
+        with pytest.raises(TimeLimitExceeded), time_limit(0.2):
+            time.sleep(5)
+        assert not fired
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# -- targets that fail the check itself: findings with the input, in a few lines ---------------
+
+def test_sys_exit_in_a_target_is_a_finding_not_the_end_of_the_run(pytester):
+    project(pytester, """
+        @gradcheck.activation(dtypes=("float32",))
+        def exits(x):
+            sys.exit(3)
+    """)
+    result = pytester.runpytest_inprocess(*FAST)
+    result.assert_outcomes(passed=2, failed=1)
+    results, _ = outcomes(pytester)
+    finding = results["exits[float32]"]["findings"][0]
+    assert finding["kind"] == "error" and "sys.exit(3)" in finding["message"]
+    assert finding["inputs"]["x"] == [0.0]
+    assert len(failure_section(result, "exits")) <= 12
+
+
+@pytest.mark.parametrize("returned", ["[x, x]", "None", "{'y': x}"])
+def test_a_non_tensor_result_is_a_finding_in_a_few_lines(pytester, returned):
+    project(pytester, f"""
+        @gradcheck.activation(dtypes=("float32",))
+        def odd(x):
+            return {returned}
+    """)
+    result = pytester.runpytest_inprocess(*FAST, "-k", "odd")
+    result.assert_outcomes(failed=1)
+    section = failure_section(result, "odd")
+    assert len(section) <= 30, "\n".join(section)
+    text = result.stdout.str()
+    assert "must return one tensor" in text and "Traceback" not in text
+    assert "@seed" not in text and "pluggy/" not in text and "_fuzz.py" not in text
+    results, _ = outcomes(pytester)
+    assert results["odd[float32]"]["reproducer"].startswith("gradcheck.check(odd, ")
+
+
+def test_a_target_failing_at_random_is_reported_with_its_input(pytester):
+    project(pytester, """
+        import random
+
+        @gradcheck.activation(dtypes=("float32",))
+        def flaky(x):
+            if random.random() < 0.3:
+                raise RuntimeError("bad luck")
+            return tf.sin(x)
+    """)
+    result = pytester.runpytest_inprocess(*FAST, "-k", "flaky", "--gradcheck-examples", "20")
+    result.assert_outcomes(failed=1)
+    results, _ = outcomes(pytester)
+    (finding, *_) = results["flaky[float32]"]["findings"]
+    assert "bad luck" in finding["message"] and "x" in finding["inputs"]
+    text = result.stdout.str()
+    assert "Flaky" not in text and "@seed" not in text and "Traceback" not in text
+
+
+def test_a_huge_error_message_is_truncated_with_a_note(pytester):
+    project(pytester, """
+        @gradcheck.activation(dtypes=("float32",))
+        def shouts(x):
+            raise ValueError("y" * 5_000_000)
+    """)
+    result = pytester.runpytest_inprocess(*FAST, "-k", "shouts")
+    result.assert_outcomes(failed=1)
+    assert (pytester.path / "report.json").stat().st_size < 50_000
+    assert len(result.stdout.str()) < 50_000
+    results, _ = outcomes(pytester)
+    assert "[truncated: " in results["shouts[float32]"]["findings"][0]["message"]
+
+
+# -- finite differences stay inside the declared domain ----------------------------------------
+
+def test_a_target_guarded_on_its_domain_passes_at_the_domain_ends(pytester):
+    project(pytester, """
+        @gradcheck.activation(dtypes=("float32", "float64"), domain=(0, 5))
+        def guarded(x):
+            tf.debugging.assert_greater_equal(x, tf.zeros_like(x), message="x < 0")
+            tf.debugging.assert_less_equal(x, tf.fill(tf.shape(x), tf.constant(5, x.dtype)),
+                                           message="x > 5")
+            return x * tf.sqrt(x + 1)
+    """)
+    result = pytester.runpytest_inprocess(*FAST, "--gradcheck-dtypes", "float32,float64",
+                                          "-k", "guarded", "--gradcheck-examples", "30")
+    result.assert_outcomes(passed=2)
+
+
+def test_check_at_a_domain_end_steps_one_sided_and_still_catches_a_wrong_gradient():
+    @tf.custom_gradient
+    def wrong(x):
+        tf.debugging.assert_greater_equal(x, tf.zeros_like(x))
+
+        def grad(dy):
+            return dy * 3 * x  # should be 2 * x
+        return x * x, grad
+
+    x = tf.constant([0.0, 1.0, 5.0], tf.float64)
+    report = gradcheck.check(wrong, x, domain=(0.0, 5.0), modes=())
+    assert report.kinds == ["gradient_mismatch"]
+    assert gradcheck.check(lambda x: wrong(x) * 0 + x * x, x, domain=(0.0, 5.0), modes=()).ok
+
+
+def test_a_row_at_the_domain_end_leaves_the_other_rows_central_for_their_kinks():
+    def l1_rows(x):  # a kink at every zero; autodiff takes the subgradient 0 there
+        return tf.reduce_sum(tf.abs(x), axis=-1, keepdims=True)
+
+    x = tf.constant([[-10.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]], tf.float64)
+    assert gradcheck.check(l1_rows, x, elementwise=False, domain=(-10.0, 10.0), modes=()).ok
+
+
+def test_an_error_at_a_finite_difference_step_is_a_finding_with_the_input():
+    def guarded(x):
+        tf.debugging.assert_greater_equal(x, tf.zeros_like(x), message="x < 0")
+        return x * x
+
+    report = gradcheck.check(guarded, tf.constant([0.0, 1.0], tf.float64), modes=())
+    (finding,) = report.findings
+    assert finding.kind == "error" and "finite differences" in finding.message
+    assert finding.inputs["x"] == [0.0, 1.0]
+
+
+# -- the command line: one line, exit 1 or 2 ---------------------------------------------------
+
+def test_cli_a_declaration_error_is_one_line_naming_the_users_line(tmp_path, monkeypatch,
+                                                                     capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad_declaration.py").write_text(
+        "import gradcheck\n\n@gradcheck.activation(domain=(5, 1))\ndef f(x):\n    return x\n")
+    assert main(["check", "bad_declaration.py:f"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "_declare.py" not in err
+    assert "domain must have low < high" in err
+    assert "(at bad_declaration.py, line 3: @gradcheck.activation(domain=(5, 1)))" in err
+
+
+def test_cli_a_target_that_exits_is_a_finding_exit_1(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exiting_cli_target.py").write_text(
+        "import sys\nimport gradcheck\n\n@gradcheck.activation(dtypes=('float32',))\n"
+        "def exits(x):\n    sys.exit(3)\n")
+    assert main(["check", "exiting_cli_target.py:exits", "--examples", "3"]) == 1
+    assert "called sys.exit(3)" in capsys.readouterr().out
+
+
+# -- the result log on its own (what the xdist controller sees) --------------------------------
+
+def test_the_log_keeps_pytests_verdicts_and_tells_crashes_from_interruptions():
+    from gradcheck._results import ResultLog, crash_reason
+
+    ids = ["a.py::f[float32]", "a.py::g[float32]", "a.py::h[float64]", "a.py::k[float64]",
+           "tests/test_t.py::test_x[float32]"]
+    log = ResultLog()
+    log.remember_order(ids)  # under xdist, items are told by their ids
+    info = {"target": "a:f", "dtype": "float32"}
+    log.started(ids[0])
+    log.take(ids[0], "setup", "passed", info)
+    log.take(ids[0], "call", "skipped", info, xfail=True)
+    for nodeid, worker_error in ((ids[1], "Not properly terminated"),
+                                 (ids[2], "keyboard-interrupt")):
+        log.started(nodeid)
+        log.take(nodeid, "???", "failed", None, reason=crash_reason(
+            f"worker 'gw0' crashed while running {nodeid!r}", worker_error))
+    log.started(ids[4])
+    log.forget(ids[4])  # an ordinary test: its reports carry no gradcheck property
+    outcomes = {r["nodeid"]: r["outcome"] for r in log.final_results()}
+    assert outcomes == {ids[0]: "xfailed", ids[1]: "crashed", ids[2]: "interrupted",
+                        ids[3]: "not run"}
+    assert log.document(None)["summary"] == {"passed": 0, "failed": 0, "error": 0,
+                                             "skipped": 0, "xfailed": 1, "crashed": 1,
+                                             "interrupted": 1, "not run": 1}
