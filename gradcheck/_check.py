@@ -41,7 +41,8 @@ _OPTIONS = {"elementwise", "batch_independent", "rtol", "atol", "seed", "name", 
             "order", "modes", "policies"}
 
 
-def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent: bool = True,
+def check(target: Any, *inputs: Any, elementwise: bool | None = None,
+          batch_independent: bool | None = None,
           rtol: float | None = None, atol: float | None = None, seed: int = 0,
           name: str | None = None, reference: Callable[[str], Any] | None = None,
           order: int = 1, modes: Sequence[str] | None = None,
@@ -54,10 +55,13 @@ def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent
             input and every trainable weight).
         *inputs: arrays or tensors; floating ones are differentiated. A layer's inputs are cast
             to its compute dtype.
-        elementwise: the output has the first input's shape and element i depends only on
-            element i of each input of that shape.
-        batch_independent: rows along axis 0 of the output depend only on the same row of the
-            input.
+        elementwise: True declares that the output has the first input's shape and element i
+            depends only on element i of each input of that shape (a finding if not); None
+            (default) infers it: a probe picks the per-element route where it holds, and
+            nothing is reported where it does not.
+        batch_independent: True declares that rows along axis 0 of the output depend only on
+            the same row of the input (a finding if not); None (default) infers it the same
+            way, False never uses the per-row route.
         rtol, atol: replace the derived tolerance by ``atol + rtol * |numerical|``.
         seed: seeds the random cotangent and directions; same seed, same verdict.
         name: the target's name in messages (default: its ``__qualname__``).
@@ -155,8 +159,8 @@ class _Param:
 class _Run:
     tgt: Target
     args: list
-    elementwise: bool
-    batch_independent: bool
+    elementwise: bool | None        # None: not declared, inferred by the probes
+    batch_independent: bool | None
     rtol: float | None
     atol: float | None
     seed: int
@@ -180,7 +184,7 @@ class _Run:
 
     def _options(self) -> dict[str, Any]:
         """The options that differ from check()'s defaults, for the reproducer."""
-        defaults = {"elementwise": True, "batch_independent": True, "rtol": None, "atol": None,
+        defaults = {"elementwise": None, "batch_independent": None, "rtol": None, "atol": None,
                     "seed": 0, "order": 1, "modes": ("function",), "policies": ()}
         return {k: getattr(self, k) for k, default in defaults.items()
                 if getattr(self, k) != default}
@@ -188,20 +192,47 @@ class _Run:
     # ---- 1. forward and backward in the input's dtype
 
     def execute(self) -> None:
-        if not self.forward_backward():
+        from . import _determinism
+
+        original = self.tgt
+        if self.run_checks(_determinism.first_call(self)):
             return
+        # Two equal calls can be chance (dropout of a few elements): before a finding stands,
+        # a few more calls at the same input; if they vary, start over as a noisy target.
+        other = _determinism.varying_call(self) if self.report.findings else None
+        if other is not None:
+            self.report.findings, self.inputs_shown, self.tgt = [], None, original
+            self.rng = np.random.default_rng(self.seed)
+            self.run_checks(other)
+
+    def run_checks(self, first: Any) -> bool:
+        """Every check, in order; True when the target was found non-deterministic."""
+        from . import _determinism, _linearity
+
+        if not self.forward_backward():
+            return False
+        noisy = _determinism.probe(self, first)
+        if noisy:  # keep the one finding; redo the forward pass with the seeded target
+            if getattr(self, "unchecked_noise", False):
+                return True
+            self.report.findings = [f for f in self.report.findings
+                                    if f.kind == "nondeterministic"]
+            if not self.forward_backward():
+                return True
+        _linearity.check_dy_linearity(self)
         if self.choose_reference():
             self.check_nonfinite_output()
             self.check_gradients()
             if self.order == 2:
                 from ._second_order import check_second_order
                 check_second_order(self)
-        if self.modes:  # tf.function (and XLA, another device) agree with eager
+        if self.modes and not noisy:  # tf.function (and XLA, another device) agree with eager
             from ._modes import check_modes
             check_modes(self)
         if self.policies:
             from ._mixed import check_policies
             check_policies(self)
+        return noisy
 
     def forward_backward(self) -> bool:
         floats = [i for i, a in enumerate(self.args) if a.dtype.is_floating]
@@ -245,7 +276,7 @@ class _Run:
             self.add("error", f"raised {type(exc).__name__} in the backward pass: {exc}",
                      exception=type(exc).__name__, traceback_tail=_tail(exc))
             return False
-        self.tape = tape
+        self.tape, self.sources = tape, sources
         for p, g in zip(self.params, grads):
             self.check_gradient_structure(p, g)
         return True
@@ -271,13 +302,13 @@ class _Run:
                      expected=self.dtype.name, found=y.dtype.name)
         if not y.dtype.is_floating:
             return False
-        if self.elementwise and y.shape != x.shape:
+        if self.elementwise is True and y.shape != x.shape:
             self.add("shape_mismatch",
                      f"output shape {y.shape.as_list()} differs from input shape "
                      f"{x.shape.as_list()}, but the target is declared elementwise",
                      expected=x.shape.as_list(), found=y.shape.as_list())
             return False
-        if (self.batch_independent and x.shape.rank and
+        if (self.batch_independent is True and x.shape.rank and
                 (not y.shape.rank or y.shape[0] != x.shape[0])):
             self.add("shape_mismatch",
                      f"output shape {y.shape.as_list()} does not keep the batch axis of input "
@@ -415,17 +446,18 @@ class _Run:
         if not _all_finite(self.y64):
             return  # reported above; finite differences through NaN say nothing
         usable = [k for k, p in enumerate(self.params) if p.grad is not None]
-        diag = [k for k in usable if self.elementwise and not self.params[k].is_weight
-                and self.params[k].value.shape == self.f0.shape]
+        diag = [k for k in usable if self.elementwise is not False
+                and not self.params[k].is_weight and self.params[k].value.shape == self.f0.shape]
         rest = [k for k in usable if k not in diag]
         if diag and not self.confirm_elementwise(diag):
             rest, diag = rest + diag, []
+        self.elementwise_confirmed = bool(diag)  # the per-element route applies
         for k in diag:
             self.check_diagonal(k)
         # Batch rows: the primary input and inputs of its very shape. A parameter whose first
         # axis merely has the batch size (4 features, batch of 4) is not batched.
         primary = self.params[0]
-        rows = [k for k in rest if self.batch_independent and not self.params[k].is_weight
+        rows = [k for k in rest if self._has_batch_rows() and not self.params[k].is_weight
                 and not primary.is_weight and self.params[k].value.shape == primary.value.shape
                 and self.params[k].value.ndim and self._batch() >= 1
                 and self.params[k].value.shape[0] == self._batch()]
@@ -439,6 +471,13 @@ class _Run:
         for k, p in enumerate(self.params):
             if p.grad_missing:
                 self.check_disconnected(k)
+
+    def _has_batch_rows(self) -> bool:
+        """Declared batch-independent, or not declared and the output keeps the batch axis."""
+        if self.batch_independent is None:
+            x = self.params[0].value
+            return bool(x.ndim and self.f0.ndim and self.f0.shape[0] == x.shape[0])
+        return self.batch_independent
 
     def _batch(self) -> int:
         return self.f0.shape[0] if self.f0.ndim else 0
@@ -521,6 +560,8 @@ class _Run:
                 bad &= ~kinks(phi, rho)
         if not bad.any():
             return True
+        if self.elementwise is None:
+            return False  # not declared: the probe only chose the route, nothing is promised
         j = int(np.argmax(bad))
         self.add("not_elementwise",
                  f"declared elementwise, but output element {_index(j, self.f0.shape)} depends "
@@ -621,6 +662,8 @@ class _Run:
                     break
         if found is None:
             return True
+        if self.batch_independent is None:
+            return False  # not declared: use the joint route, nothing was promised
         side, idx, size = found
         what = ("output row {r} changed when only input row 0 was perturbed" if side == "forward"
                 else "the gradient reached input row {r} from a cotangent on output row 0 only")
