@@ -341,10 +341,12 @@ class _Run:
         bad = ~np.isfinite(grad)
         if _all_finite(self.y64):
             idx = _index(np.argmax(bad), grad.shape)
+            from ._hints import nonfinite_cause
+            cause = nonfinite_cause(self)  # only what the graph shows (see _hints.py)
             self.add("nonfinite_gradient",
                      f"gradient for {p.label} is {grad.flat[np.argmax(bad)]} at index {idx} "
-                     f"although the output is finite ({int(bad.sum())} / {bad.size} entries); "
-                     f"the tf.where NaN trap? (a branch not taken still back-propagates 0*inf)",
+                     f"although the output is finite ({int(bad.sum())} / {bad.size} entries)"
+                     + (f"; {cause}" if cause else ""),
                      param=p.label, index=list(idx), count=int(bad.sum()),
                      **self._at(p, np.argmax(bad)))
             return
@@ -430,6 +432,12 @@ class _Run:
         representable = np.isfinite(self.f0) & (np.abs(self.f0) <= float(self.dtype.max))
         if self.low_precision:
             bad &= representable
+        else:  # no wider reference: follow each Inf from 0 (see _overflow.py), a few at most
+            from ._overflow import overflow_of_true_value
+            infinite = np.flatnonzero(bad & np.isinf(self.y64))
+            for j in infinite[:8]:
+                bad.flat[j] = not overflow_of_true_value(self, int(j))
+            bad.flat[infinite[8:]] = False  # not followed, so not claimed
         if bad.any():
             j = int(np.argmax(bad))
             self.add("nonfinite_output",
