@@ -104,6 +104,36 @@ def probe(run: Any, first: Any) -> bool:
     return True
 
 
+def execute_probing(run: Any) -> None:
+    """The core's whole check with the probe around it: ``run.forward_backward()``, the probe,
+    then ``run.run_checks(noisy)``. Two equal calls can be chance (dropout of a few elements):
+    before a finding stands, a few more calls at the same input; if they vary, the check starts
+    over, as for a target found noisy at once."""
+    original = run.tgt
+    if _attempt(run, first_call(run)):
+        return
+    other = varying_call(run) if run.report.findings else None
+    if other is not None:
+        run.report.findings, run.inputs_shown, run.tgt = [], None, original
+        run.rng = np.random.default_rng(run.seed)
+        _attempt(run, other)
+
+
+def _attempt(run: Any, first: Any) -> bool:
+    """One pass of every check; True when the target was found non-deterministic."""
+    if not run.forward_backward():
+        return False
+    noisy = probe(run, first)
+    if noisy:  # keep the one finding; redo the forward pass with the seeded target
+        if getattr(run, "unchecked_noise", False):
+            return True
+        run.report.findings = [f for f in run.report.findings if f.kind == "nondeterministic"]
+        if not run.forward_backward():
+            return True
+    run.run_checks(noisy)
+    return noisy
+
+
 def first_call(run: Any) -> Any:
     """One call of the target before the core's own, for :func:`probe`; None if it fails
     (the core's call reports the failure)."""

@@ -20,10 +20,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["overflow_of_true_value"]
+__all__ = ["drop_true_overflows", "overflow_of_true_value"]
 
+# Inf entries followed per check: each costs _BISECTIONS calls. Those beyond are not claimed.
+_FOLLOWED = 8
 # Halvings of [0, 1]: at 2**-60 of the input, adjacent float64 values apart, nothing is left.
 _BISECTIONS = 60
+
+
+def drop_true_overflows(run: Any, bad: np.ndarray) -> None:
+    """Clear, in ``bad``, the Inf outputs that are overflows of their true value (at most
+    _FOLLOWED are followed; the rest are not claimed either way)."""
+    infinite = np.flatnonzero(bad & np.isinf(run.y64))
+    for j in infinite[:_FOLLOWED]:
+        bad.flat[j] = not overflow_of_true_value(run, int(j))
+    bad.flat[infinite[_FOLLOWED:]] = False
 
 
 def overflow_of_true_value(run: Any, j: int) -> bool:
