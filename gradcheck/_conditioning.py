@@ -82,7 +82,7 @@ def explained_by_rounding(run: Any, project: Callable[[list], np.ndarray],
         return no
     stack = np.stack(relative)
     with np.errstate(invalid="ignore"):
-        spread = np.nanmax(stack, axis=0) - np.nanmin(stack, axis=0)
+        spread = np.fmax.reduce(stack, axis=0) - np.fmin.reduce(stack, axis=0)
         return formula_ok & (np.abs(relative[0]) <= SAFETY * spread)
 
 
