@@ -88,9 +88,14 @@ def l2_over_batch(x):
     return x / tf.norm(x)
 
 
+def total_square(x):
+    """No batch axis in the output at all."""
+    return tf.reduce_sum(tf.square(x))
+
+
 def test_class2_undeclared_structure_is_inferred_not_reported():
     x = rows()
-    for target in (tf.nn.softmax, sum_last_axis, l2_over_batch):
+    for target in (tf.nn.softmax, sum_last_axis, l2_over_batch, total_square):
         report = gradcheck.check(target, x)
         assert report.ok, str(report)
     gradcheck.assert_gradients(keras.layers.Dense(4), x)
