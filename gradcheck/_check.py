@@ -25,12 +25,28 @@ import numpy as np
 import tensorflow as tf
 
 from ._arrays import _all_finite, _f64, _index, _signed, _smallest_normal, _tail
+from ._conditioning import explained_by_rounding
+from ._determinism import execute_probing
+from ._hints import nonfinite_cause
+from ._linearity import check_dy_linearity
 from ._mixed import check_policies, normalize_policies
 from ._modes import check_modes
-from ._numerics import (ANALYTIC_ULPS, KINK_RELATIVE, SAFETY, analytic_allowance, estimate,
-                        judge_lines, kinks, machine_eps, rounding_window, step, within_secants)
+from ._numerics import (
+    ANALYTIC_ULPS,
+    KINK_RELATIVE,
+    SAFETY,
+    analytic_allowance,
+    estimate,
+    judge_lines,
+    kinks,
+    machine_eps,
+    rounding_window,
+    step,
+    within_secants,
+)
 from ._options import CHECK_DEFAULTS, check_call, compared_modes, tolerance
 from ._options import order as valid_order
+from ._overflow import drop_true_overflows
 from ._report import Finding, GradcheckError, Report
 from ._second_order import check_second_order
 from ._targets import Target, as_target, weights_set_to
@@ -40,7 +56,8 @@ __all__ = ["check", "assert_gradients"]
 _OPTIONS = {*CHECK_DEFAULTS, "seed", "name", "reference"}  # check()'s keyword arguments
 
 
-def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent: bool = True,
+def check(target: Any, *inputs: Any, elementwise: bool | None = None,
+          batch_independent: bool | None = None,
           rtol: float | None = None, atol: float | None = None, seed: int = 0,
           name: str | None = None, reference: Callable[[str], Any] | None = None,
           order: int = 1, modes: Sequence[str] | None = None,
@@ -53,10 +70,13 @@ def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent
             input and every trainable weight).
         *inputs: arrays or tensors; floating ones are differentiated. A layer's inputs are cast
             to its compute dtype.
-        elementwise: the output has the first input's shape and element i depends only on
-            element i of each input of that shape.
-        batch_independent: rows along axis 0 of the output depend only on the same row of the
-            input.
+        elementwise: True declares that the output has the first input's shape and element i
+            depends only on element i of each input of that shape (a finding if not); None
+            (default) infers it: a probe picks the per-element route where it holds, and
+            nothing is reported where it does not.
+        batch_independent: True declares that rows along axis 0 of the output depend only on
+            the same row of the input (a finding if not); None (default) infers it the same
+            way, False never uses the per-row route.
         rtol, atol: replace the derived tolerance by ``atol + rtol * |numerical|``.
         seed: seeds the random cotangent and directions; same seed, same verdict.
         name: the target's name in messages (default: its ``__qualname__``).
@@ -155,8 +175,8 @@ class _Param:
 class _Run:
     tgt: Target
     args: list
-    elementwise: bool
-    batch_independent: bool
+    elementwise: bool | None        # None: not declared, inferred by the probes
+    batch_independent: bool | None
     rtol: float | None
     atol: float | None
     seed: int
@@ -190,8 +210,11 @@ class _Run:
     # ---- 1. forward and backward in the input's dtype
 
     def execute(self) -> None:
-        if not self.forward_backward():
-            return
+        execute_probing(self)
+
+    def run_checks(self, noisy: bool) -> None:
+        """Every check after the forward pass; a noisy target's modes are not compared."""
+        check_dy_linearity(self)
         if self.choose_reference():
             try:
                 self.check_nonfinite_output()
@@ -206,7 +229,7 @@ class _Run:
                 return
             if self.order == 2:
                 check_second_order(self)
-        if self.modes:  # tf.function (and XLA, another device) agree with eager
+        if self.modes and not noisy:  # tf.function (and XLA, another device) agree with eager
             check_modes(self)
         if self.policies:
             check_policies(self)
@@ -253,7 +276,7 @@ class _Run:
             self.add("error", f"raised {type(exc).__name__} in the backward pass: {exc}",
                      exception=type(exc).__name__, traceback_tail=_tail(exc))
             return False
-        self.tape = tape
+        self.tape, self.sources = tape, sources
         for p, g in zip(self.params, grads):
             self.check_gradient_structure(p, g)
         return True
@@ -279,13 +302,13 @@ class _Run:
                      expected=self.dtype.name, found=y.dtype.name)
         if not y.dtype.is_floating:
             return False
-        if self.elementwise and y.shape != x.shape:
+        if self.elementwise is True and y.shape != x.shape:
             self.add("shape_mismatch",
                      f"output shape {y.shape.as_list()} differs from input shape "
                      f"{x.shape.as_list()}, but the target is declared elementwise",
                      expected=x.shape.as_list(), found=y.shape.as_list())
             return False
-        if (self.batch_independent and x.shape.rank and
+        if (self.batch_independent is True and x.shape.rank and
                 (not y.shape.rank or y.shape[0] != x.shape[0])):
             self.add("shape_mismatch",
                      f"output shape {y.shape.as_list()} does not keep the batch axis of input "
@@ -318,10 +341,11 @@ class _Run:
         bad = ~np.isfinite(grad)
         if _all_finite(self.y64):
             idx = _index(np.argmax(bad), grad.shape)
+            cause = nonfinite_cause(self)  # only what the graph shows (see _hints.py)
             self.add("nonfinite_gradient",
                      f"gradient for {p.label} is {grad.flat[np.argmax(bad)]} at index {idx} "
-                     f"although the output is finite ({int(bad.sum())} / {bad.size} entries); "
-                     f"the tf.where NaN trap? (a branch not taken still back-propagates 0*inf)",
+                     f"although the output is finite ({int(bad.sum())} / {bad.size} entries)"
+                     + (f"; {cause}" if cause else ""),
                      param=p.label, index=list(idx), count=int(bad.sum()),
                      **self._at(p, np.argmax(bad)))
             return
@@ -432,6 +456,8 @@ class _Run:
         representable = np.isfinite(self.f0) & (np.abs(self.f0) <= float(self.dtype.max))
         if self.low_precision:
             bad &= representable
+        else:  # no wider reference: follow each Inf from 0 (see _overflow.py)
+            drop_true_overflows(self, bad)
         if bad.any():
             j = int(np.argmax(bad))
             self.add("nonfinite_output",
@@ -448,17 +474,18 @@ class _Run:
         if not _all_finite(self.y64):
             return  # reported above; finite differences through NaN say nothing
         usable = [k for k, p in enumerate(self.params) if p.grad is not None]
-        diag = [k for k in usable if self.elementwise and not self.params[k].is_weight
-                and self.params[k].value.shape == self.f0.shape]
+        diag = [k for k in usable if self.elementwise is not False
+                and not self.params[k].is_weight and self.params[k].value.shape == self.f0.shape]
         rest = [k for k in usable if k not in diag]
         if diag and not self.confirm_elementwise(diag):
             rest, diag = rest + diag, []
+        self.elementwise_confirmed = bool(diag)  # the per-element route applies
         for k in diag:
             self.check_diagonal(k)
         # Batch rows: the primary input and inputs of its very shape. A parameter whose first
         # axis merely has the batch size (4 features, batch of 4) is not batched.
         primary = self.params[0]
-        rows = [k for k in rest if self.batch_independent and not self.params[k].is_weight
+        rows = [k for k in rest if self._has_batch_rows() and not self.params[k].is_weight
                 and not primary.is_weight and self.params[k].value.shape == primary.value.shape
                 and self.params[k].value.ndim and self._batch() >= 1
                 and self.params[k].value.shape[0] == self._batch()]
@@ -472,6 +499,13 @@ class _Run:
         for k, p in enumerate(self.params):
             if p.grad_missing:
                 self.check_disconnected(k)
+
+    def _has_batch_rows(self) -> bool:
+        """Declared batch-independent, or not declared and the output keeps the batch axis."""
+        if self.batch_independent is None:
+            x = self.params[0].value
+            return bool(x.ndim and self.f0.ndim and self.f0.shape[0] == x.shape[0])
+        return self.batch_independent
 
     def _batch(self) -> int:
         return self.f0.shape[0] if self.f0.ndim else 0
@@ -501,6 +535,11 @@ class _Run:
             verdict.ok = verdict.ok | verdict.kink
             if self.cut_by_domain:  # one-sided at the domain's end: a kink cannot be told
                 verdict.ok |= ~(np.isfinite(samples[-1]) & np.isfinite(samples[1]))
+        noise = getattr(self, "noise_relative", 0.0)  # a seeded noisy target: _determinism.py
+        if noise:
+            with np.errstate(invalid="ignore"):
+                verdict.ok |= np.abs(verdict.numerical - analytic) <= noise * np.abs(
+                    verdict.numerical)
         tol = self.override(verdict.numerical)
         if tol is not None:
             with np.errstate(invalid="ignore"):
@@ -559,6 +598,8 @@ class _Run:
                 bad &= ~kinks(phi, rho)
         if not bad.any():
             return True
+        if self.elementwise is None:
+            return False  # not declared: the probe only chose the route, nothing is promised
         j = int(np.argmax(bad))
         self.add("not_elementwise",
                  f"declared elementwise, but output element {_index(j, self.f0.shape)} depends "
@@ -583,6 +624,8 @@ class _Run:
             return
         if self.low_precision:
             ok = ok | self.within_rounding_window(k, analytic / s, verdict, allowance / s)
+        if self.low_precision and not ok.all():
+            ok = ok | explained_by_rounding(self, lambda g: g[k] * s, analytic, verdict)
         self.report_mismatch(p, ~ok, analytic / s, verdict.numerical / s, verdict.bound / s,
                              allowance / s)
 
@@ -638,6 +681,8 @@ class _Run:
                     break
         if found is None:
             return True
+        if self.batch_independent is None:
+            return False  # not declared: use the joint route, nothing was promised
         side, idx, size = found
         what = ("output row {r} changed when only input row 0 was perturbed" if side == "forward"
                 else "the gradient reached input row {r} from a cotangent on output row 0 only")
@@ -663,6 +708,10 @@ class _Run:
         if self.low_precision and not verdict.ok.all():
             verdict.ok = verdict.ok | self.within_line_window(u, axes, analytic, phi, verdict,
                                                               rounding, allowance)
+        if self.low_precision and not verdict.ok.all():
+            verdict.ok = verdict.ok | explained_by_rounding(self, lambda g: sum(
+                (g[k] * u[k]).reshape(self._batch(), -1).sum(axis=1) for k in rows),
+                analytic, verdict)
         if not verdict.ok.all():
             b = int(np.argmax(~verdict.ok))
             self.add("gradient_mismatch",
@@ -722,6 +771,10 @@ class _Run:
         if self.low_precision and not verdict.ok.all():
             verdict.ok = verdict.ok | self.within_line_window(u, None, analytic, phi, verdict,
                                                               rounding, allowance)
+        if self.low_precision and not verdict.ok.all():
+            verdict.ok = verdict.ok | explained_by_rounding(
+                self, lambda g: np.asarray(sum(float((g[k] * u[k]).sum()) for k in joint)),
+                analytic, verdict)
         if not verdict.ok.all():
             labels = ", ".join(self.params[k].label for k in joint)
             self.add("gradient_mismatch",

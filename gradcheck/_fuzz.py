@@ -375,6 +375,7 @@ class _Fuzz:
             except TimeLimitExceeded:
                 pass
         if inputs is not None:
+            report = self.rank_one_hint(report, inputs)
             report.target = self.entry.qualified
             report.reproducer = self.reproducer(inputs)
         report.meta.update({
@@ -456,6 +457,26 @@ class _Fuzz:
                     f.inputs, {**f.details, "reclassified_from": "error", **extra})
             if f.kind == "error" else f
             for f in report.findings]
+        return report
+
+    def rank_one_hint(self, report: Report, inputs: tuple[np.ndarray, ...]) -> Report:
+        """At rank 1 axis 0 is both the batch and the features. Where the same values as one
+        row, shape (1, n), pass, say so and how to keep the fuzzer off rank 1."""
+        x, *rest = inputs
+        if x.ndim != 1 or self.decl.input_shape is not None:
+            return report
+        try:
+            passes = self.check((x.reshape(1, -1), *rest)).ok
+        except Exception:  # noqa: BLE001 - a probe: any failure means no hint
+            return report
+        if not passes:
+            return report
+        hint = (f" It fails only at rank 1, where axis 0 is both the batch and the features: "
+                f"the same values as one row of shape (1, {x.size}) pass. If the target acts "
+                f"on the last axis, declare input_shape=(None, k).")
+        report.findings = [Finding(f.kind, f.message + hint, f.inputs,
+                                   {**f.details, "fails_only_at_rank_1": True})
+                           for f in report.findings]
         return report
 
     def probe_smaller_shapes(self, inputs: tuple[np.ndarray, ...]) -> None:

@@ -31,7 +31,7 @@ POLICIES = ("mixed_float16", "mixed_bfloat16")
 
 #: The options a declaration passes on to :func:`gradcheck.check`, with check()'s defaults
 #: (a reproducer writes out only those that differ).
-CHECK_DEFAULTS: dict[str, Any] = {"elementwise": True, "batch_independent": True, "rtol": None,
+CHECK_DEFAULTS: dict[str, Any] = {"elementwise": None, "batch_independent": None, "rtol": None,
                                   "atol": None, "order": 1, "modes": None, "policies": (),
                                   "domain": None}
 

@@ -23,6 +23,7 @@ KINDS = (
     "gradient_mismatch",
     "second_order_mismatch",  # order=2: the gradient's own derivative is wrong (issue 7)
     "mode_mismatch",  # tf.function / XLA (/ another device) disagrees with eager (issue 7)
+    "nondeterministic",  # two calls at the same input differ (dropout, tf.random)
 )
 
 

@@ -92,8 +92,7 @@ class _SecondOrder:
     def __init__(self, run: Any, usable: list[int]):
         self.run = run
         self.usable = usable
-        confirmed = (run.elementwise and hasattr(run, "diag")
-                     and "not_elementwise" not in run.report.kinds)
+        confirmed = getattr(run, "elementwise_confirmed", False)
         self.diag = [k for k in usable if confirmed and k in run.diag]
         self.rest = [k for k in usable if k not in self.diag]
         self.weights = [k for k, p in enumerate(run.params) if p.is_weight]

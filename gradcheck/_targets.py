@@ -98,6 +98,12 @@ class LayerTarget(Target):
                               for v in values])
         except Exception:  # noqa: BLE001 - any failure means: no twin, use the layer itself
             return None
+        if any(_floating_dtype(w) not in (None, dtype) for w in copy.weights):
+            # A variable made with a fixed dtype (keras.Variable(0.1) in __init__) stays
+            # float32 under a float64 policy: the copy would compute partly in float32 and its
+            # finite differences along that weight round in float32. No float64 twin then;
+            # the caller uses the layer's own dtype and says so.
+            return None
         own = self.tracked_weights()
         theirs = [_as_tf_variable(w) for w in copy.trainable_weights]
         if len(own) != len(theirs):
@@ -150,6 +156,15 @@ def _looks_like_layer(target: Any) -> bool:
     return (callable(target) and not isinstance(target, type)
             and all(hasattr(target, a) for a in ("trainable_weights", "get_weights",
                                                  "set_weights", "get_config")))
+
+
+def _floating_dtype(weight: Any) -> tf.DType | None:
+    """A weight's dtype when it is floating, else None."""
+    try:
+        dtype = tf.as_dtype(weight.dtype)
+    except (TypeError, AttributeError):
+        return None
+    return dtype if dtype.is_floating else None
 
 
 def _as_tf_variable(weight: Any) -> Any:

@@ -354,8 +354,10 @@ def inputs_for(declaration: Any, dtype: Any) -> st.SearchStrategy[tuple[np.ndarr
     """A strategy for the inputs of a declared target: ``(x, *args)`` as NumPy arrays.
 
     ``x`` takes its shape from ``declaration.input_shape`` (None entries drawn, the first as a
-    batch axis of 1 to 8; ints fixed) or, without one, from :func:`shapes` (rank 1 to 4, batch
-    axis first); its values from ``declaration.domain`` and ``declaration.kinks``. Then one
+    batch axis of 1 to 8; ints fixed) or, without one, from :func:`shapes` (batch axis first;
+    rank 1 to 4 for an elementwise activation, 2 to 4 for anything else: Keras' convention
+    is axis 0 = batch, and a layer or a softmax acts on the last axis, which at rank 1 would be
+    the batch itself); its values from ``declaration.domain`` and ``declaration.kinks``. Then one
     array per ``declaration.args`` entry, in order: ``(low, high)`` gives a scalar,
     ``(shape, low, high)`` an array of that shape. All arrays are in ``dtype``.
 
@@ -369,7 +371,9 @@ def inputs_for(declaration: Any, dtype: Any) -> st.SearchStrategy[tuple[np.ndarr
     name = _dtype_name(dtype)
     pattern = getattr(declaration, "input_shape", None)
     if pattern is None:
-        x_shape = shapes()
+        batched = (getattr(declaration, "kind", "activation") == "layer"
+                   or not getattr(declaration, "elementwise", True))
+        x_shape = shapes(min_dims=2) if batched else shapes()
     elif isinstance(pattern, (tuple, list)):
         x_shape = _shape_from_pattern(pattern, 1, _DEFAULT_MAX_SIDE, _DEFAULT_BATCH)
     else:

@@ -14,7 +14,8 @@ without editing this file. The rules:
   registry helpers (``get``, ``serialize``, ``deserialize``: they take an identifier or an
   activation, not a tensor). A function with an ``axis`` parameter (softmax, log_softmax, glu,
   sparsemax) normalises or splits along that axis, so it is fuzzed with ``elementwise=False``
-  on inputs of shape (batch, 4): the axis is never the batch axis, and glu can halve it. A
+  and nothing else: the fuzzer then draws rank >= 2, so the axis is never the batch axis
+  (glu halves its last axis, so its inputs are (batch, 4)). A
   function with required parameters besides ``x`` (``threshold(x, threshold, default_value)``)
   has no default to fuzz with: it is reported as a skip naming those parameters.
 * ``tf.nn``: every public function that behaves as an elementwise activation on a probe: called
@@ -102,7 +103,11 @@ def keras_activations():
             continue
         options = {}
         if any(p.name == "axis" for p in params):
-            options = {"elementwise": False, "input_shape": (None, 4)}
+            # Declared as a user declares them, elementwise=False and nothing else: the fuzzer
+            # draws rank >= 2 for non-elementwise targets, so the last axis is never the batch.
+            options = {"elementwise": False}
+            if name == "glu":  # splits the last axis in halves: it must be even
+                options["input_shape"] = (None, 4)
         found.append((qualified, fn, options, None))
     return found
 

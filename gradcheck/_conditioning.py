@@ -1,0 +1,145 @@
+"""The rounding a low-precision computation really does, from the same graph in float64.
+
+The core allows the analytic side ``ANALYTIC_ULPS`` roundings of its own dtype (and, in a low
+dtype, of terms as large as the input or output). Correct code whose intermediates cancel does
+more: tensorflow/addons' snake differentiates ``(1 - cos(2 a x)) / (2 a)`` with respect to
+``a``, and for small ``a x`` the float32 result loses most of its digits to ``1 - cos``. Its
+formula is right; only its dtype is too short for it. Two facts tell that apart from a bug,
+both from the float64 twin (the same graph in float64, which the core already uses as its
+finite-difference reference):
+
+1. the twin's own autodiff (same cotangent, same inputs) must pass finite differences with
+   float64's allowance, ``ANALYTIC_ULPS`` roundings of float64: a wrong formula is wrong in
+   float64 too, and is caught there with a far smaller tolerance than the low dtype allows;
+2. the low-precision error ``e = g_low - g64`` must look like rounding, not like a rule: at
+   ``_NEIGHBOURS`` inputs nearby (each coordinate moved by up to ``_WINDOW`` of itself, then
+   rounded to the low dtype, so both sides see the same numbers and the true derivative
+   cancels exactly), the relative error ``e / |g64|`` of the same computation is measured.
+   Rounding is a pseudo-random function of the input: it spreads over the neighbours as
+   widely as it is large. A systematic error (a factor, a wrong constant in a low-precision
+   branch) is the same at every neighbour. So ``e`` is explained by rounding when
+   ``|e / g64| <= SAFETY * spread`` (NUMERICS.md's measured factor between an error estimate
+   and the errors it must cover).
+
+``_WINDOW`` is 1/16 of each coordinate: cancellation keeps a rounded intermediate constant
+over many ulps of its input (``cos(2 a x)`` rounds to the same float32 for ``|2 a x| ~ 1e-2``
+over ~2e-3 of ``x``), so an ulp-sized window would see no spread at all; the window must move
+every intermediate by several of its ulps, and 1/16 does that down to ``|2 a x| ~ 1e-3``,
+while the size of the cancelled terms, hence the conditioning, changes by at most a few tens
+of percent. Formula errors do not rely on it: (1) judges them.
+
+For execution modes, the same float64 graph gives the eager run's own error: a compiled mode
+rounds the same graph in another order, so it may differ from eager by the eager error on
+each side (:func:`mode_allowance`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from ._arrays import _f64, _signed
+from ._numerics import ANALYTIC_ULPS, SAFETY, machine_eps
+
+__all__ = ["explained_by_rounding", "mode_allowance"]
+
+_NEIGHBOURS = 4
+_WINDOW = 1.0 / 16.0
+
+
+def explained_by_rounding(run: Any, project: Callable[[list], np.ndarray],
+                          analytic: np.ndarray, verdict: Any) -> np.ndarray:
+    """Where a failing low-precision derivative is the rounding of a correct float64 formula.
+
+    Args:
+        run: the core's run (a float64 twin in ``run.ref``; ``run.low_precision`` True).
+        project: maps one gradient per param (run.params order, float64 arrays) to the
+            route's derivatives (per element, per row, or one directional value).
+        analytic: the route's low-precision derivatives, as judged.
+        verdict: the finite-difference verdict (numerical, bound) for ``analytic``.
+    """
+    no = np.zeros(np.shape(analytic), dtype=bool)
+    try:
+        g64 = _float64_gradients(run)
+        exact = project(g64)
+        allowance = ANALYTIC_ULPS * machine_eps("float64") * np.abs(exact)
+        with np.errstate(invalid="ignore"):
+            formula_ok = np.abs(exact - verdict.numerical) <= (
+                np.nan_to_num(verdict.bound, nan=np.inf) + np.abs(allowance))
+        if not formula_ok.any():
+            return no
+        relative = [_relative(analytic, exact)]
+        rng = np.random.default_rng((run.seed, 16))
+        for _ in range(_NEIGHBOURS):
+            args = _neighbour(run, rng)
+            low = project(_gradients(run.tgt, args, run, run.dtype,
+                                     [p.weight for p in run.params if p.is_weight]))
+            ref = project(_gradients(run.ref, args, run, tf.float64, run.ref_weights))
+            relative.append(_relative(low, ref))
+    except Exception:  # noqa: BLE001 - cannot measure the rounding: explain nothing
+        return no
+    stack = np.stack(relative)
+    with np.errstate(invalid="ignore"):
+        spread = np.fmax.reduce(stack, axis=0) - np.fmin.reduce(stack, axis=0)
+        return formula_ok & (np.abs(relative[0]) <= SAFETY * spread)
+
+
+def mode_allowance(run: Any, param_index: int | None) -> float:
+    """Twice the eager run's own error against the float64 twin (output, or the gradient of
+    ``run.params[param_index]``), its largest entry; 0 without a float64 twin."""
+    if not getattr(run, "low_precision", False) or run.ref_dtype != tf.float64:
+        return 0.0
+    try:
+        if param_index is None:
+            ours, exact = run.y64, run.f0
+        else:
+            ours, exact = run.params[param_index].grad, _float64_gradients(run)[param_index]
+        if ours is None or exact is None:
+            return 0.0
+        with np.errstate(invalid="ignore", over="ignore"):
+            error = np.abs(ours - exact)
+        return 2.0 * float(np.max(error, where=np.isfinite(error), initial=0.0))
+    except Exception:  # noqa: BLE001
+        return 0.0
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _float64_gradients(run: Any) -> list:
+    """The twin's VJP at the core's input with the core's cotangent (cached on the run)."""
+    cached = getattr(run, "float64_gradients", None)
+    if cached is None:
+        cached = _gradients(run.ref, run.args, run, tf.float64, run.ref_weights)
+        run.float64_gradients = cached
+    return cached
+
+
+def _gradients(target: Any, args: list, run: Any, dtype: tf.DType, weights: list) -> list:
+    """One gradient per param of ``run`` (None where there is none), float64 NumPy."""
+    args = [tf.cast(a, dtype) if a.dtype.is_floating else a for a in args]
+    inputs = [args[p.arg_index] for p in run.params if not p.is_weight]
+    with tf.GradientTape() as tape:
+        for a in inputs:
+            tape.watch(a)
+        y = tf.convert_to_tensor(target(args))
+    grads = tape.gradient(y, inputs + list(weights), output_gradients=tf.constant(run.v, dtype))
+    return [None if g is None else _f64(tf.convert_to_tensor(g)) for g in grads]
+
+
+def _neighbour(run: Any, rng: np.random.Generator) -> list:
+    """The core's inputs, each differentiated one moved by up to _WINDOW of each coordinate,
+    rounded to the run's dtype (so the twin sees exactly the same numbers)."""
+    args = list(run.args)
+    for p in run.params:
+        if not p.is_weight:
+            moved = p.value * (1.0 + _WINDOW * _signed(rng, p.value.shape) / 1.5)
+            args[p.arg_index] = tf.cast(tf.constant(moved, tf.float64), run.dtype)
+    return args
+
+
+def _relative(value: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (np.asarray(value) - exact) / np.abs(exact)

@@ -1,0 +1,241 @@
+"""Non-determinism: a target whose output changes between two calls at the same input.
+
+Finite differences compare calls of the target at nearby inputs; if two calls at the *same*
+input already differ (dropout, ``tf.random`` noise), every comparison measures the noise, and
+the verdict is a random kind (``not_elementwise``, ``batch_coupling``, a ``mode_mismatch`` that
+blames a frozen Python value) that changes from run to run. So :func:`probe` calls the target a
+second time first. A target whose outputs differ is reported once as ``nondeterministic``,
+naming the random ops its graph holds and how to make it deterministic, and then:
+
+* where resetting TensorFlow's global seed before every call makes the calls repeat (stateful
+  ``tf.random`` ops and ``tf.nn.dropout`` draw from op seeds derived from it), the gradients are
+  checked with that reset in place: the same noise at every call, so a wrong gradient still
+  shows. The reference is then the target in its own dtype: a float64 twin draws other noise.
+  A custom gradient of the noise-free function (right in expectation) differs from the
+  derivative through the frozen noise by the noise itself, so derivatives are also accepted
+  within ``_NOISE_SPREAD`` times the noise's typical relative size (a factor 3 is not).
+* otherwise (a Keras ``Dropout`` layer's seed generator, NumPy or Python randomness) the
+  gradients are not checked at all: nothing the noise would let through is claimed.
+
+Execution modes are not compared for such a target: a traced graph draws its own noise.
+
+Tolerance: on the CPU, TensorFlow's kernels are deterministic, so two calls must agree exactly.
+On a GPU, reductions may accumulate in another order per call, each result within
+``ANALYTIC_ULPS`` roundings of the same value: there they may differ by ``2 * ANALYTIC_ULPS``
+roundings of the output's magnitude (the mode check's rule for two computations of one graph).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from ._arrays import _f64, _index
+from ._numerics import ANALYTIC_ULPS, machine_eps
+from ._targets import Target
+
+__all__ = ["probe", "SeededTarget", "random_ops"]
+
+#: A derivative through frozen noise ``f(x) (1 + n)`` is ``f'(x) (1 + n)``: it differs from the
+#: noise-free one (what a custom gradient of the expectation returns) by the noise itself.
+#: Two draws differ by sqrt(2) sigma on average and one draw reaches 3 sigma, so 3 times the
+#: median relative difference of two calls covers one realisation.
+_NOISE_SPREAD = 3.0
+
+#: The global seed set before each call of a target found non-deterministic.
+_SEED = 20240613
+
+_RANDOM_OP = ("Random", "Multinomial", "Dropout", "Shuffle", "Gamma", "Poisson",
+              "TruncatedNormal", "PyFunc", "EagerPyFunc", "NumpyFunction")
+
+
+class SeededTarget(Target):
+    """``inner`` with TensorFlow's global seed reset before every call."""
+
+    def __init__(self, inner: Target):
+        super().__init__(inner.fn, inner.name, inner.arg_names)
+        self.inner = inner
+        self.layer = inner.layer
+
+    def __call__(self, args: Sequence[tf.Tensor]) -> Any:
+        tf.random.set_seed(_SEED)
+        return self.inner(args)
+
+    def tracked_weights(self):
+        return self.inner.tracked_weights()
+
+    def twin(self, dtype, args, weights):
+        return None  # a twin in another dtype draws other random numbers
+
+
+def probe(run: Any, first: Any) -> bool:
+    """Compare the core's call of the target (``run.y64``) with an earlier one (``first``: an
+    output, or a :class:`Differs` found by :func:`varying_call`).
+
+    Returns True when the target is non-deterministic; then the finding is added and either
+    ``run.tgt`` is replaced by a :class:`SeededTarget` (the caller reruns the forward pass with
+    it) or ``run.unchecked_noise`` is set (no gradient check)."""
+    if first is None:
+        return False
+    if not isinstance(first, Differs):
+        if _agree(run, first, run.y64):
+            return False
+        diff = np.abs(_f64(first) - run.y64)
+        j = int(np.nanargmax(np.where(np.isfinite(diff), diff, np.inf)))
+        first = Differs("outputs", float(_f64(first).flat[j]), float(run.y64.flat[j]),
+                        _index(j, run.y64.shape))
+    seeded = SeededTarget(run.tgt)
+    repeatable = False
+    try:
+        repeatable = _agree(run, _call(seeded, run.args), _call(seeded, run.args))
+    except Exception:  # noqa: BLE001 - not repeatable this way: gradients are not checked
+        pass
+    ops = random_ops(run.tgt, run.args)
+    named = f" (random ops in its graph: {', '.join(ops)})" if ops else ""
+    then = ("its gradients were checked with TensorFlow's global seed reset before every call, "
+            "so that every call draws the same noise" if repeatable else
+            "resetting TensorFlow's global seed does not make it repeat, so its gradients were "
+            "not checked")
+    run.add("nondeterministic",
+            f"two calls at the same input return different {first.what}{named}: "
+            f"{first.one:.6g} vs {first.other:.6g} at index {first.index}; finite differences "
+            f"would measure the noise. Make it deterministic where it is checked: call it with "
+            f"training=False (dropout, noise layers), or use a seeded stateless op "
+            f"(tf.random.stateless_uniform(shape, seed=...)); {then}",
+            random_ops=ops, repeatable=repeatable)
+    if repeatable:
+        run.noise_relative = _noise_level(run)
+        run.tgt = seeded
+    else:
+        run.unchecked_noise = True
+    return True
+
+
+def execute_probing(run: Any) -> None:
+    """The core's whole check with the probe around it: ``run.forward_backward()``, the probe,
+    then ``run.run_checks(noisy)``. Two equal calls can be chance (dropout of a few elements):
+    before a finding stands, a few more calls at the same input; if they vary, the check starts
+    over, as for a target found noisy at once."""
+    original = run.tgt
+    if _attempt(run, first_call(run)):
+        return
+    checked = run.report.findings and getattr(run, "y64", None) is not None
+    other = varying_call(run) if checked else None
+    if other is not None:
+        run.report.findings, run.inputs_shown, run.tgt = [], None, original
+        run.rng = np.random.default_rng(run.seed)
+        _attempt(run, other)
+
+
+def _attempt(run: Any, first: Any) -> bool:
+    """One pass of every check; True when the target was found non-deterministic."""
+    if not run.forward_backward():
+        return False
+    noisy = probe(run, first)
+    if noisy:  # keep the one finding; redo the forward pass with the seeded target
+        if getattr(run, "unchecked_noise", False):
+            return True
+        run.report.findings = [f for f in run.report.findings if f.kind == "nondeterministic"]
+        if not run.forward_backward():
+            return True
+    run.run_checks(noisy)
+    return noisy
+
+
+def _noise_level(run: Any) -> float:
+    """How far the frozen noise may move a derivative, relative: ``_NOISE_SPREAD`` times the
+    median relative difference of two unseeded calls (0 if they agree)."""
+    try:
+        one, two = _call(run.tgt, run.args), _call(run.tgt, run.args)
+    except Exception:  # noqa: BLE001
+        return 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        relative = np.abs(one - two) / np.maximum(np.abs(one), np.abs(two))
+    relative = relative[np.isfinite(relative)]
+    return _NOISE_SPREAD * float(np.median(relative)) if relative.size else 0.0
+
+
+def first_call(run: Any) -> Any:
+    """One call of the target before the core's own, for :func:`probe`; None if it fails
+    (the core's call reports the failure)."""
+    try:
+        return _call(run.tgt, run.args)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+#: Calls made before a finding stands, to catch noise two calls missed by chance (dropout of
+#: one element agrees with probability 1/2 per call: 2^-6 after six more).
+_RECHECK_CALLS = 6
+
+
+@dataclass
+class Differs:
+    """What differed between two calls at the same input."""
+
+    what: str          # "outputs" or "gradients for <param>"
+    one: float
+    other: float
+    index: tuple
+
+
+def varying_call(run: Any) -> Differs | None:
+    """Up to :data:`_RECHECK_CALLS` more calls, each with the core's cotangent: the first
+    output or input gradient that differs from the core's, or None when they all agree (an
+    input of zeros hides a dropout mask from the output, not from the gradient)."""
+    inputs = [(p, run.args[p.arg_index]) for p in run.params
+              if not p.is_weight and p.grad is not None]
+    for _ in range(_RECHECK_CALLS):
+        try:
+            with tf.GradientTape() as tape:
+                for _p, a in inputs:
+                    tape.watch(a)
+                y = tf.convert_to_tensor(run.tgt(run.args))
+            grads = tape.gradient(y, [a for _p, a in inputs],
+                                  output_gradients=tf.constant(run.v, y.dtype))
+        except Exception:  # noqa: BLE001
+            return None
+        pairs = [("outputs", _f64(y), run.y64)]
+        pairs += [(f"gradients for {p.label}", _f64(g), p.grad)
+                  for (p, _a), g in zip(inputs, grads) if g is not None]
+        for what, ours, core in pairs:
+            if not _agree(run, ours, core):
+                diff = np.abs(ours - core)
+                j = int(np.nanargmax(np.where(np.isfinite(diff), diff, np.inf)))
+                return Differs(what, float(ours.flat[j]), float(core.flat[j]),
+                               _index(j, core.shape))
+    return None
+
+
+def random_ops(target: Target, args: Sequence[tf.Tensor]) -> list[str]:
+    """The op types of the target's traced graph that draw random numbers (empty if it does
+    not trace)."""
+    try:
+        graph = tf.function(lambda *a: target(list(a))).get_concrete_function(*args).graph
+    except Exception:  # noqa: BLE001 - a target that does not trace: no op names to give
+        return []
+    found = []
+    for op in graph.get_operations():
+        if any(word in op.type for word in _RANDOM_OP) and op.type not in found:
+            found.append(op.type)
+    return found
+
+
+def _call(target: Target, args: Sequence[tf.Tensor]) -> np.ndarray:
+    return _f64(tf.convert_to_tensor(target(args)))
+
+
+def _agree(run: Any, a: Any, b: np.ndarray) -> bool:
+    a = np.asarray(a)
+    if a.shape != b.shape:
+        return False
+    if not tf.config.list_logical_devices("GPU"):
+        return bool(np.array_equal(a, b, equal_nan=True))
+    size = max(1.0, float(np.max(np.abs(b), where=np.isfinite(b), initial=0.0)))
+    with np.errstate(invalid="ignore"):
+        close = np.abs(a - b) <= 2 * ANALYTIC_ULPS * machine_eps(run.dtype.name) * size
+    return bool(np.all(close | (np.isnan(a) & np.isnan(b)) | (a == b)))
+

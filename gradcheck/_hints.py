@@ -1,0 +1,96 @@
+"""Where a NaN/Inf gradient comes from: the first op of the backward graph that makes one.
+
+A non-finite gradient behind a finite output has several causes: the ``tf.where`` NaN trap (a
+branch not taken back-propagates ``0 * inf``), an intermediate that overflows in a low dtype
+(RMSNorm's ``rsqrt`` gradient ``-y^3 / 2`` past 65504 in float16), a ``log`` or ``sqrt`` at 0.
+A cause is named only with evidence: the forward and backward pass are traced once more as a
+graph, every floating intermediate is fetched, and the first op (in graph order) whose output
+is not finite while all its inputs are is the culprit. The ``tf.where`` trap is named when
+that op's non-finite value reaches a ``Select`` (``tf.where``) of the forward pass's gradient.
+Where the trace fails (code that does not trace), no cause is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["nonfinite_cause"]
+
+_SELECT = ("Select", "SelectV2")
+
+
+def nonfinite_cause(run: Any) -> str:
+    """A sentence naming the op that first makes a NaN/Inf in ``run``'s forward + backward
+    pass, or "" when it cannot be found."""
+    try:
+        return _first_nonfinite(run)
+    except Exception:  # noqa: BLE001 - no evidence, no hint
+        return ""
+
+
+def _first_nonfinite(run: Any) -> str:
+    floats = [i for i, a in enumerate(run.args) if a.dtype.is_floating]
+    weights = [p.weight for p in run.params if p.is_weight]
+    v = tf.constant(run.v, run.y.dtype)
+
+    def forward_backward(*args):  # graph mode: tf.gradients, not a tape
+        y = run.tgt(list(args))
+        grads = tf.compat.v1.gradients(y, [args[i] for i in floats] + weights, grad_ys=v)
+        return [g for g in grads if g is not None]
+
+    specs = [tf.TensorSpec(a.shape, a.dtype) for a in run.args]
+    wrapped = tf.compat.v1.wrap_function(forward_backward, specs)
+    graph = wrapped.graph
+    ops = [op for op in graph.get_operations()
+           if op.outputs and op.type not in ("Placeholder", "Const", "VarHandleOp")]
+    fetches = [op.outputs[0] for op in ops
+               if op.outputs[0].dtype.is_floating and op.outputs[0].dtype != tf.resource]
+    if not fetches:
+        return ""
+    values = wrapped.prune(feeds=wrapped.inputs[:len(run.args)], fetches=fetches)(*run.args)
+    finite = {t.name: _all_finite(value) for t, value in zip(fetches, values)}
+    for t, value in zip(fetches, values):
+        if finite[t.name]:
+            continue
+        inputs = [i for i in t.op.inputs if i.name in finite]
+        if all(finite[i.name] for i in inputs):
+            what = "NaN" if np.isnan(_as_array(value)).any() else "Inf"
+            hint = (f"the first {what} is made by op {t.op.type} ({t.op.name!r}) from finite "
+                    f"inputs")
+            if what == "Inf" and run.dtype in (tf.float16, tf.bfloat16):
+                hint += f": a value past {run.dtype.name}'s range ({float(run.dtype.max):.6g})"
+            if _reaches_select(t.op):
+                hint += ("; it reaches a tf.where: the tf.where NaN trap? (a branch not taken "
+                         "still back-propagates 0 * inf; compute the unsafe branch on safe "
+                         "inputs)")
+            return hint
+    return ""
+
+
+def _reaches_select(op: Any, limit: int = 200) -> bool:
+    """Whether a Select (tf.where, or its gradient's) consumes the output of ``op``."""
+    seen, frontier = set(), [op]
+    while frontier and len(seen) < limit:
+        current = frontier.pop()
+        for out in current.outputs:
+            for consumer in out.consumers():
+                if consumer.type in _SELECT:
+                    return True
+                if consumer.name not in seen:
+                    seen.add(consumer.name)
+                    frontier.append(consumer)
+    return False
+
+
+def _as_array(value: Any) -> np.ndarray:
+    value = tf.convert_to_tensor(value)
+    if value.dtype == tf.bfloat16:
+        value = tf.cast(value, tf.float32)
+    return np.asarray(value)
+
+
+def _all_finite(value: Any) -> bool:
+    return bool(np.isfinite(_as_array(value)).all())

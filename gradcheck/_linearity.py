@@ -1,0 +1,74 @@
+"""A VJP must be linear in the upstream gradient ``dy``: checked with two cotangents and their sum.
+
+A custom gradient that forgets to multiply by ``dy`` (or squares it, or adds a constant) is
+wrong for every cotangent but the one it happens to match; finite differences show it only as
+a mismatch somewhere. Linearity names the cause: with the core's cotangent ``v1``, a second
+random one ``v2`` and their sum, ``g(v1) + g(v2)`` must equal ``g(v1 + v2)``. Two more backward
+passes on the core's recorded tape, no call of the target.
+
+Tolerance: each of the three VJPs is a chain of operations in the input's dtype, each within
+``ANALYTIC_ULPS`` roundings (the core's allowance for an analytic chain) of its terms. A term of
+an input's gradient is at most ``|v|max * max(1, |x|max, |y|max)`` (the scale of the chain-rule
+terms that the mode check uses too); a weight entry sums one such term per output it feeds, at
+most ``y.size``. So an entry may miss linearity by ``ANALYTIC_ULPS * eps * (|g1| + |g2| + |g12|
++ 3 * terms * scale)``. A gradient that ignores ``dy`` misses it by about ``|g|`` itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from ._arrays import _f64, _index, _signed
+from ._numerics import ANALYTIC_ULPS, machine_eps
+
+__all__ = ["check_dy_linearity"]
+
+
+def check_dy_linearity(run: Any) -> None:
+    """Report each param whose VJP is not linear in the cotangent (and stop checking it)."""
+    usable = [p for p in run.params if p.grad is not None]
+    if not usable or not run.y64.size:
+        return
+    rng = np.random.default_rng((run.seed, 8))  # its own stream: the core's draws unchanged
+    v2 = _signed(rng, run.y.shape.as_list())
+    try:
+        g2, g12 = (run.tape.gradient(run.y, run.sources,
+                                     output_gradients=tf.constant(v, run.y.dtype))
+                   for v in (v2, run.v + v2))
+        g2, g12 = list(g2), list(g12)
+    except Exception:  # noqa: BLE001 - the first backward pass worked; nothing more to learn
+        return
+    # A target that computes in a shorter dtype than it claims rounds in that one.
+    eps = max(machine_eps(run.dtype.name), machine_eps(run.y.dtype.name))
+    x_max = max([1.0] + [float(np.max(np.abs(p.value), initial=0.0))
+                         for p in run.params if not p.is_weight])
+    y_max = float(np.max(np.abs(run.y64), where=np.isfinite(run.y64), initial=0.0))
+    scale = float(np.max(np.abs(run.v))) * max(x_max, y_max)
+    for p, b, c in zip(run.params, g2, g12):
+        if p.grad is None or b is None or c is None:
+            continue
+        b, c = _f64(tf.convert_to_tensor(b)), _f64(tf.convert_to_tensor(c))
+        if b.shape != p.grad.shape or c.shape != p.grad.shape:
+            continue
+        a = p.grad
+        terms = run.y64.size if p.is_weight else 1
+        with np.errstate(invalid="ignore", over="ignore"):
+            defect = np.abs(a + b - c)
+            tol = ANALYTIC_ULPS * eps * (np.abs(a) + np.abs(b) + np.abs(c) + 3 * terms * scale)
+            bad = defect > tol  # NaN/Inf entries are not judged here
+        if not bad.any():
+            continue
+        j = int(np.argmax(np.where(bad, defect - tol, -np.inf)))
+        idx = _index(j, a.shape)
+        run.add("gradient_mismatch",
+                f"the gradient for {p.label} does not scale with the upstream gradient: at "
+                f"index {idx}, the gradients for two random cotangents dy1, dy2 and for "
+                f"dy1 + dy2 are {a.flat[j]:.6g}, {b.flat[j]:.6g} and {c.flat[j]:.6g}, but a "
+                f"gradient is linear in dy ({a.flat[j] + b.flat[j]:.6g} expected); does the "
+                f"custom gradient multiply by dy? ({int(bad.sum())} / {bad.size} entries)",
+                param=p.label, index=list(idx), cause="not_linear_in_dy",
+                dy1=a.flat[j], dy2=b.flat[j], sum=c.flat[j], tolerance=tol.flat[j])
+        p.grad = None  # finite differences would only restate it as a generic mismatch
