@@ -426,9 +426,10 @@ class _Run:
     def unsampled(self, outside: np.ndarray) -> np.ndarray | None:
         """The entries (elementwise) or rows (batch-independent) of the first input that stay
         at the input, their outputs unsampled, when ``outside`` leaves the domain; None: all."""
-        if self.elementwise and outside.shape == self.f0.shape:
+        # Undeclared structure is assumed here as on the cheap routes; their probes confirm it.
+        if self.elementwise is not False and outside.shape == self.f0.shape:
             return outside
-        if (self.batch_independent and outside.ndim and self.f0.ndim
+        if (self.batch_independent is not False and outside.ndim and self.f0.ndim
                 and outside.shape[0] == self.f0.shape[0]):
             rows = outside.reshape(len(outside), -1).any(axis=1)
             return np.broadcast_to(rows.reshape((-1,) + (1,) * (outside.ndim - 1)),
@@ -573,6 +574,12 @@ class _Run:
             rho = self.rounding((), s)
             self.diag[k] = (s, phi, estimate(phi, self.h, rho), rho)
         ratio = {k: _signed(self.rng, self.params[k].value.shape) for k in diag}  # u / s
+        for k in diag:  # an element whose probe step would leave the domain stays put
+            p, reach = self.params[k], self.h * np.abs(ratio[k]) * self.diag[k][0]
+            for moved in (p.value - reach, p.value + reach):
+                outside = self.outside_domain(p, moved)
+                if outside is not None:
+                    ratio[k] = np.where(outside, 0.0, ratio[k])
         u = {k: ratio[k] * self.diag[k][0] for k in diag}
         # Two samples suffice: along u the truncation error is that of the diagonal difference
         # scaled by (u/s)^3 (it is c (step)^3 h^2 with step u instead of s), and the diagonal's
@@ -580,8 +587,11 @@ class _Run:
         probe = np.subtract(self.evaluate(u, self.h), self.evaluate(u, -self.h))
         probe *= self.v
         probe /= 2 * self.h
-        predicted = sum(self.diag[k][2][0] * ratio[k] for k in diag)
-        allowance = sum(self.diag[k][2][1] * np.abs(r) * (1 + r * r) for k, r in ratio.items())
+        with np.errstate(invalid="ignore"):  # an element left put predicts 0, whatever its slope
+            predicted = sum(np.where(ratio[k] == 0, 0.0, self.diag[k][2][0] * ratio[k])
+                            for k in diag)
+            allowance = sum(np.where(r == 0, 0.0, self.diag[k][2][1] * np.abs(r) * (1 + r * r))
+                            for k, r in ratio.items())
         scale = (self.diag[diag[0]][0] if len(diag) == 1 else
                  np.max([self.diag[k][0] for k in diag], axis=0))
         with np.errstate(invalid="ignore"):

@@ -372,10 +372,10 @@ class _Fuzz:
             try:  # the probes that reclassify an error call the target again: limit them too
                 with time_limit(None if left is None else max(left, 1e-3)):
                     report = self.reclassify(report, inputs)
+                    report = self.rank_one_hint(report, inputs)
             except TimeLimitExceeded:
                 pass
         if inputs is not None:
-            report = self.rank_one_hint(report, inputs)
             report.target = self.entry.qualified
             report.reproducer = self.reproducer(inputs)
         report.meta.update({
