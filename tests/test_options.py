@@ -63,7 +63,7 @@ def test_one_table_of_dtype_names():
 
 
 def test_a_reproducer_writes_only_the_options_that_differ_from_checks_defaults_seed_last():
-    options = {"seed": 3, "elementwise": True, "modes": None, "order": 2, "policies": ()}
+    options = {"seed": 3, "elementwise": None, "modes": None, "order": 2, "policies": ()}
     assert check_call("f", ["x", "y"], options) == "gradcheck.check(f, x, y, order=2, seed=3)"
     assert check_call("f", ["x"], {"seed": 0}) == "gradcheck.check(f, x)"
 
