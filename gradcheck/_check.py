@@ -28,6 +28,8 @@ import tensorflow as tf
 from ._numerics import (KINK_RELATIVE, SAFETY, estimate, judge_lines, kinks, machine_eps,
                         secant_hull, step)
 from ._report import Finding, GradcheckError, Report
+from ._declared_gradient import analytic_source, declared_gradient_checked
+from ._reproducer import check_reproducer
 from ._targets import Target, as_target, weights_set_to
 
 __all__ = ["check", "assert_gradients"]
@@ -38,14 +40,15 @@ __all__ = ["check", "assert_gradients"]
 ANALYTIC_ULPS = 8.0
 
 _OPTIONS = {"elementwise", "batch_independent", "rtol", "atol", "seed", "name", "reference",
-            "order", "modes", "policies"}
+            "order", "modes", "policies", "gradient", "training"}
 
 
 def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent: bool = True,
           rtol: float | None = None, atol: float | None = None, seed: int = 0,
           name: str | None = None, reference: Callable[[str], Any] | None = None,
           order: int = 1, modes: Sequence[str] | None = None,
-          policies: Sequence[str] = ()) -> Report:
+          policies: Sequence[str] = (), gradient: Callable | None = None,
+          training: bool | None = None) -> Report:
     """Check the gradients of ``target`` at ``inputs``.
 
     Args:
@@ -71,6 +74,11 @@ def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent
             it off (see ``_modes.py``).
         policies: for a layer, Keras mixed-precision policies to check it under, e.g.
             ``("mixed_float16", "mixed_bfloat16")`` (see ``_mixed.py``).
+        gradient: an intended surrogate gradient ``(x, dy, *args) -> expected VJP``,
+            compared with the analytic one instead of finite differences (see
+            ``_declared_gradient.py``).
+        training: for a layer whose ``call`` accepts ``training``: None checks
+            ``training=False`` and ``training=True`` (see ``_training.py``), a bool that one.
 
     Returns:
         A :class:`Report`; ``report.ok`` is True when nothing was found.
@@ -85,13 +93,16 @@ def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent
     for label, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and not (isinstance(value, (int, float)) and value >= 0):
             raise ValueError(f"gradcheck: {label} must be a number >= 0, got {value!r}")
-    from . import _mixed, _modes, _second_order  # beyond first order (issue 7)
+    from . import _intent, _mixed, _modes, _second_order  # beyond first order (issue 7)
+    from ._training import run_per_training_mode
 
-    beyond = (_second_order.normalize_order(order), _modes.normalize_modes(modes),
-              _mixed.normalize_policies(policies, tgt))
-    run = _Run(tgt, args, elementwise, batch_independent, rtol, atol, seed, *beyond)
-    run.execute()
-    return run.report
+    beyond = {"batch_independent": batch_independent,
+              "order": _second_order.normalize_order(order),
+              "modes": _modes.normalize_modes(modes),
+              "policies": _mixed.normalize_policies(policies, tgt),
+              "gradient": _intent.gradient_option(gradient, order), "training": training}
+    return run_per_training_mode(tgt, args, training, lambda t, **overrides: _Run(
+        t, args, elementwise, rtol=rtol, atol=atol, seed=seed, **{**beyond, **overrides}))
 
 
 def assert_gradients(target: Any, *inputs: Any, **options: Any) -> None:
@@ -163,6 +174,9 @@ class _Run:
     order: int = 1                   # beyond first order (issue 7): see check()
     modes: tuple[str, ...] = ()
     policies: tuple[str, ...] = ()
+    gradient: Callable | None = None  # declared surrogate gradient (issue 15)
+    training: bool | None = None      # as passed to check(), for the reproducer
+    structure_only: bool = False      # stochastic training=True: no value comparisons
     report: Report = field(init=False)
 
     def __post_init__(self) -> None:
@@ -170,29 +184,32 @@ class _Run:
         self.dtype = next(a.dtype for a in self.args if a.dtype.is_floating)
         self.report = Report(target=self.tgt.name, dtype=self.dtype.name)
         self.inputs_shown = None
+        self.analytic = analytic_source(self.tgt.fn)  # "autodiff" or "your grad fn"
 
     def add(self, kind: str, message: str, **details: Any) -> None:
         if self.inputs_shown is None:  # built on the first finding: tolist() is not free
             self.inputs_shown = _plain_inputs(self.tgt, self.args, self.dtype)
-            self.report.reproducer = _reproducer(self.tgt, self.args, self._options())
+            self.report.reproducer = check_reproducer(self.tgt, self.args, self._options())
         self.report.findings.append(Finding(kind, f"{self.tgt.name}: {message}",
                                             self.inputs_shown, details))
 
     def _options(self) -> dict[str, Any]:
         """The options that differ from check()'s defaults, for the reproducer."""
         defaults = {"elementwise": True, "batch_independent": True, "rtol": None, "atol": None,
-                    "seed": 0, "order": 1, "modes": ("function",), "policies": ()}
+                    "seed": 0, "order": 1, "modes": ("function",), "policies": (),
+                    "gradient": None, "training": None}
         return {k: getattr(self, k) for k, default in defaults.items()
                 if getattr(self, k) != default}
 
     # ---- 1. forward and backward in the input's dtype
 
     def execute(self) -> None:
-        if not self.forward_backward():
+        if not self.forward_backward() or self.structure_only:
             return
         if self.choose_reference():
             self.check_nonfinite_output()
-            self.check_gradients()
+            with declared_gradient_checked(self):
+                self.check_gradients()
             if self.order == 2:
                 from ._second_order import check_second_order
                 check_second_order(self)
@@ -650,7 +667,7 @@ class _Run:
             b = int(np.argmax(~verdict.ok))
             self.add("gradient_mismatch",
                      f"gradient mismatch in batch row {b}: along a random direction, analytic "
-                     f"(autodiff) {analytic[b]:.9g} vs numerical (finite differences) "
+                     f"({self.analytic}) {analytic[b]:.9g} vs numerical (finite differences) "
                      f"{verdict.numerical[b]:.9g} ± {verdict.bound[b] + allowance[b]:.3g}; "
                      f"{int((~verdict.ok).sum())} / {verdict.ok.size} rows mismatched",
                      row=b, analytic=analytic[b], numerical=verdict.numerical[b],
@@ -709,7 +726,7 @@ class _Run:
             labels = ", ".join(self.params[k].label for k in joint)
             self.add("gradient_mismatch",
                      f"gradient mismatch for {labels}: along a random direction, analytic "
-                     f"(autodiff) {float(analytic):.9g} vs numerical (finite differences) "
+                     f"({self.analytic}) {float(analytic):.9g} vs numerical (finite differences) "
                      f"{float(verdict.numerical):.9g} ± {float(verdict.bound + allowance):.3g}",
                      analytic=float(analytic), numerical=float(verdict.numerical),
                      bound=float(verdict.bound + allowance),
@@ -780,7 +797,7 @@ class _Run:
         dy = self.v.flat[j]
         self.add("gradient_mismatch",
                  f"gradient mismatch for {p.label} at index {idx}, x = "
-                 f"{p.value.flat[j]:.9g} ({self.dtype.name}): analytic (autodiff) "
+                 f"{p.value.flat[j]:.9g} ({self.dtype.name}): analytic ({self.analytic}) "
                  f"{analytic.flat[j]:.9g} vs numerical (finite differences, "
                  f"{self.ref_dtype.name}) {numerical.flat[j]:.9g} ± "
                  f"{bound.flat[j] + allowance.flat[j]:.3g}, upstream dy = {dy:.4g} "
@@ -867,13 +884,3 @@ def _plain_inputs(tgt: Target, args, dtype) -> dict[str, Any]:
         shown[name] = _f64(a).tolist() if a.dtype.is_floating else a.numpy().tolist()
     shown["dtype"] = dtype.name
     return shown
-
-
-def _reproducer(tgt: Target, args, options: dict[str, Any]) -> str:
-    parts = []
-    for a in args:
-        values = (_f64(a) if a.dtype.is_floating else a.numpy()).tolist()
-        literal = repr(values) if np.size(values) <= 64 else "..."
-        parts.append(f"tf.constant({literal}, tf.{a.dtype.name})")
-    parts += [f"{k}={v!r}" for k, v in options.items()]
-    return f"gradcheck.check({tgt.name}, {', '.join(parts)})"

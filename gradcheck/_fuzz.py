@@ -267,7 +267,14 @@ class _Fuzz:
                      batch_independent=self.decl.batch_independent, rtol=self.decl.rtol,
                      atol=self.decl.atol, seed=_seed_of(inputs), name=self.entry.name,
                      reference=reference, order=self.decl.order, modes=self.decl.modes,
-                     policies=self.decl.policies)
+                     policies=self.policies(), gradient=self.decl.gradient)
+
+    def policies(self) -> tuple[str, ...]:
+        """A policy check rebuilds the layer under the policy whatever the item's dtype: run it
+        in one item (float32, the policies' variable dtype, when declared) to report it once."""
+        declared = self.decl.dtypes
+        once_in = "float32" if "float32" in declared else declared[-1]
+        return self.decl.policies if self.dtype == once_in else ()
 
     def example(self, inputs: tuple[np.ndarray, ...]) -> None:
         self.examples += 1
@@ -438,17 +445,30 @@ class _Fuzz:
                            for a in inputs)
         options = []
         default = {"elementwise": True, "batch_independent": True, "rtol": None, "atol": None,
-                   "order": 1, "modes": None, "policies": ()}
+                   "order": 1, "modes": None}
         for option, value in default.items():
             if getattr(self.decl, option) != value:
                 options.append(f"{option}={getattr(self.decl, option)!r}")
+        if self.policies():
+            options.append(f"policies={self.policies()!r}")
+        if self.decl.gradient is not None:
+            from ._declared_gradient import expression_of
+
+            options.append(f"gradient={expression_of(self.decl.gradient)}")
         options.append(f"seed={_seed_of(inputs)}")
-        return f"gradcheck.check({self.target_expression()}, {arrays}, {', '.join(options)})"
+        call = f"gradcheck.check({self.target_expression()}, {arrays}, {', '.join(options)})"
+        if (self.decl.kind == "layer" and self.instance is None
+                and not isinstance(self.entry.target, type) and self.dtype != "float32"):
+            # A factory builds in Keras' dtype policy, which is what the item sets.
+            return f"keras.config.set_dtype_policy({self.dtype!r}); {call}"
+        return call
 
     def target_expression(self) -> str:
         name = self.entry.name
         if self.instance is not None:
-            return f"{type(self.instance).__name__}(...)"
+            from ._reproducer import layer_expression
+
+            return layer_expression(self.instance)
         if self.decl.kind == "layer" and isinstance(self.entry.target, type):
             init = "".join(f"{k}={v!r}, " for k, v in self.decl.init.items())
             return f"{name}({init}dtype={self.dtype!r})"

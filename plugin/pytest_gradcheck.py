@@ -70,7 +70,9 @@ _RESULT_PROPERTY = "gradcheck_result"  # what running it found, set by runtest
 _FIGURE_PROPERTY = "gradcheck_figure"  # {"png": base64} or {"error": text}, failing items only
 #: Points along x in an item's figure: fewer than gradcheck.plot's default, for speed.
 FIGURE_POINTS = 201
-_OUTCOMES = ("passed", "failed", "error", "skipped")
+_OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+#: Marks of a declared target that mean nothing for its gradcheck items.
+_NOT_FOR_ITEMS = ("parametrize", "usefixtures")
 
 
 # -- options and settings ----------------------------------------------------------------------
@@ -257,8 +259,10 @@ class GradcheckModule(pytest.Module):
                 f"gradcheck: importing module {self.path.name} ({self.path}) raised "
                 f"{type(exc).__name__}: {exc}\n{_traceback_from(exc, self.path)}") from exc
         dtypes = _session_settings(self.config).dtypes
-        return [GradcheckItem.from_parent(self, name=f"{entry.name}[{dtype}]",
-                                          registered=entry, dtype=dtype)
+        return [GradcheckItem.from_parent(
+                    self, name=f"{entry.name}[{dtype}]", registered=entry, dtype=dtype,
+                    # the id pytest's cache (--lf, --ff, --sw) parses "name[dtype]" back into
+                    nodeid=f"{self.nodeid}::{entry.name}[{dtype}]")
                 for entry in registered_in(module.__name__)
                 if _declared_by(entry, module)
                 for dtype in entry.declaration.dtypes if dtype in dtypes]
@@ -295,6 +299,8 @@ class GradcheckItem(pytest.Item):
         self.registered = registered
         self.dtype = dtype
         self.add_marker("gradcheck")
+        for mark in _target_marks(registered, dtype):
+            self.add_marker(mark)
         self.user_properties.append(
             (_USER_PROPERTY, {"target": registered.qualified, "dtype": dtype}))
 
@@ -348,6 +354,20 @@ class GradcheckItem(pytest.Item):
         lineno = self.registered.lineno
         return self.path, (lineno - 1 if lineno else None), \
             f"gradcheck {self.registered.qualified}[{self.dtype}]"
+
+
+def _target_marks(registered: Any, dtype: str) -> list[Any]:
+    """pytest marks stacked on the declared target (``@pytest.mark.xfail``, ``skip``,
+    ``skipif``, custom ones for ``-m``), and the declaration's ``xfail=`` for this dtype."""
+    from gradcheck._intent import xfail_reason
+
+    marks = [getattr(pytest.mark, mark.name).with_args(*mark.args, **mark.kwargs)
+             for mark in getattr(registered.target, "pytestmark", [])
+             if isinstance(mark, pytest.Mark) and mark.name not in _NOT_FOR_ITEMS]
+    reason = xfail_reason(registered.declaration.xfail, dtype)
+    if reason is not None:
+        marks.append(pytest.mark.xfail(reason=reason))
+    return marks
 
 
 def _figure(registered: Any, dtype: str, report: Any) -> dict[str, str]:
@@ -492,6 +512,11 @@ class _Results:
         result = properties.get(_RESULT_PROPERTY)
         if report.when == "call" and isinstance(result, dict):
             entry.update(result)
+        if hasattr(report, "wasxfail"):  # an expected failure: xfailed, or xpassed once fixed
+            entry["outcome"] = "xfailed" if report.skipped else "xpassed"
+            entry["xfail_reason"] = report.wasxfail
+        elif report.when == "call" and isinstance(result, dict):
+            pass
         elif report.skipped:
             entry["outcome"] = "skipped"
         elif report.failed:
