@@ -102,7 +102,8 @@ def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent
               "policies": _mixed.normalize_policies(policies, tgt),
               "gradient": _intent.gradient_option(gradient, order), "training": training}
     return run_per_training_mode(tgt, args, training, lambda t, **overrides: _Run(
-        t, args, elementwise, rtol=rtol, atol=atol, seed=seed, **{**beyond, **overrides}))
+        t, args, elementwise, rtol=rtol, atol=atol, seed=seed, **{**beyond, **overrides},
+        overridden=tuple(k for k, v in overrides.items() if v != beyond.get(k))))
 
 
 def assert_gradients(target: Any, *inputs: Any, **options: Any) -> None:
@@ -177,6 +178,7 @@ class _Run:
     gradient: Callable | None = None  # declared surrogate gradient (issue 15)
     training: bool | None = None      # as passed to check(), for the reproducer
     structure_only: bool = False      # stochastic training=True: no value comparisons
+    overridden: tuple[str, ...] = ()  # options set by the training run, not by the caller
     report: Report = field(init=False)
 
     def __post_init__(self) -> None:
@@ -199,7 +201,7 @@ class _Run:
                     "seed": 0, "order": 1, "modes": ("function",), "policies": (),
                     "gradient": None, "training": None}
         return {k: getattr(self, k) for k, default in defaults.items()
-                if getattr(self, k) != default}
+                if getattr(self, k) != default and k not in self.overridden}
 
     # ---- 1. forward and backward in the input's dtype
 
