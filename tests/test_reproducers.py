@@ -81,12 +81,14 @@ def test_check_of_keras_layers_and_lambdas_names_them_through_keras():
 
 def test_fuzzed_reproducers_of_classes_factories_and_instances_keep_the_dtype():
     cls = gradcheck.layer(elementwise=True, init={"scale": 2.0}, domain=(-3, 3))(HalvedTanh)
+    gradcheck.layer(elementwise=True, domain=(-3, 3))(halved_factory)
     for target in (cls, halved_factory, HalvedTanh(scale=2.0, dtype="float64")):
         dtypes = ("float64",) if isinstance(target, keras.layers.Layer) else ("float16",
                                                                               "bfloat16")
         for dtype in dtypes:
             report = gradcheck.fuzz(target, dtype=dtype, max_examples=5, elementwise=True,
                                     domain=(-3, 3), modes=())
+            assert report.kinds == ["gradient_mismatch"], str(report)
             again = same_again(report)
             assert again.dtype == dtype
             if target is halved_factory:
