@@ -29,6 +29,7 @@ from ._numerics import (KINK_RELATIVE, SAFETY, estimate, judge_lines, kinks, mac
                         secant_hull, step)
 from ._report import Finding, GradcheckError, Report
 from ._declared_gradient import analytic_source, declared_gradient_checked
+from ._quiet import own_retracing_silenced
 from ._reproducer import check_reproducer
 from ._targets import Target, as_target, weights_set_to
 
@@ -101,9 +102,10 @@ def check(target: Any, *inputs: Any, elementwise: bool = True, batch_independent
               "modes": _modes.normalize_modes(modes),
               "policies": _mixed.normalize_policies(policies, tgt),
               "gradient": _intent.gradient_option(gradient, order), "training": training}
-    return run_per_training_mode(tgt, args, training, lambda t, **overrides: _Run(
-        t, args, elementwise, rtol=rtol, atol=atol, seed=seed, **{**beyond, **overrides},
-        overridden=tuple(k for k, v in overrides.items() if v != beyond.get(k))))
+    with own_retracing_silenced():
+        return run_per_training_mode(tgt, args, training, lambda t, **overrides: _Run(
+            t, args, elementwise, rtol=rtol, atol=atol, seed=seed, **{**beyond, **overrides},
+            overridden=tuple(k for k, v in overrides.items() if v != beyond.get(k))))
 
 
 def assert_gradients(target: Any, *inputs: Any, **options: Any) -> None:

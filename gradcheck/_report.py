@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["KINDS", "Finding", "Report", "GradcheckError"]
+__all__ = ["KINDS", "Finding", "Report", "GradcheckError", "plain_text"]
 
 #: Every kind of finding, in the order a report lists them.
 KINDS = (
@@ -45,6 +46,10 @@ class Finding:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown finding kind {self.kind!r}; expected one of {KINDS}")
+        # Keras 3 puts ANSI escapes (bold) in its error messages: keep text, JSON, HTML plain.
+        self.message = plain_text(self.message)
+        self.details = {k: plain_text(v) if isinstance(v, str) else v
+                        for k, v in self.details.items()}
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "message": self.message,
@@ -110,6 +115,14 @@ class GradcheckError(AssertionError):
     def __init__(self, report: Report):
         super().__init__(str(report))
         self.report = report
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def plain_text(text: str) -> str:
+    """``text`` without ANSI escape sequences (colours, bold)."""
+    return _ANSI.sub("", text)
 
 
 def _short(value: Any, limit: int = 400) -> str:

@@ -314,8 +314,10 @@ class GradcheckItem(pytest.Item):
             report = fuzz_registered(self.registered, self.dtype, max_examples=examples,
                                      database_key=self.nodeid.encode())
         except Exception as exc:
+            from gradcheck._report import plain_text
+
             self._record("error", time.perf_counter() - started,
-                         error=f"{type(exc).__name__}: {exc}")
+                         error=plain_text(f"{type(exc).__name__}: {exc}"))
             raise
         self._record("passed" if report.ok else "failed",
                      report.meta.get("duration_s", time.perf_counter() - started), report)
