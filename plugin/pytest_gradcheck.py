@@ -5,7 +5,10 @@ With ``--gradcheck``, pytest imports the Python modules under the given paths (a
 collects one item per target declared there with ``@gradcheck.activation`` or
 ``@gradcheck.layer`` and per dtype, e.g. ``src/acts.py::custom_elu[float16]``. Each item fuzzes
 its target with Hypothesis and fails with the minimal input found, every finding kind seen and
-a reproducer. Without ``--gradcheck`` the plugin collects nothing and imports neither
+a reproducer. An item's id is ``path::name[dtype]`` with ``dtype`` as its parameter, as pytest's
+cache parses ids back, so ``--lf``, ``--ff``, ``--sw`` and ``-k`` work on gradcheck items. pytest
+marks stacked on a declared target (``xfail``, ``skip``, ``skipif``, custom marks) and the
+declaration's ``xfail=`` apply to its items; xfailed and xpassed items say so in the report. Without ``--gradcheck`` the plugin collects nothing and imports neither
 TensorFlow nor Hypothesis; it is loaded as pytest starts, so it imports nothing heavy itself.
 
 Settings, each with a command-line option and an ini twin (``[tool.pytest.ini_options]``):
@@ -71,8 +74,6 @@ _FIGURE_PROPERTY = "gradcheck_figure"  # {"png": base64} or {"error": text}, fai
 #: Points along x in an item's figure: fewer than gradcheck.plot's default, for speed.
 FIGURE_POINTS = 201
 _OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
-#: Marks of a declared target that mean nothing for its gradcheck items.
-_NOT_FOR_ITEMS = ("parametrize", "usefixtures")
 
 
 # -- options and settings ----------------------------------------------------------------------
@@ -299,7 +300,9 @@ class GradcheckItem(pytest.Item):
         self.registered = registered
         self.dtype = dtype
         self.add_marker("gradcheck")
-        for mark in _target_marks(registered, dtype):
+        from gradcheck._marks import target_marks
+
+        for mark in target_marks(registered, dtype):
             self.add_marker(mark)
         self.user_properties.append(
             (_USER_PROPERTY, {"target": registered.qualified, "dtype": dtype}))
@@ -356,20 +359,6 @@ class GradcheckItem(pytest.Item):
         lineno = self.registered.lineno
         return self.path, (lineno - 1 if lineno else None), \
             f"gradcheck {self.registered.qualified}[{self.dtype}]"
-
-
-def _target_marks(registered: Any, dtype: str) -> list[Any]:
-    """pytest marks stacked on the declared target (``@pytest.mark.xfail``, ``skip``,
-    ``skipif``, custom ones for ``-m``), and the declaration's ``xfail=`` for this dtype."""
-    from gradcheck._intent import xfail_reason
-
-    marks = [getattr(pytest.mark, mark.name).with_args(*mark.args, **mark.kwargs)
-             for mark in getattr(registered.target, "pytestmark", [])
-             if isinstance(mark, pytest.Mark) and mark.name not in _NOT_FOR_ITEMS]
-    reason = xfail_reason(registered.declaration.xfail, dtype)
-    if reason is not None:
-        marks.append(pytest.mark.xfail(reason=reason))
-    return marks
 
 
 def _figure(registered: Any, dtype: str, report: Any) -> dict[str, str]:
