@@ -6,6 +6,9 @@ in the training path alone would pass a check that only ever runs the default. S
 :func:`gradcheck.check` (hence fuzzing and ``pytest --gradcheck``) runs its whole check once per
 value, unless ``training=`` is given:
 
+- ``training=True`` is first computed once at the check's input, output and VJP: where both are
+  bitwise those of ``training=False`` (Dense and other layers that merely accept the argument)
+  the ``training=False`` check stands for it, at the cost of one forward and backward pass.
 - ``training=False``, and ``training=True`` for a deterministic layer (BatchNormalization: batch
   statistics), are checked fully: finite differences, modes, and so on, with the layer and its
   float64 twin both called with that value.
@@ -40,6 +43,8 @@ __all__ = ["accepts_training", "run_per_training_mode", "TrainingLayerTarget"]
 PROBES = 4
 
 FULL = "checked fully"
+SAME = ("same output and gradient as training=False at this input (bitwise): the "
+        "training=False check stands for it")
 STRUCTURE_ONLY = ("structure only (stochastic: outputs differ between calls at the same input; "
                   "shapes, dtypes and NaN/Inf checked, values not compared)")
 
@@ -89,17 +94,21 @@ def run_per_training_mode(tgt: Any, args: Sequence[tf.Tensor], training: bool | 
         run = make_run(tgt)
         run.execute()
         return run.report
-    report, how = None, {}
+    report, how, inference = None, {}, None
     for value in (False, True) if training is None else (training,):
         target = TrainingLayerTarget(tgt, value)
         overrides: dict[str, Any] = {}
         if value:
+            if inference is not None and _same_as(inference, target):
+                how["training=True"] = SAME
+                continue
             # Training-mode batch statistics (BatchNormalization) couple the rows by design.
             overrides["policies"], overrides["batch_independent"] = (), False
             if _stochastic(target, args):
                 overrides["structure_only"] = True
         run = make_run(target, **overrides)
         run.execute()
+        inference = run if not value else None
         how[f"training={value}"] = STRUCTURE_ONLY if overrides.get("structure_only") else FULL
         if report is None:
             report = run.report
@@ -111,13 +120,48 @@ def run_per_training_mode(tgt: Any, args: Sequence[tf.Tensor], training: bool | 
     return report
 
 
+def _same_as(inference: Any, target: TrainingLayerTarget) -> bool:
+    """Whether the layer in training mode gives bitwise the output and VJP (same cotangent)
+    that the training=False run computed: then its check would repeat that one, since the
+    check is a function of the output and gradients here and of the forward pass around here,
+    and Keras layers that merely accept ``training`` (Dense) compute the same thing. Any
+    difference, or a run that stopped early, means: check it."""
+    if not hasattr(inference, "v") or not hasattr(inference, "params"):
+        return False
+    floats = [p.arg_index for p in inference.params if not p.is_weight]
+    weights = [p.weight for p in inference.params if p.is_weight]
+    try:
+        with tf.GradientTape() as tape:
+            for i in floats:
+                tape.watch(inference.args[i])
+            y = tf.convert_to_tensor(target(inference.args))
+        if y.dtype != inference.y.dtype or y.shape != inference.y.shape:
+            return False
+        grads = tape.gradient(y, [inference.args[i] for i in floats] + weights,
+                              output_gradients=tf.constant(inference.v, y.dtype))
+    except Exception:  # noqa: BLE001 - the training=True check reports it
+        return False
+    if not np.array_equal(_f64(y), inference.y64, equal_nan=True):
+        return False
+    for p, g in zip(inference.params, grads):
+        if (g is None) != p.grad_missing or (g is not None and p.grad is None):
+            return False
+        if g is not None and not np.array_equal(_f64(g), p.grad, equal_nan=True):
+            return False
+    return True
+
+
+def _f64(t: Any) -> np.ndarray:
+    return np.asarray(tf.cast(tf.convert_to_tensor(t), tf.float64))
+
+
 def _stochastic(target: TrainingLayerTarget, args: Sequence[tf.Tensor]) -> bool:
     """Whether calls at the same input disagree (randomness); a call that raises is left to
     the check, which reports it."""
     try:
-        first = np.asarray(tf.cast(target(args), tf.float64))
+        first = _f64(target(args))
         for _ in range(PROBES - 1):
-            again = np.asarray(tf.cast(target(args), tf.float64))
+            again = _f64(target(args))
             if not np.array_equal(first, again, equal_nan=True):
                 return True
     except Exception:  # noqa: BLE001 - the check calls it again and reports the error

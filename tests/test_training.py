@@ -80,3 +80,10 @@ def test_args_naming_training_is_refused_with_what_to_do():
 def test_training_is_refused_for_targets_without_it():
     with pytest.raises(TypeError, match="training=True is for a Keras layer"):
         gradcheck.check(tf.tanh, X, training=True)
+
+
+def test_layers_that_merely_accept_training_are_not_checked_twice():
+    assert "training" in keras.layers.Dense(3).call.__code__.co_varnames  # Keras 3's Dense
+    report = gradcheck.check(keras.layers.Dense(3), X, elementwise=False)
+    assert report.ok, str(report)
+    assert report.meta["training"]["training=True"].startswith("same output and gradient")
