@@ -43,6 +43,9 @@ __all__ = ["declared_gradient_checked", "analytic_source", "expression_of"]
 #: in tests): a VJP is a short chain of operations, 8 roundings of its intermediates.
 ANALYTIC_ULPS = 8.0
 
+#: The longest lambda source expression_of() looks for (characters from "lambda").
+_LAMBDA_CHARS = 600
+
 
 def analytic_source(fn: Any) -> str:
     """How the analytic gradient of ``fn`` is computed, for messages: ``"your grad fn"`` for a
@@ -207,7 +210,8 @@ def expression_of(fn: Callable) -> str:
     params = list(code.co_varnames[:code.co_argcount]) if code is not None else []
     start = lines.find("lambda")
     while start >= 0:
-        for end in range(len(lines), start, -1):
+        # A lambda ends within a few lines (in a decorator's parentheses): longest text first.
+        for end in range(min(len(lines), start + _LAMBDA_CHARS), start, -1):
             text = lines[start:end].strip().rstrip(",")
             try:
                 node = ast.parse(f"({text})", mode="eval").body
