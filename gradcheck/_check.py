@@ -25,11 +25,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from ._declared_gradient import analytic_source, declared_gradient_checked
 from ._numerics import (KINK_RELATIVE, SAFETY, estimate, judge_lines, kinks, machine_eps,
                         secant_hull, step)
-from ._report import Finding, GradcheckError, Report
-from ._declared_gradient import analytic_source, declared_gradient_checked
 from ._quiet import own_retracing_silenced
+from ._report import Finding, GradcheckError, Report
 from ._reproducer import check_reproducer
 from ._targets import Target, as_target, weights_set_to
 

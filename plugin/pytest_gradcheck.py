@@ -8,8 +8,9 @@ its target with Hypothesis and fails with the minimal input found, every finding
 a reproducer. An item's id is ``path::name[dtype]`` with ``dtype`` as its parameter, as pytest's
 cache parses ids back, so ``--lf``, ``--ff``, ``--sw`` and ``-k`` work on gradcheck items. pytest
 marks stacked on a declared target (``xfail``, ``skip``, ``skipif``, custom marks) and the
-declaration's ``xfail=`` apply to its items; xfailed and xpassed items say so in the report. Without ``--gradcheck`` the plugin collects nothing and imports neither
-TensorFlow nor Hypothesis; it is loaded as pytest starts, so it imports nothing heavy itself.
+declaration's ``xfail=`` apply to its items; xfailed and xpassed items say so in the report.
+Without ``--gradcheck`` the plugin collects nothing and imports neither TensorFlow nor
+Hypothesis; it is loaded as pytest starts, so it imports nothing heavy itself.
 
 Settings, each with a command-line option and an ini twin (``[tool.pytest.ini_options]``):
 
