@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from ._arrays import _all_finite, _f64, _index, _signed, _smallest_normal, _tail
+from ._declared_gradient import analytic_source, declared_gradient_checked
 from ._conditioning import explained_by_rounding
 from ._determinism import execute_probing
 from ._hints import nonfinite_cause
@@ -44,11 +45,15 @@ from ._numerics import (
     step,
     within_secants,
 )
-from ._options import CHECK_DEFAULTS, check_call, compared_modes, tolerance
+from ._intent import gradient_option
+from ._options import CHECK_DEFAULTS, compared_modes, tolerance
 from ._options import order as valid_order
 from ._overflow import drop_true_overflows
+from ._quiet import own_retracing_silenced
 from ._report import Finding, GradcheckError, Report
+from ._reproducer import check_reproducer
 from ._second_order import check_second_order
+from ._training import run_per_training_mode
 from ._targets import Target, as_target, weights_set_to
 
 __all__ = ["check", "assert_gradients"]
@@ -61,7 +66,8 @@ def check(target: Any, *inputs: Any, elementwise: bool | None = None,
           rtol: float | None = None, atol: float | None = None, seed: int = 0,
           name: str | None = None, reference: Callable[[str], Any] | None = None,
           order: int = 1, modes: Sequence[str] | None = None,
-          policies: Sequence[str] = (), domain: tuple[float, float] | None = None) -> Report:
+          policies: Sequence[str] = (), domain: tuple[float, float] | None = None,
+          gradient: Callable | None = None, training: bool | None = None) -> Report:
     """Check the gradients of ``target`` at ``inputs``.
 
     Args:
@@ -92,6 +98,11 @@ def check(target: Any, *inputs: Any, elementwise: bool | None = None,
             ``("mixed_float16", "mixed_bfloat16")`` (see ``_mixed.py``).
         domain: ``(low, high)`` where the first input is defined: finite differences never
             step outside it (one-sided at its ends). ``None``: no bound.
+        gradient: an intended surrogate gradient ``(x, dy, *args) -> expected VJP``,
+            compared with the analytic one instead of finite differences (see
+            ``_declared_gradient.py``).
+        training: for a layer whose ``call`` accepts ``training``: None checks
+            ``training=False`` and ``training=True`` (see ``_training.py``), a bool that one.
 
     Returns:
         A :class:`Report`; ``report.ok`` is True when nothing was found.
@@ -105,13 +116,17 @@ def check(target: Any, *inputs: Any, elementwise: bool | None = None,
     args = _as_tensors(tgt, inputs)
     try:
         rtol, atol = tolerance("rtol", rtol), tolerance("atol", atol)
-        beyond = (valid_order(order), compared_modes(modes), normalize_policies(policies, tgt))
+        beyond = {"batch_independent": batch_independent, "order": valid_order(order),
+                  "modes": compared_modes(modes),
+                  "policies": normalize_policies(policies, tgt),
+                  "gradient": gradient_option(gradient, order), "training": training,
+                  "domain": None if domain is None else (float(domain[0]), float(domain[1]))}
     except (TypeError, ValueError) as exc:
-        raise type(exc)(f"gradcheck: {exc}") from None
-    run = _Run(tgt, args, elementwise, batch_independent, rtol, atol, seed, *beyond,
-               domain=None if domain is None else (float(domain[0]), float(domain[1])))
-    run.execute()
-    return run.report
+        raise type(exc)(str(exc) if str(exc).startswith("gradcheck:") else f"gradcheck: {exc}") from None
+    with own_retracing_silenced():
+        return run_per_training_mode(tgt, args, training, lambda t, **overrides: _Run(
+            t, args, elementwise, rtol=rtol, atol=atol, seed=seed, **{**beyond, **overrides},
+            overridden=tuple(k for k, v in overrides.items() if v != beyond.get(k))))
 
 
 def assert_gradients(target: Any, *inputs: Any, **options: Any) -> None:
@@ -184,6 +199,10 @@ class _Run:
     modes: tuple[str, ...] = ()
     policies: tuple[str, ...] = ()
     domain: tuple[float, float] | None = None  # of the first input: steps stay inside
+    gradient: Callable | None = None  # declared surrogate gradient (issue 15)
+    training: bool | None = None      # as passed to check(), for the reproducer
+    structure_only: bool = False      # stochastic training=True: no value comparisons
+    overridden: tuple[str, ...] = ()  # options set by the training run, not by the caller
     report: Report = field(init=False)
 
     def __post_init__(self) -> None:
@@ -192,24 +211,30 @@ class _Run:
         self.report = Report(target=self.tgt.name, dtype=self.dtype.name)
         self.inputs_shown = None
         self.cut_by_domain = False  # a finite-difference sample fell outside the domain
+        self.analytic = analytic_source(self.tgt.fn)  # "autodiff" or "your grad fn"
 
     def add(self, kind: str, message: str, **details: Any) -> None:
         if self.inputs_shown is None:  # built on the first finding: tolist() is not free
             self.inputs_shown = _plain_inputs(self.tgt, self.args, self.dtype)
-            self.report.reproducer = _reproducer(self.tgt, self.args, self._options())
+            self.report.reproducer = check_reproducer(self.tgt, self.args, self._options())
         self.report.findings.append(Finding(kind, f"{self.tgt.name}: {message}",
                                             self.inputs_shown, details))
 
     def _options(self) -> dict[str, Any]:
-        """check()'s options, for the reproducer (modes: None where they are the default)."""
-        options = {name: getattr(self, name) for name in (*CHECK_DEFAULTS, "seed")}
-        if options["modes"] == compared_modes(None):
+        """check()'s options, for the reproducer (modes: None where they are the default);
+        those a training run set itself are left out."""
+        options = {name: getattr(self, name) for name in (*CHECK_DEFAULTS, "training", "seed")
+                   if name not in self.overridden}
+        if options.get("modes") == compared_modes(None):
             options["modes"] = None
         return options
 
     # ---- 1. forward and backward in the input's dtype
 
     def execute(self) -> None:
+        if self.structure_only:  # stochastic training=True: shapes, dtypes and NaN/Inf only
+            self.forward_backward()
+            return
         execute_probing(self)
 
     def run_checks(self, noisy: bool) -> None:
@@ -218,7 +243,8 @@ class _Run:
         if self.choose_reference():
             try:
                 self.check_nonfinite_output()
-                self.check_gradients()
+                with declared_gradient_checked(self):
+                    self.check_gradients()
             except _UsageError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the target failed at a nearby input
@@ -726,7 +752,7 @@ class _Run:
             b = int(np.argmax(~verdict.ok))
             self.add("gradient_mismatch",
                      f"gradient mismatch in batch row {b}: along a random direction, analytic "
-                     f"(autodiff) {analytic[b]:.9g} vs numerical (finite differences) "
+                     f"({self.analytic}) {analytic[b]:.9g} vs numerical (finite differences) "
                      f"{verdict.numerical[b]:.9g} ± {verdict.bound[b] + allowance[b]:.3g}; "
                      f"{int((~verdict.ok).sum())} / {verdict.ok.size} rows mismatched",
                      row=b, analytic=analytic[b], numerical=verdict.numerical[b],
@@ -789,7 +815,7 @@ class _Run:
             labels = ", ".join(self.params[k].label for k in joint)
             self.add("gradient_mismatch",
                      f"gradient mismatch for {labels}: along a random direction, analytic "
-                     f"(autodiff) {float(analytic):.9g} vs numerical (finite differences) "
+                     f"({self.analytic}) {float(analytic):.9g} vs numerical (finite differences) "
                      f"{float(verdict.numerical):.9g} ± {float(verdict.bound + allowance):.3g}",
                      analytic=float(analytic), numerical=float(verdict.numerical),
                      bound=float(verdict.bound + allowance),
@@ -860,7 +886,7 @@ class _Run:
         dy = self.v.flat[j]
         self.add("gradient_mismatch",
                  f"gradient mismatch for {p.label} at index {idx}, x = "
-                 f"{p.value.flat[j]:.9g} ({self.dtype.name}): analytic (autodiff) "
+                 f"{p.value.flat[j]:.9g} ({self.dtype.name}): analytic ({self.analytic}) "
                  f"{analytic.flat[j]:.9g} vs numerical (finite differences, "
                  f"{self.ref_dtype.name}) {numerical.flat[j]:.9g} ± "
                  f"{bound.flat[j] + allowance.flat[j]:.3g}, upstream dy = {dy:.4g} "
@@ -898,12 +924,3 @@ def _plain_inputs(tgt: Target, args, dtype) -> dict[str, Any]:
         shown[name] = _f64(a).tolist() if a.dtype.is_floating else a.numpy().tolist()
     shown["dtype"] = dtype.name
     return shown
-
-
-def _reproducer(tgt: Target, args, options: dict[str, Any]) -> str:
-    parts = []
-    for a in args:
-        values = (_f64(a) if a.dtype.is_floating else a.numpy()).tolist()
-        literal = repr(values) if np.size(values) <= 64 else "..."
-        parts.append(f"tf.constant({literal}, tf.{a.dtype.name})")
-    return check_call(tgt.name, parts, options)

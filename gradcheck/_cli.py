@@ -46,6 +46,11 @@ POINTS_HELP = "points along the x axis (default: 401)"
 PLOT_SEED_HELP = ("seed of the random line through the domain (non-elementwise targets) and of "
                   "the random upstream dy (default: 0)")
 DPI_HELP = "resolution of the PNG in dots per inch (default: 100)"
+DOMAIN_HELP = ("the range inputs are drawn from, as LOW,HIGH (default: the declared domain, "
+               "else -10,10); beats the declaration")
+OPTION_HELP = ("any other declaration option as NAME=VALUE, VALUE a Python literal, e.g. "
+               "--option 'input_shape=(None, 4)' --option elementwise=False --option "
+               "'kinks=(0.0,)' (repeatable); beats the declaration")
 EPILOG = ("exit status: 0 nothing found (plot: the figure was written), 1 findings, 2 usage "
           "error. examples:\n"
           "  python -m gradcheck check examples/buggy/buggy_custom_gradients.py:"
@@ -104,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--examples", type=_positive_int, metavar="N", help=EXAMPLES_HELP)
     check.add_argument("--seed", type=_integer, metavar="S", help=SEED_HELP)
     check.add_argument("--timeout", type=_seconds, metavar="SECONDS", help=TIMEOUT_HELP)
+    check.add_argument("--domain", type=_domain, metavar="LOW,HIGH", help=DOMAIN_HELP)
+    check.add_argument("--option", action="append", metavar="NAME=VALUE", default=[],
+                       help=OPTION_HELP)
     check.set_defaults(run=_run_check)
     plot = commands.add_parser(
         "plot", help="draw f, the analytic and the numerical derivative to a PNG",
@@ -168,15 +176,17 @@ def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from gradcheck._timeout import DEFAULT_TIMEOUT_S
 
     dtypes = _dtypes_to_check(args, entry)
+    options = declaration_options(args)
     declared = entry.declaration.timeout if entry is not None else None
-    timeout = next(t for t in (args.timeout, declared, DEFAULT_TIMEOUT_S) if t is not None)
+    timeout = next(t for t in (args.timeout, options.pop("timeout", None), declared,
+                               DEFAULT_TIMEOUT_S) if t is not None)
     failed = []
     for number, dtype in enumerate(dtypes, start=1):
         print(f"gradcheck: [{number}/{len(dtypes)}] {args.target} [{dtype}]: fuzzing...",
               file=err, flush=True)
         try:
             report = fuzz(target, dtype=dtype, max_examples=args.examples, seed=args.seed,
-                          timeout=timeout)
+                          timeout=timeout, **options)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"cannot check {args.target} [{dtype}]: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - whatever it is, one line and exit 2
@@ -191,6 +201,44 @@ def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             failed.append(dtype)
             print(failure_text(report) + "\n", file=out, flush=True)
     return _check_summary(args.target, dtypes, failed, out)
+
+
+def declaration_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--domain`` and every ``--option NAME=VALUE`` as declaration options."""
+    import ast
+
+    options: dict[str, Any] = {}
+    for text in args.option:
+        name, sep, value = text.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise UsageError(f"invalid --option {text!r}: expected NAME=VALUE, e.g. --option "
+                             "'input_shape=(None, 4)'")
+        if name in ("dtypes", "max_examples", "domain"):
+            flag = {"dtypes": "--dtypes", "max_examples": "--examples", "domain": "--domain"}
+            raise UsageError(f"--option {name}=...: use {flag[name]} instead")
+        try:
+            options[name] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            raise UsageError(f"invalid --option {text!r}: {value.strip()!r} is not a Python "
+                             "literal (a number, string, tuple, dict, True/False/None); a "
+                             "function such as gradient= needs a declaration in the "
+                             "module") from None
+    if args.domain is not None:
+        options["domain"] = args.domain
+    return options
+
+
+def _domain(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    try:
+        low, high = (float(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LOW,HIGH (two numbers, e.g. "
+                                         "-5,5)") from None
+    if not low < high:
+        raise argparse.ArgumentTypeError(f"{text!r}: LOW must be below HIGH")
+    return low, high
 
 
 def _dtypes_to_check(args: argparse.Namespace, entry: Any) -> list[str]:

@@ -22,6 +22,8 @@ from typing import Any, Callable, Mapping
 
 from . import _kerases as kerases
 from . import _options
+from ._intent import (KERAS_CALL_ARGUMENTS, check_keras_call_arguments, gradient_option,
+                      xfail_option)
 from ._options import DTYPES, POLICIES
 from ._options import describe as _describe
 from ._options import number as _number
@@ -59,9 +61,14 @@ class Declaration:
         modes: execution modes that must agree with eager, from :data:`MODES` (``None``: the
             default of :func:`gradcheck.check`; ``()``: off).
         policies: Keras mixed-precision policies to check a layer under, from
-            :data:`POLICIES` (layers only).
+            :data:`POLICIES` (layers only); checked in one dtype item, not in each.
         timeout: seconds the target may fuzz in one dtype before it is stopped and fails
             (``None``: the session's setting; ``0``: no limit).
+        gradient: an intended surrogate gradient ``(x, dy, *args) -> expected VJP`` for
+            ``x`` (a tuple: also for each arg), compared with the analytic gradient instead
+            of finite differences (:mod:`gradcheck._declared_gradient`).
+        xfail: a known failure: a reason (every dtype) or ``{dtype: reason}``; such items
+            are reported xfailed, or xpassed once fixed (:mod:`gradcheck._xfail`).
     """
 
     kind: str
@@ -80,6 +87,8 @@ class Declaration:
     modes: tuple[str, ...] | None = None
     policies: tuple[str, ...] = ()
     timeout: float | None = None
+    gradient: Callable | None = field(default=None, compare=False)
+    xfail: str | Mapping[str, str] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -99,6 +108,8 @@ class Declaration:
             "modes": _options.modes(self.modes),
             "policies": _policies(self.kind, self.policies),
             "timeout": _tolerance("timeout", self.timeout),  # seconds
+            "gradient": gradient_option(self.gradient, self.order),
+            "xfail": xfail_option(self.xfail, DTYPES),
         }
         normalized["kinks"] = _kinks(self.kinks, normalized["domain"])
         for name, value in normalized.items():
@@ -386,7 +397,10 @@ def _check_signature(target: Any, kind: str, declaration: Declaration, where: st
     params = _positional(signature) if signature is not None else None
     if params is not None:
         if kind == "layer":
-            params = params[1:]  # self
+            # self; and Keras' own call arguments: Keras passes training= and mask= itself
+            # (gradcheck checks both training=False and training=True), so they are no args.
+            params = [p for p in params[1:] if p.name not in KERAS_CALL_ARGUMENTS]
+            check_keras_call_arguments(declaration.args, where)
         if not params:
             raise TypeError(f"{where}: the target takes no positional input; expected "
                             "a first parameter for the tensor x")

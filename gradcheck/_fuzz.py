@@ -37,6 +37,7 @@ from hypothesis.reporting import with_reporter
 from . import _kerases as kerases
 from ._declare import OPTIONS, Declaration, Registered, registry
 from ._options import DTYPES, check_call, check_options
+from ._reproducer import as_code
 from ._hostile import failure_report, flaky_text, intermittent, timeout_message
 from ._report import KINDS, Finding, Report
 from .strategies import inputs_for
@@ -283,7 +284,15 @@ class _Fuzz:
         if self.decl.kind == "layer" and self.instance is None:
             reference = self.reference_for(inputs) if dtype is None else self.entry.build
         return check(target, *inputs, seed=_seed_of(inputs), name=self.entry.name,
-                     reference=reference, **check_options(self.decl))
+                     reference=reference, **{**check_options(self.decl), "policies": self.policies()})
+
+    def policies(self) -> tuple[str, ...]:
+        """A policy check rebuilds the layer under the policy whatever the item's dtype: run it
+        in one item (float32, the policies' variable dtype, when declared, else the widest) to
+        report it once."""
+        declared = self.decl.dtypes
+        once_in = "float32" if "float32" in declared else max(declared, key=DTYPES.index)
+        return self.decl.policies if self.dtype == once_in else ()
 
     def example(self, inputs: tuple[np.ndarray, ...]) -> None:
         from ._check import _UsageError
@@ -531,13 +540,21 @@ class _Fuzz:
     def reproducer(self, inputs: tuple[np.ndarray, ...]) -> str:
         arrays = [f"np.array({a.astype(np.float64).tolist()!r}, dtype={self.dtype!r})"
                   for a in inputs]
-        return check_call(self.target_expression(), arrays,
-                          {**check_options(self.decl), "seed": _seed_of(inputs)})
+        options = {**check_options(self.decl), "policies": self.policies(),
+                   "seed": _seed_of(inputs)}
+        call = check_call(self.target_expression(), arrays, as_code(options))
+        if (self.decl.kind == "layer" and self.instance is None
+                and not isinstance(self.entry.target, type) and self.dtype != "float32"):
+            # A factory builds in Keras' dtype policy, which is what the item sets.
+            return f"keras.config.set_dtype_policy({self.dtype!r}); {call}"
+        return call
 
     def target_expression(self) -> str:
         name = self.entry.name
         if self.instance is not None:
-            return f"{type(self.instance).__name__}(...)"
+            from ._reproducer import layer_expression
+
+            return layer_expression(self.instance)
         if self.decl.kind == "layer" and isinstance(self.entry.target, type):
             init = "".join(f"{k}={v!r}, " for k, v in self.decl.init.items())
             return f"{name}({init}dtype={self.dtype!r})"

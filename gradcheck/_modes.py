@@ -176,7 +176,7 @@ def _traced(run: Any, mode: str, shapes_policy: str):
     tensors = _inputs(run)
     shapes = _signature_shapes(tensors, shapes_policy)
     key = (id(owner), mode, tuple(t.dtype.name for t in tensors), shapes,
-           tuple(id(w) for w in weights))
+           tuple(id(w) for w in weights), getattr(run.tgt, "training", None))
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is owner:
         _CACHE.move_to_end(key)

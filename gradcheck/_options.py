@@ -15,7 +15,7 @@ import numbers
 from typing import Any, Mapping, Sequence
 
 __all__ = ["DTYPES", "ORDERS", "MODES", "DEFAULT_MODES", "POLICIES", "CHECK_DEFAULTS",
-           "check_options", "check_call", "describe", "number", "tolerance", "names", "order", "modes",
+           "check_options", "check_call", "Expression", "describe", "number", "tolerance", "names", "order", "modes",
            "compared_modes", "policies"]
 
 #: The floating dtypes a target can be checked in, narrowest first.
@@ -33,7 +33,7 @@ POLICIES = ("mixed_float16", "mixed_bfloat16")
 #: (a reproducer writes out only those that differ).
 CHECK_DEFAULTS: dict[str, Any] = {"elementwise": None, "batch_independent": None, "rtol": None,
                                   "atol": None, "order": 1, "modes": None, "policies": (),
-                                  "domain": None}
+                                  "domain": None, "gradient": None}
 
 
 def check_options(declaration: Any) -> dict[str, Any]:
@@ -51,10 +51,17 @@ def check_call(target: str, inputs: Sequence[str], options: Mapping[str, Any]) -
     """The source of the :func:`gradcheck.check` call that repeats a check (a reproducer):
     ``target`` and ``inputs`` as source text, then each of ``options`` that differs from
     check()'s default, in the order of :data:`CHECK_DEFAULTS`, ``seed`` (default 0) last."""
-    defaults = {**CHECK_DEFAULTS, "seed": 0}
+    defaults = {**CHECK_DEFAULTS, "training": None, "seed": 0}
     keywords = [f"{name}={options[name]!r}" for name, default in defaults.items()
                 if name in options and options[name] != default]
     return f"gradcheck.check({', '.join([target, *inputs, *keywords])})"
+
+
+class Expression(str):
+    """Source text that ``repr`` leaves as is (an option value written as code)."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def describe(value: Any) -> str:

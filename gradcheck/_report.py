@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["KINDS", "Finding", "Report", "GradcheckError"]
+__all__ = ["KINDS", "Finding", "Report", "GradcheckError", "plain_text"]
 
 #: Every kind of finding, in the order a report lists them.
 KINDS = (
@@ -47,8 +48,9 @@ class Finding:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown finding kind {self.kind!r}; expected one of {KINDS}")
-        self.message = truncated(self.message)
-        self.details = {key: truncated(value) if isinstance(value, str) else value
+        # Keras 3 puts ANSI escapes (bold) in its error messages: keep text, JSON, HTML plain.
+        self.message = truncated(plain_text(self.message))
+        self.details = {key: truncated(plain_text(value)) if isinstance(value, str) else value
                         for key, value in self.details.items()}
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,6 +129,14 @@ def truncated(text: str, limit: int = MESSAGE_LIMIT) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]} ... [truncated: {len(text)} characters in all]"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def plain_text(text: str) -> str:
+    """``text`` without ANSI escape sequences (colours, bold)."""
+    return _ANSI.sub("", text)
 
 
 def _short(value: Any, limit: int = 400) -> str:

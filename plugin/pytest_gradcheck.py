@@ -5,8 +5,12 @@ With ``--gradcheck``, pytest imports the Python modules under the given paths (a
 collects one item per target declared there with ``@gradcheck.activation`` or
 ``@gradcheck.layer`` and per dtype, e.g. ``src/acts.py::custom_elu[float16]``. Each item fuzzes
 its target with Hypothesis and fails with the minimal input found, every finding kind seen and
-a reproducer. Without ``--gradcheck`` the plugin collects nothing and imports neither
-TensorFlow nor Hypothesis; it is loaded as pytest starts, so it imports nothing heavy itself.
+a reproducer. An item's id is ``path::name[dtype]`` with ``dtype`` as its parameter, as pytest's
+cache parses ids back, so ``--lf``, ``--ff``, ``--sw`` and ``-k`` work on gradcheck items. pytest
+marks stacked on a declared target (``xfail``, ``skip``, ``skipif``, custom marks) and the
+declaration's ``xfail=`` apply to its items; xfailed and xpassed items say so in the report.
+Without ``--gradcheck`` the plugin collects nothing and imports neither TensorFlow nor
+Hypothesis; it is loaded as pytest starts, so it imports nothing heavy itself.
 
 Settings, each with a command-line option and an ini twin (``[tool.pytest.ini_options]``):
 
@@ -275,8 +279,10 @@ class GradcheckModule(pytest.Module):
                 f"gradcheck: importing module {self.path.name} ({self.path}) raised "
                 f"{type(exc).__name__}: {exc}\n{_traceback_from(exc, self.path)}") from exc
         dtypes = _session_settings(self.config).dtypes
-        return [GradcheckItem.from_parent(self, name=f"{entry.name}[{dtype}]",
-                                          registered=entry, dtype=dtype)
+        return [GradcheckItem.from_parent(
+                    self, name=f"{entry.name}[{dtype}]", registered=entry, dtype=dtype,
+                    # the id pytest's cache (--lf, --ff, --sw) parses "name[dtype]" back into
+                    nodeid=f"{self.nodeid}::{entry.name}[{dtype}]")
                 for entry in registered_in(module.__name__)
                 if _declared_by(entry, module)
                 for dtype in entry.declaration.dtypes if dtype in dtypes]
@@ -313,6 +319,10 @@ class GradcheckItem(pytest.Item):
         self.registered = registered
         self.dtype = dtype
         self.add_marker("gradcheck")
+        from gradcheck._marks import target_marks
+
+        for mark in target_marks(registered, dtype):
+            self.add_marker(mark)
         self.user_properties.append(
             (_USER_PROPERTY, {"target": registered.qualified, "dtype": dtype}))
 
@@ -329,10 +339,10 @@ class GradcheckItem(pytest.Item):
                                      database_key=self.nodeid.encode(),
                                      timeout=outer_limit(self, settings.timeout))
         except Exception as exc:
-            from gradcheck._report import truncated
+            from gradcheck._report import plain_text, truncated
 
             self._record("error", time.perf_counter() - started,
-                         error=truncated(f"{type(exc).__name__}: {exc}"))
+                         error=truncated(plain_text(f"{type(exc).__name__}: {exc}")))
             raise
         self._record("passed" if report.ok else "failed",
                      report.meta.get("duration_s", time.perf_counter() - started), report)

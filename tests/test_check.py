@@ -222,7 +222,7 @@ def test_the_mismatch_message_names_target_index_value_and_both_sides():
     report = gradcheck.check(wrong_negative_branch, tf.constant([1.0, -2.0], tf.float32))
     text = str(report)
     assert "wrong_negative_branch" in text and "index (1,)" in text and "x = -2" in text
-    assert "analytic (autodiff)" in text and "numerical (finite differences" in text
+    assert "analytic (your grad fn)" in text and "numerical (finite differences" in text
     assert "reproduce: gradcheck.check(wrong_negative_branch" in text
 
 

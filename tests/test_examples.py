@@ -241,6 +241,50 @@ def test_buggy_example_fails_with_its_expected_kind(run, path, name):
     assert primary, f"{kinds[0]} (the bug's own kind) was not reported in any dtype"
 
 
+_LOADED: dict[str, dict] = {}
+
+
+def _namespace_of(path: str) -> dict:
+    """The example module's globals, as a user's reproducer sees them, plus the usual imports."""
+    if path not in _LOADED:
+        import importlib.util
+
+        import keras
+        import numpy as np
+        import tensorflow as tf
+
+        import gradcheck
+
+        name = "reproduced_" + path.replace("/", "_").removesuffix(".py")
+        spec = importlib.util.spec_from_file_location(name, ROOT / path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _LOADED[path] = {"gradcheck": gradcheck, "np": np, "tf": tf, "keras": keras,
+                         **vars(module)}
+    return _LOADED[path]
+
+
+@pytest.mark.parametrize("path, name", BUGGY_TARGETS,
+                         ids=[f"{p}::{n}" for p, n in BUGGY_TARGETS])
+def test_every_printed_reproducer_runs_as_printed(run, path, name):
+    import keras
+
+    results = [r for r in run.results_for(path, name) if r.get("reproducer")]
+    assert results, f"{path}::{name} printed no reproducer"
+    for result in results:
+        namespace = dict(_namespace_of(path))
+        policy = keras.config.dtype_policy()  # a factory's reproducer sets Keras' policy
+        statement = result["reproducer"]
+        *setup, call = statement.split("; ")
+        try:
+            exec("\n".join([*setup, f"report = {call}"]), namespace)
+        finally:
+            keras.config.set_dtype_policy(policy)
+        report = namespace["report"]
+        assert not report.ok, f"{result['nodeid']}: `{statement}` found nothing"
+        assert report.dtype == result["dtype"], statement
+
+
 # -- the configuration examples ----------------------------------------------------------------
 
 SNIPPET = EXAMPLES / "pyproject_snippet.toml"

@@ -1,0 +1,95 @@
+"""Reproducers: one line of Python that re-runs the check that failed, as printed.
+
+They assume what a test module has imported: ``gradcheck``, ``numpy as np``, ``tensorflow as
+tf``, ``keras`` and the target's own module namespace (the target, its gradient= function).
+A Keras layer is written as a constructor call in the checked dtype (a class is no target):
+``MyLayer(units=3, dtype='float16')``, with the constructor arguments its ``get_config()``
+reports that are plain literals; its weights are initialized afresh, so a failure that depends
+on particular weights may need the reported seed, or the layer itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._options import Expression, check_call
+
+__all__ = ["check_reproducer", "as_code", "layer_expression"]
+
+_LITERALS = (bool, int, float, str, type(None))
+
+
+def check_reproducer(tgt: Any, args: Sequence[Any], options: dict[str, Any]) -> str:
+    """``gradcheck.check(<target>, tf.constant(...), ..., option=value)``."""
+    import tensorflow as tf
+
+    parts = []
+    for a in args:
+        values = np.asarray(tf.cast(a, tf.float64) if a.dtype.is_floating else a).tolist()
+        literal = repr(values) if np.size(values) <= 64 else "..."
+        parts.append(f"tf.constant({literal}, tf.{a.dtype.name})")
+    return check_call(target_expression(tgt), parts, as_code(options))
+
+
+def as_code(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with a ``gradient=`` function written as its source."""
+    if options.get("gradient") is None:
+        return options
+    from ._declared_gradient import expression_of
+
+    return {**options, "gradient": Expression(expression_of(options["gradient"]))}
+
+
+def target_expression(tgt: Any) -> str:
+    """The target as code: a layer as a constructor call, a Lambda as keras.layers.Lambda."""
+    layer = getattr(tgt, "layer", None)
+    if layer is not None:
+        return layer_expression(layer)
+    if tgt.name.startswith("Lambda("):
+        return f"keras.layers.{tgt.name}"
+    return tgt.name
+
+
+def layer_expression(layer: Any) -> str:
+    """``MyLayer(arg=value, ..., dtype='float16')`` from the layer's class and config."""
+    cls = type(layer)
+    try:
+        config = dict(layer.get_config())
+        accepted = inspect.signature(cls.__init__).parameters
+    except Exception:  # noqa: BLE001 - a layer without a usable config: its dtype only
+        config, accepted = {}, {}
+    kwargs = [f"{k}={v!r}" for k, v in config.items()
+              if k in accepted and k not in ("name", "dtype", "trainable") and _literal(v)
+              and not _is_default(accepted[k], v)]
+    policy = getattr(getattr(layer, "dtype_policy", None), "name", None) or getattr(
+        layer, "dtype", None)
+    if isinstance(policy, str):
+        kwargs.append(f"dtype={policy!r}")
+    name = cls.__qualname__
+    if cls.__module__.split(".")[0] in ("keras", "tf_keras") and hasattr(
+            _keras_layers(cls.__module__), name):
+        name = f"{cls.__module__.split('.')[0]}.layers.{name}"  # Keras' own layers
+    return f"{name}({', '.join(kwargs)})"
+
+
+def _literal(value: Any) -> bool:
+    if isinstance(value, (tuple, list)):
+        return all(_literal(v) for v in value)
+    return isinstance(value, _LITERALS)
+
+
+def _is_default(parameter: inspect.Parameter, value: Any) -> bool:
+    default = parameter.default
+    return default is not parameter.empty and type(default) is type(value) and default == value
+
+
+def _keras_layers(module: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module.split(".")[0]).layers
+    except (ImportError, AttributeError):
+        return None

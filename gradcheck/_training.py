@@ -1,0 +1,169 @@
+"""Training mode: a layer whose ``call`` accepts ``training`` is checked with both values.
+
+Keras calls such a layer with ``training=True`` in ``fit`` and ``training=False`` in
+``predict``: Dropout, BatchNormalization and custom layers take another path in each, and a bug
+in the training path alone would pass a check that only ever runs the default. So
+:func:`gradcheck.check` (hence fuzzing and ``pytest --gradcheck``) runs its whole check once per
+value, unless ``training=`` is given:
+
+- ``training=True`` is first computed once at the check's input, output and VJP: where both are
+  bitwise those of ``training=False`` (Dense and other layers that merely accept the argument)
+  the ``training=False`` check stands for it, at the cost of one forward and backward pass.
+- ``training=False``, and ``training=True`` for a deterministic layer (BatchNormalization: batch
+  statistics), are checked fully: finite differences, modes, and so on, with the layer and its
+  float64 twin both called with that value.
+- ``training=True`` for a stochastic layer (Dropout, noise: two calls at the same input give
+  different outputs, tried :data:`PROBES` times) is checked for structure only: output and
+  gradient shapes and dtypes, NaN/Inf, the untracked-variable check. Its randomness is not held
+  fixed: the float64 twin that finite differences need draws other random numbers, so a value
+  comparison would report the noise. The report says which (``report.meta["training"]``).
+
+Mixed-precision policies are checked in the ``training=False`` run only: the policy check
+rebuilds the layer and calls it the way Keras' default does. Rows of the batch are not required
+to be independent with ``training=True``: batch statistics (BatchNormalization) couple them by
+design.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from ._report import Report
+from ._targets import LayerTarget
+
+__all__ = ["accepts_training", "run_per_training_mode", "TrainingLayerTarget"]
+
+#: Calls with training=True at one input that must all agree for a layer to count as
+#: deterministic: Dropout at rate r on n elements repeats its mask with probability
+#: about max(r, 1 - r)^n per call, so three repeats in a row is rare even for tiny inputs.
+PROBES = 4
+
+FULL = "checked fully"
+SAME = ("same output and gradient as training=False at this input (bitwise): the "
+        "training=False check stands for it")
+STRUCTURE_ONLY = ("structure only (stochastic: outputs differ between calls at the same input; "
+                  "shapes, dtypes and NaN/Inf checked, values not compared)")
+
+
+def accepts_training(layer: Any) -> bool:
+    """Whether the layer's ``call`` has a ``training`` parameter (Keras then passes it)."""
+    try:
+        return "training" in inspect.signature(layer.call).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+class TrainingLayerTarget(LayerTarget):
+    """A layer target called with a fixed ``training=``; its float64 twin is called alike."""
+
+    def __init__(self, base: LayerTarget, training: bool):
+        super().__init__(base.layer, base.name, base.builder)
+        self.arg_names = base.arg_names
+        self.training = training
+        if training:
+            self.name = f"{base.name} [training=True]"
+
+    def __call__(self, args: Sequence[tf.Tensor]) -> Any:
+        return self.layer(*args, training=self.training)
+
+    def twin(self, dtype, args, weights):
+        found = super().twin(dtype, args, weights)
+        if found is None:
+            return None
+        twin, twin_weights = found
+        return TrainingLayerTarget(twin, self.training), twin_weights
+
+
+def run_per_training_mode(tgt: Any, args: Sequence[tf.Tensor], training: bool | None,
+                          make_run: Callable[..., Any]) -> Report:
+    """Run ``make_run(target, **overrides).execute()`` per training value; one merged report.
+
+    ``training`` None checks both values where the layer accepts them, a bool only that one.
+    """
+    if training is not None and not isinstance(training, bool):
+        raise TypeError(f"gradcheck: training must be True, False or None (both where the "
+                        f"layer accepts it), got {training!r}")
+    if not isinstance(tgt, LayerTarget) or not accepts_training(tgt.layer):
+        if training is not None:
+            raise TypeError(f"gradcheck: training={training!r} is for a Keras layer whose "
+                            f"call accepts training; {tgt.name} does not")
+        run = make_run(tgt)
+        run.execute()
+        return run.report
+    report, how, inference = None, {}, None
+    for value in (False, True) if training is None else (training,):
+        target = TrainingLayerTarget(tgt, value)
+        overrides: dict[str, Any] = {}
+        if value:
+            if inference is not None and _same_as(inference, target):
+                how["training=True"] = SAME
+                continue
+            # Training-mode batch statistics (BatchNormalization) couple the rows by design.
+            overrides["policies"], overrides["batch_independent"] = (), False
+            if _stochastic(target, args):
+                overrides["structure_only"] = True
+        run = make_run(target, **overrides)
+        run.execute()
+        inference = run if not value else None
+        how[f"training={value}"] = STRUCTURE_ONLY if overrides.get("structure_only") else FULL
+        if report is None:
+            report = run.report
+        else:
+            report.findings.extend(run.report.findings)
+            report.reproducer = report.reproducer or run.report.reproducer
+            report.reference_dtype = report.reference_dtype or run.report.reference_dtype
+    report.meta["training"] = how
+    return report
+
+
+def _same_as(inference: Any, target: TrainingLayerTarget) -> bool:
+    """Whether the layer in training mode gives bitwise the output and VJP (same cotangent)
+    that the training=False run computed: then its check would repeat that one, since the
+    check is a function of the output and gradients here and of the forward pass around here,
+    and Keras layers that merely accept ``training`` (Dense) compute the same thing. Any
+    difference, or a run that stopped early, means: check it."""
+    if not hasattr(inference, "v") or not hasattr(inference, "params"):
+        return False
+    floats = [p.arg_index for p in inference.params if not p.is_weight]
+    weights = [p.weight for p in inference.params if p.is_weight]
+    try:
+        with tf.GradientTape() as tape:
+            for i in floats:
+                tape.watch(inference.args[i])
+            y = tf.convert_to_tensor(target(inference.args))
+        if y.dtype != inference.y.dtype or y.shape != inference.y.shape:
+            return False
+        grads = tape.gradient(y, [inference.args[i] for i in floats] + weights,
+                              output_gradients=tf.constant(inference.v, y.dtype))
+    except Exception:  # noqa: BLE001 - the training=True check reports it
+        return False
+    if not np.array_equal(_f64(y), inference.y64, equal_nan=True):
+        return False
+    for p, g in zip(inference.params, grads):
+        if (g is None) != p.grad_missing or (g is not None and p.grad is None):
+            return False
+        if g is not None and not np.array_equal(_f64(g), p.grad, equal_nan=True):
+            return False
+    return True
+
+
+def _f64(t: Any) -> np.ndarray:
+    return np.asarray(tf.cast(tf.convert_to_tensor(t), tf.float64))
+
+
+def _stochastic(target: TrainingLayerTarget, args: Sequence[tf.Tensor]) -> bool:
+    """Whether calls at the same input disagree (randomness); a call that raises is left to
+    the check, which reports it."""
+    try:
+        first = _f64(target(args))
+        for _ in range(PROBES - 1):
+            again = _f64(target(args))
+            if not np.array_equal(first, again, equal_nan=True):
+                return True
+    except Exception:  # noqa: BLE001 - the check calls it again and reports the error
+        return False
+    return False

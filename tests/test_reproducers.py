@@ -1,0 +1,103 @@
+"""Every printed reproducer runs as printed and finds the same thing again."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import gradcheck
+
+X = np.array([[-2.0, -0.5, 0.7], [1.5, 0.3, -1.1]])
+
+
+@tf.custom_gradient
+def forgets_dy(x):
+    return tf.nn.softplus(x), lambda dy: tf.sigmoid(x)
+
+
+@tf.custom_gradient
+def _halved(x):
+    return tf.tanh(x), lambda dy: 0.5 * dy * (1 - tf.tanh(x) ** 2)
+
+
+class HalvedTanh(keras.layers.Layer):
+    def __init__(self, scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, inputs):
+        return _halved(inputs * self.scale)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+def halved_factory():
+    return HalvedTanh(scale=2.0)
+
+
+def rerun(reproducer):
+    """Run the reproducer as a user pastes it into a module that defines the targets."""
+    namespace = {"gradcheck": gradcheck, "np": np, "tf": tf, "keras": keras,
+                 **{k: v for k, v in globals().items() if not k.startswith("__")}}
+    policy = keras.config.dtype_policy()  # a factory's reproducer sets Keras' policy
+    try:
+        exec(f"report = {reproducer}" if ";" not in reproducer else
+             reproducer.replace("; gradcheck.check(", "; report = gradcheck.check(", 1),
+             namespace)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    return namespace["report"]
+
+
+def same_again(report):
+    assert not report.ok and report.reproducer
+    again = rerun(report.reproducer)
+    assert again.kinds == report.kinds, (report.reproducer, str(again))
+    assert again.dtype == report.dtype
+    return again
+
+
+def test_check_of_a_layer_instance_builds_the_layer_in_its_dtype():
+    report = gradcheck.check(HalvedTanh(scale=2.0, dtype="float16"), X.astype(np.float16),
+                             elementwise=True, modes=())
+    assert report.reproducer.startswith("gradcheck.check(HalvedTanh(scale=2.0, "
+                                        "dtype='float16'), tf.constant(")
+    same_again(report)
+
+
+def test_check_of_a_function_with_options_and_a_declared_gradient():
+    same_again(gradcheck.check(forgets_dy, X.astype(np.float32), seed=3, modes=()))
+    report = gradcheck.check(forgets_dy, tf.constant(X, tf.bfloat16),
+                             gradient=lambda x, dy: dy * tf.sigmoid(x))
+    assert "gradient=(lambda x, dy: dy * tf.sigmoid(x))" in report.reproducer
+    same_again(report)
+
+
+def test_check_of_keras_layers_and_lambdas_names_them_through_keras():
+    report = gradcheck.check(keras.layers.Lambda(forgets_dy), X.astype(np.float32))
+    assert report.reproducer.startswith("gradcheck.check(keras.layers.Lambda(forgets_dy)")
+    same_again(report)
+
+
+def test_fuzzed_reproducers_of_classes_factories_and_instances_keep_the_dtype():
+    cls = gradcheck.layer(elementwise=True, init={"scale": 2.0}, domain=(-3, 3))(HalvedTanh)
+    gradcheck.layer(elementwise=True, domain=(-3, 3))(halved_factory)
+    for target in (cls, halved_factory, HalvedTanh(scale=2.0, dtype="float64")):
+        dtypes = ("float64",) if isinstance(target, keras.layers.Layer) else ("float16",
+                                                                              "bfloat16")
+        for dtype in dtypes:
+            report = gradcheck.fuzz(target, dtype=dtype, max_examples=5, elementwise=True,
+                                    domain=(-3, 3), modes=())
+            assert report.kinds == ["gradient_mismatch"], str(report)
+            again = same_again(report)
+            assert again.dtype == dtype
+            if target is halved_factory:
+                assert report.reproducer.startswith(
+                    f"keras.config.set_dtype_policy('{dtype}'); gradcheck.check(halved_factory(),")
+
+
+def test_a_fuzzed_activation_with_a_declared_gradient():
+    report = gradcheck.fuzz(forgets_dy, dtype="float32", max_examples=5,
+                            gradient=lambda x, dy: dy * tf.sigmoid(x))
+    assert "gradient=(lambda x, dy: dy * tf.sigmoid(x))" in report.reproducer
+    same_again(report)

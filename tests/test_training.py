@@ -1,0 +1,89 @@
+"""Training mode: layers whose call accepts ``training`` are checked with both values."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import gradcheck
+
+X = np.random.default_rng(3).normal(size=(4, 3)).astype(np.float32)
+
+
+@tf.custom_gradient
+def _half_gradient(x):
+    return tf.tanh(x), lambda dy: 0.5 * dy * (1 - tf.tanh(x) ** 2)  # bug: 0.5 *
+
+
+class TrainingOnlyBug(keras.layers.Layer):
+    """Correct at inference; in training the gradient is halved."""
+
+    def call(self, inputs, training=False):
+        return _half_gradient(inputs) if training else tf.tanh(inputs)
+
+
+class NoDefaultTraining(keras.layers.Layer):
+    def call(self, inputs, training):
+        return tf.tanh(inputs) * (1.0 if training else 1.0)
+
+
+def test_a_bug_in_the_training_path_alone_is_found_and_says_training_true():
+    assert gradcheck.check(TrainingOnlyBug(), X, training=False, modes=()).ok
+    report = gradcheck.check(TrainingOnlyBug(), X, modes=())
+    assert report.kinds == ["gradient_mismatch"], str(report)
+    assert "[training=True]" in report.findings[0].message
+    assert report.meta["training"] == {"training=False": "checked fully",
+                                       "training=True": "checked fully"}
+    fuzzed = gradcheck.fuzz(TrainingOnlyBug, dtype="float32", max_examples=10, modes=())
+    assert fuzzed.kinds == ["gradient_mismatch"]
+    again = eval(fuzzed.reproducer, {"gradcheck": gradcheck, "np": np, "tf": tf,
+                                     "TrainingOnlyBug": TrainingOnlyBug})
+    assert again.kinds == ["gradient_mismatch"]
+
+
+def test_deterministic_training_layers_are_checked_fully_and_pass():
+    report = gradcheck.check(keras.layers.BatchNormalization(), X * 3, elementwise=False)
+    assert report.ok, str(report)
+    assert report.meta["training"]["training=True"] == "checked fully"
+
+
+def test_stochastic_training_layers_are_checked_for_structure_only_and_say_so():
+    report = gradcheck.check(keras.layers.Dropout(0.5), X, elementwise=True)
+    assert report.ok, str(report)
+    assert report.meta["training"]["training=False"] == "checked fully"
+    assert report.meta["training"]["training=True"].startswith("structure only (stochastic")
+
+
+def test_structure_is_still_checked_in_a_stochastic_training_path():
+    class NoisyCast(keras.layers.Layer):
+        def call(self, inputs, training=False):
+            if not training:
+                return inputs
+            noise = tf.random.uniform(tf.shape(inputs), dtype=inputs.dtype)
+            return tf.cast(inputs * noise, tf.float16)  # bug: a hard-coded cast
+
+    report = gradcheck.check(NoisyCast(), X, elementwise=True, modes=())
+    assert report.kinds == ["dtype_mismatch"], str(report)
+    assert "[training=True]" in report.findings[0].message
+
+
+def test_a_training_argument_without_default_needs_no_args_entry():
+    gradcheck.layer(NoDefaultTraining)
+    assert gradcheck.check(NoDefaultTraining(), X, elementwise=False, modes=()).ok
+
+
+def test_args_naming_training_is_refused_with_what_to_do():
+    with pytest.raises(TypeError, match="args must not name 'training': Keras passes it"):
+        gradcheck.layer(args={"training": (-1.0, 1.0)})(NoDefaultTraining)
+
+
+def test_training_is_refused_for_targets_without_it():
+    with pytest.raises(TypeError, match="training=True is for a Keras layer"):
+        gradcheck.check(tf.tanh, X, training=True)
+
+
+def test_layers_that_merely_accept_training_are_not_checked_twice():
+    assert "training" in keras.layers.Dense(3).call.__code__.co_varnames  # Keras 3's Dense
+    report = gradcheck.check(keras.layers.Dense(3), X, elementwise=False)
+    assert report.ok, str(report)
+    assert report.meta["training"]["training=True"].startswith("same output and gradient")
