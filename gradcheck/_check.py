@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from ._arrays import _all_finite, _f64, _index, _signed, _smallest_normal, _tail
-from ._declared_gradient import analytic_source, declared_gradient_checked
+from ._declared_gradient import DeclarationError, analytic_source, declared_gradient_checked
 from ._conditioning import explained_by_rounding
 from ._determinism import execute_probing
 from ._hints import nonfinite_cause
@@ -58,7 +58,7 @@ from ._targets import Target, as_target, weights_set_to
 
 __all__ = ["check", "assert_gradients"]
 
-_OPTIONS = {*CHECK_DEFAULTS, "seed", "name", "reference"}  # check()'s keyword arguments
+_OPTIONS = {*CHECK_DEFAULTS, "training", "seed", "name", "reference"}  # check()'s keyword arguments
 
 
 def check(target: Any, *inputs: Any, elementwise: bool | None = None,
@@ -245,7 +245,7 @@ class _Run:
                 self.check_nonfinite_output()
                 with declared_gradient_checked(self):
                     self.check_gradients()
-            except _UsageError:
+            except (_UsageError, DeclarationError):
                 raise
             except Exception as exc:  # noqa: BLE001 - the target failed at a nearby input
                 self.add("error", f"raised {type(exc).__name__} when evaluated for finite "

@@ -52,7 +52,7 @@ def test_check_options_are_the_declarations_own():
     assert check_options(declaration) == {"elementwise": False, "batch_independent": True,
                                           "rtol": 0.1, "atol": None, "order": 2,
                                           "modes": ("eager",), "policies": (),
-                                          "domain": (-1.0, 1.0)}
+                                          "domain": (-1.0, 1.0), "gradient": None}
 
 
 def test_one_table_of_dtype_names():
