@@ -9,6 +9,7 @@
     def my_activation(x): ...
 
     gradcheck.fuzz(my_activation, dtype="float32")   # the same fuzzing outside pytest
+    gradcheck.sweep(my_activation, dtype="float16")  # every float16 value, in a few calls
 
 TensorFlow and Hypothesis are imported on first use of ``check``/``fuzz``/``strategies``, so
 ``import gradcheck`` and the decorators stay cheap in production code.
@@ -19,10 +20,10 @@ from ._report import KINDS, Finding, GradcheckError, Report
 
 __version__ = "0.1.0"
 
-__all__ = ["check", "assert_gradients", "fuzz", "activation", "layer", "strategies", "plot", "Report",
-           "Finding", "GradcheckError", "KINDS", "__version__"]
+__all__ = ["check", "assert_gradients", "fuzz", "sweep", "activation", "layer", "strategies",
+           "plot", "Report", "Finding", "GradcheckError", "KINDS", "__version__"]
 
-_LAZY = {"check": "._check", "assert_gradients": "._check", "fuzz": "._fuzz"}
+_LAZY = {"check": "._check", "assert_gradients": "._check", "fuzz": "._fuzz", "sweep": "._sweep"}
 
 
 def __getattr__(name):

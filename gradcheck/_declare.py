@@ -37,6 +37,13 @@ POLICIES = ("mixed_float16", "mixed_bfloat16")
 _KINDS = ("activation", "layer")
 
 
+class _DefaultDomain(tuple):
+    """(-10, 10), as a type of its own: how a declaration remembers declaring no domain."""
+
+
+DEFAULT_DOMAIN = _DefaultDomain((-10.0, 10.0))  # Hypothesis's; a sweep covers the whole dtype
+
+
 @dataclass(frozen=True)
 class Declaration:
     """What to fuzz a target with. Built by :func:`activation` and :func:`layer`.
@@ -64,10 +71,12 @@ class Declaration:
             default of :func:`gradcheck.check`; ``()``: off).
         policies: Keras mixed-precision policies to check a layer under, from
             :data:`POLICIES` (layers only).
+        sweep: False skips the first phase of an elementwise target: ``gradcheck.sweep`` over
+            the declared domain, or the dtype's whole range when none is declared.
     """
 
     kind: str
-    domain: tuple[float, float] = (-10.0, 10.0)
+    domain: tuple[float, float] = DEFAULT_DOMAIN
     dtypes: tuple[str, ...] = DTYPES
     elementwise: bool = True
     batch_independent: bool = True
@@ -81,12 +90,14 @@ class Declaration:
     order: int = 1
     modes: tuple[str, ...] | None = None
     policies: tuple[str, ...] = ()
+    sweep: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {self.kind!r}")
         normalized = {
-            "domain": _interval("domain", self.domain),
+            "domain": (self.domain if isinstance(self.domain, _DefaultDomain)
+                       else _interval("domain", self.domain)),
             "dtypes": _dtypes(self.dtypes),
             "elementwise": _flag("elementwise", self.elementwise),
             "batch_independent": _flag("batch_independent", self.batch_independent),
@@ -99,10 +110,13 @@ class Declaration:
             "order": _order(self.order),
             "modes": _names("modes", self.modes, MODES, allow_none=True),
             "policies": _policies(self.kind, self.policies),
+            "sweep": _flag("sweep", self.sweep),
         }
         normalized["kinks"] = _kinks(self.kinks, normalized["domain"])
         for name, value in normalized.items():
             object.__setattr__(self, name, value)
+
+    domain_declared = property(lambda self: not isinstance(self.domain, _DefaultDomain))
 
 
 #: Option names accepted by the decorators (every Declaration field but ``kind``).

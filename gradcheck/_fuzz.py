@@ -97,7 +97,7 @@ def fuzz(target: Any, *, dtype: str | None = None, max_examples: int | None = No
 
 
 def fuzz_registered(registered: Registered, dtype: str, *, max_examples: int | None = None,
-                    database_key: bytes | None = None) -> Report:
+                    database_key: bytes | None = None, sweep: bool = True) -> Report:
     """Fuzz one registered target in one dtype: what one ``pytest --gradcheck`` item runs.
 
     Args:
@@ -107,12 +107,16 @@ def fuzz_registered(registered: Registered, dtype: str, *, max_examples: int | N
             ``max_examples`` beats it, and without either the Hypothesis profile decides.
         database_key: the example-database key of this item (default: derived from the
             target's qualified name and the dtype).
+        sweep: False skips the sweep phase whatever the declaration says.
 
     Returns:
         As :func:`fuzz`.
     """
     declared = registered.declaration.max_examples
     examples = declared if declared is not None else max_examples
+    if not sweep:
+        registered = dataclasses.replace(registered, declaration=dataclasses.replace(
+            registered.declaration, sweep=False))
     return _Fuzz(registered, _dtype_arg(dtype), examples, None, database_key).run()
 
 
@@ -287,6 +291,14 @@ class _Fuzz:
 
     def run(self) -> Report:
         start = time.perf_counter()
+        from ._sweep import sweep_registered  # phase 1: every value of an elementwise target
+
+        swept = sweep_registered(self.entry, self.dtype, self.instance)
+        if swept is not None and not swept.ok:
+            swept.target = self.entry.qualified
+            swept.meta.update(examples=0, kinds_seen=swept.kinds, hypothesis_blob=None,
+                              seed=self.seed, duration_s=round(time.perf_counter() - start, 3))
+            return swept
         test = self.hypothesis_test()
         blob = None
         try:
@@ -316,6 +328,7 @@ class _Fuzz:
             "hypothesis_blob": blob,
             "seed": self.seed_used(test),
             "duration_s": round(time.perf_counter() - start, 3),
+            "swept": swept.meta["swept"] if swept is not None else 0,
         })
         return report
 

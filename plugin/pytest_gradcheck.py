@@ -15,6 +15,7 @@ Settings, each with a command-line option and an ini twin (``[tool.pytest.ini_op
     --gradcheck-report PATH     gradcheck_report     write a JSON report there
     --gradcheck-plots DIR       gradcheck_plots      write the figure of every failing item there
     --gradcheck-html PATH       gradcheck_html       write a self-contained HTML report there
+    --gradcheck-no-sweep        gradcheck_sweep      skip the sweep phase (ini: false)
 
 Precedence: the decorator (``max_examples=``) > command line > ini > Hypothesis's profile.
 For dtypes, an item exists for each dtype that the declaration *and* the session allow. A
@@ -62,6 +63,8 @@ PLOTS_HELP = ("write the figure of every failing gradcheck item to this folder, 
               "item (needs matplotlib: pip install gradcheck[plot])")
 HTML_HELP = ("write one self-contained HTML page summarising every gradcheck item (target x "
              "dtype, outcome, findings, the figures of failing items inlined) to this path")
+SWEEP_HELP = ("skip the first phase of elementwise items: gradcheck.sweep at every "
+              "float16/bfloat16 value (dense in float32/float64) before Hypothesis")
 MARKER = ("gradcheck(*, max_examples=None, dtypes=None): settings for the gradcheck_check and "
           "gradcheck_settings fixtures in this test; gradcheck items carry this marker too")
 
@@ -83,11 +86,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gradcheck-report", metavar="PATH", default=None, help=REPORT_HELP)
     group.addoption("--gradcheck-plots", metavar="DIR", default=None, help=PLOTS_HELP)
     group.addoption("--gradcheck-html", metavar="PATH", default=None, help=HTML_HELP)
+    group.addoption("--gradcheck-no-sweep", action="store_true", default=False, help=SWEEP_HELP)
     parser.addini("gradcheck_examples", EXAMPLES_HELP, default=None)
     parser.addini("gradcheck_dtypes", DTYPES_HELP, default=None)
     parser.addini("gradcheck_report", REPORT_HELP, default=None)
     parser.addini("gradcheck_plots", PLOTS_HELP, default=None)
     parser.addini("gradcheck_html", HTML_HELP, default=None)
+    parser.addini("gradcheck_sweep", "false: " + SWEEP_HELP, type="bool", default=True)
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ class Settings:
         seed: the ``--hypothesis-seed`` value, or None.
         plots: the folder for the figures of failing items, or None.
         html: where the HTML report goes, or None.
+        sweep: whether elementwise items start with the sweep phase.
     """
 
     examples: int | None
@@ -110,6 +116,7 @@ class Settings:
     seed: int | str | None
     plots: Path | None = None
     html: Path | None = None
+    sweep: bool = True
 
     @property
     def figures(self) -> bool:
@@ -146,8 +153,9 @@ def _resolve(config: pytest.Config) -> Settings:
     seed = config.getoption("--hypothesis-seed", default=None)
     if isinstance(seed, str) and seed.lstrip("-").isdigit():
         seed = int(seed)
+    sweep = not config.getoption("gradcheck_no_sweep") and config.getini("gradcheck_sweep")
     return Settings(examples=examples, dtypes=tuple(dtypes), report=report, seed=seed,
-                    plots=plots, html=html)
+                    plots=plots, html=html, sweep=bool(sweep))
 
 
 def _path_setting(config: pytest.Config, name: str) -> Path | None:
@@ -302,11 +310,12 @@ class GradcheckItem(pytest.Item):
         from gradcheck import GradcheckError
         from gradcheck._fuzz import fuzz_registered
 
-        examples = _session_settings(self.config).examples_for(self.registered.declaration)
+        settings = _session_settings(self.config)
+        examples = settings.examples_for(self.registered.declaration)
         started = time.perf_counter()
         try:
             report = fuzz_registered(self.registered, self.dtype, max_examples=examples,
-                                     database_key=self.nodeid.encode())
+                                     database_key=self.nodeid.encode(), sweep=settings.sweep)
         except Exception as exc:
             self._record("error", time.perf_counter() - started,
                          error=f"{type(exc).__name__}: {exc}")
@@ -325,6 +334,7 @@ class GradcheckItem(pytest.Item):
         result = {
             "outcome": outcome,
             "examples": meta.get("examples", 0),
+            "swept": meta.get("swept", 0),  # values checked by the sweep phase
             "duration_s": round(float(duration), 3),
             "findings": [{"kind": f["kind"], "message": f["message"], "inputs": f["inputs"]}
                          for f in (report.to_dict()["findings"] if report is not None else [])],

@@ -1,0 +1,441 @@
+"""Sweeps: check an elementwise target at every float16/bfloat16 value, or densely in float32/64.
+
+An elementwise check costs a constant number of target calls whatever the number of elements
+(see ``_check.py``), so a sweep puts every value it checks into one tensor and asks the core
+for a per-value verdict, in a few batched calls:
+
+1. forward and backward in the dtype, and the float64 reference, at every value (the core's
+   ``_Run.forward_backward`` / ``choose_reference``). Per value: a NaN/Inf output is a
+   ``nonfinite_output`` only where the float64 reference says the true value fits the dtype
+   (the core's rule in ``check_nonfinite_output``); a NaN/Inf gradient with a finite output is
+   a ``nonfinite_gradient`` only where the reference's derivative is finite and the VJP fits;
+2. the core's gradient check (``_Run.check_gradients``: kinks, rounding windows, float64
+   reference) on the values whose output and gradient are finite; its per-element verdict gives
+   the ``gradient_mismatch`` values;
+3. float32/float64 only: where neighbouring swept values differ in verdict, finiteness, sign or
+   zero-ness of output or gradient, the gap is filled evenly in ulps (two rounds), so a regime
+   change (an overflow, a branch switch, the end of a wrong branch) is located closely.
+
+Each finding kind is reported once, at the smallest |x| that shows it, with the interval of
+consecutive swept values around it that all show it, how many values show it in all, and a
+reproducer: the core's ``check`` at that one value, run to confirm it shows the same kind.
+Extra scalar parameters are held at each point of a small grid over their range (both ends and
+the middle); their own gradients are left to fuzzing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from . import _sweep_values as grid
+from ._check import ANALYTIC_ULPS, _f64, _Run, check
+from ._numerics import estimate
+from ._report import KINDS, Finding, Report
+from ._targets import as_target
+
+__all__ = ["sweep", "sweep_registered"]
+
+#: Per-value verdicts, worst last.
+OK, EXCLUDED, NONFINITE_OUTPUT, NONFINITE_GRADIENT, MISMATCH = range(5)
+_KIND_OF_CODE = {NONFINITE_OUTPUT: "nonfinite_output", NONFINITE_GRADIENT: "nonfinite_gradient",
+                 MISMATCH: "gradient_mismatch"}
+_WHAT = {NONFINITE_OUTPUT: "output is NaN/Inf although the true value fits the dtype",
+         NONFINITE_GRADIENT: "gradient is NaN/Inf although the output is finite",
+         MISMATCH: "gradient wrong"}
+#: Refinement of the wide dtypes: rounds, gaps refined per round, values put in each gap.
+REFINE_ROUNDS, REFINE_GAPS, REFINE_VALUES = 2, 64, 24
+#: Extra scalar parameters: points per parameter (both ends and the middle), at most this many
+#: grid points in all.
+GRID_POINTS, MAX_GRID = 3, 9
+_OPTIONS = {"rtol", "atol", "seed", "name", "reference"}
+
+
+def sweep(target: Any, *, dtype: str, domain: tuple[float, float] | None = None,
+          kinks: tuple[float, ...] = (), args: dict[str, tuple] | None = None,
+          **options: Any) -> Report:
+    """Check an elementwise target at every finite value of a 16-bit dtype, or densely.
+
+    float16 / bfloat16: every finite value in the domain. float32 / float64: every binade of the
+    domain at several points, a linear grid over the domain, the neighbourhoods of zero, of the
+    underflow and overflow thresholds, of the domain's ends and of each kink, and, located by
+    refinement, of every point where the target's output or gradient changes regime.
+
+    Args:
+        target: an elementwise function of tensors (plain, ``tf.custom_gradient``,
+            ``tf.function``), a ``keras.layers.Lambda`` or an elementwise Layer instance.
+        dtype: ``"float16"``, ``"bfloat16"``, ``"float32"`` or ``"float64"``.
+        domain: ``(low, high)``; default: the dtype's whole finite range. Values whose true
+            output overflows the dtype are never findings.
+        kinks: points where the target is not differentiable (float32/float64: swept densely
+            around them; the core finds kinks by itself either way).
+        args: extra scalar parameters after ``x``, ``name -> (low, high)``: the sweep is
+            repeated with each held at both ends and the middle of its range.
+        **options: ``rtol``, ``atol``, ``seed``, ``name``, ``reference`` as for
+            :func:`gradcheck.check`.
+
+    Returns:
+        A :class:`Report`: each finding kind once, at the smallest |x| that shows it, with its
+        extent and a reproducer; ``meta["swept"]`` counts the values checked.
+
+    Raises:
+        TypeError, ValueError: an unknown option, a bad dtype, domain or args entry, or a
+            target gradcheck cannot check.
+    """
+    import math
+
+    from ._declare import _args, _dtypes, _interval, _kinks
+
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise TypeError(f"gradcheck.sweep: unknown option(s) {sorted(unknown)}; valid are "
+                        f"dtype, domain, kinks, args and {sorted(_OPTIONS)}")
+    name = options.pop("name", None) or _name_of(target)
+    try:
+        (dtype,) = _dtypes((dtype,))
+        domain = None if domain is None else _interval("domain", domain)
+        kinks = _kinks(kinks, domain or (-math.inf, math.inf))
+        scalars = _scalar_args(_args(args or {}), name)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"gradcheck.sweep({name}): {exc}") from None
+    return _Sweep(lambda: target, name, dtype, domain, kinks, scalars, options).run()
+
+
+def sweep_registered(registered: Any, dtype: str, instance: Any = None,
+                     seed: int | None = None) -> Report | None:
+    """The sweep phase of fuzzing one declared target in one dtype; None when it does not apply
+    (``sweep=False``, not elementwise, a tensor-valued parameter)."""
+    decl = registered.declaration
+    if not getattr(decl, "sweep", True) or not decl.elementwise:
+        return None
+    if any(len(spec) == 3 for spec in decl.args.values()):
+        return None  # a tensor parameter: its shape ties x's shape; fuzzing covers it
+    if decl.kind == "layer" and (decl.args or instance is None and decl.input_shape
+                                 and any(d is not None for d in decl.input_shape[1:])):
+        return None  # a layer with parameters or fixed feature axes: fuzzing covers it
+    options: dict[str, Any] = {"rtol": decl.rtol, "atol": decl.atol}
+    if seed is not None:
+        options["seed"] = seed
+    if instance is not None:
+        make = lambda: instance  # noqa: E731
+    elif decl.kind == "layer":
+        make = lambda: registered.build(dtype)  # noqa: E731
+        options["reference"] = registered.build
+    else:
+        make = lambda: registered.target  # noqa: E731
+    domain = decl.domain if getattr(decl, "domain_declared", True) else None
+    return _Sweep(make, registered.name, dtype, domain, decl.kinks,
+                  _scalar_args(decl.args, registered.name), options).run()
+
+
+def _scalar_args(args: Any, name: str) -> dict[str, tuple[float, float]]:
+    for arg, spec in args.items():
+        if len(spec) != 2:
+            raise TypeError(f"gradcheck.sweep({name}): args[{arg!r}] is a tensor parameter; a "
+                            f"sweep holds scalar parameters (low, high) only; fuzz it instead")
+    return {arg: (float(lo), float(hi)) for arg, (lo, hi) in args.items()}
+
+
+def _name_of(target: Any) -> str:
+    for candidate in (target, getattr(target, "python_function", None), type(target)):
+        name = getattr(candidate, "__qualname__", None)
+        if isinstance(name, str):
+            return name
+    return type(target).__name__
+
+
+# -- one batched check of many values -----------------------------------------------------------
+
+class _SweepRun(_Run):
+    """The core's run, keeping what it computes per element: the raw gradient of x (before the
+    core drops a nonfinite one) and the mask of elements whose gradient it rejected."""
+
+    def check_gradient_structure(self, p, g):
+        if not p.is_weight and p.arg_index == 0 and isinstance(g, tf.Tensor):
+            self.raw_grad = _f64(g) if g.shape == p.value.shape else None
+        super().check_gradient_structure(p, g)
+
+    def report_mismatch(self, p, bad, analytic, numerical, bound, allowance):
+        if not p.is_weight and p.arg_index == 0:
+            self.mismatch = np.array(bad, dtype=bool)
+        super().report_mismatch(p, bad, analytic, numerical, bound, allowance)
+
+
+@dataclass
+class _Batch:
+    """Per-value outcome of one batched check (values sorted, as given)."""
+
+    x: np.ndarray
+    code: np.ndarray          # OK .. MISMATCH per value
+    y: np.ndarray             # the target's output (float64 copy), per value
+    grad: np.ndarray          # its gradient (VJP / dy), per value, NaN where missing
+    findings: list[Finding]   # whole-batch findings of the core (error, not_elementwise, ...)
+    stopped: bool = False     # the target could not be checked at all (error, wrong shape)
+
+
+class _Sweep:
+    """One target in one dtype: values, parameter grid, batched checks, the report."""
+
+    def __init__(self, make: Callable[[], Any], name: str, dtype: str,
+                 domain: tuple[float, float] | None, kinks: tuple[float, ...],
+                 scalars: dict[str, tuple[float, float]], options: dict[str, Any]):
+        self.make, self.name, self.dtype = make, name, dtype
+        self.domain, self.kinks, self.scalars = domain, kinks, scalars
+        self.rtol, self.atol = options.get("rtol"), options.get("atol")
+        self.seed = int(options.get("seed") or 0)
+        self.reference = options.get("reference")
+        self.tf_dtype = tf.as_dtype(dtype)
+        self.swept = 0
+        self.excluded = 0
+
+    # ---- the parameter grid
+
+    def grid(self) -> list[tuple[float, ...]]:
+        """Each scalar parameter at its ends and middle (rounded to the dtype, inside)."""
+        axes = []
+        for low, high in self.scalars.values():
+            low, high = grid.bounds(self.dtype, (low, high))
+            middle = float(grid._representable(np.array([(low + high) / 2]), self.dtype)[0])
+            axes.append(tuple(dict.fromkeys((low, middle, high))))
+        points = list(itertools.product(*axes))
+        if len(points) > MAX_GRID:  # many parameters: the corners' diagonal and the middle
+            points = [tuple(a[0] for a in axes), tuple(a[len(a) // 2] for a in axes),
+                      tuple(a[-1] for a in axes), tuple(a[0] if i % 2 else a[-1]
+                                                      for i, a in enumerate(axes))]
+        return points
+
+    # ---- the run
+
+    def run(self) -> Report:
+        start = time.perf_counter()
+        report = Report(target=self.name, dtype=self.dtype)
+        found: dict[int, tuple[_Batch, tuple[float, ...]]] = {}
+        grids = self.grid()
+        for consts in grids:
+            batch = self.sweep_values(consts)
+            report.findings.extend(f for f in batch.findings if f.kind not in report.kinds)
+            if batch.stopped:
+                report.reproducer = self.sweep_call()
+                break
+            for code in _KIND_OF_CODE:
+                if code not in found and (batch.code == code).any():
+                    found[code] = (batch, consts)
+        for code, (batch, consts) in found.items():
+            finding, reproducer = self.describe(code, batch, consts)
+            report.findings.append(finding)
+            report.reproducer = report.reproducer or reproducer
+        report.findings.sort(key=lambda f: KINDS.index(f.kind))
+        report.reference_dtype = "float64"
+        report.meta.update({"swept": self.swept, "excluded_overflow": self.excluded,
+                            "exhaustive": grid.exhaustive(self.dtype),
+                            "grid": [dict(zip(self.scalars, c)) for c in grids] if self.scalars
+                            else [], "sweep_duration_s": round(time.perf_counter() - start, 3)})
+        return report
+
+    def sweep_values(self, consts: tuple[float, ...]) -> _Batch:
+        """All the values of this dtype's sweep, then (wide dtypes) refinement rounds."""
+        batch = self.check_values(grid.values(self.dtype, self.domain, self.kinks), consts)
+        if grid.exhaustive(self.dtype) or batch.stopped:
+            return batch
+        for _ in range(REFINE_ROUNDS):
+            extra = self.refinement(batch)
+            if extra.size == 0:
+                break
+            more = self.check_values(extra, consts)
+            if more.stopped:
+                break
+            batch = _merge(batch, more)
+        return batch
+
+    def refinement(self, batch: _Batch) -> np.ndarray:
+        """Values in the gaps where neighbours differ: verdict first, then finiteness, sign or
+        zero-ness of output and gradient (a regime change), up to REFINE_GAPS gaps."""
+        with np.errstate(invalid="ignore"):
+            regime = (np.isfinite(batch.y) * 1 + np.isfinite(batch.grad) * 2
+                      + (np.sign(np.nan_to_num(batch.y)) + 1) * 4
+                      + (np.sign(np.nan_to_num(batch.grad)) + 1) * 16)
+        verdict = np.flatnonzero(np.diff(batch.code) != 0)
+        other = np.setdiff1d(np.flatnonzero(np.diff(regime) != 0), verdict)
+        gaps = np.concatenate([verdict, other])[:REFINE_GAPS]
+        if gaps.size == 0:
+            return np.zeros(0)
+        extra = grid.between(batch.x[gaps], batch.x[gaps + 1], self.dtype, REFINE_VALUES)
+        return np.setdiff1d(extra, batch.x)
+
+    def target(self, consts: tuple[float, ...]) -> Any:
+        fn = self.make()
+        if not consts:
+            return fn
+
+        def with_parameters(x):
+            return fn(x, *[tf.cast(c, x.dtype) for c in consts])
+
+        return with_parameters
+
+    def check_values(self, values: np.ndarray, consts: tuple[float, ...]) -> _Batch:
+        """One batched check of ``values`` (stages 1 and 2 of the module docstring)."""
+        n = values.size
+        self.swept += n
+        x = tf.constant(values, self.tf_dtype)
+        tgt = as_target(self.target(consts), self.name, self.reference)
+        run = self.new_run(tgt, x)
+        nan = np.full(n, np.nan)
+        if not run.forward_backward() or not run.choose_reference():
+            return _Batch(values, np.zeros(n, np.int8), nan, nan, run.report.findings, True)
+        structural = [f for f in run.report.findings if f.kind != "nonfinite_gradient"]
+        if structural:
+            return _Batch(values, np.zeros(n, np.int8), nan, nan, structural, True)
+        y, ref = run.y64, run.f0
+        grad = getattr(run, "raw_grad", None)
+        grad = nan if grad is None else grad / run.v
+        code = np.full(n, OK, np.int8)
+        with np.errstate(invalid="ignore", over="ignore"):
+            # The core's rule: overflow of a value the dtype cannot hold is not a bug. The
+            # output is within ANALYTIC_ULPS roundings of the true value, so a true value that
+            # close to the dtype's largest may round up to Inf. Without a wider reference (the
+            # target's own float64, or a target that does not run in float64) the true value is
+            # unknown: no NaN/Inf output is judged.
+            fits = np.abs(ref) <= float(self.tf_dtype.max) * (1 - ANALYTIC_ULPS * run.eps)
+            fits &= np.isfinite(ref) & run.low_precision
+        out_bad = ~np.isfinite(y)
+        code[out_bad] = np.where(fits[out_bad], NONFINITE_OUTPUT, EXCLUDED)
+        grad_bad = np.isfinite(y) & ~np.isfinite(grad)
+        if grad_bad.any():
+            code[grad_bad] = np.where(self.derivative_fits(run, y)[grad_bad],
+                                      NONFINITE_GRADIENT, EXCLUDED)
+        code[(code == OK) & ~self.judgeable(run, grad)] = EXCLUDED
+        self.excluded += int((code == EXCLUDED).sum())
+        clean = code == OK
+        findings: list[Finding] = []
+        if clean.any():
+            judged = run if clean.all() else self.new_run(tgt, tf.boolean_mask(x, clean))
+            if judged is run or (judged.forward_backward() and judged.choose_reference()):
+                judged.check_gradients()
+            mismatch = getattr(judged, "mismatch", None)
+            if mismatch is not None:
+                code[np.flatnonzero(clean)[mismatch]] = MISMATCH
+            findings = [f for f in judged.report.findings
+                        if f.kind not in ("gradient_mismatch", "nonfinite_gradient")]
+        return _Batch(values, code, y, grad, findings)
+
+    def new_run(self, tgt: Any, x: tf.Tensor) -> _SweepRun:
+        # modes=(): the sweep is about values; fuzzing checks tf.function/XLA on its inputs.
+        return _SweepRun(tgt, [x], True, True, self.rtol, self.atol, self.seed)
+
+    def derivative_fits(self, run: _SweepRun, y: np.ndarray) -> np.ndarray:
+        """Where a NaN/Inf gradient is wrong: the reference's derivative is finite, and neither
+        the VJP dy f'(x) nor the intermediates of its chain overflow the dtype. Those
+        intermediates are as large as |dy| max(1, |x|, |f|) (the core's model of the analytic
+        side, see ``check_diagonal``): the product rule's dy * x overflows at |x| near the
+        dtype's largest value however small the VJP (x * sigmoid(x) at x = -65000 in float16).
+        ANALYTIC_ULPS roundings of room, as for the output. The derivative is the core's
+        central difference of the reference."""
+        x = run.params[0].value
+        s = np.maximum(1.0, np.abs(x))
+        limit = float(self.tf_dtype.max) * (1 - ANALYTIC_ULPS * run.eps)
+        samples = run.samples({0: s})
+        with np.errstate(invalid="ignore", over="ignore"):
+            phi = {t: f * run.v for t, f in samples.items()}
+            numerical, _ = estimate(phi, run.h, run.rounding((), s))
+            vjp = np.abs(numerical / s)
+            chain = np.abs(run.v) * np.maximum(s, np.nan_to_num(np.abs(y)))
+            return np.isfinite(vjp) & (vjp <= limit) & (chain <= limit)
+
+    def judgeable(self, run: _SweepRun, grad: np.ndarray) -> np.ndarray:
+        """Where finite differences of the reference can judge the gradient: the core steps
+        up to 2h max(1, |x|) along x (times 1.5 in its elementwise probe, so 3h) and scales the
+        derivative by max(1, |x|); next to the end of the reference dtype's range (float64
+        beyond 1e308, or an output that reaches it, as selu's 1.05 x) those samples or that
+        product overflow and the core's arithmetic says nothing. Next to a domain end with
+        |x| < 1 (log, sqrt) the core steps relative to |x| instead: not excluded here."""
+        x = run.params[0].value
+        s = np.maximum(1.0, np.abs(x))
+        big = np.abs(x) >= 1
+        if not big.any():
+            return np.ones(x.shape, bool)
+        with np.errstate(invalid="ignore", over="ignore"):
+            ok = np.abs(grad * run.v) * s <= np.finfo(np.float64).max * run.h
+            for t in (-3 * run.h, 3 * run.h):
+                ok &= ~(big & np.isinf(run.evaluate({0: s}, t)))
+        return ok
+
+    # ---- what a finding says
+
+    def describe(self, code: int, batch: _Batch, consts: tuple[float, ...]) -> tuple[Finding,
+                                                                                       str]:
+        bad = batch.code == code
+        # The longest run of consecutive swept values that all show this kind (its ragged
+        # edges, where the verdict is borderline, are counted but not the headline).
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], bad.astype(np.int8), [0]])))
+        starts, ends = edges[::2], edges[1::2] - 1
+        longest = int(np.argmax(ends - starts))
+        lo, hi = int(starts[longest]), int(ends[longest])
+        first = lo + int(np.argmin(np.abs(batch.x[lo:hi + 1])))
+        runs = starts.size
+        x0, a, b = (float(batch.x[i]) for i in (first, lo, hi))
+        every = (f"every {self.dtype} value" if grid.exhaustive(self.dtype)
+                 else "every swept value")
+        params = "".join(f", {k} = {v:.6g}" for k, v in zip(self.scalars, consts))
+        extent = (f"{_WHAT[code]} for {every} x in [{a:.6g}, {b:.6g}] ({hi - lo + 1} values)"
+                  f"{params}; {int(bad.sum())} of {bad.size} swept values in {runs} "
+                  f"interval(s); smallest |x|: {x0:.9g}")
+        candidates = [first] + [i for i in dict.fromkeys(((lo + hi) // 2, lo, hi)) if i != first]
+        kind = _KIND_OF_CODE[code]
+        for i in candidates:
+            reproduced = self.reproduce(float(batch.x[i]), consts, kind)
+            if reproduced is not None:
+                detail, reproducer, inputs = reproduced
+                return Finding(kind, f"{self.name}: {extent}. At x = {batch.x[i]:.9g}: "
+                               f"{detail}", inputs, self.details(a, b, bad, x0, consts)), \
+                    reproducer
+        return Finding(kind, f"{self.name}: {extent} (a check at one of these values alone "
+                       f"does not show it; reproduce with the sweep)",
+                       {"x": [x0], "dtype": self.dtype},
+                       self.details(a, b, bad, x0, consts)), self.sweep_call()
+
+    def details(self, a, b, bad, x0, consts) -> dict[str, Any]:
+        return {"interval": [a, b], "count": int(bad.sum()), "swept": int(bad.size),
+                "x": x0, **dict(zip(self.scalars, consts))}
+
+    def reproduce(self, x: float, consts: tuple[float, ...], kind: str):
+        """The core's check at x alone (the parameters as scalar inputs): its message and a
+        reproducer, when it shows ``kind``."""
+        inputs = [tf.constant([x], self.tf_dtype)] + [tf.constant(c, self.tf_dtype)
+                                                      for c in consts]
+        target = self.make()
+        try:
+            report = check(target, *inputs, rtol=self.rtol, atol=self.atol, seed=self.seed,
+                           name=self.name, reference=self.reference, modes=())
+        except (TypeError, ValueError):
+            return None
+        finding = next((f for f in report.findings if f.kind == kind), None)
+        if finding is None:
+            return None
+        message = finding.message
+        if message.startswith(f"{self.name}: "):
+            message = message[len(self.name) + 2:]
+        constants = "".join(f", tf.constant({c!r}, tf.{self.dtype})" for c in consts)
+        options = "".join(f", {k}={v!r}" for k, v in (("rtol", self.rtol), ("atol", self.atol))
+                          if v is not None)
+        reproducer = (f"gradcheck.check({self.name}, tf.constant([{x!r}], tf.{self.dtype})"
+                      f"{constants}{options}, seed={self.seed}, modes=())")
+        return message, reproducer, finding.inputs
+
+    def sweep_call(self) -> str:
+        domain = f", domain={self.domain!r}" if self.domain is not None else ""
+        kinks = f", kinks={self.kinks!r}" if self.kinks else ""
+        args = f", args={self.scalars!r}" if self.scalars else ""
+        return f"gradcheck.sweep({self.name}, dtype={self.dtype!r}{domain}{kinks}{args})"
+
+
+def _merge(a: _Batch, b: _Batch) -> _Batch:
+    order = np.argsort(np.concatenate([a.x, b.x]), kind="stable")
+    take = lambda u, v: np.concatenate([u, v])[order]  # noqa: E731
+    return _Batch(take(a.x, b.x), take(a.code, b.code), take(a.y, b.y), take(a.grad, b.grad),
+                  a.findings + [f for f in b.findings
+                                if f.kind not in {g.kind for g in a.findings}])
