@@ -293,8 +293,16 @@ class _Fuzz:
         start = time.perf_counter()
         from ._sweep import sweep_registered  # phase 1: every value of an elementwise target
 
-        swept = sweep_registered(self.entry, self.dtype, self.instance)
-        if swept is not None and not swept.ok:
+        try:
+            swept = sweep_registered(self.entry, self.dtype, self.instance)
+        except (TypeError, ValueError) as exc:  # the target cannot be checked at all
+            kind = TypeError if isinstance(exc, TypeError) else ValueError
+            raise kind(f"gradcheck.fuzz: cannot check {self.entry.qualified} [{self.dtype}]: "
+                       f"{exc}") from exc
+        # Errors, shapes and dtypes are Hypothesis's: it tells which shapes or dtypes fail.
+        values_only = swept is not None and set(swept.kinds) <= {
+            "nonfinite_output", "nonfinite_gradient", "gradient_mismatch"}
+        if values_only and not swept.ok:
             swept.target = self.entry.qualified
             swept.meta.update(examples=0, kinds_seen=swept.kinds, hypothesis_blob=None,
                               seed=self.seed, duration_s=round(time.perf_counter() - start, 3))

@@ -172,7 +172,8 @@ def test_a_test_module_that_fails_to_import_is_reported_once(pytester):
 # -- running -----------------------------------------------------------------------------------
 
 def test_a_buggy_activation_fails_with_its_minimal_input_and_a_reproducer(acts):
-    result = acts.runpytest_inprocess(*SMALL)
+    # Hypothesis's shrinking and blob; the sweep phase is tested in tests/test_sweep.py.
+    result = acts.runpytest_inprocess(*SMALL, "--gradcheck-no-sweep")
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines([
         "*_ gradcheck acts:forgets_dy?float32? _*",
