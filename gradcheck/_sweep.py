@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from types import SimpleNamespace
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -160,6 +161,10 @@ class _SweepRun(_Run):
             self.raw_grad = _f64(g) if g.shape == p.value.shape else None
         super().check_gradient_structure(p, g)
 
+    def add(self, kind, message, **details):
+        """Findings without the batch's inputs: a sweep reports its own, one value each."""
+        self.report.findings.append(Finding(kind, f"{self.tgt.name}: {message}", {}, details))
+
     def confirm_elementwise(self, diag):
         """Trust the declaration: the core's probe along a random direction is a whole-batch
         verdict, and at |x| where the target varies faster than the core's step h max(1, |x|)
@@ -227,7 +232,7 @@ class _Sweep:
         grids = self.grid()
         for consts in grids:
             # The core's arithmetic meets the dtype's extremes here; where it overflows, the
-            # values are excluded (judgeable(), derivative_fits()), so its warnings are noise.
+            # values are excluded (check_values()), so its warnings are noise.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 batch = self.sweep_values(consts)
             report.findings.extend(f for f in batch.findings if f.kind not in report.kinds)
@@ -290,103 +295,108 @@ class _Sweep:
         return with_parameters
 
     def check_values(self, values: np.ndarray, consts: tuple[float, ...]) -> _Batch:
-        """One batched check of ``values`` (stages 1 and 2 of the module docstring)."""
+        """One batched check of ``values`` (stages 1 and 2 of the module docstring), in one
+        run of the core: the values whose output or gradient is not finite are judged with
+        the rest (the core's verdicts are per element) and their verdicts set aside."""
         n = values.size
         self.swept += n
         x = tf.constant(values, self.tf_dtype)
         tgt = as_target(self.target(consts), self.name, self.reference)
-        run = self.new_run(tgt, x)
+        # modes=(): the sweep is about values; fuzzing checks tf.function/XLA on its inputs.
+        run = _SweepRun(tgt, [x], True, True, self.rtol, self.atol, self.seed)
         nan = np.full(n, np.nan)
         if not run.forward_backward() or not run.choose_reference():
             return _Batch(values, np.zeros(n, np.int8), nan, nan, run.report.findings, True)
         structural = [f for f in run.report.findings if f.kind != "nonfinite_gradient"]
         if structural:
             return _Batch(values, np.zeros(n, np.int8), nan, nan, structural, True)
-        y, ref = run.y64, run.f0
-        grad = getattr(run, "raw_grad", None)
-        grad = nan if grad is None else grad / run.v
+        run.report.findings = []
+        y, ref, raw = run.y64, run.f0, getattr(run, "raw_grad", None)
+        grad = nan if raw is None else raw / run.v
         code = np.full(n, OK, np.int8)
-        with np.errstate(invalid="ignore", over="ignore"):
-            # The core's rule: overflow of a value the dtype cannot hold is not a bug. The
-            # output is within ANALYTIC_ULPS roundings of the true value, so a true value that
-            # close to the dtype's largest may round up to Inf. Without a wider reference (the
-            # target's own float64, or a target that does not run in float64) the true value is
-            # unknown: no NaN/Inf output is judged.
-            # A scalar parameter multiplies x before the nonlinearity (sin(a x + b)): where
-            # |x| max(1, |a|) overflows, the true pre-activation does not fit the dtype either.
-            limit = float(self.tf_dtype.max) * (1 - ANALYTIC_ULPS * run.eps)
-            lever = max([1.0] + [abs(c) for c in consts])
-            fits = (np.abs(ref) <= limit) & (np.abs(run.params[0].value) * lever <= limit)
-            fits &= np.isfinite(ref) & run.low_precision
+        # The core's rule: overflow of a value the dtype cannot hold is not a bug. The output
+        # is within ANALYTIC_ULPS roundings of the true value, so a true value that close to the
+        # dtype's largest may round up to Inf. A scalar parameter multiplies x before the
+        # nonlinearity (sin(a x + b)): where |x| max(1, |a|) overflows, the true
+        # pre-activation does not fit either. Without a wider reference (the target's own
+        # float64, or a target that does not run in float64) no NaN/Inf output is judged.
+        limit = float(self.tf_dtype.max) * (1 - ANALYTIC_ULPS * run.eps)
+        lever = max([1.0] + [abs(c) for c in consts])
+        fits = (np.abs(ref) <= limit) & (np.abs(values) * lever <= limit)
+        fits &= np.isfinite(ref) & run.low_precision
         out_bad = ~np.isfinite(y)
         code[out_bad] = np.where(fits[out_bad], NONFINITE_OUTPUT, EXCLUDED)
-        grad_bad = np.isfinite(y) & ~np.isfinite(grad)
+        grad_bad = ~out_bad & ~np.isfinite(grad) if raw is not None else np.zeros(n, bool)
+        if raw is not None:  # judge every element; those not clean are set aside below
+            run.params[0].grad = np.where(out_bad | grad_bad, 0.0, raw)
+        run.y64 = np.where(out_bad, 0.0, y)
+        run.check_gradients()
+        stencil, numerical = self.stencil(run)
         if grad_bad.any():
-            code[grad_bad] = np.where(self.derivative_fits(run, y, consts)[grad_bad],
-                                      NONFINITE_GRADIENT, EXCLUDED)
-        code[(code == OK) & ~self.judgeable(run, grad)] = EXCLUDED
+            # Where the derivative is finite and neither the VJP dy f'(x) nor the intermediates
+            # of its chain overflow: those are as large as |dy| max(1, |x|, |f|) (the core's
+            # model of the analytic side, check_diagonal), times a parameter's lever. The
+            # product rule's dy * x overflows at |x| near the dtype's largest value however
+            # small the VJP (x * sigmoid(x) at x = -65000 in float16).
+            chain = np.abs(run.v) * np.maximum(np.maximum(1.0, np.abs(values)),
+                                               np.abs(np.where(out_bad, 0.0, y))) * lever
+            wrong = np.isfinite(numerical) & (np.abs(numerical) <= limit) & (chain <= limit)
+            code[grad_bad] = np.where(wrong[grad_bad], NONFINITE_GRADIENT, EXCLUDED)
+        # Where the core's finite differences cannot judge: its samples (steps up to
+        # 2h max(1, |x|)) overflow next to the end of the reference dtype's range (float64
+        # beyond 1e308, or an output that reaches it, as selu's 1.05 x), or the derivative
+        # scaled by max(1, |x|) does. Next to a domain end with |x| < 1 (log, sqrt) the core
+        # steps relative to |x|: not excluded here.
+        s = np.maximum(1.0, np.abs(values))
+        scaled = np.abs(np.nan_to_num(grad * run.v, nan=0.0)) * s
+        unjudgeable = (s > 1) & (stencil | ~(scaled <= np.finfo(np.float64).max * run.h))
+        code[(code == OK) & unjudgeable] = EXCLUDED
+        mismatch = getattr(run, "mismatch", None)
+        if mismatch is not None and run.low_precision and (mismatch & (code == OK)).any():
+            mismatch = mismatch & ~self.kink_in_window(run)
+        if mismatch is not None:
+            # Beyond |x| = 1/h the core's step h max(1, |x|) is wider than 1: features of unit
+            # size (a period of sin) alias in its differences, which then say nothing.
+            wide = np.abs(values) * run.h > 1
+            bad = mismatch & (code == OK)
+            code[bad & ~wide] = MISMATCH
+            code[bad & wide] = EXCLUDED
         self.excluded += int((code == EXCLUDED).sum())
-        clean = code == OK
-        findings: list[Finding] = []
-        if clean.any():
-            judged = run if clean.all() else self.new_run(tgt, tf.boolean_mask(x, clean))
-            if judged is run or (judged.forward_backward() and judged.choose_reference()):
-                judged.check_gradients()
-            mismatch = getattr(judged, "mismatch", None)
-            if mismatch is not None:
-                # Beyond |x| = 1/h the core's step h max(1, |x|) is wider than 1: features of
-                # unit size (a period of sin) alias in its differences, which then say nothing.
-                judged_x = np.flatnonzero(clean)
-                wide = np.abs(values[judged_x]) * judged.h > 1
-                code[judged_x[mismatch & ~wide]] = MISMATCH
-                code[judged_x[mismatch & wide]] = EXCLUDED
-                self.excluded += int((mismatch & wide).sum())
-            findings = [f for f in judged.report.findings
-                        if f.kind not in ("gradient_mismatch", "nonfinite_gradient")]
+        findings = [f for f in run.report.findings
+                    if f.kind not in ("gradient_mismatch", "nonfinite_gradient")]
         return _Batch(values, code, y, grad, findings)
 
-    def new_run(self, tgt: Any, x: tf.Tensor) -> _SweepRun:
-        # modes=(): the sweep is about values; fuzzing checks tf.function/XLA on its inputs.
-        return _SweepRun(tgt, [x], True, True, self.rtol, self.atol, self.seed)
+    @staticmethod
+    def kink_in_window(run: _SweepRun) -> np.ndarray:
+        """The core's rule for a low-precision line (``_Run.within_line_window``) on each
+        element's line x + t |x|: the inputs within ANALYTIC_ULPS roundings of |x| (the
+        dtype's rounding of x and of intermediates of its size) are indistinguishable, and a
+        kink among them, or a slope the reference takes there, makes the element
+        inconclusive. A sweep meets every value next to a kink: in float16, hard_silu's
+        x + 3 rounds to 6 at x = 2.998 and selects the slope beyond its kink at 3. Scaled by
+        |x| rather than max(1, |x|), so a kink at 0 stays out of reach of x = -2e-4 (selu).
+        The core's differences along max(1, |x|) are rescaled to this line."""
+        s, phi, (numerical, bound), rho = run.diag[0]
+        r = np.maximum(np.abs(run.params[0].value), np.finfo(np.float64).tiny)
+        k = r / s
+        verdict = SimpleNamespace(numerical=numerical * k, bound=bound * k)
+        # Only phi(+-h) - phi(0) enters the rule (curvature): a second difference, k^2.
+        line = {0: phi[0], 1: phi[0] + (phi[1] - phi[0]) * k * k,
+                -1: phi[0] + (phi[-1] - phi[0]) * k * k}
+        return run.within_line_window({0: r}, (), run.params[0].grad * r, line, verdict, rho,
+                                      np.zeros(r.shape))
 
-    def derivative_fits(self, run: _SweepRun, y: np.ndarray,
-                        consts: tuple[float, ...]) -> np.ndarray:
-        """Where a NaN/Inf gradient is wrong: the reference's derivative is finite, and neither
-        the VJP dy f'(x) nor the intermediates of its chain overflow the dtype. Those
-        intermediates are as large as |dy| max(1, |x|, |f|) (the core's model of the analytic
-        side, see ``check_diagonal``): the product rule's dy * x overflows at |x| near the
-        dtype's largest value however small the VJP (x * sigmoid(x) at x = -65000 in float16),
-        times the lever of a scalar parameter (as for the output). ANALYTIC_ULPS roundings of room, as for the output. The derivative is the core's
-        central difference of the reference."""
-        x = run.params[0].value
-        s = np.maximum(1.0, np.abs(x))
-        limit = float(self.tf_dtype.max) * (1 - ANALYTIC_ULPS * run.eps)
-        samples = run.samples({0: s})
-        with np.errstate(invalid="ignore", over="ignore"):
-            phi = {t: f * run.v for t, f in samples.items()}
-            numerical, _ = estimate(phi, run.h, run.rounding((), s))
-            vjp = np.abs(numerical / s)
-            lever = max([1.0] + [abs(c) for c in consts])
-            chain = np.abs(run.v) * np.maximum(s, np.nan_to_num(np.abs(y))) * lever
-            return np.isfinite(vjp) & (vjp <= limit) & (chain <= limit)
-
-    def judgeable(self, run: _SweepRun, grad: np.ndarray) -> np.ndarray:
-        """Where finite differences of the reference can judge the gradient: the core steps
-        up to 2h max(1, |x|) along x (times 1.5 in its elementwise probe, so 3h) and scales the
-        derivative by max(1, |x|); next to the end of the reference dtype's range (float64
-        beyond 1e308, or an output that reaches it, as selu's 1.05 x) those samples or that
-        product overflow and the core's arithmetic says nothing. Next to a domain end with
-        |x| < 1 (log, sqrt) the core steps relative to |x| instead: not excluded here."""
-        x = run.params[0].value
-        s = np.maximum(1.0, np.abs(x))
-        big = np.abs(x) >= 1
-        if not big.any():
-            return np.ones(x.shape, bool)
-        with np.errstate(invalid="ignore", over="ignore"):
-            ok = np.abs(grad * run.v) * s <= np.finfo(np.float64).max * run.h
-            for t in (-3 * run.h, 3 * run.h):
-                ok &= ~(big & np.isinf(run.evaluate({0: s}, t)))
-        return ok
+    @staticmethod
+    def stencil(run: _SweepRun) -> tuple[np.ndarray, np.ndarray]:
+        """From the core's own samples along x (``run.diag``, made by its elementwise check):
+        where a sample overflowed, and dy f'(x) by the core's central difference."""
+        diag = getattr(run, "diag", {}).get(0)
+        if diag is None:
+            s = np.maximum(1.0, np.abs(run.params[0].value))
+            phi = {t: f * run.v for t, f in run.samples({0: s}).items()}
+            diag = (s, phi, estimate(phi, run.h, run.rounding((), s)), None)
+        s, phi, (numerical, _), _ = diag
+        return np.isinf(phi[-2]) | np.isinf(phi[2]), numerical / s
 
     # ---- what a finding says
 
