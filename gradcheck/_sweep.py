@@ -353,7 +353,7 @@ class _Sweep:
         code[(code == OK) & unjudgeable] = EXCLUDED
         mismatch = getattr(run, "mismatch", None)
         if mismatch is not None and run.low_precision and (mismatch & (code == OK)).any():
-            mismatch = mismatch & ~self.kink_in_window(run)
+            mismatch = mismatch & ~self.kink_in_window(tgt, x, mismatch & (code == OK))
         if mismatch is not None:
             # Beyond |x| = 1/h the core's step h max(1, |x|) is wider than 1: features of unit
             # size (a period of sin) alias in its differences, which then say nothing.
@@ -366,8 +366,7 @@ class _Sweep:
                     if f.kind not in ("gradient_mismatch", "nonfinite_gradient")]
         return _Batch(values, code, y, grad, findings)
 
-    @staticmethod
-    def kink_in_window(run: _SweepRun) -> np.ndarray:
+    def kink_in_window(self, tgt: Any, x: tf.Tensor, suspects: np.ndarray) -> np.ndarray:
         """The core's rule for a low-precision line (``_Run.within_line_window``) on each
         element's line x + t |x|: the inputs within ANALYTIC_ULPS roundings of |x| (the
         dtype's rounding of x and of intermediates of its size) are indistinguishable, and a
@@ -375,7 +374,16 @@ class _Sweep:
         inconclusive. A sweep meets every value next to a kink: in float16, hard_silu's
         x + 3 rounds to 6 at x = 2.998 and selects the slope beyond its kink at 3. Scaled by
         |x| rather than max(1, |x|), so a kink at 0 stays out of reach of x = -2e-4 (selu).
-        The core's differences along max(1, |x|) are rescaled to this line."""
+        The core's differences along max(1, |x|) are rescaled to this line. Run on the
+        suspects alone (a core run of its own), so its window costs little."""
+        inconclusive = np.zeros(suspects.shape, bool)
+        where = np.flatnonzero(suspects)
+        run = _SweepRun(tgt, [tf.gather(x, where)], True, True, self.rtol, self.atol, self.seed)
+        if not (run.forward_backward() and run.choose_reference()):
+            return inconclusive
+        run.check_gradients()
+        if 0 not in getattr(run, "diag", {}):
+            return inconclusive
         s, phi, (numerical, bound), rho = run.diag[0]
         r = np.maximum(np.abs(run.params[0].value), np.finfo(np.float64).tiny)
         k = r / s
@@ -383,8 +391,9 @@ class _Sweep:
         # Only phi(+-h) - phi(0) enters the rule (curvature): a second difference, k^2.
         line = {0: phi[0], 1: phi[0] + (phi[1] - phi[0]) * k * k,
                 -1: phi[0] + (phi[-1] - phi[0]) * k * k}
-        return run.within_line_window({0: r}, (), run.params[0].grad * r, line, verdict, rho,
-                                      np.zeros(r.shape))
+        inconclusive[where] = run.within_line_window({0: r}, (), run.params[0].grad * r, line,
+                                                     verdict, rho, np.zeros(r.shape))
+        return inconclusive
 
     @staticmethod
     def stencil(run: _SweepRun) -> tuple[np.ndarray, np.ndarray]:

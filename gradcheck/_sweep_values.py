@@ -17,6 +17,7 @@ duplicates (one zero).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import ml_dtypes
@@ -74,9 +75,18 @@ def bounds(name: str, domain: tuple[float, float] | None) -> tuple[float, float]
     return low_r, high_r
 
 
+@functools.lru_cache(maxsize=64)
 def values(name: str, domain: tuple[float, float] | None = None,
            kinks: tuple[float, ...] = ()) -> np.ndarray:
-    """The sorted float64 values a sweep of dtype ``name`` checks inside ``domain``."""
+    """The sorted float64 values a sweep of dtype ``name`` checks inside ``domain`` (cached,
+    read-only)."""
+    swept = _values(name, domain, tuple(kinks))
+    swept.flags.writeable = False
+    return swept
+
+
+def _values(name: str, domain: tuple[float, float] | None,
+            kinks: tuple[float, ...]) -> np.ndarray:
     low, high = bounds(name, domain)
     if low > high:
         return np.zeros(0)
