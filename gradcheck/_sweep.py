@@ -1,34 +1,36 @@
 """Sweeps: check an elementwise target at every float16/bfloat16 value, or densely in float32/64.
 
 An elementwise check costs a constant number of target calls whatever the number of elements
-(see ``_check.py``), so a sweep puts every value it checks into one tensor and asks the core
-for a per-value verdict, in a few batched calls:
+(see ``_check.py``), so a sweep puts every value it checks into one tensor and runs the core's
+check on it once, reading its per-element verdicts:
 
-1. forward and backward in the dtype, and the float64 reference, at every value (the core's
-   ``_Run.forward_backward`` / ``choose_reference``). Per value: a NaN/Inf output is a
-   ``nonfinite_output`` only where the float64 reference says the true value fits the dtype
-   (the core's rule in ``check_nonfinite_output``); a NaN/Inf gradient with a finite output is
-   a ``nonfinite_gradient`` only where the reference's derivative is finite and the VJP fits;
+1. forward and backward in the dtype, and the float64 reference (``_Run.forward_backward`` /
+   ``choose_reference``). A NaN/Inf output is a ``nonfinite_output`` only where the reference
+   says the true value fits the dtype (the core's rule, ``check_nonfinite_output``); a NaN/Inf
+   gradient with a finite output is a ``nonfinite_gradient`` only where the reference's
+   derivative is finite and neither the VJP nor the intermediates of its chain overflow;
 2. the core's gradient check (``_Run.check_gradients``: kinks, rounding windows, float64
-   reference) on the values whose output and gradient are finite; its per-element verdict gives
-   the ``gradient_mismatch`` values;
+   reference) on every value, those with a NaN/Inf output or gradient set aside; its
+   per-element mismatches are the ``gradient_mismatch`` values, except where the core's finite
+   differences cannot judge (they overflow, or their step exceeds 1) and, in float16/bfloat16,
+   where the core's low-precision line rule finds a kink within the rounding of x;
 3. float32/float64 only: where neighbouring swept values differ in verdict, finiteness, sign or
    zero-ness of output or gradient, the gap is filled evenly in ulps (two rounds), so a regime
    change (an overflow, a branch switch, the end of a wrong branch) is located closely.
 
-Each finding kind is reported once, at the smallest |x| that shows it, with the interval of
-consecutive swept values around it that all show it, how many values show it in all, and a
-reproducer: the core's ``check`` at that one value, run to confirm it shows the same kind.
-Extra scalar parameters are held at each point of a small grid over their range (both ends and
-the middle); their own gradients are left to fuzzing.
+Each finding kind is reported once: the longest run of consecutive swept values showing it,
+its smallest |x|, how many values show it in all, and a reproducer, the core's ``check`` at one
+of those values, run to confirm it shows the same kind. Extra scalar parameters are held at
+each point of a small grid over their range (both ends and the middle); their own gradients,
+and a layer's weights, are left to fuzzing.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from types import SimpleNamespace
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -51,9 +53,8 @@ _WHAT = {NONFINITE_OUTPUT: "output is NaN/Inf although the true value fits the d
          MISMATCH: "gradient wrong"}
 #: Refinement of the wide dtypes: rounds, gaps refined per round, values put in each gap.
 REFINE_ROUNDS, REFINE_GAPS, REFINE_VALUES = 2, 64, 24
-#: Extra scalar parameters: points per parameter (both ends and the middle), at most this many
-#: grid points in all.
-GRID_POINTS, MAX_GRID = 3, 9
+#: Extra scalar parameters: at most this many grid points (each parameter at its ends and middle).
+MAX_GRID = 9
 _OPTIONS = {"rtol", "atol", "seed", "name", "reference"}
 
 
@@ -107,8 +108,7 @@ def sweep(target: Any, *, dtype: str, domain: tuple[float, float] | None = None,
     return _Sweep(lambda: target, name, dtype, domain, kinks, scalars, options).run()
 
 
-def sweep_registered(registered: Any, dtype: str, instance: Any = None,
-                     seed: int | None = None) -> Report | None:
+def sweep_registered(registered: Any, dtype: str, instance: Any = None) -> Report | None:
     """The sweep phase of fuzzing one declared target in one dtype; None when it does not apply
     (``sweep=False``, not elementwise, a tensor-valued parameter)."""
     decl = registered.declaration
@@ -120,8 +120,6 @@ def sweep_registered(registered: Any, dtype: str, instance: Any = None,
                                  and any(d is not None for d in decl.input_shape[1:])):
         return None  # a layer with parameters or fixed feature axes: fuzzing covers it
     options: dict[str, Any] = {"rtol": decl.rtol, "atol": decl.atol}
-    if seed is not None:
-        options["seed"] = seed
     if instance is not None:
         make = lambda: instance  # noqa: E731
     elif decl.kind == "layer":
@@ -311,6 +309,9 @@ class _Sweep:
         if structural:
             return _Batch(values, np.zeros(n, np.int8), nan, nan, structural, True)
         run.report.findings = []
+        for p in run.params:  # a layer's weights sum over every value: fuzzing checks them
+            if p.is_weight:
+                p.grad, p.grad_missing = None, False
         y, ref, raw = run.y64, run.f0, getattr(run, "raw_grad", None)
         grad = nan if raw is None else raw / run.v
         code = np.full(n, OK, np.int8)

@@ -202,3 +202,27 @@ def test_the_command_line_finds_the_trap_in_an_undeclared_function(tmp_path, mon
     assert status == 1
     assert "4 of 4 dtype(s) failed" in out.getvalue()
     assert out.getvalue().count("nonfinite_gradient") >= 4
+
+
+def test_a_kink_within_the_rounding_of_x_is_no_finding_but_a_wrong_branch_next_to_it_is():
+    keras = pytest.importorskip("keras")
+    # x + 3 rounds to 6 at x = 2.998 in float16: the slope beyond the kink at 3 is all float16
+    # can compute there.
+    assert gradcheck.sweep(keras.activations.hard_silu, dtype="float16").ok
+
+    @tf.custom_gradient
+    def leaky_wrong_near_zero(x):
+        def grad(dy):  # the slope of x > 0 picked for x in [-0.1, 0): selu's kind of bug
+            return dy * tf.where(x > -0.1, tf.ones_like(x), 0.5 * tf.ones_like(x))
+        return tf.nn.leaky_relu(x, 0.5), grad
+
+    report = gradcheck.sweep(leaky_wrong_near_zero, dtype="float16")
+    assert report.kinds == ["gradient_mismatch"]
+    low, high = report.findings[0].details["interval"]
+    assert -0.1 <= low < high < 0
+
+
+def test_an_elementwise_layer_is_swept():
+    keras = pytest.importorskip("keras")
+    report = gradcheck.sweep(keras.layers.Activation("selu", dtype="float16"), dtype="float16")
+    assert report.kinds == ["gradient_mismatch"] and report.meta["swept"] > 60000
