@@ -412,39 +412,48 @@ class _Sweep:
 
     def describe(self, code: int, batch: _Batch, consts: tuple[float, ...]) -> tuple[Finding,
                                                                                        str]:
+        """The finding of one kind: at the smallest |x| showing it whose check alone shows it
+        too, else in the longest run of consecutive values showing it (the ragged edge of a
+        run, where the verdict is borderline, is counted but not the headline)."""
         bad = batch.code == code
-        # The longest run of consecutive swept values that all show this kind (its ragged
-        # edges, where the verdict is borderline, are counted but not the headline).
         edges = np.flatnonzero(np.diff(np.concatenate([[0], bad.astype(np.int8), [0]])))
         starts, ends = edges[::2], edges[1::2] - 1
         longest = int(np.argmax(ends - starts))
         lo, hi = int(starts[longest]), int(ends[longest])
-        first = lo + int(np.argmin(np.abs(batch.x[lo:hi + 1])))
-        runs = starts.size
-        x0, a, b = (float(batch.x[i]) for i in (first, lo, hi))
-        every = (f"every {self.dtype} value" if grid.exhaustive(self.dtype)
-                 else "every swept value")
-        params = "".join(f", {k} = {v:.6g}" for k, v in zip(self.scalars, consts))
-        extent = (f"{_WHAT[code]} for {every} x in [{a:.6g}, {b:.6g}] ({hi - lo + 1} values)"
-                  f"{params}; {int(bad.sum())} of {bad.size} swept values in {runs} "
-                  f"interval(s); smallest |x|: {x0:.9g}")
-        candidates = [first] + [i for i in dict.fromkeys(((lo + hi) // 2, lo, hi)) if i != first]
+        where = np.flatnonzero(bad)
+        smallest = int(where[np.argmin(np.abs(batch.x[where]))])
+        in_longest = lo + int(np.argmin(np.abs(batch.x[lo:hi + 1])))
         kind = _KIND_OF_CODE[code]
-        for i in candidates:
+        for i in dict.fromkeys((smallest, in_longest, (lo + hi) // 2, lo, hi)):
             reproduced = self.reproduce(float(batch.x[i]), consts, kind)
             if reproduced is not None:
                 detail, reproducer, inputs = reproduced
-                return Finding(kind, f"{self.name}: {extent}. At x = {batch.x[i]:.9g}: "
-                               f"{detail}", inputs, self.details(a, b, bad, x0, consts)), \
+                run = np.searchsorted(ends, i)  # the run of consecutive values holding i
+                extent = self.extent(code, batch, bad, int(starts[run]), int(ends[run]),
+                                     starts.size, consts)
+                return Finding(kind, f"{self.name}: {extent}; at x = {batch.x[i]:.9g}: "
+                               f"{detail}", inputs, self.details(batch, bad, starts[run],
+                                                                 ends[run], i, consts)), \
                     reproducer
-        return Finding(kind, f"{self.name}: {extent} (a check at one of these values alone "
-                       f"does not show it; reproduce with the sweep)",
-                       {"x": [x0], "dtype": self.dtype},
-                       self.details(a, b, bad, x0, consts)), self.sweep_call()
+        extent = self.extent(code, batch, bad, lo, hi, starts.size, consts)
+        return Finding(kind, f"{self.name}: {extent}, smallest |x| {batch.x[in_longest]:.9g} "
+                       f"(a check at one of these values alone does not show it; reproduce "
+                       f"with the sweep)", {"x": [float(batch.x[in_longest])],
+                                            "dtype": self.dtype},
+                       self.details(batch, bad, lo, hi, in_longest, consts)), self.sweep_call()
 
-    def details(self, a, b, bad, x0, consts) -> dict[str, Any]:
-        return {"interval": [a, b], "count": int(bad.sum()), "swept": int(bad.size),
-                "x": x0, **dict(zip(self.scalars, consts))}
+    def extent(self, code, batch, bad, lo, hi, runs, consts) -> str:
+        every = (f"every {self.dtype} value" if grid.exhaustive(self.dtype)
+                 else "every swept value")
+        params = "".join(f", {k} = {v:.6g}" for k, v in zip(self.scalars, consts))
+        return (f"{_WHAT[code]} for {every} x in [{batch.x[lo]:.6g}, {batch.x[hi]:.6g}] "
+                f"({hi - lo + 1} values){params}; {int(bad.sum())} of {bad.size} swept values "
+                f"in {runs} interval(s)")
+
+    def details(self, batch, bad, lo, hi, i, consts) -> dict[str, Any]:
+        return {"interval": [float(batch.x[lo]), float(batch.x[hi])], "count": int(bad.sum()),
+                "swept": int(bad.size), "x": float(batch.x[i]),
+                **dict(zip(self.scalars, consts))}
 
     def reproduce(self, x: float, consts: tuple[float, ...], kind: str):
         """The core's check at x alone (the parameters as scalar inputs): its message and a
