@@ -204,6 +204,7 @@ class _Sweep:
         self.tf_dtype = tf.as_dtype(dtype)
         self.swept = 0
         self.excluded = 0
+        self.reference_dtype: str | None = None  # what the core's reference ran in
 
     # ---- the parameter grid
 
@@ -245,7 +246,7 @@ class _Sweep:
             report.findings.append(finding)
             report.reproducer = report.reproducer or reproducer
         report.findings.sort(key=lambda f: KINDS.index(f.kind))
-        report.reference_dtype = "float64"
+        report.reference_dtype = self.reference_dtype
         report.meta.update({"swept": self.swept, "excluded_overflow": self.excluded,
                             "exhaustive": grid.exhaustive(self.dtype),
                             "grid": [dict(zip(self.scalars, c)) for c in grids] if self.scalars
@@ -309,6 +310,7 @@ class _Sweep:
         if structural:
             return _Batch(values, np.zeros(n, np.int8), nan, nan, structural, True)
         run.report.findings = []
+        self.reference_dtype = run.ref_dtype.name
         for p in run.params:  # a layer's weights sum over every value: fuzzing checks them
             if p.is_weight:
                 p.grad, p.grad_missing = None, False
