@@ -9,6 +9,7 @@
     def my_activation(x): ...
 
     gradcheck.fuzz(my_activation, dtype="float32")   # the same fuzzing outside pytest
+    gradcheck.sweep(my_activation, dtype="float16")  # every float16 value, in a few calls
 
 TensorFlow and Hypothesis are imported on first use of ``check``/``fuzz``/``strategies``, so
 ``import gradcheck`` and the decorators stay cheap in production code.
@@ -23,15 +24,15 @@ if TYPE_CHECKING:  # what __getattr__ imports on first use, spelled out for edit
     from . import plot, strategies
     from ._check import assert_gradients, check
     from ._fuzz import fuzz
-    # sweep: the lead wires ``from ._sweep import sweep`` here and in _LAZY at merge.
+    from ._sweep import sweep
 
 __version__ = "0.1.0"
 
-__all__ = ["check", "assert_gradients", "fuzz", "activation", "layer", "strategies", "plot", "Report",
-           "Finding", "GradcheckError", "KINDS", "__version__"]
+__all__ = ["check", "assert_gradients", "fuzz", "sweep", "activation", "layer", "strategies",
+           "plot", "Report", "Finding", "GradcheckError", "KINDS", "__version__"]
 
 # Public names whose modules import TensorFlow or Hypothesis: imported on first access.
-_LAZY = {"check": "._check", "assert_gradients": "._check", "fuzz": "._fuzz"}
+_LAZY = {"check": "._check", "assert_gradients": "._check", "fuzz": "._fuzz", "sweep": "._sweep"}
 _LAZY_MODULES = ("strategies", "plot")
 
 

@@ -195,7 +195,8 @@ def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         meta = report.meta
         outcome = "passed" if report.ok else "FAILED: " + ", ".join(report.kinds)
         print(f"gradcheck: [{number}/{len(dtypes)}] {args.target} [{dtype}]: {outcome} "
-              f"({meta.get('examples', 0)} examples, {meta.get('duration_s', 0):.1f} s)",
+              f"({meta.get('examples', 0)} examples, {meta.get('swept', 0)} values swept, "
+              f"{meta.get('duration_s', 0):.1f} s)",
               file=err, flush=True)
         if not report.ok:
             failed.append(dtype)

@@ -35,6 +35,13 @@ __all__ = ["DTYPES", "Declaration", "Registered", "activation", "layer", "regist
 _KINDS = ("activation", "layer")
 
 
+class _DefaultDomain(tuple):
+    """(-10, 10), as a type of its own: how a declaration remembers declaring no domain."""
+
+
+DEFAULT_DOMAIN = _DefaultDomain((-10.0, 10.0))  # Hypothesis's; a sweep covers the whole dtype
+
+
 @dataclass(frozen=True)
 class Declaration:
     """What to fuzz a target with. Built by :func:`activation` and :func:`layer`.
@@ -69,10 +76,12 @@ class Declaration:
             of finite differences (:mod:`gradcheck._declared_gradient`).
         xfail: a known failure: a reason (every dtype) or ``{dtype: reason}``; such items
             are reported xfailed, or xpassed once fixed (:mod:`gradcheck._xfail`).
+        sweep: False skips the first phase of an elementwise target: ``gradcheck.sweep`` over
+            the declared domain, or the dtype's whole range when none is declared.
     """
 
     kind: str
-    domain: tuple[float, float] = (-10.0, 10.0)
+    domain: tuple[float, float] = DEFAULT_DOMAIN
     dtypes: tuple[str, ...] = DTYPES
     elementwise: bool = True
     batch_independent: bool = True
@@ -89,12 +98,14 @@ class Declaration:
     timeout: float | None = None
     gradient: Callable | None = field(default=None, compare=False)
     xfail: str | Mapping[str, str] | None = field(default=None, hash=False)
+    sweep: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {self.kind!r}")
         normalized = {
-            "domain": _interval("domain", self.domain),
+            "domain": (self.domain if isinstance(self.domain, _DefaultDomain)
+                       else _interval("domain", self.domain)),
             "dtypes": _dtypes(self.dtypes),
             "elementwise": _flag("elementwise", self.elementwise),
             "batch_independent": _flag("batch_independent", self.batch_independent),
@@ -110,10 +121,13 @@ class Declaration:
             "timeout": _tolerance("timeout", self.timeout),  # seconds
             "gradient": gradient_option(self.gradient, self.order),
             "xfail": xfail_option(self.xfail, DTYPES),
+            "sweep": _flag("sweep", self.sweep),
         }
         normalized["kinks"] = _kinks(self.kinks, normalized["domain"])
         for name, value in normalized.items():
             object.__setattr__(self, name, value)
+
+    domain_declared = property(lambda self: not isinstance(self.domain, _DefaultDomain))
 
 
 #: Option names accepted by the decorators (every Declaration field but ``kind``).

@@ -105,7 +105,8 @@ def fuzz(target: Any, *, dtype: str | None = None, max_examples: int | None = No
 
 
 def fuzz_registered(registered: Registered, dtype: str, *, max_examples: int | None = None,
-                    database_key: bytes | None = None, timeout: float | None = None) -> Report:
+                    database_key: bytes | None = None, timeout: float | None = None,
+                    sweep: bool = True) -> Report:
     """Fuzz one registered target in one dtype: what one ``pytest --gradcheck`` item runs.
 
     Args:
@@ -116,6 +117,7 @@ def fuzz_registered(registered: Registered, dtype: str, *, max_examples: int | N
         database_key: the example-database key of this item (default: derived from the
             target's qualified name and the dtype).
         timeout: the session's time limit in seconds; the declaration's ``timeout`` beats it.
+        sweep: False skips the sweep phase whatever the declaration says.
 
     Returns:
         As :func:`fuzz`.
@@ -124,6 +126,9 @@ def fuzz_registered(registered: Registered, dtype: str, *, max_examples: int | N
     examples = declared if declared is not None else max_examples
     declared_limit = registered.declaration.timeout
     limit = declared_limit if declared_limit is not None else timeout
+    if not sweep:
+        registered = dataclasses.replace(registered, declaration=dataclasses.replace(
+            registered.declaration, sweep=False))
     return _Fuzz(registered, _dtype_arg(dtype), examples, None, database_key,
                  timeout=limit).run()
 
@@ -340,12 +345,39 @@ class _Fuzz:
         from ._timeout import TimeLimitExceeded, time_limit
 
         start = time.perf_counter()
+        from ._sweep import sweep_registered  # phase 1: every value of an elementwise target
+
+        try:
+            with time_limit(self.timeout):
+                swept = sweep_registered(self.entry, self.dtype, self.instance)
+        except TimeLimitExceeded as stop:
+            report = self.target_failure(
+                None, f"{self.entry.name}: the sweep over the {self.dtype} values ran past the "
+                f"time limit of {stop.seconds:g} s (a few batched calls of the target over "
+                "every value); a target this slow needs timeout= or sweep=False declared",
+                "timeout", limit_s=stop.seconds)
+            report.meta.update(examples=0, kinds_seen=report.kinds, hypothesis_blob=None,
+                               seed=self.seed, duration_s=round(time.perf_counter() - start, 3))
+            return report
+        except (TypeError, ValueError) as exc:  # the target cannot be checked at all
+            kind = TypeError if isinstance(exc, TypeError) else ValueError
+            raise kind(f"gradcheck.fuzz: cannot check {self.entry.qualified} [{self.dtype}]: "
+                       f"{exc}") from exc
+        # Errors, shapes and dtypes are Hypothesis's: it tells which shapes or dtypes fail.
+        values_only = swept is not None and set(swept.kinds) <= {
+            "nonfinite_output", "nonfinite_gradient", "gradient_mismatch"}
+        if values_only and not swept.ok:
+            swept.target = self.entry.qualified
+            swept.meta.update(examples=0, kinds_seen=swept.kinds, hypothesis_blob=None,
+                              seed=self.seed, duration_s=round(time.perf_counter() - start, 3))
+            return swept
         test = self.hypothesis_test()
         blob, classify = None, True
         try:
             # gradcheck's report replaces Hypothesis' printed advice ("add @seed(...) to this
             # test": there is no test to add it to); the blob comes from the error's notes.
-            with time_limit(self.timeout), with_reporter(lambda text: None):
+            left = self.timeout and max(self.timeout - (time.perf_counter() - start), 1e-3)
+            with time_limit(left), with_reporter(lambda text: None):
                 test()
         except TimeLimitExceeded as stop:
             report, inputs = self.timed_out(stop.seconds)
@@ -393,6 +425,7 @@ class _Fuzz:
             "hypothesis_blob": blob,
             "seed": self.seed_used(test),
             "duration_s": round(time.perf_counter() - start, 3),
+            "swept": swept.meta["swept"] if swept is not None else 0,
         })
         return report
 

@@ -62,6 +62,7 @@ def item_result(outcome: str, duration: float, report: Any = None,
     result = {
         "outcome": outcome,
         "examples": meta.get("examples", 0),
+        "swept": meta.get("swept", 0),  # values checked by the sweep phase
         "duration_s": round(float(duration), 3),
         "findings": [{"kind": f["kind"], "message": f["message"], "inputs": f["inputs"]}
                      for f in (report.to_dict()["findings"] if report is not None else [])],

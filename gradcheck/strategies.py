@@ -6,7 +6,8 @@ strategy has a readable ``repr``. Tensors are NumPy arrays (``bfloat16`` through
 ``ml_dtypes.bfloat16``, which TensorFlow accepts); every value is exactly representable in the
 array's dtype and lies inside the requested domain.
 
-Values mix draws spread over the domain with *edge values*, the inputs where gradient bugs
+Values mix draws spread over the domain (uniformly, and log-uniformly in magnitude down to the
+dtype's smallest normal) with *edge values*, the inputs where gradient bugs
 live: 0, +-tiny (the dtype's smallest normal), +-1, the domain's ends, the declared kinks and
 the largest magnitudes that the dtype and domain allow. Everything shrinks toward small shapes
 and simple values (0, then 1).
@@ -345,7 +346,22 @@ def _elements(name: str, domain: tuple[float, float],
               kinks: tuple[float, ...]) -> st.SearchStrategy[float]:
     """Edge values first (so they shrink first), then float64 draws inside the dtype's bounds."""
     low, high = _bounds(name, domain)
-    return st.one_of(st.sampled_from(edge_values(name, domain, kinks)), st.floats(low, high))
+    spread = [st.sampled_from(edge_values(name, domain, kinks)), st.floats(low, high)]
+    return st.one_of(*spread, *_log_uniform(name, low, high))
+
+
+def _log_uniform(name: str, low: float, high: float) -> list[st.SearchStrategy[float]]:
+    """Magnitudes log-uniform from the dtype's smallest normal to the domain's largest |x|, one
+    strategy per sign the domain allows: uniform draws almost never land at |x| < 1e-3 or,
+    in a wide domain, below its top decade, where underflow and overflow bugs live."""
+    tiny = float(_finfo(name).smallest_normal)
+    parts = []
+    for sign, lo, hi in ((1.0, max(low, tiny), high), (-1.0, max(-high, tiny), -low)):
+        if hi > lo > 0:
+            exponents = st.floats(math.log2(lo), math.log2(hi))
+            parts.append(exponents.map(lambda e, s=sign, a=lo, b=hi: s * min(max(2.0 ** e, a),
+                                                                             b)))
+    return parts
 
 
 # --- whole inputs ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ Settings, each with a command-line option and an ini twin (``[tool.pytest.ini_op
     --gradcheck-plots DIR       gradcheck_plots      write the figure of every failing item there
     --gradcheck-html PATH       gradcheck_html       write a self-contained HTML report there
     --gradcheck-timeout SECONDS gradcheck_timeout    time limit per item (default 300, 0: none)
+    --gradcheck-no-sweep        gradcheck_sweep      skip the sweep phase (ini: false)
 
 Precedence: the decorator (``max_examples=``, ``timeout=``) > command line > ini > default.
 For dtypes, an item exists for each dtype that the declaration *and* the session allow. A
@@ -68,6 +69,8 @@ TIMEOUT_HELP = ("seconds one gradcheck item may fuzz before it stops and fails w
                 "precedence; with pytest-timeout, the shorter limit applies")
 HTML_HELP = ("write one self-contained HTML page summarising every gradcheck item (target x "
              "dtype, outcome, findings, the figures of failing items inlined) to this path")
+SWEEP_HELP = ("skip the first phase of elementwise items: gradcheck.sweep at every "
+              "float16/bfloat16 value (dense in float32/float64) before Hypothesis")
 MARKER = ("gradcheck(*, max_examples=None, dtypes=None): settings for the gradcheck_check and "
           "gradcheck_settings fixtures in this test; gradcheck items carry this marker too")
 
@@ -87,12 +90,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gradcheck-plots", metavar="DIR", default=None, help=PLOTS_HELP)
     group.addoption("--gradcheck-html", metavar="PATH", default=None, help=HTML_HELP)
     group.addoption("--gradcheck-timeout", metavar="SECONDS", default=None, help=TIMEOUT_HELP)
+    group.addoption("--gradcheck-no-sweep", action="store_true", default=False, help=SWEEP_HELP)
     parser.addini("gradcheck_examples", EXAMPLES_HELP, default=None)
     parser.addini("gradcheck_dtypes", DTYPES_HELP, default=None)
     parser.addini("gradcheck_report", REPORT_HELP, default=None)
     parser.addini("gradcheck_plots", PLOTS_HELP, default=None)
     parser.addini("gradcheck_html", HTML_HELP, default=None)
     parser.addini("gradcheck_timeout", TIMEOUT_HELP, default=None)
+    parser.addini("gradcheck_sweep", "false: " + SWEEP_HELP, type="bool", default=True)
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class Settings:
         plots: the folder for the figures of failing items, or None.
         html: where the HTML report goes, or None.
         timeout: seconds one item may fuzz (None or 0: no limit).
+        sweep: whether elementwise items start with the sweep phase.
     """
 
     examples: int | None
@@ -117,6 +123,7 @@ class Settings:
     plots: Path | None = None
     html: Path | None = None
     timeout: float | None = None
+    sweep: bool = True
 
     @property
     def figures(self) -> bool:
@@ -157,8 +164,9 @@ def _resolve(config: pytest.Config) -> Settings:
 
     timeout, source = _lookup(config, "timeout")
     timeout = DEFAULT_TIMEOUT_S if timeout is None else _seconds(timeout, source)
+    sweep = not config.getoption("gradcheck_no_sweep") and config.getini("gradcheck_sweep")
     return Settings(examples=examples, dtypes=tuple(dtypes), report=report, seed=seed,
-                    plots=plots, html=html, timeout=timeout)
+                    plots=plots, html=html, timeout=timeout, sweep=bool(sweep))
 
 
 def _path_setting(config: pytest.Config, name: str) -> Path | None:
@@ -337,7 +345,8 @@ class GradcheckItem(pytest.Item):
         try:
             report = fuzz_registered(self.registered, self.dtype, max_examples=examples,
                                      database_key=self.nodeid.encode(),
-                                     timeout=outer_limit(self, settings.timeout))
+                                     timeout=outer_limit(self, settings.timeout),
+                                     sweep=settings.sweep)
         except Exception as exc:
             from gradcheck._report import plain_text, truncated
 

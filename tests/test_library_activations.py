@@ -61,6 +61,20 @@ KNOWN_LIBRARY_BUGS: dict[tuple[str, str | None], str] = {
         "tie x = 0 both tf.maximum and tf.minimum pass the full upstream gradient to x (1 + 1). "
         "Plain TF: tape.gradient(keras.activations.celu(x), x) at x = [0.0, 1e-3, -1e-3] is "
         "[2.0, 1.0, 0.999]."),
+    ("keras.activations.selu", "float16"): (
+        "TensorFlow bug (issues 116943 / 124834): the float16 gradient of selu is 1.0507 (the "
+        "x > 0 slope) instead of 1.7581 for every x in [-2.4e-4, 0); keras' selu is tf.nn.selu. "
+        "Plain TF: tape.gradient(tf.nn.selu(x), x) at x = tf.constant([-2e-4], tf.float16) is "
+        "1.051, in float32 1.758. Found by the sweep phase (every float16 value)."),
+    ("tf.nn.selu", "float16"): (
+        "The TensorFlow selu float16 gradient bug above (issues 116943 / 124834)."),
+    **{("keras.activations.squareplus", dtype): (
+        "Keras 3 bug: squareplus(x) = (x + sqrt(x^2 + b)) / 2 squares x, which overflows for "
+        "|x| >= 256 in float16 (1.8e19 in bfloat16 and float32): the output is inf (x > 0) or "
+        "NaN/inf (x < 0) where the true value is x or about b / (2|x|). Plain TF: "
+        "keras.activations.squareplus(tf.constant([256.0, -256.0], tf.float16)) is [inf, inf]; "
+        "the overflow-free form is (x + |x| sqrt(1 + b / x^2)) / 2. Found by the sweep phase.")
+       for dtype in ("float16", "bfloat16", "float32")},
     ("keras.activations.sparsemax", "float16"): (
         "Keras 3.15 bug: sparsemax cannot run under tf.function for float16 inputs whose last "
         "axis is static, i.e. in any compiled model under mixed_float16: "

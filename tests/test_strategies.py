@@ -205,3 +205,20 @@ def test_inputs_for_without_input_shape_draws_rank_one_to_four_with_a_batch_axis
 def test_inputs_for_rejects_a_bad_dtype():
     with pytest.raises(InvalidArgument, match="pass one of"):
         inputs_for(DECLARED, "int8")
+
+
+def test_magnitudes_are_also_drawn_log_uniformly_down_to_the_smallest_normal():
+    from hypothesis import given, settings
+    from gradcheck.strategies import tensors
+
+    seen = []
+
+    @settings(max_examples=200, derandomize=True, database=None)
+    @given(tensors(shape=(8,), dtype="float32", domain=(-1e4, 1e4)))
+    def draw(x):
+        assert (np.abs(x) <= 1e4).all()
+        seen.extend(np.abs(x[x != 0]).tolist())
+
+    draw()
+    decades = {int(np.floor(np.log10(v))) for v in seen}
+    assert min(decades) < -20 and max(decades) >= 3  # tiny and large magnitudes both reached

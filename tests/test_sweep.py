@@ -1,0 +1,228 @@
+"""gradcheck.sweep: every float16/bfloat16 value, dense float32/float64, zero-config domains."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+import gradcheck  # noqa: E402
+from gradcheck import _sweep_values as values  # noqa: E402
+from gradcheck._declare import Declaration  # noqa: E402
+
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+#: Where exp overflows, i.e. where the seed-style ELU's gradient turns NaN.
+EXP_OVERFLOW = {"float16": 11.09, "bfloat16": 88.7, "float32": 88.72, "float64": 709.78}
+
+
+def elu_where(x):
+    """The seed articles' ELU: exp is evaluated for every x, the NaN trap."""
+    return tf.where(x > 0, x, tf.exp(x) - 1)
+
+
+def elu_double_where(x):
+    """The fix: exp only ever sees min(x, 0)."""
+    return tf.where(x > 0, x, tf.exp(tf.minimum(x, 0.0)) - 1)
+
+
+# -- the values ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_16_bit_sweep_holds_every_finite_value_once(dtype):
+    swept = values.values(dtype)
+    bits = np.arange(1 << 16, dtype=np.uint16).view(values.np_dtype(dtype))
+    with np.errstate(invalid="ignore"):
+        finite = np.unique(bits.astype(np.float64)[np.isfinite(bits.astype(np.float64))] + 0.0)
+    assert np.array_equal(swept, finite)
+
+
+def test_a_wide_sweep_covers_every_binade_and_the_thresholds_exactly():
+    swept = values.values("float32", kinks=())
+    info = np.finfo(np.float32)
+    assert np.array_equal(swept.astype(np.float32).astype(np.float64), swept)
+    for point in (0.0, float(info.tiny), float(info.max), -float(info.max),
+                  float(np.nextafter(info.tiny, np.float32(0))), float(info.smallest_subnormal)):
+        assert point in swept
+    exponents = np.unique(np.floor(np.log2(np.abs(swept[swept != 0]))))
+    assert exponents.size == 277  # -149 .. 127: every binade, subnormals included
+
+
+def test_a_declared_domain_limits_the_sweep_and_kinks_get_neighbourhoods():
+    swept = values.values("float64", domain=(-2.0, 3.0), kinks=(0.5,))
+    assert swept.min() == -2.0 and swept.max() == 3.0
+    assert np.nextafter(0.5, 1.0) in swept and np.nextafter(0.5, 0.0) in swept
+
+
+# -- verdicts -----------------------------------------------------------------------------------
+
+def test_the_float16_selu_bug_of_tensorflow_is_found_with_no_domain():
+    report = gradcheck.sweep(tf.nn.selu, dtype="float16", kinks=(0.0,))
+    assert report.kinds == ["gradient_mismatch"]
+    finding = report.findings[0]
+    low, high = finding.details["interval"]
+    assert -2.45e-4 <= low <= high < 0
+    assert finding.details["count"] >= 100
+    assert "gradient wrong for every float16 value x in" in finding.message
+    assert report.meta["swept"] == values.values("float16").size
+    assert report.reproducer.startswith("gradcheck.check(selu, tf.constant([")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_seed_elu_nan_trap_is_found_in_every_dtype_with_zero_configuration(dtype):
+    report = gradcheck.sweep(elu_where, dtype=dtype)
+    assert report.kinds == ["nonfinite_gradient"]
+    x = report.findings[0].details["x"]
+    assert x == pytest.approx(EXP_OVERFLOW[dtype], rel=0.02)
+    reproduced = eval(report.reproducer, {"gradcheck": gradcheck, "tf": tf,  # noqa: S307
+                                          "elu_where": elu_where})
+    assert "nonfinite_gradient" in reproduced.kinds
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_correct_targets_pass_and_true_overflow_is_no_finding(dtype):
+    assert gradcheck.sweep(elu_double_where, dtype=dtype).ok
+    report = gradcheck.sweep(tf.exp, dtype=dtype)  # exp(x) overflows the dtype: not a bug
+    assert report.ok, report
+    assert report.meta["excluded_overflow"] > 0
+
+
+def test_a_declared_domain_keeps_the_sweep_inside_it():
+    assert gradcheck.sweep(elu_where, dtype="float32", domain=(-10.0, 10.0)).ok
+
+
+def test_scalar_parameters_are_swept_on_a_grid_including_the_range_ends():
+    def scaled(x, a):
+        @tf.custom_gradient
+        def inner(x):
+            def grad(dy):  # wrong only where a is large
+                return dy * tf.where(a > 1.9, 2 * a, a)
+            return a * x, grad
+        return inner(x)
+
+    report = gradcheck.sweep(scaled, dtype="float32", domain=(-5.0, 5.0),
+                             args={"a": (0.5, 2.0)})
+    assert report.kinds == ["gradient_mismatch"]
+    assert report.findings[0].details["a"] == 2.0
+    assert [point["a"] for point in report.meta["grid"]] == [0.5, 1.25, 2.0]
+
+
+def test_bad_options_are_rejected_naming_the_sweep():
+    with pytest.raises(TypeError, match="unknown option"):
+        gradcheck.sweep(tf.nn.relu, dtype="float32", examples=3)
+    with pytest.raises(ValueError, match="dtype"):
+        gradcheck.sweep(tf.nn.relu, dtype="int32")
+    with pytest.raises(TypeError, match="tensor parameter"):
+        gradcheck.sweep(tf.nn.relu, dtype="float32", args={"a": ((4,), 0.0, 1.0)})
+
+
+# -- declarations -------------------------------------------------------------------------------
+
+def test_a_declaration_remembers_whether_its_domain_was_declared():
+    default = Declaration(kind="activation")
+    assert not default.domain_declared and default.domain == (-10.0, 10.0)
+    assert Declaration(kind="activation", domain=(-10, 10)).domain_declared
+    assert not dataclasses.replace(default, kinks=(0.0,)).domain_declared
+    assert dataclasses.replace(default, domain=(-1, 1)).domain_declared
+    with pytest.raises(TypeError, match="sweep"):
+        Declaration(kind="activation", sweep="no")
+
+
+# -- pytest --gradcheck and the command line ----------------------------------------------------
+
+MODULE = """
+import tensorflow as tf
+import gradcheck
+
+
+@gradcheck.activation(dtypes=("float16",), kinks=(0.0,))
+def selu(x):
+    return tf.nn.selu(x)
+
+
+@gradcheck.activation
+def elu_where(x):
+    return tf.where(x > 0, x, tf.exp(x) - 1)
+
+
+@gradcheck.activation(sweep=False)
+def elu_where_unswept(x):
+    return tf.where(x > 0, x, tf.exp(x) - 1)
+"""
+
+
+@pytest.fixture
+def acts(pytester):
+    pytester.makepyfile(sweep_acts=textwrap.dedent(MODULE))
+    return pytester
+
+
+def test_pytest_gradcheck_sweeps_first_and_reports_the_values_swept(acts):
+    result = acts.runpytest_inprocess("--gradcheck", "--gradcheck-examples", "3",
+                                      "--gradcheck-report", "report.json", "-p", "no:randomly")
+    outcomes = {r["nodeid"].split("::")[1]: r
+                for r in json.loads((acts.path / "report.json").read_text())["results"]}
+    assert outcomes["selu[float16]"]["outcome"] == "failed"
+    assert outcomes["selu[float16]"]["findings"][0]["kind"] == "gradient_mismatch"
+    for dtype in DTYPES:
+        item = outcomes[f"elu_where[{dtype}]"]
+        assert item["outcome"] == "failed" and item["swept"] > 10000, item
+        assert item["findings"][0]["kind"] == "nonfinite_gradient"
+        unswept = outcomes[f"elu_where_unswept[{dtype}]"]
+        assert unswept["swept"] == 0 and unswept["outcome"] == "passed"
+    result.assert_outcomes(failed=5, passed=4)
+
+
+@pytest.mark.parametrize("switch", [("--gradcheck-no-sweep",), ("-o", "gradcheck_sweep=false")])
+def test_the_sweep_phase_can_be_turned_off(acts, switch):
+    result = acts.runpytest_inprocess("--gradcheck", "--gradcheck-examples", "3",
+                                      "--gradcheck-dtypes", "float32", *switch,
+                                      "-p", "no:randomly")
+    result.assert_outcomes(passed=2)  # (-10, 10) never reaches exp's overflow at 88.7
+
+
+def test_the_command_line_finds_the_trap_in_an_undeclared_function(tmp_path, monkeypatch):
+    from gradcheck._cli import main
+    import io
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cli_sweep_acts.py").write_text(textwrap.dedent("""
+        import tensorflow as tf
+
+        def elu(x):
+            return tf.where(x > 0, x, tf.exp(x) - 1)
+    """))
+    out, err = io.StringIO(), io.StringIO()
+    status = main(["check", "cli_sweep_acts.py:elu", "--examples", "2", "--seed", "1"],
+                  stdout=out, stderr=err)
+    assert status == 1
+    assert "4 of 4 dtype(s) failed" in out.getvalue()
+    assert out.getvalue().count("nonfinite_gradient") >= 4
+
+
+def test_a_kink_within_the_rounding_of_x_is_no_finding_but_a_wrong_branch_next_to_it_is():
+    keras = pytest.importorskip("keras")
+    # x + 3 rounds to 6 at x = 2.998 in float16: the slope beyond the kink at 3 is all float16
+    # can compute there.
+    assert gradcheck.sweep(keras.activations.hard_silu, dtype="float16").ok
+
+    @tf.custom_gradient
+    def leaky_wrong_near_zero(x):
+        def grad(dy):  # the slope of x > 0 picked for x in [-0.1, 0): selu's kind of bug
+            return dy * tf.where(x > -0.1, tf.ones_like(x), 0.5 * tf.ones_like(x))
+        return tf.nn.leaky_relu(x, 0.5), grad
+
+    report = gradcheck.sweep(leaky_wrong_near_zero, dtype="float16")
+    assert report.kinds == ["gradient_mismatch"]
+    low, high = report.findings[0].details["interval"]
+    assert -0.1 <= low < high < 0
+
+
+def test_an_elementwise_layer_is_swept():
+    keras = pytest.importorskip("keras")
+    report = gradcheck.sweep(keras.layers.Activation("selu", dtype="float16"), dtype="float16")
+    assert report.kinds == ["gradient_mismatch"] and report.meta["swept"] > 60000
