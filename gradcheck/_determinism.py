@@ -81,7 +81,7 @@ def probe(run: Any, first: Any) -> bool:
     if first is None:
         return False
     if not isinstance(first, Differs):
-        if _agree(run, first, run.y64):
+        if outputs_agree(run, first, run.y64):
             return False
         diff = np.abs(_f64(first) - run.y64)
         j = int(np.nanargmax(np.where(np.isfinite(diff), diff, np.inf)))
@@ -90,7 +90,7 @@ def probe(run: Any, first: Any) -> bool:
     seeded = SeededTarget(run.tgt)
     repeatable = False
     try:
-        repeatable = _agree(run, _call(seeded, run.args), _call(seeded, run.args))
+        repeatable = outputs_agree(run, output_of(seeded, run.args), output_of(seeded, run.args))
     except Exception:  # noqa: BLE001 - not repeatable this way: gradients are not checked
         pass
     ops = random_ops(run.tgt, run.args)
@@ -149,7 +149,7 @@ def _noise_level(run: Any) -> float:
     """How far the frozen noise may move a derivative, relative: ``_NOISE_SPREAD`` times the
     median relative difference of two unseeded calls (0 if they agree)."""
     try:
-        one, two = _call(run.tgt, run.args), _call(run.tgt, run.args)
+        one, two = output_of(run.tgt, run.args), output_of(run.tgt, run.args)
     except Exception:  # noqa: BLE001
         return 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -162,7 +162,7 @@ def first_call(run: Any) -> Any:
     """One call of the target before the core's own, for :func:`probe`; None if it fails
     (the core's call reports the failure)."""
     try:
-        return _call(run.tgt, run.args)
+        return output_of(run.tgt, run.args)
     except Exception:  # noqa: BLE001
         return None
 
@@ -202,7 +202,7 @@ def varying_call(run: Any) -> Differs | None:
         pairs += [(f"gradients for {p.label}", _f64(g), p.grad)
                   for (p, _a), g in zip(inputs, grads) if g is not None]
         for what, ours, core in pairs:
-            if not _agree(run, ours, core):
+            if not outputs_agree(run, ours, core):
                 diff = np.abs(ours - core)
                 j = int(np.nanargmax(np.where(np.isfinite(diff), diff, np.inf)))
                 return Differs(what, float(ours.flat[j]), float(core.flat[j]),
@@ -224,11 +224,14 @@ def random_ops(target: Target, args: Sequence[tf.Tensor]) -> list[str]:
     return found
 
 
-def _call(target: Target, args: Sequence[tf.Tensor]) -> np.ndarray:
+def output_of(target: Target, args: Sequence[tf.Tensor]) -> np.ndarray:
+    """One call of ``target`` at ``args``, its output as float64 NumPy."""
     return _f64(tf.convert_to_tensor(target(args)))
 
 
-def _agree(run: Any, a: Any, b: np.ndarray) -> bool:
+def outputs_agree(run: Any, a: Any, b: np.ndarray) -> bool:
+    """Two outputs at one input are the same: bit for bit on CPU, within 2 x ANALYTIC_ULPS
+    roundings on a GPU (its reductions may reorder between runs)."""
     a = np.asarray(a)
     if a.shape != b.shape:
         return False

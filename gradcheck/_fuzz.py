@@ -347,22 +347,22 @@ class _Fuzz:
         start = time.perf_counter()
         from ._sweep import sweep_registered  # phase 1: every value of an elementwise target
 
-        try:
-            with time_limit(self.timeout):
+        from ._check import _UsageError
+
+        swept, self.sweep_skipped = None, None
+        try:  # at most half the time limit: Hypothesis reports a hang at an input of its own
+            with time_limit(self.timeout and self.timeout / 2):
                 swept = sweep_registered(self.entry, self.dtype, self.instance)
-        except TimeLimitExceeded as stop:
-            report = self.target_failure(
-                None, f"{self.entry.name}: the sweep over the {self.dtype} values ran past the "
-                f"time limit of {stop.seconds:g} s (a few batched calls of the target over "
-                "every value); a target this slow needs timeout= or sweep=False declared",
-                "timeout", limit_s=stop.seconds)
-            report.meta.update(examples=0, kinds_seen=report.kinds, hypothesis_blob=None,
-                               seed=self.seed, duration_s=round(time.perf_counter() - start, 3))
-            return report
+        except TimeLimitExceeded:
+            self.sweep_skipped = "the sweep ran past half the time limit"
+        except (_UsageError, SystemExit) as exc:  # the target's own failure: Hypothesis
+            self.sweep_skipped = f"the target failed in the sweep ({type(exc).__name__})"
         except (TypeError, ValueError) as exc:  # the target cannot be checked at all
             kind = TypeError if isinstance(exc, TypeError) else ValueError
             raise kind(f"gradcheck.fuzz: cannot check {self.entry.qualified} [{self.dtype}]: "
                        f"{exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - raised at a step: Hypothesis finds its input
+            self.sweep_skipped = f"the target raised {type(exc).__name__} in the sweep"
         # Errors, shapes and dtypes are Hypothesis's: it tells which shapes or dtypes fail.
         values_only = swept is not None and set(swept.kinds) <= {
             "nonfinite_output", "nonfinite_gradient", "gradient_mismatch"}
@@ -427,6 +427,8 @@ class _Fuzz:
             "duration_s": round(time.perf_counter() - start, 3),
             "swept": swept.meta["swept"] if swept is not None else 0,
         })
+        if self.sweep_skipped:
+            report.meta["sweep_skipped"] = self.sweep_skipped
         return report
 
     def hypothesis_test(self) -> Callable[[], None]:

@@ -37,8 +37,10 @@ import numpy as np
 import tensorflow as tf
 
 from . import _sweep_values as grid
-from ._check import ANALYTIC_ULPS, _f64, _Run, check
-from ._numerics import estimate
+from ._arrays import _f64
+from ._check import _Run, check
+from ._determinism import output_of, outputs_agree
+from ._numerics import ANALYTIC_ULPS, estimate
 from ._report import KINDS, Finding, Report
 from ._targets import as_target
 
@@ -114,6 +116,8 @@ def sweep_registered(registered: Any, dtype: str, instance: Any = None) -> Repor
     decl = registered.declaration
     if not getattr(decl, "sweep", True) or not decl.elementwise:
         return None
+    if getattr(decl, "gradient", None) is not None:
+        return None  # a declared surrogate: fuzzing compares it with the declaration
     if any(len(spec) == 3 for spec in decl.args.values()):
         return None  # a tensor parameter: its shape ties x's shape; fuzzing covers it
     if decl.kind == "layer" and (decl.args or instance is None and decl.input_shape
@@ -130,6 +134,10 @@ def sweep_registered(registered: Any, dtype: str, instance: Any = None) -> Repor
     domain = decl.domain if getattr(decl, "domain_declared", True) else None
     return _Sweep(make, registered.name, dtype, domain, decl.kinks,
                   _scalar_args(decl.args, registered.name), options).run()
+
+
+class _Noisy(Exception):
+    """Two calls of the target at the same values differ (dropout, tf.random)."""
 
 
 def _scalar_args(args: Any, name: str) -> dict[str, tuple[float, float]]:
@@ -232,8 +240,13 @@ class _Sweep:
         for consts in grids:
             # The core's arithmetic meets the dtype's extremes here; where it overflows, the
             # values are excluded (check_values()), so its warnings are noise.
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                batch = self.sweep_values(consts)
+            try:
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    batch = self.sweep_values(consts)
+            except _Noisy:  # values of a random target say nothing: nothing was swept
+                report.findings, self.swept = [], 0
+                report.meta.update(swept=0, skipped="two calls at the same values differ")
+                return report
             report.findings.extend(f for f in batch.findings if f.kind not in report.kinds)
             if batch.stopped:
                 report.reproducer = self.sweep_call()
@@ -302,10 +315,13 @@ class _Sweep:
         x = tf.constant(values, self.tf_dtype)
         tgt = as_target(self.target(consts), self.name, self.reference)
         # modes=(): the sweep is about values; fuzzing checks tf.function/XLA on its inputs.
-        run = _SweepRun(tgt, [x], True, True, self.rtol, self.atol, self.seed)
+        run = _SweepRun(tgt, [x], True, True, self.rtol, self.atol, self.seed,
+                        domain=self.domain)
         nan = np.full(n, np.nan)
         if not run.forward_backward() or not run.choose_reference():
             return _Batch(values, np.zeros(n, np.int8), nan, nan, run.report.findings, True)
+        if not outputs_agree(run, output_of(tgt, [x]), run.y64):
+            raise _Noisy  # fuzzing's determinism probe reports it, with the random ops
         structural = [f for f in run.report.findings if f.kind != "nonfinite_gradient"]
         if structural:
             return _Batch(values, np.zeros(n, np.int8), nan, nan, structural, True)
@@ -465,7 +481,8 @@ class _Sweep:
         target = self.make()
         try:
             report = check(target, *inputs, rtol=self.rtol, atol=self.atol, seed=self.seed,
-                           name=self.name, reference=self.reference, modes=())
+                           name=self.name, reference=self.reference, modes=(),
+                           domain=self.domain)
         except (TypeError, ValueError):
             return None
         finding = next((f for f in report.findings if f.kind == kind), None)
@@ -474,11 +491,7 @@ class _Sweep:
         message = finding.message
         if message.startswith(f"{self.name}: "):
             message = message[len(self.name) + 2:]
-        constants = "".join(f", tf.constant({c!r}, tf.{self.dtype})" for c in consts)
-        options = "".join(f", {k}={v!r}" for k, v in (("rtol", self.rtol), ("atol", self.atol))
-                          if v is not None)
-        reproducer = (f"gradcheck.check({self.name}, tf.constant([{x!r}], tf.{self.dtype})"
-                      f"{constants}{options}, seed={self.seed}, modes=())")
+        reproducer = report.reproducer  # the core's: a layer as its constructor call
         return message, reproducer, finding.inputs
 
     def sweep_call(self) -> str:

@@ -36,7 +36,10 @@ class MatMulLayer(keras.layers.Layer):
         self.w = self.add_weight(shape=(input_shape[-1], 3), initializer="glorot_uniform")
 
     def call(self, x):
-        return tf.matmul(x, self.w)
+        # tf.tensordot, not tf.matmul: TensorFlow 2.21's oneDNN batch matmul corrupts the heap
+        # for some broadcast shapes (x of shape (6, 1, 4, 3) times a (3, 3) weight aborts the
+        # process), which would crash this test rather than check the batch axis.
+        return tf.tensordot(x, self.w, axes=1)
 
 
 @settings(max_examples=25, deadline=None)

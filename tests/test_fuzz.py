@@ -246,7 +246,8 @@ def test_a_target_returning_no_tensor_is_a_finding_at_once_instead_of_shrinking(
     report = fuzz(returns_a_pair, dtype="float32")
     assert report.kinds == ["error"] and "must return one tensor" in report.findings[0].message
     assert report.findings[0].inputs["x"] == [0.0] and report.reproducer
-    assert len(calls) == 2  # one example: the determinism probe's call, then the core's
+    # the sweep's one batched call, then one example: the determinism probe's, the core's
+    assert len(calls) == 3
 
 
 @pytest.mark.parametrize("options, error, match", [

@@ -86,14 +86,19 @@ def test_fuzzed_reproducers_of_classes_factories_and_instances_keep_the_dtype():
         dtypes = ("float64",) if isinstance(target, keras.layers.Layer) else ("float16",
                                                                               "bfloat16")
         for dtype in dtypes:
-            report = gradcheck.fuzz(target, dtype=dtype, max_examples=5, elementwise=True,
-                                    domain=(-3, 3), modes=())
-            assert report.kinds == ["gradient_mismatch"], str(report)
-            again = same_again(report)
-            assert again.dtype == dtype
-            if target is halved_factory:
-                assert report.reproducer.startswith(
-                    f"keras.config.set_dtype_policy('{dtype}'); gradcheck.check(halved_factory(),")
+            for sweep in (True, False):  # the sweep's reproducer is the core's; Hypothesis's
+                report = gradcheck.fuzz(target, dtype=dtype, max_examples=5, elementwise=True,
+                                        domain=(-3, 3), modes=(), sweep=sweep)
+                assert report.kinds == ["gradient_mismatch"], str(report)
+                again = same_again(report)
+                assert again.dtype == dtype
+                if target is halved_factory and not sweep:
+                    assert report.reproducer.startswith(
+                        f"keras.config.set_dtype_policy('{dtype}'); "
+                        "gradcheck.check(halved_factory(),")
+                elif target is halved_factory:
+                    assert report.reproducer.startswith(
+                        f"gradcheck.check(HalvedTanh(scale=2.0, dtype='{dtype}'),")
 
 
 def test_a_fuzzed_activation_with_a_declared_gradient():
