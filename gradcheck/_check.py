@@ -600,7 +600,9 @@ class _Run:
             rho = self.rounding((), s)
             self.diag[k] = (s, phi, estimate(phi, self.h, rho), rho)
         ratio = {k: _signed(self.rng, self.params[k].value.shape) for k in diag}  # u / s
-        for k in diag:  # an element whose probe step would leave the domain stays put
+        for k in diag:  # an element whose probe step would leave the domain stays put, and
+            # so does one whose diagonal has no central estimate (one-sided at a domain end)
+            ratio[k] = np.where(np.isfinite(self.diag[k][2][0]), ratio[k], 0.0)
             p, reach = self.params[k], self.h * np.abs(ratio[k]) * self.diag[k][0]
             for moved in (p.value - reach, p.value + reach):
                 outside = self.outside_domain(p, moved)

@@ -379,8 +379,8 @@ class _Fuzz:
             left = self.timeout and max(self.timeout - (time.perf_counter() - start), 1e-3)
             with time_limit(left), with_reporter(lambda text: None):
                 test()
-        except TimeLimitExceeded as stop:
-            report, inputs = self.timed_out(stop.seconds)
+        except TimeLimitExceeded as stop:  # the limit as set, not what the sweep left of it
+            report, inputs = self.timed_out(self.timeout or stop.seconds)
             classify = False
             if self.smallest is not None:  # a failure found before: it is a finding too
                 found, inputs = self.smallest
