@@ -160,8 +160,14 @@ def gelu_exact(x):
 
 @gradcheck.activation
 def gelu_tanh(x):
-    """GELU's tanh approximation (Hendrycks & Gimpel), as in BERT and GPT-2."""
-    inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+    """GELU's tanh approximation (Hendrycks & Gimpel), as in BERT and GPT-2.
+
+    Beyond |x| = 10 the tanh is exactly +-1 in every dtype (its argument exceeds 43), so the
+    cubic is taken of x clipped there: written plainly, x * x * x overflows (float16 from
+    |x| = 40) and the gradient is NaN from 0 * inf, as in keras' own gelu.
+    """
+    clipped = tf.clip_by_value(x, -10.0, 10.0)
+    inner = _SQRT_2_OVER_PI * (clipped + 0.044715 * clipped * clipped * clipped)
     return 0.5 * x * (1.0 + tf.math.tanh(inner))
 
 

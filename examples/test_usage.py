@@ -33,8 +33,12 @@ def elu_where_exp(x):
 
 @gradcheck.activation(kinks=(-3.0, 3.0))
 def hard_swish(x):
-    """x * relu6(x + 3) / 6: declared here, collected by ``pytest --gradcheck`` too."""
-    return x * tf.nn.relu6(x + 3.0) / 6.0
+    """x * relu6(x + 3) / 6: declared here, collected by ``pytest --gradcheck`` too.
+
+    The division comes first: relu6(x + 3) / 6 is at most 1, so the product never exceeds |x|
+    (``x * relu6(x + 3)`` is 6x, which overflows float16 from x = 10 920).
+    """
+    return x * (tf.nn.relu6(x + 3.0) / 6.0)
 
 
 # -- the plain API at chosen inputs ----------------------------------------------------------
