@@ -69,6 +69,7 @@ def compare(run: _Run) -> None:
         if p.grad_missing:
             check_disconnected(run, k)
 
+
 def _has_batch_rows(run) -> bool:
     """Declared batch-independent, or not declared and the output keeps the batch axis."""
     if run.batch_independent is None:
@@ -76,16 +77,19 @@ def _has_batch_rows(run) -> bool:
         return bool(x.ndim and run.f0.ndim and run.f0.shape[0] == x.shape[0])
     return run.batch_independent
 
+
 def _batch(run) -> int:
     return run.f0.shape[0] if run.f0.ndim else 0
+
 
 def _override(run, numerical: np.ndarray) -> np.ndarray | None:
     if run.rtol is None and run.atol is None:
         return None
     return (run.atol or 0.0) + (run.rtol or 0.0) * np.abs(numerical)
 
+
 def judge(run, samples, analytic, rounding, allowance, directional=False,
-            estimated=None):
+          estimated=None):
     """Judge line problems; ``directional`` lines (sums over several coordinates) that
     cross a kink are inconclusive and pass: the one-sided slopes of a sum of kinks need not
     bracket v.J.u for the subgradient autodiff picked in each coordinate (leaky ReLU at 0
@@ -108,6 +112,7 @@ def judge(run, samples, analytic, rounding, allowance, directional=False,
     return verdict
 
 # -- elementwise: per element, after a probe confirms the Jacobian is diagonal
+
 
 def confirm_elementwise(run, diag: list[int]) -> bool:
     """Perturbing all elements at once gives v_j * sum_k J_jk s_k; only a diagonal J makes
@@ -173,13 +178,14 @@ def confirm_elementwise(run, diag: list[int]) -> bool:
         return False  # not declared: the probe only chose the route, nothing is promised
     j = int(np.argmax(bad))
     run.add("not_elementwise",
-             f"declared elementwise, but output element {_index(j, run.f0.shape)} depends "
-             f"on other input elements: a random perturbation changed it by "
-             f"{probe.flat[j] / run.v.flat[j]:.6g} per unit step where a "
-             f"diagonal Jacobian predicts {predicted.flat[j] / run.v.flat[j]:.6g}; declare "
-             f"elementwise=False", index=list(_index(j, run.f0.shape)),
-             mismatched=int(bad.sum()), total=int(bad.size))
+            f"declared elementwise, but output element {_index(j, run.f0.shape)} depends "
+            f"on other input elements: a random perturbation changed it by "
+            f"{probe.flat[j] / run.v.flat[j]:.6g} per unit step where a "
+            f"diagonal Jacobian predicts {predicted.flat[j] / run.v.flat[j]:.6g}; declare "
+            f"elementwise=False", index=list(_index(j, run.f0.shape)),
+            mismatched=int(bad.sum()), total=int(bad.size))
     return False
+
 
 def check_diagonal(run, k: int) -> None:
     p = run.params[k]
@@ -198,7 +204,8 @@ def check_diagonal(run, k: int) -> None:
     if run.low_precision and not ok.all():
         ok = ok | explained_by_rounding(run, lambda g: g[k] * s, analytic, verdict)
     run.report_mismatch(p, ~ok, analytic / s, verdict.numerical / s, verdict.bound / s,
-                         allowance / s)
+                        allowance / s)
+
 
 def within_rounding_window(run, k, analytic, verdict, allowance) -> np.ndarray:
     """Accept a low-precision derivative that equals some secant slope of the reference
@@ -217,6 +224,7 @@ def within_rounding_window(run, k, analytic, verdict, allowance) -> np.ndarray:
                           verdict.numerical / s, verdict.bound / s, allowance, curvature)
 
 # -- batch rows: per row, after a probe confirms rows are independent
+
 
 def confirm_batch_independent(run, rows: list[int]) -> bool:
     """Perturb row 0 only: no other output row may move (forward), and a cotangent on row 0
@@ -239,7 +247,7 @@ def confirm_batch_independent(run, rows: list[int]) -> bool:
         v0[0] = run.v[0]
         sources = [run.args[run.params[k].arg_index] for k in rows]
         grads = run.tape.gradient(run.y, sources,
-                                   output_gradients=tf.constant(v0, run.y.dtype))
+                                  output_gradients=tf.constant(v0, run.y.dtype))
         for k, g in zip(rows, grads):
             if g is None:
                 continue
@@ -258,11 +266,12 @@ def confirm_batch_independent(run, rows: list[int]) -> bool:
     what = ("output row {r} changed when only input row 0 was perturbed" if side == "forward"
             else "the gradient reached input row {r} from a cotangent on output row 0 only")
     run.add("batch_coupling",
-             f"rows are coupled across the batch axis: {what.format(r=idx[0])} "
-             f"(at index {idx}, {size:.6g} per unit step); a reduction over axis 0? If the "
-             f"coupling is intended, declare batch_independent=False",
-             direction=side, index=list(idx), size=float(size))
+            f"rows are coupled across the batch axis: {what.format(r=idx[0])} "
+            f"(at index {idx}, {size:.6g} per unit step); a reduction over axis 0? If the "
+            f"coupling is intended, declare batch_independent=False",
+            direction=side, index=list(idx), size=float(size))
     return False
+
 
 def check_rows(run, rows: list[int]) -> None:
     u = {k: _signed(run.rng, run.params[k].value.shape) * np.maximum(
@@ -278,7 +287,7 @@ def check_rows(run, rows: list[int]) -> None:
     verdict = judge(run, phi, analytic, rounding, allowance, directional=True)
     if run.low_precision and not verdict.ok.all():
         verdict.ok = verdict.ok | within_line_window(run, u, axes, analytic, phi, verdict,
-                                                          rounding, allowance)
+                                                     rounding, allowance)
     if run.low_precision and not verdict.ok.all():
         verdict.ok = verdict.ok | explained_by_rounding(run, lambda g: sum(
             (g[k] * u[k]).reshape(_batch(run), -1).sum(axis=1) for k in rows),
@@ -286,13 +295,14 @@ def check_rows(run, rows: list[int]) -> None:
     if not verdict.ok.all():
         b = int(np.argmax(~verdict.ok))
         run.add("gradient_mismatch",
-                 f"gradient mismatch in batch row {b}: along a random direction, analytic "
-                 f"({run.analytic}) {analytic[b]:.9g} vs numerical (finite differences) "
-                 f"{verdict.numerical[b]:.9g} ± {verdict.bound[b] + allowance[b]:.3g}; "
-                 f"{int((~verdict.ok).sum())} / {verdict.ok.size} rows mismatched",
-                 row=b, analytic=analytic[b], numerical=verdict.numerical[b],
-                 bound=verdict.bound[b] + allowance[b],
-                 params=[run.params[k].label for k in rows])
+                f"gradient mismatch in batch row {b}: along a random direction, analytic "
+                f"({run.analytic}) {analytic[b]:.9g} vs numerical (finite differences) "
+                f"{verdict.numerical[b]:.9g} ± {verdict.bound[b] + allowance[b]:.3g}; "
+                f"{int((~verdict.ok).sum())} / {verdict.ok.size} rows mismatched",
+                row=b, analytic=analytic[b], numerical=verdict.numerical[b],
+                bound=verdict.bound[b] + allowance[b],
+                params=[run.params[k].label for k in rows])
+
 
 def directional_allowance(run, k: int, u: np.ndarray, row_axes: bool = False):
     """The analytic side's rounding, projected on u: ANALYTIC_ULPS roundings of each |g|
@@ -329,6 +339,7 @@ def directional_allowance(run, k: int, u: np.ndarray, row_axes: bool = False):
 
 # -- everything else: one random direction through all remaining params at once
 
+
 def check_joint(run, joint: list[int]) -> None:
     u = {k: _signed(run.rng, run.params[k].value.shape) * np.maximum(
         1.0, np.abs(run.params[k].value)) for k in joint}
@@ -341,7 +352,7 @@ def check_joint(run, joint: list[int]) -> None:
     verdict = judge(run, phi, analytic, rounding, allowance, directional=True)
     if run.low_precision and not verdict.ok.all():
         verdict.ok = verdict.ok | within_line_window(run, u, None, analytic, phi, verdict,
-                                                          rounding, allowance)
+                                                     rounding, allowance)
     if run.low_precision and not verdict.ok.all():
         verdict.ok = verdict.ok | explained_by_rounding(
             run, lambda g: np.asarray(sum(float((g[k] * u[k]).sum()) for k in joint)),
@@ -349,12 +360,13 @@ def check_joint(run, joint: list[int]) -> None:
     if not verdict.ok.all():
         labels = ", ".join(run.params[k].label for k in joint)
         run.add("gradient_mismatch",
-                 f"gradient mismatch for {labels}: along a random direction, analytic "
-                 f"({run.analytic}) {float(analytic):.9g} vs numerical (finite differences) "
-                 f"{float(verdict.numerical):.9g} ± {float(verdict.bound + allowance):.3g}",
-                 analytic=float(analytic), numerical=float(verdict.numerical),
-                 bound=float(verdict.bound + allowance),
-                 params=[run.params[k].label for k in joint])
+                f"gradient mismatch for {labels}: along a random direction, analytic "
+                f"({run.analytic}) {float(analytic):.9g} vs numerical (finite differences) "
+                f"{float(verdict.numerical):.9g} ± {float(verdict.bound + allowance):.3g}",
+                analytic=float(analytic), numerical=float(verdict.numerical),
+                bound=float(verdict.bound + allowance),
+                params=[run.params[k].label for k in joint])
+
 
 def within_line_window(run, u, axes, analytic, phi, verdict, rounding,
                        allowance) -> np.ndarray:
@@ -393,6 +405,7 @@ def within_line_window(run, u, axes, analytic, phi, verdict, rounding,
     slack = np.nan_to_num(verdict.bound, nan=0.0) + allowance + curvature * width / 2
     return kink | ((analytic >= lo - slack) & (analytic <= hi + slack))
 
+
 def check_disconnected(run, k: int) -> None:
     """A None gradient is right only if the output does not depend on the param."""
     p = run.params[k]
@@ -403,13 +416,14 @@ def check_disconnected(run, k: int) -> None:
                           np.asarray(0.0))
     if not bool(verdict.ok):
         run.add("disconnected_gradient",
-                 f"the gradient for {p.label} is None, but the output depends on it "
-                 f"(directional derivative {float(verdict.numerical):.6g} ± "
-                 f"{float(verdict.bound):.3g}); a tf.stop_gradient, a .numpy() call, or a "
-                 f"custom gradient returning None for it?",
-                 param=p.label, numerical=float(verdict.numerical))
+                f"the gradient for {p.label} is None, but the output depends on it "
+                f"(directional derivative {float(verdict.numerical):.6g} ± "
+                f"{float(verdict.bound):.3g}); a tf.stop_gradient, a .numpy() call, or a "
+                f"custom gradient returning None for it?",
+                param=p.label, numerical=float(verdict.numerical))
 
 # ---- reporting helpers
+
 
 def report_mismatch(run, p, bad, analytic, numerical, bound, allowance) -> None:
     if not bad.any():
@@ -420,14 +434,14 @@ def report_mismatch(run, p, bad, analytic, numerical, bound, allowance) -> None:
     idx = _index(j, numerical.shape)
     dy = run.v.flat[j]
     run.add("gradient_mismatch",
-             f"gradient mismatch for {p.label} at index {idx}, x = "
-             f"{p.value.flat[j]:.9g} ({run.dtype.name}): analytic ({run.analytic}) "
-             f"{analytic.flat[j]:.9g} vs numerical (finite differences, "
-             f"{run.ref_dtype.name}) {numerical.flat[j]:.9g} ± "
-             f"{bound.flat[j] + allowance.flat[j]:.3g}, upstream dy = {dy:.4g} "
-             f"(derivative {analytic.flat[j] / dy:.9g} vs {numerical.flat[j] / dy:.9g}); "
-             f"{int(bad.sum())} / {bad.size} elements ({100 * bad.mean():.1f}%) mismatched",
-             param=p.label, index=list(idx), x=p.value.flat[j], dy=dy,
-             analytic=analytic.flat[j], numerical=numerical.flat[j],
-             bound=bound.flat[j] + allowance.flat[j],
-             mismatched=int(bad.sum()), total=int(bad.size))
+            f"gradient mismatch for {p.label} at index {idx}, x = "
+            f"{p.value.flat[j]:.9g} ({run.dtype.name}): analytic ({run.analytic}) "
+            f"{analytic.flat[j]:.9g} vs numerical (finite differences, "
+            f"{run.ref_dtype.name}) {numerical.flat[j]:.9g} ± "
+            f"{bound.flat[j] + allowance.flat[j]:.3g}, upstream dy = {dy:.4g} "
+            f"(derivative {analytic.flat[j] / dy:.9g} vs {numerical.flat[j] / dy:.9g}); "
+            f"{int(bad.sum())} / {bad.size} elements ({100 * bad.mean():.1f}%) mismatched",
+            param=p.label, index=list(idx), x=p.value.flat[j], dy=dy,
+            analytic=analytic.flat[j], numerical=numerical.flat[j],
+            bound=bound.flat[j] + allowance.flat[j],
+            mismatched=int(bad.sum()), total=int(bad.size))
