@@ -36,11 +36,11 @@ import gradcheck
 STEPS = ["check", "forward_backward", "choose_reference", "evaluate", "samples",
          "confirm_elementwise", "check_diagonal", "confirm_batch_independent", "check_rows",
          "check_joint", "judge_lines", "_judge_carefully", "estimate", "kinks", "rounding",
-         "within_rounding_window", "_f64", "_signed", "_as_tensors", "verdict", "check_modes"]
+         "within_rounding_window", "_f64", "_signed", "as_tensors", "judge", "check_modes"]
 
 
 def bucket(filename: str) -> str:
-    if "gradcheck/_check.py" in filename or "gradcheck/_arrays.py" in filename:
+    if any(f"gradcheck/{m}.py" in filename for m in ("_check", "_routes", "_arrays")):
         return "gradcheck/_check.py (NumPy glue, own lines)"
     if "gradcheck/_numerics.py" in filename:
         return "gradcheck/_numerics.py (own lines)"
@@ -181,7 +181,7 @@ def profile_fuzz(spec: str, dtype: str, top: int) -> None:
     for func, where in (("check", "gradcheck/_check.py"), ("execute", "gradcheck/_check.py"),
                         ("forward_backward", "gradcheck/_check.py"),
                         ("check_gradients", "gradcheck/_check.py"),
-                        ("evaluate", "gradcheck/_check.py"), ("_as_tensors", "gradcheck/_check.py"),
+                        ("evaluate", "gradcheck/_check.py"), ("as_tensors", "gradcheck/_inputs.py"),
                         ("as_target", "gradcheck/_targets.py"),
                         ("do_draw", "hypothesis"),
                         ("draw", "hypothesis/internal/conjecture/data.py"),

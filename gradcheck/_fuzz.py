@@ -34,15 +34,15 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 from hypothesis.reporting import with_reporter
 
-from . import _kerases as kerases
-from ._declare import OPTIONS, Declaration, Registered, registry
-from ._options import DTYPES, check_call, check_options
-from ._reproducer import as_code
+from ._declare import Registered
+from ._fuzz_target import dtype_arg, resolve_target
+from ._options import DTYPES, check_options
+from ._reproducer import declared_reproducer
 from ._hostile import failure_report, flaky_text, intermittent, timeout_message
 from ._report import KINDS, Finding, Report
 from .strategies import inputs_for
 
-__all__ = ["fuzz", "fuzz_registered", "resolve_target"]
+__all__ = ["fuzz", "fuzz_registered"]
 
 # Why each health check is suppressed:
 # - too_slow: TensorFlow traces a target on its first call, and every example runs the target
@@ -86,7 +86,7 @@ def fuzz(target: Any, *, dtype: str | None = None, max_examples: int | None = No
             check (e.g. it returns a tuple); raised at once rather than shrunk.
     """
     entry, is_instance = resolve_target(target, declaration_options)
-    dtypes = (_dtype_arg(dtype),) if dtype is not None else entry.declaration.dtypes
+    dtypes = (dtype_arg(dtype),) if dtype is not None else entry.declaration.dtypes
     examples = max_examples if max_examples is not None else entry.declaration.max_examples
     limit = timeout if timeout is not None else entry.declaration.timeout
     reports = []
@@ -129,64 +129,8 @@ def fuzz_registered(registered: Registered, dtype: str, *, max_examples: int | N
     if not sweep:
         registered = dataclasses.replace(registered, declaration=dataclasses.replace(
             registered.declaration, sweep=False))
-    return _Fuzz(registered, _dtype_arg(dtype), examples, None, database_key,
+    return _Fuzz(registered, dtype_arg(dtype), examples, None, database_key,
                  timeout=limit).run()
-
-
-# -- what to fuzz -----------------------------------------------------------------------------
-
-def resolve_target(target: Any, options: dict[str, Any], caller: str = "gradcheck.fuzz",
-                   own_options: str = "dtype, max_examples, seed") -> tuple[Registered, bool]:
-    """What :func:`fuzz` and :func:`gradcheck.plot.derivatives` check: ``target``'s registry
-    entry (or ``target`` itself, a Registered) updated with the declaration ``options``, or a
-    new entry (a Keras Layer class or instance: a layer; anything else: an activation); and
-    whether ``target`` is a Layer instance. Errors name ``caller`` and list its
-    ``own_options`` among the valid ones."""
-    unknown = [key for key in options if key not in OPTIONS]
-    if unknown:
-        raise TypeError(f"{caller}: unknown option {unknown[0]!r}; valid options are "
-                        f"{own_options} and the declaration fields {', '.join(OPTIONS)}")
-    found = target if isinstance(target, Registered) else next(
-        (r for r in reversed(registry()) if r.target is target), None)
-    is_instance = _is_layer_instance(target)
-    try:
-        if found is not None:
-            declaration = dataclasses.replace(found.declaration, **options)
-            return dataclasses.replace(found, declaration=declaration), is_instance
-        kind = "layer" if is_instance or kerases.is_layer_class(target) else "activation"
-        if kind == "layer":
-            options = {"elementwise": False, **options}
-        declaration = Declaration(kind=kind, **options)
-    except (TypeError, ValueError) as exc:
-        name = found.name if found is not None else _name_of(target)
-        raise type(exc)(f"{caller}({name}): {exc}") from None
-    if not callable(target):
-        raise TypeError(f"{caller}: expected a function of tensors or a Keras layer, got "
-                        f"{type(target).__name__} {target!r:.60}")
-    module = getattr(target, "__module__", None) or type(target).__module__
-    return Registered(target=target, declaration=declaration, module=module,
-                      name=_name_of(target)), is_instance
-
-
-def _dtype_arg(dtype: Any) -> str:
-    name = dtype if isinstance(dtype, str) else getattr(dtype, "name", None)
-    if name not in DTYPES:
-        raise ValueError(f"gradcheck.fuzz: dtype={dtype!r} is not a floating dtype; pass one "
-                         f"of {', '.join(DTYPES)}")
-    return name
-
-
-def _is_layer_instance(target: Any) -> bool:
-    """A Keras 3 or tf-keras Layer instance other than a Lambda (checked like its function)."""
-    return kerases.is_layer(target) and not kerases.is_lambda(target)
-
-
-def _name_of(target: Any) -> str:
-    for candidate in (target, getattr(target, "python_function", None), type(target)):
-        name = getattr(candidate, "__qualname__", None)
-        if isinstance(name, str):
-            return name
-    return type(target).__name__
 
 
 # -- one run ----------------------------------------------------------------------------------
@@ -573,29 +517,9 @@ class _Fuzz:
         return [k for k in KINDS if k in seen]
 
     def reproducer(self, inputs: tuple[np.ndarray, ...]) -> str:
-        arrays = [f"np.array({a.astype(np.float64).tolist()!r}, dtype={self.dtype!r})"
-                  for a in inputs]
         options = {**check_options(self.decl), "policies": self.policies(),
                    "seed": _seed_of(inputs)}
-        call = check_call(self.target_expression(), arrays, as_code(options))
-        if (self.decl.kind == "layer" and self.instance is None
-                and not isinstance(self.entry.target, type) and self.dtype != "float32"):
-            # A factory builds in Keras' dtype policy, which is what the item sets.
-            return f"keras.config.set_dtype_policy({self.dtype!r}); {call}"
-        return call
-
-    def target_expression(self) -> str:
-        name = self.entry.name
-        if self.instance is not None:
-            from ._reproducer import layer_expression
-
-            return layer_expression(self.instance)
-        if self.decl.kind == "layer" and isinstance(self.entry.target, type):
-            init = "".join(f"{k}={v!r}, " for k, v in self.decl.init.items())
-            return f"{name}({init}dtype={self.dtype!r})"
-        if self.decl.kind == "layer":
-            return f"{name}()"
-        return name
+        return declared_reproducer(self.entry, self.instance, self.dtype, inputs, options)
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import numpy as np
 import tensorflow as tf
 
-from ._fuzz import resolve_target
+from ._fuzz_target import resolve_target
 from ._options import DTYPES
 
 __all__ = ["Spec", "Points", "points_for", "representable", "MAX_POINTS_UNBATCHED"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from ._options import Expression, check_call
 
-__all__ = ["check_reproducer", "as_code", "layer_expression"]
+__all__ = ["check_reproducer", "declared_reproducer", "as_code", "layer_expression"]
 
 _LITERALS = (bool, int, float, str, type(None))
 
@@ -41,6 +41,32 @@ def as_code(options: dict[str, Any]) -> dict[str, Any]:
     from ._declared_gradient import expression_of
 
     return {**options, "gradient": Expression(expression_of(options["gradient"]))}
+
+
+def declared_reproducer(entry: Any, instance: Any, dtype: str, inputs: Sequence[np.ndarray],
+                        options: dict[str, Any]) -> str:
+    """The ``gradcheck.check(...)`` call for a declared target (a registry entry) that failed
+    at ``inputs`` in fuzzing; ``instance``: the Keras layer instance checked, if any."""
+    arrays = [f"np.array({a.astype(np.float64).tolist()!r}, dtype={dtype!r})" for a in inputs]
+    call = check_call(_declared_expression(entry, instance, dtype), arrays, as_code(options))
+    if (entry.declaration.kind == "layer" and instance is None
+            and not isinstance(entry.target, type) and dtype != "float32"):
+        # A factory builds in Keras' dtype policy, which is what the item sets.
+        return f"keras.config.set_dtype_policy({dtype!r}); {call}"
+    return call
+
+
+def _declared_expression(entry: Any, instance: Any, dtype: str) -> str:
+    """A declared target as code: its name, a factory called, a class built in ``dtype``."""
+    name, decl = entry.name, entry.declaration
+    if instance is not None:
+        return layer_expression(instance)
+    if decl.kind == "layer" and isinstance(entry.target, type):
+        init = "".join(f"{k}={v!r}, " for k, v in decl.init.items())
+        return f"{name}({init}dtype={dtype!r})"
+    if decl.kind == "layer":
+        return f"{name}()"
+    return name
 
 
 def target_expression(tgt: Any) -> str:

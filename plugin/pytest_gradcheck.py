@@ -128,7 +128,9 @@ class Settings:
     @property
     def figures(self) -> bool:
         """Whether failing items draw their figure (for the plots folder or the HTML page)."""
-        return self.plots is not None or (self.html is not None and _has_matplotlib())
+        from gradcheck._settings import has_matplotlib
+
+        return self.plots is not None or (self.html is not None and has_matplotlib())
 
     def examples_for(self, declaration: Any) -> int | None:
         """Examples for one target: its declaration's ``max_examples`` wins."""
@@ -141,111 +143,17 @@ _settings_key = pytest.StashKey[Settings]()
 def _session_settings(config: pytest.Config) -> Settings:
     """Resolve (once per session) and validate the settings; bad values are a UsageError."""
     if _settings_key not in config.stash:
-        config.stash[_settings_key] = _resolve(config)
+        from gradcheck._settings import session_settings
+
+        config.stash[_settings_key] = Settings(**session_settings(config))
     return config.stash[_settings_key]
-
-
-def _resolve(config: pytest.Config) -> Settings:
-    from gradcheck._options import DTYPES
-
-    examples, source = _lookup(config, "examples")
-    examples = None if examples is None else _positive_int(examples, source)
-    dtypes, source = _lookup(config, "dtypes")
-    dtypes = DTYPES if dtypes is None else _dtype_list(dtypes, source, DTYPES)
-    report, plots, html = (_path_setting(config, name) for name in ("report", "plots", "html"))
-    if plots is not None and not _has_matplotlib():
-        raise pytest.UsageError("gradcheck: --gradcheck-plots needs matplotlib to draw the "
-                                "figures: pip install 'gradcheck[plot]' (or pip install "
-                                "matplotlib)")
-    seed = config.getoption("--hypothesis-seed", default=None)
-    if isinstance(seed, str) and seed.lstrip("-").isdigit():
-        seed = int(seed)
-    from gradcheck._timeout import DEFAULT_TIMEOUT_S
-
-    timeout, source = _lookup(config, "timeout")
-    timeout = DEFAULT_TIMEOUT_S if timeout is None else _seconds(timeout, source)
-    sweep = not config.getoption("gradcheck_no_sweep") and config.getini("gradcheck_sweep")
-    return Settings(examples=examples, dtypes=tuple(dtypes), report=report, seed=seed,
-                    plots=plots, html=html, timeout=timeout, sweep=bool(sweep))
-
-
-def _path_setting(config: pytest.Config, name: str) -> Path | None:
-    """A path setting: relative to the current directory on the command line, to the ini
-    file's directory in the ini file."""
-    value, source = _lookup(config, name)
-    if value is None:
-        return None
-    base = (config.invocation_params.dir if source.startswith("command")
-            else config.inipath.parent if config.inipath else config.rootpath)
-    return base / str(value)
-
-
-def _has_matplotlib() -> bool:
-    """Whether matplotlib is installed, without importing it."""
-    import importlib.util
-
-    return importlib.util.find_spec("matplotlib") is not None
-
-
-def _lookup(config: pytest.Config, name: str) -> tuple[Any, str]:
-    """The value of a setting and where it came from: command line first, then ini."""
-    value = config.getoption(f"gradcheck_{name}")
-    if value is not None:
-        return value, f"command line option --gradcheck-{name}"
-    value = config.getini(f"gradcheck_{name}")
-    if value in (None, "", []):
-        return None, ""
-    where = config.inipath.name if config.inipath else "the ini file"
-    return value, f"ini option gradcheck_{name} in {where}"
-
-
-def _positive_int(value: Any, source: str) -> int:
-    text = str(value).strip()
-    if not text.isdigit() or int(text) < 1:
-        raise pytest.UsageError(f"gradcheck: invalid value {value!r} for {source}: expected a "
-                                "positive integer number of examples, e.g. 100")
-    return int(text)
-
-
-def _seconds(value: Any, source: str) -> float:
-    try:
-        seconds = float(str(value).strip())
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < float("inf"):
-        raise pytest.UsageError(f"gradcheck: invalid value {value!r} for {source}: expected a "
-                                "number of seconds >= 0, e.g. 300 (0: no time limit)")
-    return seconds
-
-
-def _dtype_list(value: Any, source: str, valid: tuple[str, ...]) -> tuple[str, ...]:
-    items = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
-    names = tuple(dict.fromkeys(str(item).strip() for item in items))
-    unknown = [name for name in names if name not in valid]
-    if unknown or not names:
-        found = f"unknown dtype {unknown[0]!r}" if unknown else "no dtype"
-        raise pytest.UsageError(f"gradcheck: invalid value {value!r} for {source}: {found}; "
-                                f"expected comma-separated names from {', '.join(valid)}")
-    return names
 
 
 def _marked(settings: Settings, marker: Any, where: str) -> Settings:
     """``settings`` with a ``@pytest.mark.gradcheck(...)``'s values put first."""
-    from gradcheck._options import DTYPES
+    from gradcheck._settings import marker_settings
 
-    unknown = set(marker.kwargs) - {"max_examples", "dtypes"}
-    if marker.args or unknown:
-        raise pytest.UsageError(f"gradcheck: {where}: @pytest.mark.gradcheck takes the keyword "
-                                "arguments max_examples= and dtypes= only, got "
-                                f"args={marker.args!r} kwargs={marker.kwargs!r}")
-    source = f"@pytest.mark.gradcheck on {where}"
-    if marker.kwargs.get("max_examples") is not None:
-        settings = replace(settings, examples=_positive_int(marker.kwargs["max_examples"],
-                                                            f"max_examples of {source}"))
-    if marker.kwargs.get("dtypes") is not None:
-        settings = replace(settings, dtypes=_dtype_list(marker.kwargs["dtypes"],
-                                                        f"dtypes of {source}", DTYPES))
-    return settings
+    return replace(settings, **marker_settings(marker, where))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -537,6 +445,7 @@ class _Results:
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from gradcheck._results import plural
+        from gradcheck._settings import has_matplotlib
 
         if not self.log.results:
             return
@@ -552,7 +461,7 @@ class _Results:
         for name, path in (("JSON report", settings.report), ("HTML report", settings.html)):
             if path is not None:
                 terminalreporter.write_line(f"gradcheck: {name} written to {path}")
-        if settings.html is not None and not _has_matplotlib():
+        if settings.html is not None and not has_matplotlib():
             terminalreporter.write_line("gradcheck: the HTML report has no figures: matplotlib "
                                         "is not installed (pip install 'gradcheck[plot]')")
         for nodeid, figure in self.log.figures.items():

@@ -113,3 +113,12 @@ def test_the_readme_names_every_module():
     section = section[:section.index("\n## ", 1)]
     for path in module_files().values():
         assert f"{path.name}`" in section, path.name
+
+
+LIMIT = 600  # lines: the project's limit for a module in gradcheck/ or plugin/
+
+
+def test_no_module_is_over_the_size_limit():
+    """Small modules with one job: a module that grows past the limit is split, not grown."""
+    sizes = {path.name: len(path.read_text().splitlines()) for path in module_files().values()}
+    assert {name: n for name, n in sizes.items() if n > LIMIT} == {}

@@ -1,0 +1,70 @@
+"""What fuzz() and the plot check: a target's registry entry with the options given to the
+call, or a new entry for an undeclared function or Keras layer; and the dtype argument.
+TensorFlow-free and Hypothesis-free: the plot resolves its targets here too."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from . import _kerases as kerases
+from ._declare import OPTIONS, Declaration, Registered, registry
+from ._options import DTYPES
+
+__all__ = ["resolve_target", "dtype_arg", "is_layer_instance", "name_of"]
+
+
+def resolve_target(target: Any, options: dict[str, Any], caller: str = "gradcheck.fuzz",
+                   own_options: str = "dtype, max_examples, seed") -> tuple[Registered, bool]:
+    """What :func:`fuzz` and :func:`gradcheck.plot.derivatives` check: ``target``'s registry
+    entry (or ``target`` itself, a Registered) updated with the declaration ``options``, or a
+    new entry (a Keras Layer class or instance: a layer; anything else: an activation); and
+    whether ``target`` is a Layer instance. Errors name ``caller`` and list its
+    ``own_options`` among the valid ones."""
+    unknown = [key for key in options if key not in OPTIONS]
+    if unknown:
+        raise TypeError(f"{caller}: unknown option {unknown[0]!r}; valid options are "
+                        f"{own_options} and the declaration fields {', '.join(OPTIONS)}")
+    found = target if isinstance(target, Registered) else next(
+        (r for r in reversed(registry()) if r.target is target), None)
+    is_instance = is_layer_instance(target)
+    try:
+        if found is not None:
+            declaration = dataclasses.replace(found.declaration, **options)
+            return dataclasses.replace(found, declaration=declaration), is_instance
+        kind = "layer" if is_instance or kerases.is_layer_class(target) else "activation"
+        if kind == "layer":
+            options = {"elementwise": False, **options}
+        declaration = Declaration(kind=kind, **options)
+    except (TypeError, ValueError) as exc:
+        name = found.name if found is not None else name_of(target)
+        raise type(exc)(f"{caller}({name}): {exc}") from None
+    if not callable(target):
+        raise TypeError(f"{caller}: expected a function of tensors or a Keras layer, got "
+                        f"{type(target).__name__} {target!r:.60}")
+    module = getattr(target, "__module__", None) or type(target).__module__
+    return Registered(target=target, declaration=declaration, module=module,
+                      name=name_of(target)), is_instance
+
+
+def dtype_arg(dtype: Any) -> str:
+    """The dtype name of ``dtype`` (a name or a dtype), one of DTYPES, or a clear error."""
+    name = dtype if isinstance(dtype, str) else getattr(dtype, "name", None)
+    if name not in DTYPES:
+        raise ValueError(f"gradcheck.fuzz: dtype={dtype!r} is not a floating dtype; pass one "
+                         f"of {', '.join(DTYPES)}")
+    return name
+
+
+def is_layer_instance(target: Any) -> bool:
+    """A Keras 3 or tf-keras Layer instance other than a Lambda (checked like its function)."""
+    return kerases.is_layer(target) and not kerases.is_lambda(target)
+
+
+def name_of(target: Any) -> str:
+    """The target's qualified name (a tf.function's Python function's), else its type's."""
+    for candidate in (target, getattr(target, "python_function", None), type(target)):
+        name = getattr(candidate, "__qualname__", None)
+        if isinstance(name, str):
+            return name
+    return type(target).__name__

@@ -1,0 +1,47 @@
+"""check()'s inputs: converted to tensors (with a clear error for what cannot be checked), and
+shown back as plain lists in a finding."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import tensorflow as tf
+
+from ._arrays import _all_finite, _f64
+from ._targets import Target
+
+
+def as_tensors(tgt: Target, inputs: Sequence[Any]) -> list[tf.Tensor]:
+    """check()'s inputs as tensors, a layer's floating ones in its compute dtype; a clear
+    error for no input, one TensorFlow cannot convert, NaN/Inf, or no floating input."""
+    if not inputs:
+        raise TypeError(f"gradcheck: no inputs given for {tgt.name}; pass at least one array, "
+                        f"e.g. gradcheck.check({tgt.name}, np.linspace(-3, 3, 7))")
+    out = []
+    for i, value in enumerate(inputs):
+        try:
+            tensor = tf.convert_to_tensor(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"gradcheck: input {i} of {tgt.name} is not convertible to a "
+                            f"tensor ({type(value).__name__}): {exc}") from None
+        if tensor.dtype.is_floating and not _all_finite(_f64(tensor)):
+            raise ValueError(f"gradcheck: input {i} of {tgt.name} contains NaN or Inf; "
+                             f"gradients are checked at finite inputs only")
+        out.append(tensor)
+    layer_dtype = getattr(tgt.layer, "compute_dtype", None)
+    if layer_dtype:
+        out = [tf.cast(t, layer_dtype) if t.dtype.is_floating else t for t in out]
+    if not any(t.dtype.is_floating for t in out):
+        raise TypeError(f"gradcheck: no floating-point input for {tgt.name}; got dtypes "
+                        f"{[t.dtype.name for t in out]}")
+    return out
+
+
+def plain_inputs(tgt: Target, args, dtype) -> dict[str, Any]:
+    """The inputs as plain lists by argument name, and the dtype: what a finding shows."""
+    shown: dict[str, Any] = {}
+    for i, a in enumerate(args):
+        name = tgt.arg_names[i] if i < len(tgt.arg_names) else ("x" if i == 0 else f"x{i}")
+        shown[name] = _f64(a).tolist() if a.dtype.is_floating else a.numpy().tolist()
+    shown["dtype"] = dtype.name
+    return shown
