@@ -8,6 +8,7 @@
    tests/test_library_activations.py) swept in all four dtypes, with no domain: the findings.
 
     python bench/sweep_cost.py            # both parts
+    python bench/sweep_cost.py cost       # part 1 only
 """
 
 from __future__ import annotations
@@ -73,8 +74,10 @@ if __name__ == "__main__":
     print("| target | dtype | values swept | forward+backward ms | sweep ms | ratio (fastest) "
           "| ratio (medians) | found |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    print(f"load average {os.getloadavg()}", flush=True)
     for name, fn in TARGETS.items():
         for dtype in ("float16", "float32"):
             cost(name, fn, dtype)
-    print()
-    library()
+    if sys.argv[1:] != ["cost"]:
+        print()
+        library()

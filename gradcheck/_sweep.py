@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import _sweep_values as grid
-from ._arrays import _f64
+from ._arrays import _all_finite, _f64
 from ._check import _Run, check
 from ._determinism import output_of, outputs_agree
 from ._numerics import ANALYTIC_ULPS, estimate
@@ -165,6 +165,13 @@ class _SweepRun(_Run):
     def check_gradient_structure(self, p, g):
         if not p.is_weight and p.arg_index == 0 and isinstance(g, tf.Tensor):
             self.raw_grad = _f64(g) if g.shape == p.value.shape else None
+            if (self.raw_grad is not None and g.dtype == p.dtype and _all_finite(self.y64)
+                    and not _all_finite(self.raw_grad)):
+                # The core's finding would name the op making the NaN by tracing the whole
+                # batch as a graph (_hints.py); the sweep sets that finding aside and reports
+                # its own, whose one-value reproducer names the op.
+                self.add("nonfinite_gradient", f"gradient for {p.label} is not finite")
+                return
         super().check_gradient_structure(p, g)
 
     def add(self, kind, message, **details):
@@ -178,12 +185,34 @@ class _SweepRun(_Run):
         target is elementwise, on random shapes and inputs of its domain."""
         super().confirm_elementwise(diag)  # builds self.diag, the per-element differences
         self.report.findings = [f for f in self.report.findings if f.kind != "not_elementwise"]
+        aside = getattr(self, "set_aside", None)
+        if aside is not None and 0 in self.diag:
+            # The verdicts of values set aside (NaN/Inf output or gradient) are discarded:
+            # given the core's own difference as gradient they pass its judge, so they do
+            # not send the whole batch through its rounding rules (per element: the other
+            # values' verdicts are unchanged).
+            s, _, (numerical, _), _ = self.diag[0]
+            with np.errstate(invalid="ignore"):
+                fill = aside & np.isfinite(numerical)
+                self.params[0].grad = np.where(fill, numerical / s, self.params[0].grad)
         return True
 
     def report_mismatch(self, p, bad, analytic, numerical, bound, allowance):
         if not p.is_weight and p.arg_index == 0:
             self.mismatch = np.array(bad, dtype=bool)
         super().report_mismatch(p, bad, analytic, numerical, bound, allowance)
+
+
+class _DiagonalRun(_SweepRun):
+    """The core's run up to its samples along each element (``run.diag``, with the same
+    random probe): the line rule on the suspects needs nothing more, so the core's verdicts
+    and rounding rules, whose results would be discarded, are not computed."""
+
+    def check_gradients(self):
+        p = self.params[0]
+        if (_all_finite(self.y64) and p.grad is not None and not p.is_weight
+                and p.value.shape == self.f0.shape):
+            self.confirm_elementwise([0])
 
 
 @dataclass
@@ -348,6 +377,7 @@ class _Sweep:
         grad_bad = ~out_bad & ~np.isfinite(grad) if raw is not None else np.zeros(n, bool)
         if raw is not None:  # judge every element; those not clean are set aside below
             run.params[0].grad = np.where(out_bad | grad_bad, 0.0, raw)
+            run.set_aside = out_bad | grad_bad
         run.y64 = np.where(out_bad, 0.0, y)
         run.check_gradients()
         stencil, numerical = self.stencil(run)
@@ -397,7 +427,8 @@ class _Sweep:
         suspects alone (a core run of its own), so its window costs little."""
         inconclusive = np.zeros(suspects.shape, bool)
         where = np.flatnonzero(suspects)
-        run = _SweepRun(tgt, [tf.gather(x, where)], True, True, self.rtol, self.atol, self.seed)
+        run = _DiagonalRun(tgt, [tf.gather(x, where)], True, True, self.rtol, self.atol,
+                           self.seed)
         if not (run.forward_backward() and run.choose_reference()):
             return inconclusive
         run.check_gradients()
