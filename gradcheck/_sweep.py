@@ -40,6 +40,7 @@ from . import _sweep_values as grid
 from ._arrays import _all_finite, _f64
 from ._check import _Run, check
 from ._determinism import output_of, outputs_agree
+from ._fuzz_target import name_of
 from ._numerics import ANALYTIC_ULPS, estimate
 from ._report import KINDS, Finding, Report
 from ._targets import as_target
@@ -99,7 +100,7 @@ def sweep(target: Any, *, dtype: str, domain: tuple[float, float] | None = None,
     if unknown:
         raise TypeError(f"gradcheck.sweep: unknown option(s) {sorted(unknown)}; valid are "
                         f"dtype, domain, kinks, args and {sorted(_OPTIONS)}")
-    name = options.pop("name", None) or _name_of(target)
+    name = options.pop("name", None) or name_of(target)
     try:
         (dtype,) = _dtypes((dtype,))
         domain = None if domain is None else _interval("domain", domain)
@@ -146,14 +147,6 @@ def _scalar_args(args: Any, name: str) -> dict[str, tuple[float, float]]:
             raise TypeError(f"gradcheck.sweep({name}): args[{arg!r}] is a tensor parameter; a "
                             f"sweep holds scalar parameters (low, high) only; fuzz it instead")
     return {arg: (float(lo), float(hi)) for arg, (lo, hi) in args.items()}
-
-
-def _name_of(target: Any) -> str:
-    for candidate in (target, getattr(target, "python_function", None), type(target)):
-        name = getattr(candidate, "__qualname__", None)
-        if isinstance(name, str):
-            return name
-    return type(target).__name__
 
 
 # -- one batched check of many values -----------------------------------------------------------
