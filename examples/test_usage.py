@@ -88,6 +88,6 @@ def test_gradcheck_check_fails_a_buggy_function(gradcheck_check):
 @pytest.mark.gradcheck(max_examples=5, dtypes=("float32", "float64"))
 def test_the_marker_overrides_the_session_settings_for_one_test(gradcheck_settings,
                                                                  gradcheck_check):
-    assert gradcheck_settings.examples == 5
+    assert gradcheck_settings.max_examples == 5
     assert gradcheck_settings.dtypes == ("float32", "float64")
     gradcheck_check(hard_swish)  # fuzzed in float32 and float64 only, 5 examples each

@@ -38,7 +38,8 @@ DTYPES_HELP = ("dtypes to check, comma-separated or repeated, from float16, bflo
                "checked")
 EXAMPLES_HELP = ("Hypothesis examples per dtype (default: the declaration's max_examples, else "
                  "Hypothesis's profile, 100)")
-SEED_HELP = "seed for Hypothesis (default: Hypothesis's own choice); the report records it"
+SEED_HELP = ("Hypothesis's seed, as pytest's --hypothesis-seed (default: Hypothesis's own "
+             "choice); the report records it")
 TIMEOUT_HELP = ("seconds each dtype may fuzz before it stops and fails with the input it was "
                 "checking (default: the declaration's timeout=, else 300; 0: no limit)")
 OUTPUT_HELP = "where to write the figure, as PNG (parent folders are created)"
@@ -56,7 +57,7 @@ EPILOG = ("exit status: 0 nothing found (plot: the figure was written), 1 findin
           "  python -m gradcheck check examples/buggy/buggy_custom_gradients.py:"
           "elu_grad_wrong_branch\n"
           "  python -m gradcheck check mypkg.acts:custom_elu --dtypes float16,float32 "
-          "--examples 200 --seed 1\n"
+          "--max-examples 200 --hypothesis-seed 1\n"
           "  python -m gradcheck plot mypkg.acts:custom_elu -o custom_elu.png")
 
 
@@ -82,6 +83,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     if args.command is None:
         parser.print_help(err)
         return 2
+    for old, new in getattr(args, "deprecated", ()):
+        print(f"gradcheck: {old} is deprecated and will be removed in the next release; use "
+              f"{new} instead", file=err)
     try:
         return args.run(args, out, err)
     except UsageError as exc:
@@ -106,8 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     check.add_argument("target", metavar="MODULE:NAME", help=TARGET_HELP)
     check.add_argument("--dtypes", action="append", metavar="DTYPES", help=DTYPES_HELP)
-    check.add_argument("--examples", type=_positive_int, metavar="N", help=EXAMPLES_HELP)
-    check.add_argument("--seed", type=_integer, metavar="S", help=SEED_HELP)
+    check.add_argument("--max-examples", type=_positive_int, metavar="N", help=EXAMPLES_HELP)
+    check.add_argument("--hypothesis-seed", type=_integer, metavar="S", help=SEED_HELP)
+    check.add_argument("--examples", type=_positive_int, dest="max_examples", metavar="N",
+                       action=_Deprecated, help="deprecated spelling of --max-examples")
+    check.add_argument("--seed", type=_integer, dest="hypothesis_seed", metavar="S",
+                       action=_Deprecated, help="deprecated spelling of --hypothesis-seed")
     check.add_argument("--timeout", type=_seconds, metavar="SECONDS", help=TIMEOUT_HELP)
     check.add_argument("--domain", type=_domain, metavar="LOW,HIGH", help=DOMAIN_HELP)
     check.add_argument("--option", action="append", metavar="NAME=VALUE", default=[],
@@ -138,6 +146,17 @@ def _integer(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling of an option, kept for one release: it sets the new option's value
+    and notes itself in ``args.deprecated``, for ``main`` to name the new spelling on stderr."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        new = "--" + self.dest.replace("_", "-")
+        namespace.deprecated = [*getattr(namespace, "deprecated", []), (option_string, new)]
 
 
 def _positive_int(text: str) -> int:
@@ -185,8 +204,8 @@ def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"gradcheck: [{number}/{len(dtypes)}] {args.target} [{dtype}]: fuzzing...",
               file=err, flush=True)
         try:
-            report = fuzz(target, dtype=dtype, max_examples=args.examples, seed=args.seed,
-                          timeout=timeout, **options)
+            report = fuzz(target, dtype=dtype, max_examples=args.max_examples,
+                          hypothesis_seed=args.hypothesis_seed, timeout=timeout, **options)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"cannot check {args.target} [{dtype}]: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - whatever it is, one line and exit 2
@@ -216,7 +235,7 @@ def declaration_options(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"invalid --option {text!r}: expected NAME=VALUE, e.g. --option "
                              "'input_shape=(None, 4)'")
         if name in ("dtypes", "max_examples", "domain"):
-            flag = {"dtypes": "--dtypes", "max_examples": "--examples", "domain": "--domain"}
+            flag = {"dtypes": "--dtypes", "max_examples": "--max-examples", "domain": "--domain"}
             raise UsageError(f"--option {name}=...: use {flag[name]} instead")
         try:
             options[name] = ast.literal_eval(value.strip())

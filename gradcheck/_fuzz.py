@@ -25,12 +25,13 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+import warnings
 import zlib
 from typing import Any, Callable, Sequence
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import seed as hypothesis_seed
+from hypothesis import seed as seeded
 from hypothesis.errors import Flaky
 from hypothesis.reporting import with_reporter
 
@@ -55,8 +56,8 @@ _BLOB = re.compile(r"@reproduce_failure\([^)]*\)")
 
 
 def fuzz(target: Any, *, dtype: str | None = None, max_examples: int | None = None,
-         seed: int | None = None, timeout: float | None = None,
-         **declaration_options: Any) -> Report:
+         hypothesis_seed: int | None = None, timeout: float | None = None,
+         seed: int | None = None, **declaration_options: Any) -> Report:
     """Fuzz the gradients of ``target`` with Hypothesis and return the minimal failure found.
 
     The declaration is the one ``target`` was registered with by ``@gradcheck.activation`` or
@@ -70,8 +71,11 @@ def fuzz(target: Any, *, dtype: str | None = None, max_examples: int | None = No
             first that fails.
         max_examples: examples per dtype; beats the declaration's ``max_examples``, which beats
             the active Hypothesis profile.
-        seed: seed for Hypothesis (default: Hypothesis's own choice, ``--hypothesis-seed``, or
-            the derandomized profile).
+        hypothesis_seed: Hypothesis's seed (default: Hypothesis's own choice, pytest's
+            ``--hypothesis-seed``, or the derandomized profile). ``seed`` is its deprecated
+            spelling (it warns): in gradcheck, ``seed`` names gradcheck's own random draws.
+            Each input's cotangents are seeded from the input itself, so a fuzz run is
+            reproduced by its Hypothesis seed alone.
         timeout: seconds each dtype may take before it stops with a ``timeout`` finding;
             beats the declaration's ``timeout``; ``None`` and ``0``: no limit.
         **declaration_options: fields of :class:`gradcheck._declare.Declaration`, e.g.
@@ -85,13 +89,18 @@ def fuzz(target: Any, *, dtype: str | None = None, max_examples: int | None = No
         TypeError, ValueError: an unknown or impossible option, or a target gradcheck cannot
             check (e.g. it returns a tuple); raised at once rather than shrunk.
     """
+    if seed is not None:
+        warnings.warn("gradcheck.fuzz(seed=...) is deprecated and will be removed in the next "
+                      "release; use hypothesis_seed=... (seed= names gradcheck's own random "
+                      "draws, e.g. check(seed=))", DeprecationWarning, stacklevel=2)
+        hypothesis_seed = seed if hypothesis_seed is None else hypothesis_seed
     entry, is_instance = resolve_target(target, declaration_options)
     dtypes = (dtype_arg(dtype),) if dtype is not None else entry.declaration.dtypes
     examples = max_examples if max_examples is not None else entry.declaration.max_examples
     limit = timeout if timeout is not None else entry.declaration.timeout
     reports = []
     for name in dtypes:
-        report = _Fuzz(entry, name, examples, seed, None,
+        report = _Fuzz(entry, name, examples, hypothesis_seed, None,
                        instance=target if is_instance else None, timeout=limit).run()
         if not report.ok:
             return report
@@ -112,7 +121,7 @@ def fuzz_registered(registered: Registered, dtype: str, *, max_examples: int | N
     Args:
         registered: an entry of :func:`gradcheck._declare.registry`.
         dtype: the dtype name to fuzz in.
-        max_examples: the session's default (e.g. ``--gradcheck-examples``); the declaration's
+        max_examples: the session's default (e.g. ``--gradcheck-max-examples``); the declaration's
             ``max_examples`` beats it, and without either the Hypothesis profile decides.
         database_key: the example-database key of this item (default: derived from the
             target's qualified name and the dtype).
@@ -396,7 +405,7 @@ class _Fuzz:
         test = settings(parent, **options)(given(inputs_for(self.decl, self.dtype))(
             gradcheck_fuzz))
         if self.seed is not None:
-            test = hypothesis_seed(self.seed)(test)
+            test = seeded(self.seed)(test)
         return test
 
     def seed_used(self, test: Any) -> int | None:

@@ -20,7 +20,7 @@ __all__ = ["session_settings", "marker_settings", "has_matplotlib"]
 def session_settings(config: pytest.Config) -> dict[str, Any]:
     """The fields of ``pytest_gradcheck.Settings`` for a session: command line, then ini,
     then default; a bad value is a UsageError naming where it was set."""
-    examples, source = _lookup(config, "examples")
+    examples, source = _lookup(config, "max_examples", deprecated="examples")
     examples = None if examples is None else _positive_int(examples, source)
     dtypes, source = _lookup(config, "dtypes")
     dtypes = DTYPES if dtypes is None else _dtype_list(dtypes, source, DTYPES)
@@ -35,7 +35,7 @@ def session_settings(config: pytest.Config) -> dict[str, Any]:
     timeout, source = _lookup(config, "timeout")
     timeout = DEFAULT_TIMEOUT_S if timeout is None else _seconds(timeout, source)
     sweep = not config.getoption("gradcheck_no_sweep") and config.getini("gradcheck_sweep")
-    return dict(examples=examples, dtypes=tuple(dtypes), report=report, seed=seed,
+    return dict(max_examples=examples, dtypes=tuple(dtypes), report=report, hypothesis_seed=seed,
                 plots=plots, html=html, timeout=timeout, sweep=bool(sweep))
 
 
@@ -57,16 +57,32 @@ def has_matplotlib() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def _lookup(config: pytest.Config, name: str) -> tuple[Any, str]:
-    """The value of a setting and where it came from: command line first, then ini."""
-    value = config.getoption(f"gradcheck_{name}")
-    if value is not None:
-        return value, f"command line option --gradcheck-{name}"
-    value = config.getini(f"gradcheck_{name}")
-    if value in (None, "", []):
-        return None, ""
+def _lookup(config: pytest.Config, name: str, deprecated: str | None = None) -> tuple[Any, str]:
+    """The value of a setting and where it came from: command line first, then ini; in each,
+    the current spelling before a ``deprecated`` one, which still works but warns."""
     where = config.inipath.name if config.inipath else "the ini file"
-    return value, f"ini option gradcheck_{name} in {where}"
+    for kind, get in (("command line option", config.getoption), ("ini option", config.getini)):
+        for spelling in (name, deprecated):
+            if spelling is None:
+                continue
+            value = get(f"gradcheck_{spelling}")
+            if value in (None, "", []):
+                continue
+            old, new = (f"--gradcheck-{spelling}".replace("_", "-"),
+                        f"--gradcheck-{name}".replace("_", "-"))
+            if kind == "ini option":
+                old, new = f"gradcheck_{spelling}", f"gradcheck_{name}"
+            if spelling == deprecated:
+                _warn_deprecated(config, f"{kind} {old}", new)
+            return value, f"{kind} {old}" + (f" in {where}" if kind == "ini option" else "")
+    return None, ""
+
+
+def _warn_deprecated(config: pytest.Config, old: str, new: str) -> None:
+    """Warn, as pytest does for its own renamed options, that ``old`` is now ``new``."""
+    config.issue_config_time_warning(pytest.PytestDeprecationWarning(
+        f"gradcheck: the {old} is deprecated and will be removed in the next release; "
+        f"use {new} instead"), stacklevel=2)
 
 
 def _positive_int(value: Any, source: str) -> int:
@@ -109,7 +125,7 @@ def marker_settings(marker: Any, where: str) -> dict[str, Any]:
     source = f"@pytest.mark.gradcheck on {where}"
     fields: dict[str, Any] = {}
     if marker.kwargs.get("max_examples") is not None:
-        fields["examples"] = _positive_int(marker.kwargs["max_examples"],
+        fields["max_examples"] = _positive_int(marker.kwargs["max_examples"],
                                            f"max_examples of {source}")
     if marker.kwargs.get("dtypes") is not None:
         fields["dtypes"] = _dtype_list(marker.kwargs["dtypes"], f"dtypes of {source}", DTYPES)

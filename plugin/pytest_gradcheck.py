@@ -14,7 +14,7 @@ Hypothesis; it is loaded as pytest starts, so it imports nothing heavy itself.
 
 Settings, each with a command-line option and an ini twin (``[tool.pytest.ini_options]``):
 
-    --gradcheck-examples N      gradcheck_examples   Hypothesis examples per target and dtype
+    --gradcheck-max-examples N  gradcheck_max_examples  Hypothesis examples per target and dtype
     --gradcheck-dtypes a,b      gradcheck_dtypes     dtypes to check (a subset of the four)
     --gradcheck-report PATH     gradcheck_report     write a JSON report there
     --gradcheck-plots DIR       gradcheck_plots      write the figure of every failing item there
@@ -22,6 +22,8 @@ Settings, each with a command-line option and an ini twin (``[tool.pytest.ini_op
     --gradcheck-timeout SECONDS gradcheck_timeout    time limit per item (default 300, 0: none)
     --gradcheck-no-sweep        gradcheck_sweep      skip the sweep phase (ini: false)
 
+The old spellings ``--gradcheck-examples`` and ``gradcheck_examples`` still work for one release
+and warn (``PytestDeprecationWarning``) naming the new one.
 Precedence: the decorator (``max_examples=``, ``timeout=``) > command line > ini > default.
 For dtypes, an item exists for each dtype that the declaration *and* the session allow. A
 relative report path is taken from the current directory on the command line, and from the ini
@@ -84,14 +86,18 @@ _FIGURE_PROPERTY = "gradcheck_figure"  # {"png": base64} or {"error": text}, fai
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gradcheck", "gradcheck (precedence: decorator > command line > ini)")
     group.addoption("--gradcheck", action="store_true", default=False, help=GRADCHECK_HELP)
-    group.addoption("--gradcheck-examples", metavar="N", default=None, help=EXAMPLES_HELP)
+    group.addoption("--gradcheck-max-examples", metavar="N", default=None, help=EXAMPLES_HELP)
+    group.addoption("--gradcheck-examples", metavar="N", default=None,
+                    help="deprecated spelling of --gradcheck-max-examples")
     group.addoption("--gradcheck-dtypes", metavar="DTYPES", default=None, help=DTYPES_HELP)
     group.addoption("--gradcheck-report", metavar="PATH", default=None, help=REPORT_HELP)
     group.addoption("--gradcheck-plots", metavar="DIR", default=None, help=PLOTS_HELP)
     group.addoption("--gradcheck-html", metavar="PATH", default=None, help=HTML_HELP)
     group.addoption("--gradcheck-timeout", metavar="SECONDS", default=None, help=TIMEOUT_HELP)
     group.addoption("--gradcheck-no-sweep", action="store_true", default=False, help=SWEEP_HELP)
-    parser.addini("gradcheck_examples", EXAMPLES_HELP, default=None)
+    parser.addini("gradcheck_max_examples", EXAMPLES_HELP, default=None)
+    parser.addini("gradcheck_examples", "deprecated spelling of gradcheck_max_examples",
+                  default=None)
     parser.addini("gradcheck_dtypes", DTYPES_HELP, default=None)
     parser.addini("gradcheck_report", REPORT_HELP, default=None)
     parser.addini("gradcheck_plots", PLOTS_HELP, default=None)
@@ -105,25 +111,37 @@ class Settings:
     """The resolved gradcheck settings of a session (or of one test, with its marker).
 
     Attributes:
-        examples: Hypothesis examples per target and dtype; None leaves it to the
+        max_examples: Hypothesis examples per target and dtype; None leaves it to the
             Hypothesis profile.
         dtypes: the dtypes to check.
         report: where the JSON report goes, or None.
-        seed: the ``--hypothesis-seed`` value, or None.
+        hypothesis_seed: the ``--hypothesis-seed`` value, or None.
         plots: the folder for the figures of failing items, or None.
         html: where the HTML report goes, or None.
         timeout: seconds one item may fuzz (None or 0: no limit).
         sweep: whether elementwise items start with the sweep phase.
     """
 
-    examples: int | None
+    max_examples: int | None
     dtypes: tuple[str, ...]
     report: Path | None
-    seed: int | str | None
+    hypothesis_seed: int | str | None
     plots: Path | None = None
     html: Path | None = None
     timeout: float | None = None
     sweep: bool = True
+
+    @property
+    def examples(self) -> int | None:
+        """Deprecated spelling of ``max_examples`` (warns)."""
+        _warn_renamed("gradcheck_settings.examples", "gradcheck_settings.max_examples")
+        return self.max_examples
+
+    @property
+    def seed(self) -> int | str | None:
+        """Deprecated spelling of ``hypothesis_seed`` (warns)."""
+        _warn_renamed("gradcheck_settings.seed", "gradcheck_settings.hypothesis_seed")
+        return self.hypothesis_seed
 
     @property
     def figures(self) -> bool:
@@ -134,10 +152,17 @@ class Settings:
 
     def examples_for(self, declaration: Any) -> int | None:
         """Examples for one target: its declaration's ``max_examples`` wins."""
-        return declaration.max_examples or self.examples
+        return declaration.max_examples or self.max_examples
 
 
 _settings_key = pytest.StashKey[Settings]()
+
+
+def _warn_renamed(old: str, new: str) -> None:
+    import warnings
+
+    warnings.warn(f"{old} is deprecated and will be removed in the next release; use {new}",
+                  pytest.PytestDeprecationWarning, stacklevel=3)
 
 
 def _session_settings(config: pytest.Config) -> Settings:
@@ -339,7 +364,8 @@ def _check(settings: Settings, target: Any, *inputs: Any, **options: Any) -> Non
         raise ValueError(f"gradcheck_check: no dtype left to check: the target allows "
                          f"{declared} and the settings allow {settings.dtypes}")
     examples = (options.pop("max_examples", None)
-                or (registered.max_examples if registered else None) or settings.examples)
+                or (registered.max_examples if registered else None)
+                or settings.max_examples)
     for dtype in dtypes:
         report = fuzz(target, dtype=dtype, max_examples=examples, dtypes=tuple(dtypes),
                       **options)
@@ -371,12 +397,12 @@ class _Results:
 
     def pytest_report_header(self) -> str:
         settings = _session_settings(self.config)
-        examples = settings.examples or "Hypothesis profile default"
+        examples = settings.max_examples or "Hypothesis profile default"
         report = "".join(f", {name}={value}" for name, value in (
             ("report", settings.report), ("plots", settings.plots), ("html", settings.html))
             if value)
         limit = f"{settings.timeout:g}s" if settings.timeout else "none"
-        return (f"gradcheck: examples={examples}, dtypes={','.join(settings.dtypes)}, "
+        return (f"gradcheck: max_examples={examples}, dtypes={','.join(settings.dtypes)}, "
                 f"timeout={limit}{report}")
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -423,7 +449,7 @@ class _Results:
         if settings.report is None and settings.html is None:
             return
         try:
-            self.log.write(settings.seed, settings.report, None, settings.html)
+            self.log.write(settings.hypothesis_seed, settings.report, None, settings.html)
         except OSError as exc:  # a full disk must not hide the test outcomes
             self.config.issue_config_time_warning(
                 pytest.PytestWarning(f"gradcheck: cannot write the report: {exc}"), 2)
@@ -476,7 +502,7 @@ class _Results:
             self.log.interrupted(self.interruption)
         if not self.writes:
             return  # xdist workers hand their results to the controller, which writes
-        self.log.write(settings.seed, settings.report, settings.plots, settings.html)
+        self.log.write(settings.hypothesis_seed, settings.report, settings.plots, settings.html)
 
 
 class _XdistOrder:

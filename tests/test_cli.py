@@ -57,7 +57,8 @@ def run(*argv):
 # -- check -------------------------------------------------------------------------------------
 
 def test_check_passes_a_correct_target_by_its_file_path_with_a_line_per_dtype(acts):
-    status, out, err = run("check", f"{acts}.py:softplus", "--examples", "3", "--seed", "1")
+    status, out, err = run("check", f"{acts}.py:softplus", "--max-examples", "3",
+                           "--hypothesis-seed", "1")
     assert status == 0
     assert f"gradcheck: {acts}.py:softplus: gradients OK in float32, float64" in out
     assert f"[1/2] {acts}.py:softplus [float32]: fuzzing..." in err
@@ -65,7 +66,8 @@ def test_check_passes_a_correct_target_by_its_file_path_with_a_line_per_dtype(ac
 
 
 def test_check_fails_a_buggy_target_by_its_dotted_name_and_prints_the_report(acts):
-    status, out, err = run("check", f"{acts}:forgets_dy", "--examples", "5", "--seed", "1")
+    status, out, err = run("check", f"{acts}:forgets_dy", "--max-examples", "5",
+                           "--hypothesis-seed", "1")
     assert status == 1
     assert "1 finding(s): gradient_mismatch" in out
     assert "reproduce: gradcheck.check(forgets_dy" in out
@@ -76,14 +78,14 @@ def test_check_fails_a_buggy_target_by_its_dotted_name_and_prints_the_report(act
 
 def test_check_keeps_only_the_declared_dtypes_asked_for(acts):
     status, _, err = run("check", f"{acts}:softplus", "--dtypes", "float16,float64",
-                         "--dtypes", "float64", "--examples", "2")
+                         "--dtypes", "float64", "--max-examples", "2")
     assert status == 0
     assert "[1/1]" in err and "[float64]" in err and "[float32]" not in err
 
 
 def test_check_fuzzes_an_undeclared_function_with_the_default_declaration(acts):
     status, out, err = run("check", f"{acts}:undeclared_square", "--dtypes", "float64",
-                           "--examples", "3")
+                           "--max-examples", "3")
     assert status == 0
     assert "is not declared with @gradcheck.activation" in err
 
@@ -120,7 +122,7 @@ def test_a_module_that_raises_on_import_is_a_usage_error_with_its_exception(tmp_
     assert "importing broken_cli_module.py raised RuntimeError: boom" in err
 
 
-@pytest.mark.parametrize("argv", [["check", "x:y", "--examples", "0"],
+@pytest.mark.parametrize("argv", [["check", "x:y", "--max-examples", "0"],
                                   ["plot", "x:y"],  # -o is required
                                   []])
 def test_bad_options_exit_2(argv, capsys):
@@ -144,7 +146,8 @@ def test_plot_writes_the_png_and_says_what_it_shows(acts, tmp_path):
 
 @pytest.mark.parametrize(("argv", "options"), [
     (["--help"], ["check", "plot", "exit status: 0 nothing found"]),
-    (["check", "--help"], ["MODULE:NAME", "--dtypes DTYPES", "--examples N", "--seed S",
+    (["check", "--help"], ["MODULE:NAME", "--dtypes DTYPES", "--max-examples N",
+                           "--hypothesis-seed S",
                            "Exit status 0: nothing found, 1: findings, 2: usage error"]),
     (["plot", "--help"], ["MODULE:NAME", "-o PATH, --output PATH", "--dtypes DTYPES",
                           "--points N", "--seed S", "--dpi DPI", "gradcheck[plot]"]),

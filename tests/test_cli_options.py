@@ -39,7 +39,7 @@ def run(*argv):
     return status, out.getvalue(), err.getvalue()
 
 
-SMALL = ("--examples", "5", "--seed", "1", "--dtypes", "float64")
+SMALL = ("--max-examples", "5", "--hypothesis-seed", "1", "--dtypes", "float64")
 
 
 def test_domain_keeps_an_undeclared_target_inside_where_it_is_defined(acts):

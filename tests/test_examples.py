@@ -302,7 +302,7 @@ def test_the_pyproject_snippet_configures_a_project(pytester):
         "def swish(x):\n"
         "    return x * tf.math.sigmoid(x)\n")
     # No path given: testpaths of the snippet; examples from the command line beat its 200.
-    result = pytester.runpytest_subprocess("--gradcheck", "--gradcheck-examples", "5",
+    result = pytester.runpytest_subprocess("--gradcheck", "--gradcheck-max-examples", "5",
                                            "-p", "no:cacheprovider")
     result.assert_outcomes(passed=4)
     report = json.loads((pytester.path / "build" / "gradcheck-report.json").read_text())

@@ -57,14 +57,15 @@ def test_class1_a_non_elementwise_activation_is_fuzzed_with_batched_inputs(input
 @pytest.mark.parametrize("target", [tf.nn.softmax, tf.nn.log_softmax, tf.nn.crelu],
                          ids=lambda f: f.__name__)
 def test_class1_last_axis_functions_declared_non_elementwise_pass(target):
-    report = gradcheck.fuzz(target, elementwise=False, dtype="float32", max_examples=10, seed=0)
+    report = gradcheck.fuzz(target, elementwise=False, dtype="float32", max_examples=10,
+                            hypothesis_seed=0)
     assert report.ok, str(report)
 
 
 @pytest.mark.parametrize("layer", [MatMulLayer, keras.layers.BatchNormalization],
                          ids=lambda c: c.__name__)
 def test_class1_layers_without_input_shape_pass(layer):
-    report = gradcheck.fuzz(layer, dtype="float32", max_examples=10, seed=0)
+    report = gradcheck.fuzz(layer, dtype="float32", max_examples=10, hypothesis_seed=0)
     assert report.ok, str(report)
 
 
@@ -74,7 +75,7 @@ def first_column_relu(x):
 
 
 def test_class1_a_failure_only_at_rank_1_says_declare_input_shape():
-    report = gradcheck.fuzz(first_column_relu, dtype="float32", max_examples=30, seed=0)
+    report = gradcheck.fuzz(first_column_relu, dtype="float32", max_examples=30, hypothesis_seed=0)
     assert not report.ok
     assert "declare input_shape=(None, k)" in str(report), str(report)
     assert report.findings[0].details["fails_only_at_rank_1"] is True
@@ -206,7 +207,7 @@ class ScalarInInit(keras.layers.Layer):
 
 
 def test_class5_a_float32_variable_in_the_float64_twin_is_not_a_false_mismatch():
-    report = gradcheck.fuzz(ScalarInInit, dtype="float32", max_examples=15, seed=0)
+    report = gradcheck.fuzz(ScalarInInit, dtype="float32", max_examples=15, hypothesis_seed=0)
     assert report.ok, str(report)
 
 
@@ -267,8 +268,8 @@ def test_class7_noise_is_reported_and_a_wrong_gradient_under_it_still_caught():
 
 
 def test_class7_dropout_is_nondeterministic_never_a_structural_kind_and_stable():
-    first = gradcheck.fuzz(dropout, dtype="float32", max_examples=10, seed=3)
-    again = gradcheck.fuzz(dropout, dtype="float32", max_examples=10, seed=3)
+    first = gradcheck.fuzz(dropout, dtype="float32", max_examples=10, hypothesis_seed=3)
+    again = gradcheck.fuzz(dropout, dtype="float32", max_examples=10, hypothesis_seed=3)
     assert first.kinds == again.kinds == ["nondeterministic"], str(first)
     assert "training=False" in first.findings[0].message
 

@@ -220,7 +220,7 @@ def test_fuzz_registered_keys_the_example_database_per_item(profile, request):
 
 def test_an_explicit_seed_makes_a_run_repeatable(profile):
     profile(database=None, derandomize=False)
-    runs = [fuzz(trapped_elu, dtype="float32", domain=(-100.0, 100.0), seed=1234)
+    runs = [fuzz(trapped_elu, dtype="float32", domain=(-100.0, 100.0), hypothesis_seed=1234)
             for _ in range(2)]
     assert [r.meta["seed"] for r in runs] == [1234, 1234]
     assert runs[0].meta["examples"] == runs[1].meta["examples"]

@@ -15,7 +15,7 @@ import gradcheck._fuzz
 from gradcheck._cli import main
 from gradcheck._timeout import TimeLimitExceeded, time_limit
 
-FAST = ("--gradcheck", "--gradcheck-examples", "5", "--gradcheck-dtypes", "float32",
+FAST = ("--gradcheck", "--gradcheck-max-examples", "5", "--gradcheck-dtypes", "float32",
         "--gradcheck-report", "report.json", "-p", "no:randomly")
 
 HEADER = """
@@ -198,7 +198,7 @@ def test_a_target_failing_at_random_is_reported_with_its_input(pytester):
                 raise RuntimeError("bad luck")
             return tf.sin(x)
     """)
-    result = pytester.runpytest_inprocess(*FAST, "-k", "flaky", "--gradcheck-examples", "20")
+    result = pytester.runpytest_inprocess(*FAST, "-k", "flaky", "--gradcheck-max-examples", "20")
     result.assert_outcomes(failed=1)
     results, _ = outcomes(pytester)
     (finding, *_) = results["flaky[float32]"]["findings"]
@@ -233,7 +233,7 @@ def test_a_target_guarded_on_its_domain_passes_at_the_domain_ends(pytester):
             return x * tf.sqrt(x + 1)
     """)
     result = pytester.runpytest_inprocess(*FAST, "--gradcheck-dtypes", "float32,float64",
-                                          "-k", "guarded", "--gradcheck-examples", "30")
+                                          "-k", "guarded", "--gradcheck-max-examples", "30")
     result.assert_outcomes(passed=2)
 
 
@@ -290,7 +290,7 @@ def test_cli_a_target_that_exits_is_a_finding_exit_1(tmp_path, monkeypatch, caps
     (tmp_path / "exiting_cli_target.py").write_text(
         "import sys\nimport gradcheck\n\n@gradcheck.activation(dtypes=('float32',))\n"
         "def exits(x):\n    sys.exit(3)\n")
-    assert main(["check", "exiting_cli_target.py:exits", "--examples", "3"]) == 1
+    assert main(["check", "exiting_cli_target.py:exits", "--max-examples", "3"]) == 1
     assert "called sys.exit(3)" in capsys.readouterr().out
 
 

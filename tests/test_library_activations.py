@@ -213,6 +213,6 @@ def test_axis_activations_are_fuzzed_as_non_elementwise():
 
 @pytest.mark.parametrize("name, fn, options, dtype", list(_cases()))
 def test_library_activation_has_no_findings(name, fn, options, dtype):
-    report = gradcheck.fuzz(fn, dtype=dtype, max_examples=EXAMPLES, seed=SEED, **options)
+    report = gradcheck.fuzz(fn, dtype=dtype, max_examples=EXAMPLES, hypothesis_seed=SEED, **options)
     assert report.ok, f"false positive on {name} [{dtype}]:\n{report}"
     assert report.meta["examples"] >= 1

@@ -172,7 +172,7 @@ def test_declared_policies_are_fuzzed_and_reported_in_json():
     class DeclaredNaiveRMSNorm(NaiveRMSNorm):
         pass
 
-    report = gradcheck.fuzz(DeclaredNaiveRMSNorm, max_examples=10, seed=0)
+    report = gradcheck.fuzz(DeclaredNaiveRMSNorm, max_examples=10, hypothesis_seed=0)
     assert not report.ok and "policies=('mixed_float16',)" in report.reproducer
     data = json.loads(json.dumps(report.to_dict()))
     assert data["findings"][0]["details"]["policy"] == "mixed_float16"

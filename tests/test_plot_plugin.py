@@ -37,7 +37,7 @@ ACTS = """
 IDS = ["plotacts.py::softplus[float32]", "plotacts.py::softplus[float64]",
        "plotacts.py::forgets_dy[float32]", "plotacts.py::forgets_dy[float64]"]
 FAILING = IDS[2:]
-OPTIONS = ("--gradcheck", "--gradcheck-examples", "3", "--gradcheck-plots", "figs",
+OPTIONS = ("--gradcheck", "--gradcheck-max-examples", "3", "--gradcheck-plots", "figs",
            "--gradcheck-html", "out/report.html")
 
 
@@ -78,7 +78,7 @@ def test_failing_items_get_a_png_each_and_every_item_a_line_in_the_html_page(act
 
 
 def test_the_html_page_alone_needs_no_plots_folder(acts):
-    result = acts.runpytest_inprocess("--gradcheck", "--gradcheck-examples", "2",
+    result = acts.runpytest_inprocess("--gradcheck", "--gradcheck-max-examples", "2",
                                       "--gradcheck-dtypes", "float64", "-k", "softplus",
                                       "--gradcheck-html", "page.html")
     result.assert_outcomes(passed=1)
@@ -107,7 +107,7 @@ def test_the_html_page_without_matplotlib_says_why_it_has_no_figures(acts, monke
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "matplotlib" else real(name, *a))
-    result = acts.runpytest_inprocess("--gradcheck", "--gradcheck-examples", "2",
+    result = acts.runpytest_inprocess("--gradcheck", "--gradcheck-max-examples", "2",
                                       "--gradcheck-html", "page.html")
     result.assert_outcomes(passed=2, failed=2)
     assert "data:image/png" not in (acts.path / "page.html").read_text()

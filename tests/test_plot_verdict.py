@@ -48,7 +48,7 @@ TARGETS = '''
 
 def test_a_figure_reaches_the_verdict_of_pytest_gradcheck(pytester):
     pytester.makepyfile(verdicts=textwrap.dedent(TARGETS))
-    result = pytester.runpytest_inprocess("--gradcheck", "--gradcheck-examples", "3",
+    result = pytester.runpytest_inprocess("--gradcheck", "--gradcheck-max-examples", "3",
                                           "--gradcheck-report", "report.json")
     result.assert_outcomes(passed=1, failed=2)
     items = json.loads((pytester.path / "report.json").read_text())["results"]

@@ -35,7 +35,7 @@ ACT_IDS = ["acts.py::softplus[float32]", "acts.py::softplus[float64]",
            "acts.py::forgets_dy[float16]", "acts.py::forgets_dy[bfloat16]",
            "acts.py::forgets_dy[float32]", "acts.py::forgets_dy[float64]"]
 
-SMALL = ("--gradcheck", "--gradcheck-examples", "5", "--gradcheck-dtypes", "float32,float64")
+SMALL = ("--gradcheck", "--gradcheck-max-examples", "5", "--gradcheck-dtypes", "float32,float64")
 
 
 @pytest.fixture
@@ -277,8 +277,8 @@ def test_it_runs_under_xdist_and_the_controller_writes_the_report(acts):
 # -- options, marker, fixtures -----------------------------------------------------------------
 
 @pytest.mark.parametrize(("args", "ini", "message"), [
-    (["--gradcheck-examples", "0"], "",
-     "*invalid value '0' for command line option --gradcheck-examples: expected a positive "
+    (["--gradcheck-max-examples", "0"], "",
+     "*invalid value '0' for command line option --gradcheck-max-examples: expected a positive "
      "integer*"),
     ([], "gradcheck_dtypes = float32,float8",
      "*invalid value 'float32,float8' for ini option gradcheck_dtypes in tox.ini: unknown "
@@ -296,7 +296,7 @@ def test_the_marker_the_options_and_their_precedence_are_documented(pytester):
     result = pytester.runpytest_inprocess("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.gradcheck(*, max_examples=None, dtypes=None): *"])
     result = pytester.runpytest_inprocess("--help")
-    result.stdout.fnmatch_lines(["*--gradcheck-examples=N*", "*max_examples= takes precedence*",
+    result.stdout.fnmatch_lines(["*--gradcheck-max-examples=N*", "*max_examples= takes precedence*",
                                  "*gradcheck_report (string):*"])
 
 
@@ -308,21 +308,21 @@ def test_gradcheck_items_carry_the_gradcheck_marker(acts):
 
 
 def test_gradcheck_settings_resolve_marker_command_line_and_ini(pytester):
-    pytester.makeini("[pytest]\ngradcheck_examples = 3\ngradcheck_dtypes = float64\n")
+    pytester.makeini("[pytest]\ngradcheck_max_examples = 3\ngradcheck_dtypes = float64\n")
     pytester.makepyfile(test_settings="""
         import pytest
 
         def test_session(gradcheck_settings):
-            assert gradcheck_settings.examples == 7  # the command line beats the ini file
+            assert gradcheck_settings.max_examples == 7  # the command line beats the ini file
             assert gradcheck_settings.dtypes == ("float64",)
             assert gradcheck_settings.report is None
 
         @pytest.mark.gradcheck(max_examples=2, dtypes=("float32",))
         def test_marked(gradcheck_settings):
-            assert gradcheck_settings.examples == 2
+            assert gradcheck_settings.max_examples == 2
             assert gradcheck_settings.dtypes == ("float32",)
     """)
-    result = pytester.runpytest_inprocess("--gradcheck-examples", "7")
+    result = pytester.runpytest_inprocess("--gradcheck-max-examples", "7")
     result.assert_outcomes(passed=2)
 
 

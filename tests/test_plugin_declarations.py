@@ -70,13 +70,13 @@ KNOWN = """
 """
 
 FAILED = ["acts.py::forgets_dy[float32]", "acts.py::forgets_dy[float64]"]
-ARGS = ("--gradcheck", "--gradcheck-examples", "5", "-p", "cacheprovider")
+ARGS = ("--gradcheck", "--gradcheck-max-examples", "5", "-p", "cacheprovider")
 
 
 def test_xfail_and_skip_marks_and_xfail_declarations_are_honoured_and_reported(pytester):
     pytester.makepyfile(known=textwrap.dedent(KNOWN))
     report = pytester.path / "r.json"
-    result = pytester.runpytest_inprocess("--gradcheck", "--gradcheck-examples", "5", "-rsxX",
+    result = pytester.runpytest_inprocess("--gradcheck", "--gradcheck-max-examples", "5", "-rsxX",
                                           "--gradcheck-report", str(report))
     result.assert_outcomes(skipped=1, xfailed=2, xpassed=1, passed=1)
     result.stdout.fnmatch_lines(["*XFAIL known.py::marked_xfail[[]float32[]] - issue 3: grad*",
@@ -150,7 +150,7 @@ class ComputeDtypeWeight(keras.layers.Layer):
 def test_a_policy_finding_is_reported_in_one_dtype_item_only():
     declared = gradcheck.layer(policies=("mixed_float16",), input_shape=(None, 3),
                                modes=(), elementwise=True)(ComputeDtypeWeight)
-    by_dtype = {dtype: gradcheck.fuzz(declared, dtype=dtype, max_examples=3, seed=0)
+    by_dtype = {dtype: gradcheck.fuzz(declared, dtype=dtype, max_examples=3, hypothesis_seed=0)
                 for dtype in ("float16", "float32", "float64")}
     assert by_dtype["float32"].kinds == ["dtype_mismatch"]
     assert "under policy mixed_float16" in by_dtype["float32"].findings[0].message

@@ -219,7 +219,7 @@ def test_declared_order_2_is_fuzzed():
     def declared_numpy_swish(x):
         return numpy_swish(x)
 
-    report = gradcheck.fuzz(declared_numpy_swish, max_examples=5, seed=0)
+    report = gradcheck.fuzz(declared_numpy_swish, max_examples=5, hypothesis_seed=0)
     assert report.kinds == ["disconnected_gradient"], str(report)
     assert "order=2" in report.reproducer
 

@@ -162,7 +162,7 @@ def acts(pytester):
 
 
 def test_pytest_gradcheck_sweeps_first_and_reports_the_values_swept(acts):
-    result = acts.runpytest_inprocess("--gradcheck", "--gradcheck-examples", "3",
+    result = acts.runpytest_inprocess("--gradcheck", "--gradcheck-max-examples", "3",
                                       "--gradcheck-report", "report.json", "-p", "no:randomly")
     outcomes = {r["nodeid"].split("::")[1]: r
                 for r in json.loads((acts.path / "report.json").read_text())["results"]}
@@ -179,7 +179,7 @@ def test_pytest_gradcheck_sweeps_first_and_reports_the_values_swept(acts):
 
 @pytest.mark.parametrize("switch", [("--gradcheck-no-sweep",), ("-o", "gradcheck_sweep=false")])
 def test_the_sweep_phase_can_be_turned_off(acts, switch):
-    result = acts.runpytest_inprocess("--gradcheck", "--gradcheck-examples", "3",
+    result = acts.runpytest_inprocess("--gradcheck", "--gradcheck-max-examples", "3",
                                       "--gradcheck-dtypes", "float32", *switch,
                                       "-p", "no:randomly")
     result.assert_outcomes(passed=2)  # (-10, 10) never reaches exp's overflow at 88.7
@@ -197,7 +197,8 @@ def test_the_command_line_finds_the_trap_in_an_undeclared_function(tmp_path, mon
             return tf.where(x > 0, x, tf.exp(x) - 1)
     """))
     out, err = io.StringIO(), io.StringIO()
-    status = main(["check", "cli_sweep_acts.py:elu", "--examples", "2", "--seed", "1"],
+    status = main(["check", "cli_sweep_acts.py:elu", "--max-examples", "2",
+                   "--hypothesis-seed", "1"],
                   stdout=out, stderr=err)
     assert status == 1
     assert "4 of 4 dtype(s) failed" in out.getvalue()

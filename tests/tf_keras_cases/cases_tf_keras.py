@@ -180,7 +180,7 @@ def test_the_plugin_on_a_module_of_tf_keras_layers(pytester):
     pytester.makepyfile(k2_layers=(HERE / "layers_tf_keras.py").read_text())
     # bfloat16 is left out: its wide rounding floors need more examples to find the bug (see
     # test_a_wrong_custom_parameter_gradient_is_a_gradient_mismatch)
-    pytester.runpytest_inprocess("--gradcheck", "--gradcheck-examples", "10",
+    pytester.runpytest_inprocess("--gradcheck", "--gradcheck-max-examples", "10",
                                  "--gradcheck-dtypes", "float16,float32,float64",
                                  "--gradcheck-report", "report.json", "-p", "no:randomly")
     outcomes = {r["nodeid"]: (r["outcome"], [f["kind"] for f in r["findings"]])
