@@ -148,7 +148,7 @@ def soak_item(fn, options: dict, label: str, dtype: str, seeds, examples: int):
     entries, examples_run, text = [], 0, []
     for seed in seeds:
         try:
-            report = gradcheck.fuzz(fn, dtype=dtype, max_examples=examples, seed=seed,
+            report = gradcheck.fuzz(fn, dtype=dtype, max_examples=examples, hypothesis_seed=seed,
                                     **options)
         except Exception as exc:  # noqa: BLE001 - a crash of gradcheck itself counts too
             text.append(f"\nCRASH {label} [{dtype}] seed {seed}: {type(exc).__name__}: {exc}")

@@ -4,7 +4,7 @@
     .venv/bin/python bench/whole_run.py --modes 1        # single process only
     .venv/bin/python bench/whole_run.py --paths examples/custom_gradients.py --repeats 2
 
-Default settings: no --gradcheck-examples (the Hypothesis profile's 100 examples per target and
+Default settings: no --gradcheck-max-examples (the Hypothesis profile's 100 examples per target and
 dtype), every dtype. Each run starts from an empty working directory, hence an empty Hypothesis
 example database (replayed failures would otherwise make later runs cheaper than the first);
 the repository's pytest configuration still applies (rootdir is the repository). The buggy
