@@ -110,8 +110,9 @@ def check(target: Any, *inputs: Any, elementwise: bool | None = None,
                   "policies": normalize_policies(policies, tgt),
                   "gradient": gradient_option(gradient, order), "training": training,
                   "domain": None if domain is None else (float(domain[0]), float(domain[1]))}
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(str(exc) if str(exc).startswith("gradcheck:") else f"gradcheck: {exc}") from None
+    except (TypeError, ValueError) as exc:  # said once, with the "gradcheck:" prefix
+        text = str(exc) if str(exc).startswith("gradcheck:") else f"gradcheck: {exc}"
+        raise type(exc)(text) from None
     with own_retracing_silenced():
         return run_per_training_mode(tgt, args, training, lambda t, **overrides: _Run(
             t, args, elementwise, rtol=rtol, atol=atol, seed=seed, **{**beyond, **overrides},
