@@ -138,9 +138,10 @@ def _expected(run: Any, shift: float) -> dict[int, np.ndarray]:
         except Exception as exc:  # noqa: BLE001 - retried in the target's dtype, then reported
             error = exc
     if result is None:
-        raise DeclarationError(f"gradcheck: {run.tgt.name}: the declared gradient= raised "
-                        f"{type(error).__name__}: {error}; it is called as gradient(x, dy, "
-                        "*args) with tensors and must return the expected gradient for x")
+        raise DeclarationError(
+            f"gradcheck: {run.tgt.name}: the declared gradient= raised "
+            f"{type(error).__name__}: {error}; it is called as gradient(x, dy, *args) with "
+            "tensors and must return the expected gradient for x")
     parts = result if isinstance(result, (tuple, list)) else (result,)
     out = {}
     for i, part in enumerate(parts):
@@ -151,9 +152,10 @@ def _expected(run: Any, shift: float) -> dict[int, np.ndarray]:
             np.asarray(part, np.float64)
         value = np.broadcast_to(value, run.params[k].value.shape) if value.ndim == 0 else value
         if value.shape != run.params[k].value.shape:
-            raise DeclarationError(f"gradcheck: {run.tgt.name}: the declared gradient= returned shape "
-                            f"{list(value.shape)} for {run.params[k].label}, expected "
-                            f"{list(run.params[k].value.shape)} (the shape of the input)")
+            raise DeclarationError(
+                f"gradcheck: {run.tgt.name}: the declared gradient= returned shape "
+                f"{list(value.shape)} for {run.params[k].label}, expected "
+                f"{list(run.params[k].value.shape)} (the shape of the input)")
         out[k] = value
     return out
 

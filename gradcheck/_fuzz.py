@@ -242,7 +242,8 @@ class _Fuzz:
         if self.decl.kind == "layer" and self.instance is None:
             reference = self.reference_for(inputs) if dtype is None else self.entry.build
         return check(target, *inputs, seed=_seed_of(inputs), name=self.entry.name,
-                     reference=reference, **{**check_options(self.decl), "policies": self.policies()})
+                     reference=reference,
+                     **{**check_options(self.decl), "policies": self.policies()})
 
     def policies(self) -> tuple[str, ...]:
         """A policy check rebuilds the layer under the policy whatever the item's dtype: run it

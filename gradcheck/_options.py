@@ -15,8 +15,8 @@ import numbers
 from typing import Any, Mapping, Sequence
 
 __all__ = ["DTYPES", "ORDERS", "MODES", "DEFAULT_MODES", "POLICIES", "CHECK_DEFAULTS",
-           "check_options", "check_call", "Expression", "describe", "number", "tolerance", "names", "order", "modes",
-           "compared_modes", "policies"]
+           "check_options", "check_call", "Expression", "describe", "number", "tolerance",
+           "names", "order", "modes", "compared_modes", "policies"]
 
 #: The floating dtypes a target can be checked in, narrowest first.
 DTYPES = ("float16", "bfloat16", "float32", "float64")
