@@ -1,5 +1,6 @@
-"""Correct targets that several test modules check (each from its own angle)."""
+"""Targets that several test modules check (each from its own angle)."""
 
+import keras
 import tensorflow as tf
 
 
@@ -17,3 +18,15 @@ def sine_activation(x, a, b):
         return dy * a * c, tf.reduce_sum(dy * x * c), tf.reduce_sum(dy * c)
 
     return y, grad
+
+
+# A mixed-precision bug (its weight is float16 under mixed_float16, not float32).
+class ComputeDtypeWeight(keras.layers.Layer):
+    """Creates its weight in the compute dtype: float16 under mixed_float16."""
+
+    def build(self, input_shape):
+        self.k = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="k",
+                                 dtype=self.compute_dtype)
+
+    def call(self, x):
+        return x * self.k

@@ -7,6 +7,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
+from shared_targets import ComputeDtypeWeight  # noqa: E402
+
 import gradcheck  # noqa: E402
 
 POLICIES = ("mixed_float16", "mixed_bfloat16")
@@ -25,17 +27,6 @@ def for_policy(report, policy):
 
 
 # ---------------------------------------------------------------------------- buggy layers
-
-
-class ComputeDtypeWeight(keras.layers.Layer):
-    """Creates its weight in the compute dtype: float16 under mixed_float16."""
-
-    def build(self, input_shape):
-        self.k = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="k",
-                                 dtype=self.compute_dtype)
-
-    def call(self, x):
-        return x * self.k
 
 
 class CastsToVariableDtype(keras.layers.Layer):

@@ -4,9 +4,9 @@ stacked pytest marks), pytest's cache options (--lf, --ff, --sw) and -k, policie
 import json
 import textwrap
 
-import keras
 import pytest
 import tensorflow as tf  # noqa: F401  imported once here: in-process pytester runs reuse it
+from shared_targets import ComputeDtypeWeight
 
 import gradcheck
 import gradcheck._check  # noqa: F401  (kept across pytester's sys.modules snapshots)
@@ -134,17 +134,6 @@ def test_keyword_selection_matches_target_and_dtype(pytester):
                                           "-k", "softplus and float64")
     assert [line for line in result.stdout.lines if "::" in line] == [
         "acts.py::softplus[float64]"]
-
-
-class ComputeDtypeWeight(keras.layers.Layer):
-    """Creates its weight in the compute dtype: float16 under mixed_float16."""
-
-    def build(self, input_shape):
-        self.k = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="k",
-                                 dtype=self.compute_dtype)
-
-    def call(self, x):
-        return x * self.k
 
 
 def test_a_policy_finding_is_reported_in_one_dtype_item_only():
