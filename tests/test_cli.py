@@ -1,13 +1,11 @@
 """``python -m gradcheck``: main(argv) in-process, one subprocess run for the module entry."""
 
-import io
-import itertools
 import subprocess
 import sys
-import textwrap
 from fnmatch import fnmatch
 
 import pytest
+from cli_support import run, write_module
 
 from gradcheck._cli import main
 
@@ -35,23 +33,10 @@ MODULE = """
     NOT_CALLABLE = 3
 """
 
-_names = itertools.count()
-
-
 @pytest.fixture
 def acts(tmp_path, monkeypatch):
     """A module of targets in the current directory, under a name no other test uses."""
-    monkeypatch.chdir(tmp_path)
-    name = f"cli_acts_{next(_names)}"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(MODULE))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return name
-
-
-def run(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    status = main(list(argv), stdout=out, stderr=err)
-    return status, out.getvalue(), err.getvalue()
+    return write_module(tmp_path, monkeypatch, "cli_acts", MODULE)
 
 
 # -- check -------------------------------------------------------------------------------------

@@ -1,13 +1,9 @@
 """``python -m gradcheck check``: --domain and --option give an undeclared target (or override a
 declared one) what a declaration would."""
 
-import io
-import itertools
-import textwrap
 
 import pytest
-
-from gradcheck._cli import main
+from cli_support import run, write_module
 
 MODULE = """
     import tensorflow as tf
@@ -21,22 +17,10 @@ MODULE = """
         return tf.nn.softmax(x, axis=-1)
 """
 
-_names = itertools.count()
-
-
 @pytest.fixture
 def acts(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    name = f"cli_options_{next(_names)}"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(MODULE))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return name
-
-
-def run(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    status = main(list(argv), stdout=out, stderr=err)
-    return status, out.getvalue(), err.getvalue()
+    """A module of targets in the current directory, under a name no other test uses."""
+    return write_module(tmp_path, monkeypatch, "cli_options", MODULE)
 
 
 SMALL = ("--max-examples", "5", "--hypothesis-seed", "1", "--dtypes", "float64")
