@@ -28,7 +28,8 @@ th, td { border: 1px solid #ddd; padding: 0.35em 0.7em; text-align: left; vertic
 th { background: #f4f4f6; }
 td.target { font-family: ui-monospace, monospace; }
 .passed { background: #e8f5e9; } .failed { background: #fdecea; }
-.error, .timed-out { background: #fff4e0; } .skipped, .not-run, .xfailed { background: #f0f0f0; }
+.error, .timed-out, .xpassed { background: #fff4e0; }
+.skipped, .not-run, .xfailed { background: #f0f0f0; }
 .crashed, .interrupted { background: #f3e5f5; }
 .outcome { font-weight: 600; } .kinds { font-size: 0.85em; color: #444; }
 pre { background: #f7f7f9; padding: 0.7em; overflow-x: auto; white-space: pre-wrap;
@@ -126,12 +127,14 @@ def _kinds(result: Mapping[str, Any]) -> list[str]:
 
 def _item(result: Mapping[str, Any], png: str | None, figure_error: str | None) -> str:
     nodeid, outcome = result["nodeid"], result["outcome"]
+    swept = f' · {result["swept"]} values swept' if result.get("swept") else ""
     facts = (f'<span class="outcome">{_e(outcome)}</span> · {result.get("examples", 0)} '
-             f'examples · {float(result.get("duration_s", 0.0)):.2f} s')
+             f'examples{swept} · {float(result.get("duration_s", 0.0)):.2f} s')
     parts = [f'<h3 id="{_anchor(nodeid)}">{_e(nodeid)}</h3>',
              f'<p class="{_css(outcome)}">{facts}</p>']
-    if result.get("reason"):
-        parts.append(f"<p>{_e(result['reason'])}</p>")
+    for why in ("reason", "xfail_reason"):  # crashed / interrupted, or a known failure
+        if result.get(why):
+            parts.append(f"<p>{_e(result[why])}</p>")
     if result.get("error"):
         parts.append(f"<pre>{_e(result['error'])}</pre>")
     findings = result.get("findings") or []

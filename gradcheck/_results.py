@@ -146,12 +146,16 @@ class ResultLog:
         self._entry(nodeid, None)["outcome"] = _RUNNING
 
     def take(self, nodeid: str, when: str, outcome: str, info: dict[str, Any] | None,
-             result: dict[str, Any] | None = None, xfail: bool = False,
+             result: dict[str, Any] | None = None, xfail: bool | str | None = None,
              reason: str | None = None) -> None:
         """One phase report of an item: ``when`` is setup, call, teardown, or ``???`` for
         pytest-xdist's report of a worker that died running it; ``outcome`` is pytest's
-        (passed, failed, skipped)."""
+        (passed, failed, skipped); ``xfail`` the reason of an expected failure (pytest's
+        ``wasxfail``), None for an ordinary item."""
+        xfail = None if xfail is False else xfail
         entry = self._entry(nodeid, info)
+        if isinstance(xfail, str) and xfail:
+            entry["xfail_reason"] = xfail
         if isinstance(result, dict):
             entry.update({k: v for k, v in result.items() if k != "outcome"})
         if when == "???":
@@ -159,7 +163,7 @@ class ResultLog:
             entry["outcome"] = "interrupted" if interrupted else "crashed"
             entry["reason"] = reason or CRASHED
         elif outcome == "skipped":
-            entry["outcome"] = "xfailed" if xfail else "skipped"
+            entry["outcome"] = "xfailed" if xfail is not None else "skipped"
         elif outcome == "failed" and when == "call":
             entry["outcome"] = "timed out" if entry.get("timed_out") else "failed"
         elif outcome == "failed":
@@ -168,7 +172,7 @@ class ResultLog:
             if reason:
                 entry.setdefault("error", reason)
         elif when == "call":
-            entry["outcome"] = "xpassed" if xfail else "passed"
+            entry["outcome"] = "xpassed" if xfail is not None else "passed"
         elif when == "teardown" and entry["outcome"] == _RUNNING:
             entry["outcome"] = "passed"  # a setup and teardown with no call in between
 

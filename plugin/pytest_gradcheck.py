@@ -430,7 +430,7 @@ class _Results:
             reason = _crash_reason(report) if crashed else _first_line(report.longreprtext)
         self.log.take(report.nodeid, report.when, report.outcome,
                       info if isinstance(info, dict) else None,
-                      properties.get(_RESULT_PROPERTY), hasattr(report, "wasxfail"), reason)
+                      properties.get(_RESULT_PROPERTY), getattr(report, "wasxfail", None), reason)
         if report.when in ("teardown", "???") or report.failed:
             self._write()
 

@@ -306,7 +306,7 @@ def test_the_log_keeps_pytests_verdicts_and_tells_crashes_from_interruptions():
     info = {"target": "a:f", "dtype": "float32"}
     log.started(ids[0])
     log.take(ids[0], "setup", "passed", info)
-    log.take(ids[0], "call", "skipped", info, xfail=True)
+    log.take(ids[0], "call", "skipped", info, xfail="float16 overflow, known")
     for nodeid, worker_error in ((ids[1], "Not properly terminated"),
                                  (ids[2], "keyboard-interrupt")):
         log.started(nodeid)
@@ -320,3 +320,15 @@ def test_the_log_keeps_pytests_verdicts_and_tells_crashes_from_interruptions():
     assert log.document(None)["summary"] == {"passed": 0, "failed": 0, "error": 0,
                                              "skipped": 0, "xfailed": 1, "crashed": 1,
                                              "interrupted": 1, "not run": 1}
+    assert log.final_results()[0]["xfail_reason"] == "float16 overflow, known"
+
+
+def test_the_html_page_shows_why_an_item_is_xfailed_and_how_many_values_it_swept():
+    from gradcheck._html import render
+
+    result = {"nodeid": "a.py::f[float16]", "target": "a:f", "dtype": "float16",
+              "outcome": "xfailed", "xfail_reason": "float16 overflow, known", "swept": 63487,
+              "examples": 0, "duration_s": 0.5, "findings": []}
+    page = render({"results": [result], "summary": {"xfailed": 1}})
+    assert "float16 overflow, known" in page and "63487 values swept" in page
+    assert 'class="xfailed"' in page
