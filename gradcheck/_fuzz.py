@@ -296,13 +296,11 @@ class _Fuzz:
     # ---- the run
 
     def run(self) -> Report:
+        from ._check import _UsageError
+        from ._sweep import sweep_registered  # phase 1: every value of an elementwise target
         from ._timeout import TimeLimitExceeded, time_limit
 
         start = time.perf_counter()
-        from ._sweep import sweep_registered  # phase 1: every value of an elementwise target
-
-        from ._check import _UsageError
-
         swept, self.sweep_skipped = None, None
         try:  # at most half the time limit: Hypothesis reports a hang at an input of its own
             with time_limit(self.timeout and self.timeout / 2):
