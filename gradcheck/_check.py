@@ -34,9 +34,7 @@ from ._linearity import check_dy_linearity
 from ._mixed import check_policies, normalize_policies
 from ._modes import check_modes
 from ._numerics import machine_eps, step
-from ._intent import gradient_option
-from ._options import CHECK_DEFAULTS, compared_modes, tolerance
-from ._options import order as valid_order
+from ._options import CHECK_DEFAULTS, CheckOptions, compared_modes
 from ._overflow import drop_true_overflows
 from ._quiet import own_retracing_silenced
 from ._report import Finding, GradcheckError, Report
@@ -104,18 +102,19 @@ def check(target: Any, *inputs: Any, elementwise: bool | None = None,
     tgt = as_target(target, name, reference)
     args = as_tensors(tgt, inputs)
     try:
-        rtol, atol = tolerance("rtol", rtol), tolerance("atol", atol)
-        beyond = {"batch_independent": batch_independent, "order": valid_order(order),
-                  "modes": compared_modes(modes),
-                  "policies": normalize_policies(policies, tgt),
-                  "gradient": gradient_option(gradient, order), "training": training,
-                  "domain": None if domain is None else (float(domain[0]), float(domain[1]))}
+        options = CheckOptions(elementwise, batch_independent, rtol, atol, order, modes,
+                               policies, domain, gradient)
+        beyond = {"batch_independent": options.batch_independent, "order": options.order,
+                  "modes": compared_modes(options.modes),
+                  "policies": normalize_policies(options.policies, tgt),
+                  "gradient": options.gradient, "training": training, "domain": options.domain}
     except (TypeError, ValueError) as exc:  # said once, with the "gradcheck:" prefix
         text = str(exc) if str(exc).startswith("gradcheck:") else f"gradcheck: {exc}"
         raise type(exc)(text) from None
     with own_retracing_silenced():
         return run_per_training_mode(tgt, args, training, lambda t, **overrides: _Run(
-            t, args, elementwise, rtol=rtol, atol=atol, seed=seed, **{**beyond, **overrides},
+            t, args, options.elementwise, rtol=options.rtol, atol=options.atol, seed=seed,
+            **{**beyond, **overrides},
             overridden=tuple(k for k, v in overrides.items() if v != beyond.get(k))))
 
 

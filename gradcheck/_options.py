@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping, Sequence
+
+from ._intent import gradient_option
 
 __all__ = ["DTYPES", "ORDERS", "MODES", "DEFAULT_MODES", "POLICIES", "CHECK_DEFAULTS",
-           "check_options", "check_call", "Expression", "describe", "number", "tolerance",
-           "names", "order", "modes", "compared_modes", "policies"]
+           "CheckOptions", "check_options", "check_call", "Expression", "describe", "number", "tolerance",
+           "names", "order", "modes", "compared_modes", "policies", "flag_or_none", "interval"]
 
 #: The floating dtypes a target can be checked in, narrowest first.
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -29,22 +32,60 @@ DEFAULT_MODES = ("eager", "function")
 #: Keras mixed-precision policies a layer can be checked under (see ``_mixed.py``).
 POLICIES = ("mixed_float16", "mixed_bfloat16")
 
-#: The options a declaration passes on to :func:`gradcheck.check`, with check()'s defaults
-#: (a reproducer writes out only those that differ).
-CHECK_DEFAULTS: dict[str, Any] = {"elementwise": None, "batch_independent": None, "rtol": None,
-                                  "atol": None, "order": 1, "modes": None, "policies": (),
-                                  "domain": None, "gradient": None}
+@dataclass(frozen=True)
+class CheckOptions:
+    """The options that decide a check's verdict besides the target and its inputs, validated
+    once, here. :func:`gradcheck.check` builds one from its keywords, a declaration gives its
+    own (:meth:`of`), fuzzing, the plot and the sweep pass that on, and a reproducer writes out
+    the fields that differ from these defaults (:func:`check_call`). The per-call keywords
+    (``seed``, ``name``, ``reference``, ``training``) are not part of it."""
+
+    elementwise: bool | None = None
+    batch_independent: bool | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    order: int = 1
+    modes: tuple[str, ...] | None = None
+    policies: tuple[str, ...] = ()
+    domain: tuple[float, float] | None = None
+    gradient: Callable | None = None
+
+    def __post_init__(self) -> None:
+        checked = {"elementwise": flag_or_none("elementwise", self.elementwise),
+                   "batch_independent": flag_or_none("batch_independent",
+                                                     self.batch_independent),
+                   "rtol": tolerance("rtol", self.rtol), "atol": tolerance("atol", self.atol),
+                   "order": order(self.order), "modes": modes(self.modes),
+                   "policies": policies(self.policies), "domain": interval(self.domain),
+                   "gradient": gradient_option(self.gradient, self.order)}
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def of(cls, declaration: Any) -> CheckOptions:
+        """The options ``declaration`` fixes: the same for every caller, so that fuzzing, the
+        plot and the sweep reach the same verdict."""
+        options = {name: getattr(declaration, name) for name in CHECK_DEFAULTS}
+        if not getattr(declaration, "domain_declared", True):
+            # Without a declared domain the target is valid everywhere: the default domain is
+            # only where Hypothesis draws inputs, and finite-difference steps may leave it.
+            options["domain"] = None
+        return cls(**options)
+
+    def keywords(self) -> dict[str, Any]:
+        """As keyword arguments of :func:`gradcheck.check`."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+#: check()'s defaults of the options in :class:`CheckOptions` (a reproducer writes out only
+#: those that differ).
+CHECK_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CheckOptions)}
 
 
 def check_options(declaration: Any) -> dict[str, Any]:
-    """The keyword arguments of :func:`gradcheck.check` that ``declaration`` fixes: the same
-    for every caller (fuzzing, the plot), so that they reach the same verdict."""
-    options = {name: getattr(declaration, name) for name in CHECK_DEFAULTS}
-    if not getattr(declaration, "domain_declared", True):
-        # Without a declared domain the target is valid everywhere: the default domain is only
-        # where Hypothesis draws inputs, and finite-difference steps may leave it.
-        options["domain"] = None
-    return options
+    """The keyword arguments of :func:`gradcheck.check` that ``declaration`` fixes
+    (:meth:`CheckOptions.of`)."""
+    return CheckOptions.of(declaration).keywords()
 
 
 def check_call(target: str, inputs: Sequence[str], options: Mapping[str, Any]) -> str:
@@ -132,6 +173,26 @@ def compared_modes(value: Any) -> tuple[str, ...]:
     chosen = modes(value)
     chosen = DEFAULT_MODES if chosen is None else chosen
     return tuple(m for m in MODES[1:] if m in chosen)
+
+
+def flag_or_none(option: str, value: Any) -> bool | None:
+    """True (a promise, reported when broken), False, or None (inferred)."""
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"{option} must be True, False or None (inferred), got "
+                        f"{describe(value)}")
+    return value
+
+
+def interval(value: Any, option: str = "domain") -> tuple[float, float] | None:
+    """None, or ``(low, high)`` of finite numbers with low < high, as floats."""
+    if value is None:
+        return None
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{option} must be a pair (low, high), got {describe(value)}")
+    low, high = number(f"{option}[0]", value[0]), number(f"{option}[1]", value[1])
+    if not low < high:
+        raise ValueError(f"{option} must have low < high, got {tuple(value)!r}")
+    return (low, high)
 
 
 def policies(value: Any) -> tuple[str, ...]:

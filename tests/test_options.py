@@ -74,3 +74,20 @@ def test_assert_gradients_accepts_exactly_checks_keywords():
     from gradcheck._check import _OPTIONS
 
     assert _OPTIONS == keywords
+
+
+def test_check_options_are_one_frozen_validated_object():
+    from gradcheck._options import CheckOptions
+
+    options = CheckOptions(rtol=1, domain=[0, 5], modes="function")
+    assert (options.rtol, options.domain, options.modes) == (1.0, (0.0, 5.0), ("function",))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.rtol = 2.0
+    for bad, error in (({"elementwise": "yes"}, TypeError), ({"domain": (5, 0)}, ValueError),
+                       ({"order": 2, "gradient": lambda x, dy: dy}, ValueError),
+                       ({"modes": ("graph",)}, ValueError)):
+        with pytest.raises(error):
+            CheckOptions(**bad)
+    # A declaration without a domain bounds no step: (-10, 10) is only where Hypothesis draws.
+    assert CheckOptions.of(Declaration(kind="activation")).domain is None
+    assert CheckOptions.of(Declaration(kind="activation", domain=(0, 1))).domain == (0.0, 1.0)
