@@ -45,8 +45,8 @@ from ._numerics import ANALYTIC_ULPS, SAFETY, machine_eps
 
 __all__ = ["explained_by_rounding", "mode_allowance"]
 
-_NEIGHBOURS = 4
-_WINDOW = 1.0 / 16.0
+_NEIGHBOURS = 4  # nearby inputs whose errors must vary as rounding's do (module docstring)
+_WINDOW = 1.0 / 16.0  # their distance, per coordinate: derived in the module docstring
 
 
 def explained_by_rounding(run: Any, project: Callable[[list], np.ndarray],

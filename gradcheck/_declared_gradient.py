@@ -35,16 +35,14 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
+from ._numerics import ANALYTIC_ULPS  # the core's allowance for the analytic side
+
 
 class DeclarationError(TypeError):
     """The declared ``gradient=`` itself is broken (raises, wrong shape): the user's
     declaration to fix, not a finding about the target."""
 
 __all__ = ["declared_gradient_checked", "analytic_source", "expression_of"]
-
-#: The core's rule for the analytic side (``gradcheck._check.ANALYTIC_ULPS``, asserted equal
-#: in tests): a VJP is a short chain of operations, 8 roundings of its intermediates.
-ANALYTIC_ULPS = 8.0
 
 #: The longest lambda source expression_of() looks for (characters from "lambda").
 _LAMBDA_CHARS = 600
