@@ -315,6 +315,8 @@ class _Fuzz:
                        f"{exc}") from exc
         except Exception as exc:  # noqa: BLE001 - raised at a step: Hypothesis finds its input
             self.sweep_skipped = f"the target raised {type(exc).__name__} in the sweep"
+        if swept is not None and swept.meta.get("skipped"):  # e.g. a random target
+            self.sweep_skipped = swept.meta["skipped"]
         # Errors, shapes and dtypes are Hypothesis's: it tells which shapes or dtypes fail.
         values_only = swept is not None and set(swept.kinds) <= {
             "nonfinite_output", "nonfinite_gradient", "gradient_mismatch"}
@@ -371,6 +373,9 @@ class _Fuzz:
         if inputs is not None:
             report.target = self.entry.qualified
             report.reproducer = self.reproducer(inputs)
+        if report.ok and swept is not None and not swept.ok:
+            # The sweep saw what Hypothesis's inputs never reached (an error far out): it stands.
+            report.findings, report.reproducer = swept.findings, swept.reproducer
         report.meta.update({
             "examples": self.examples,
             "kinds_seen": self.kinds_seen(report),

@@ -128,6 +128,8 @@ def _kinds(result: Mapping[str, Any]) -> list[str]:
 def _item(result: Mapping[str, Any], png: str | None, figure_error: str | None) -> str:
     nodeid, outcome = result["nodeid"], result["outcome"]
     swept = f' · {result["swept"]} values swept' if result.get("swept") else ""
+    if result.get("sweep_skipped"):
+        swept = f' · not swept: {_e(result["sweep_skipped"])}'
     facts = (f'<span class="outcome">{_e(outcome)}</span> · {result.get("examples", 0)} '
              f'examples{swept} · {float(result.get("duration_s", 0.0)):.2f} s')
     parts = [f'<h3 id="{_anchor(nodeid)}">{_e(nodeid)}</h3>',

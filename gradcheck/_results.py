@@ -63,6 +63,7 @@ def item_result(outcome: str, duration: float, report: Any = None,
         "outcome": outcome,
         "examples": meta.get("examples", 0),
         "swept": meta.get("swept", 0),  # values checked by the sweep phase
+        "sweep_skipped": meta.get("sweep_skipped"),  # why it did not run to the end, if so
         "duration_s": round(float(duration), 3),
         "findings": [{"kind": f["kind"], "message": f["message"], "inputs": f["inputs"]}
                      for f in (report.to_dict()["findings"] if report is not None else [])],

@@ -227,3 +227,13 @@ def test_an_elementwise_layer_is_swept():
     keras = pytest.importorskip("keras")
     report = gradcheck.sweep(keras.layers.Activation("selu", dtype="float16"), dtype="float16")
     assert report.kinds == ["gradient_mismatch"] and report.meta["swept"] > 60000
+
+
+def test_an_error_only_the_sweep_reaches_is_not_dropped_for_a_passing_hypothesis_phase():
+    def raises_far_out(x):  # fine on the Hypothesis domain, raises beyond |x| = 1e4
+        tf.debugging.assert_less(tf.abs(x), tf.constant(1e4, x.dtype))
+        return x * tf.sigmoid(x)
+
+    report = gradcheck.fuzz(raises_far_out, dtype="float32", max_examples=5)
+    assert not report.ok and report.kinds == ["error"], str(report)
+    assert report.meta["swept"] > 0 and report.reproducer
