@@ -55,6 +55,8 @@ _RANDOM_OP = ("Random", "Multinomial", "Dropout", "Shuffle", "Gamma", "Poisson",
 class SeededTarget(Target):
     """``inner`` with TensorFlow's global seed reset before every call."""
 
+    stackable = False  # each call draws the same noise; one stacked call, other noise per part
+
     def __init__(self, inner: Target):
         super().__init__(inner.fn, inner.name, inner.arg_names)
         self.inner = inner

@@ -117,12 +117,44 @@ def judge(run, samples, analytic, rounding, allowance, directional=False,
 def confirm_elementwise(run, diag: list[int]) -> bool:
     """Perturbing all elements at once gives v_j * sum_k J_jk s_k; only a diagonal J makes
     that v_j J_jj s_j. A random direction u tells: v_j (J u)_j must equal
-    v_j J_jj u_j = N_j u_j / s_j for every element j."""
+    v_j J_jj u_j = N_j u_j / s_j for every element j.
+
+    The diagonal's samples come from one stacked call where the reference allows it
+    (``_Run.stacked``), the probe's two from separate calls: a stacked call that does not stand
+    for separate ones (a target reading its batch, which the rider row did not catch) can
+    only fail the probe. Before a declared target's ``not_elementwise`` stands, the diagonal
+    is sampled again with separate calls."""
+    stacked = _sample_diagonals(run, diag, stacked=True)
+    draws = {k: _signed(run.rng, run.params[k].value.shape) for k in diag}  # u / s
+    found = _probe(run, diag, draws)
+    if found is not None and stacked and run.elementwise is True:
+        _sample_diagonals(run, diag, stacked=False)
+        found = _probe(run, diag, draws)
+    if found is None:
+        return True
+    if run.elementwise is None:
+        return False  # not declared: the probe only chose the route, nothing is promised
+    bad, probe, predicted = found
+    j = int(np.argmax(bad))
+    run.add("not_elementwise",
+            f"declared elementwise, but output element {_index(j, run.f0.shape)} depends "
+            f"on other input elements: a random perturbation changed it by "
+            f"{probe.flat[j] / run.v.flat[j]:.6g} per unit step where a "
+            f"diagonal Jacobian predicts {predicted.flat[j] / run.v.flat[j]:.6g}; declare "
+            f"elementwise=False", index=list(_index(j, run.f0.shape)),
+            mismatched=int(bad.sum()), total=int(bad.size))
+    return False
+
+
+def _sample_diagonals(run, diag: list[int], stacked: bool) -> bool:
+    """``run.diag[k]``: the samples along s = max(1, |x|) per element and their estimate;
+    True when a stacked call gave them."""
     run.diag = {}
+    calls = run.stacked_calls
     for k in diag:
         p = run.params[k]
         s = np.maximum(1.0, np.abs(p.value))
-        smp = run.samples({k: s})
+        smp = run.samples({k: s}, stacked=stacked)
         near_edge = False
         if not (_all_finite(smp[-2]) and _all_finite(smp[2])):
             near_edge = ~(np.isfinite(smp[-2]) & np.isfinite(smp[2])) & (np.abs(p.value) < 1)
@@ -133,14 +165,20 @@ def confirm_elementwise(run, diag: list[int]) -> bool:
             # Next to a domain end (sqrt, log near 0) a step of max(1, |x|) leaves the domain
             # or outruns the function's own scale |x|: step relative to |x| there instead.
             s = np.where(near_edge, np.maximum(np.abs(p.value), np.finfo(float).tiny), s)
-            smp = run.samples({k: s})
+            smp = run.samples({k: s}, stacked=stacked)
         phi = {t: run.v * f for t, f in smp.items()}
         rho = run.rounding((), s)
         run.diag[k] = (s, phi, estimate(phi, run.h, rho), rho)
-    ratio = {k: _signed(run.rng, run.params[k].value.shape) for k in diag}  # u / s
+    return run.stacked_calls > calls
+
+
+def _probe(run, diag: list[int], draws: dict[int, np.ndarray]):
+    """The probe along u = draws * s: None where it agrees with the diagonal, else
+    (the elements that disagree, the probe, the prediction)."""
+    ratio = {}
     for k in diag:  # an element whose probe step would leave the domain stays put, and
         # so does one whose diagonal has no central estimate (one-sided at a domain end)
-        ratio[k] = np.where(np.isfinite(run.diag[k][2][0]), ratio[k], 0.0)
+        ratio[k] = np.where(np.isfinite(run.diag[k][2][0]), draws[k], 0.0)
         p, reach = run.params[k], run.h * np.abs(ratio[k]) * run.diag[k][0]
         for moved in (p.value - reach, p.value + reach):
             outside = run.outside_domain(p, moved)
@@ -163,7 +201,7 @@ def confirm_elementwise(run, diag: list[int]) -> bool:
     with np.errstate(invalid="ignore"):
         tolerance = SAFETY / run.h * run.rounding((), scale) + allowance
         if (np.abs(probe - predicted) <= tolerance).all():
-            return True
+            return None
         bad = ~(np.abs(probe - predicted) <= np.nan_to_num(tolerance, nan=np.inf))
     bad &= np.isfinite(probe)
     if bad.any():
@@ -172,19 +210,7 @@ def confirm_elementwise(run, diag: list[int]) -> bool:
         for k in diag:
             _, phi, _, rho = run.diag[k]
             bad &= ~kinks(phi, rho)
-    if not bad.any():
-        return True
-    if run.elementwise is None:
-        return False  # not declared: the probe only chose the route, nothing is promised
-    j = int(np.argmax(bad))
-    run.add("not_elementwise",
-            f"declared elementwise, but output element {_index(j, run.f0.shape)} depends "
-            f"on other input elements: a random perturbation changed it by "
-            f"{probe.flat[j] / run.v.flat[j]:.6g} per unit step where a "
-            f"diagonal Jacobian predicts {predicted.flat[j] / run.v.flat[j]:.6g}; declare "
-            f"elementwise=False", index=list(_index(j, run.f0.shape)),
-            mismatched=int(bad.sum()), total=int(bad.size))
-    return False
+    return (bad, probe, predicted) if bad.any() else None
 
 
 def check_diagonal(run, k: int) -> None:
