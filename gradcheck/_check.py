@@ -30,7 +30,7 @@ from ._declared_gradient import DeclarationError, analytic_source, declared_grad
 from ._determinism import execute_probing
 from ._hints import nonfinite_cause
 from ._inputs import as_tensors, plain_inputs
-from ._linearity import check_dy_linearity
+from ._linearity import check_dy_linearity, compare_then_linearity
 from ._mixed import check_policies, normalize_policies
 from ._modes import check_modes
 from ._numerics import ANALYTIC_ULPS, machine_eps, step
@@ -202,26 +202,39 @@ class _Run:
 
     def run_checks(self, noisy: bool) -> None:
         """Every check after the forward pass; a noisy target's modes are not compared."""
-        check_dy_linearity(self)
-        if self.choose_reference():
-            try:
-                self.check_nonfinite_output()
-                with declared_gradient_checked(self):
-                    self.check_gradients()
-            except (_UsageError, DeclarationError):
-                raise
-            except Exception as exc:  # noqa: BLE001 - the target failed at a nearby input
-                self.add("error", f"raised {type(exc).__name__} when evaluated for finite "
-                         f"differences, within {2 * self.h:.2g} x max(1, |x|) of the input "
-                         f"below: {exc}", exception=type(exc).__name__,
-                         traceback_tail=_tail(exc))
-                return
-            if self.order == 2:
-                check_second_order(self)
+        if self.gradient is not None:  # its comparison cannot see how the VJP scales with dy
+            check_dy_linearity(self)
+            compared = self.compare()
+        else:
+            compared = compare_then_linearity(self)
+        if compared is None:
+            return  # the target raised next to the input: reported, nothing more to learn
+        if compared and self.order == 2:
+            check_second_order(self)
         if self.modes and not noisy:  # tf.function (and XLA, another device) agree with eager
             check_modes(self)
         if self.policies:
             check_policies(self)
+
+    def compare(self) -> bool | None:
+        """Steps 2 and 3: the reference, then the gradients against it. False where there is
+        no reference, None where the target raised for finite differences (both reported)."""
+        self.inconclusive = False  # set where an entry is not judged by central differences
+        if not self.choose_reference():
+            return False
+        try:
+            self.check_nonfinite_output()
+            with declared_gradient_checked(self):
+                self.check_gradients()
+        except (_UsageError, DeclarationError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the target failed at a nearby input
+            self.add("error", f"raised {type(exc).__name__} when evaluated for finite "
+                     f"differences, within {2 * self.h:.2g} x max(1, |x|) of the input "
+                     f"below: {exc}", exception=type(exc).__name__,
+                     traceback_tail=_tail(exc))
+            return None
+        return True
 
     def forward_backward(self) -> bool:
         floats = [i for i, a in enumerate(self.args) if a.dtype.is_floating]

@@ -63,6 +63,7 @@ class LineVerdict:
     bound: np.ndarray       # error bound of the numerical estimate (before analytic allowance)
     kink: np.ndarray        # bool: a non-differentiable point lies within 2h
     finite: np.ndarray      # bool: enough finite samples to judge
+    strict: bool = True     # every problem passed the smooth central test
 
 
 def estimate(samples: dict[int, np.ndarray], h: float,
@@ -121,7 +122,8 @@ def judge_lines(samples: dict[int, np.ndarray], h: float, analytic: np.ndarray,
         ok = np.asarray(np.abs(numerical - analytic) <= bound + allowance)
     kink = np.zeros(shape, dtype=bool)
     finite = np.ones(shape, dtype=bool)
-    if not ok.all():  # NaN comparisons are False: nonfinite samples land here too
+    strict = bool(ok.all())
+    if not strict:  # NaN comparisons are False: nonfinite samples land here too
         redo = ~ok
         # The slow path, on the few problems that fail the smooth central test.
         sub = _judge_carefully(m2[redo], m1[redo], z[redo], p1[redo], p2[redo], h,
@@ -131,7 +133,8 @@ def judge_lines(samples: dict[int, np.ndarray], h: float, analytic: np.ndarray,
         for name, target in (("numerical", numerical), ("bound", bound), ("ok", ok),
                              ("kink", kink), ("finite", finite)):
             target[redo] = sub[name]
-    return LineVerdict(ok=ok, numerical=numerical, bound=bound, kink=kink, finite=finite)
+    return LineVerdict(ok=ok, numerical=numerical, bound=bound, kink=kink, finite=finite,
+                       strict=strict)
 
 
 def _judge_carefully(m2, m1, z, p1, p2, h, analytic, rounding, allowance) -> dict:

@@ -41,6 +41,7 @@ def compare(run: _Run) -> None:
     """Step 3 of a check: each usable param along its route; a None gradient checked for
     a dependence it hides."""
     if not _all_finite(run.y64):
+        run.inconclusive = True
         return  # reported above; finite differences through NaN say nothing
     usable = [k for k, p in enumerate(run.params) if p.grad is not None]
     diag = [k for k in usable if run.elementwise is not False
@@ -95,6 +96,8 @@ def judge(run, samples, analytic, rounding, allowance, directional=False,
     bracket v.J.u for the subgradient autodiff picked in each coordinate (leaky ReLU at 0
     along a random direction). Fuzzing moves on to other inputs."""
     verdict = judge_lines(samples, run.h, analytic, rounding, allowance, estimated)
+    if not verdict.strict:  # see _linearity.compare_then_linearity
+        run.inconclusive = True
     if directional:
         verdict.ok = verdict.ok | verdict.kink
         if run.cut_by_domain:  # one-sided at the domain's end: a kink cannot be told
