@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import _routes
-from ._arrays import _all_finite, _f64, _index, _signed, _smallest_normal, _tail
+from ._arrays import _abs, _all_finite, _f64, _index, _signed, _smallest_normal, _tail
 from ._declared_gradient import DeclarationError, analytic_source, declared_gradient_checked
 from ._determinism import execute_probing
 from ._hints import nonfinite_cause
@@ -554,8 +554,12 @@ class _Run:
         eps_ref per entry, of the larger of 1 and |F| (absolute floor for values near 0), times
         the input scale max(1, |x|) (intermediates such as x * g(x) grow with the input)."""
         if self.v_size is None:
-            self.v_size = np.abs(self.v) * np.maximum(1.0, np.abs(self.f0))
-        per_entry = self.eps_ref * self.v_size * scale
+            size = _abs(self.f0)
+            np.maximum(size, 1.0, out=size)
+            size *= np.abs(self.v)
+            self.v_size = size
+        per_entry = np.multiply(self.v_size, self.eps_ref)
+        per_entry *= scale
         return per_entry if axes == () else per_entry.sum(axis=axes)
 
     # ---- 3. gradients against finite differences, in _routes.py; the methods below are what

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import tensorflow as tf
 
-from ._arrays import _all_finite, _f64, _index, _signed
+from ._arrays import _abs, _abs_diff, _all_finite, _f64, _index, _signed
 from ._conditioning import explained_by_rounding
 from ._numerics import (
     ANALYTIC_ULPS,
@@ -156,7 +156,8 @@ def _sample_diagonals(run, diag: list[int], stacked: bool) -> bool:
     calls = run.stacked_calls
     for k in diag:
         p = run.params[k]
-        s = np.maximum(1.0, np.abs(p.value))
+        s = _abs(p.value)
+        np.maximum(s, 1.0, out=s)
         smp = run.samples({k: s}, stacked=stacked)
         near_edge = False
         if not (_all_finite(smp[-2]) and _all_finite(smp[2])):
@@ -181,8 +182,12 @@ def _probe(run, diag: list[int], draws: dict[int, np.ndarray]):
     ratio = {}
     for k in diag:  # an element whose probe step would leave the domain stays put, and
         # so does one whose diagonal has no central estimate (one-sided at a domain end)
-        ratio[k] = np.where(np.isfinite(run.diag[k][2][0]), draws[k], 0.0)
-        p, reach = run.params[k], run.h * np.abs(ratio[k]) * run.diag[k][0]
+        finite = np.isfinite(run.diag[k][2][0])
+        ratio[k] = draws[k] if finite.all() else np.where(finite, draws[k], 0.0)
+        p = run.params[k]
+        if run.domain is None or p.is_weight or p.arg_index != 0:
+            continue  # no domain to leave (see outside_domain)
+        reach = run.h * np.abs(ratio[k]) * run.diag[k][0]
         for moved in (p.value - reach, p.value + reach):
             outside = run.outside_domain(p, moved)
             if outside is not None:
@@ -195,15 +200,16 @@ def _probe(run, diag: list[int], draws: dict[int, np.ndarray]):
     probe *= run.v
     probe /= 2 * run.h
     with np.errstate(invalid="ignore"):  # an element left put predicts 0, whatever its slope
-        predicted = sum(np.where(ratio[k] == 0, 0.0, run.diag[k][2][0] * ratio[k])
-                        for k in diag)
-        allowance = sum(np.where(r == 0, 0.0, run.diag[k][2][1] * np.abs(r) * (1 + r * r))
-                        for k, r in ratio.items())
+        predicted = _sum(_unless_put(run.diag[k][2][0] * ratio[k], ratio[k]) for k in diag)
+        allowance = _sum(_unless_put(_cubic(run.diag[k][2][1], r), r)
+                         for k, r in ratio.items())
     scale = (run.diag[diag[0]][0] if len(diag) == 1 else
              np.max([run.diag[k][0] for k in diag], axis=0))
     with np.errstate(invalid="ignore"):
-        tolerance = SAFETY / run.h * run.rounding((), scale) + allowance
-        if (np.abs(probe - predicted) <= tolerance).all():
+        tolerance = run.rounding((), scale)
+        tolerance *= SAFETY / run.h
+        tolerance += allowance
+        if (_abs_diff(probe, predicted) <= tolerance).all():
             return None
         bad = ~(np.abs(probe - predicted) <= np.nan_to_num(tolerance, nan=np.inf))
     bad &= np.isfinite(probe)
@@ -216,12 +222,37 @@ def _probe(run, diag: list[int], draws: dict[int, np.ndarray]):
     return (bad, probe, predicted) if bad.any() else None
 
 
+def _unless_put(values: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+    """``values``, 0 where the element is left put (``ratio`` 0)."""
+    put = ratio == 0
+    return np.where(put, 0.0, values) if put.any() else values
+
+
+def _cubic(error: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``error * |r| * (1 + r * r)``: the diagonal's error carried to the probe's step."""
+    out = _abs(r)
+    out *= error
+    square = np.multiply(r, r)
+    square += 1
+    out *= square
+    return out
+
+
+def _sum(arrays) -> np.ndarray:
+    """The sum of one or more arrays (the first is not copied when it is alone)."""
+    arrays = list(arrays)
+    return arrays[0] if len(arrays) == 1 else sum(arrays)
+
+
 def check_diagonal(run, k: int) -> None:
     p = run.params[k]
     s, phi, estimated, rho = run.diag[k]
     analytic = p.grad * s  # derivative along t of x + t*s: grad . s elementwise
-    magnitude = (np.maximum(np.maximum(1.0, np.abs(p.value)), np.abs(run.f0))
-                 if run.low_precision else 1.0)
+    magnitude = 1.0
+    if run.low_precision:  # max(1, |x|, |f|)
+        magnitude = _abs(p.value)
+        np.maximum(magnitude, 1.0, out=magnitude)
+        np.maximum(magnitude, np.abs(run.f0), out=magnitude)
     allowance = analytic_allowance(analytic, run.eps, run.low_precision, magnitude,
                                    run.tiny, run.v, s)
     verdict = judge(run, phi, analytic, rho, allowance, estimated=estimated)
