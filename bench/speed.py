@@ -11,7 +11,9 @@ Prints, in one run:
     the median time of one plain eager forward+backward (the floor), of one check with the
     default options (``modes`` included) and of one check with ``modes=()``, timed round-robin
     (floor, check, check, floor, ...) so that load changes hit all three alike; the ratios to
-    the floor are what the issue's goals are stated in;
+    the floor are what the issue's goals are stated in. The same rounds also give the ratios
+    of this process's CPU time, steadier than wall time where other processes share the
+    cores (waiting for a core is not counted);
 (b) one check against one ``tf.test.compute_gradient`` at --cg-n (interleaved the same way);
 (c) the target calls one check makes (counted by a wrapper): eager calls, the elements they
     evaluate in units of n (a call on a stacked input of 4n counts 1 call and 4n), split by
@@ -24,12 +26,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 
 import numpy as np
 import tensorflow as tf
 
 import _common  # noqa: F401  (quiet TensorFlow before gradcheck imports it)
-from _common import TARGETS, forward_backward, inputs, machine_line, timed
+from _common import TARGETS, forward_backward, inputs, machine_line
 
 import gradcheck
 
@@ -52,10 +55,16 @@ class Tally:
 
 
 def rounds(jobs: dict, repeats: int) -> dict[str, float]:
+    """Median wall time of each job (key) and median CPU time of this process (key + " cpu"),
+    timed round-robin: on a shared machine the CPU time is the steadier of the two."""
     times: dict[str, list[float]] = {k: [] for k in jobs}
+    times.update({f"{k} cpu": [] for k in jobs})
     for _ in range(repeats):
         for k, thunk in jobs.items():
-            times[k].append(timed(thunk))
+            cpu, wall = time.process_time(), time.perf_counter()
+            thunk()
+            times[k].append(time.perf_counter() - wall)
+            times[f"{k} cpu"].append(time.process_time() - cpu)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -83,7 +92,7 @@ def main() -> None:
     print(f"\n(a) one check / one plain eager forward+backward, {args.dtype}, median of "
           f"{args.repeats} interleaved rounds")
     print(f"{'target':<11} {'n':>7} {'fwd+bwd ms':>10} {'check ms':>9} {'ratio':>6} "
-          f"{'modes=() ms':>11} {'ratio':>6}")
+          f"{'modes=() ms':>11} {'ratio':>6} | CPU time: {'ratio':>6} {'modes=()':>8}")
     for name in args.targets:
         fn, elementwise = TARGETS[name]
         for n in args.sizes:
@@ -94,7 +103,9 @@ def main() -> None:
             med = rounds(thunks(fn, x, elementwise, modes=((), None)), args.repeats)
             print(f"{name:<11} {n:>7} {med['base'] * 1e3:>10.3f} {med['check'] * 1e3:>9.2f} "
                   f"{med['check'] / med['base']:>6.1f} {med['first'] * 1e3:>11.2f} "
-                  f"{med['first'] / med['base']:>6.1f}", flush=True)
+                  f"{med['first'] / med['base']:>6.1f} | {'':>9} "
+                  f"{med['check cpu'] / med['base cpu']:>6.1f} "
+                  f"{med['first cpu'] / med['base cpu']:>8.1f}", flush=True)
 
     print(f"\n(b) one check / one tf.test.compute_gradient at n = {args.cg_n}, median of "
           f"{args.cg_repeats} interleaved rounds")
@@ -108,7 +119,8 @@ def main() -> None:
                       "cg": lambda fn=fn, x=x: tf.test.compute_gradient(fn, [x])},
                      args.cg_repeats)
         print(f"{name:<11} {med['check'] * 1e3:>9.2f} {med['cg'] * 1e3:>19.1f} "
-              f"{med['cg'] / med['check']:>10.0f}", flush=True)
+              f"{med['cg'] / med['check']:>10.0f} (CPU time: "
+              f"{med['cg cpu'] / med['check cpu']:.0f})", flush=True)
 
     print("\n(c) eager target calls per check (elements evaluated, in units of n), by dtype")
     print(f"{'target':<11} {'n':>7} {'modes':<8} {'calls':<28} {'elements / n':<28} {'verdict'}")

@@ -55,9 +55,7 @@ def _all_finite(a: np.ndarray) -> bool:
 def _signed(rng: np.random.Generator, shape) -> np.ndarray:
     """Random signs times magnitudes in [0.5, 1.5): never zero, never uniform."""
     r = rng.uniform(-1.0, 1.0, size=tuple(int(s) for s in shape))
-    negative = np.signbit(r)  # r + copysign(0.5, r), without a temporary of r's size
-    np.add(r, 0.5, out=r, where=~negative)  # |r| in [0, 1) -> magnitude in [0.5, 1.5)
-    np.subtract(r, 0.5, out=r, where=negative)
+    r += np.copysign(0.5, r)  # |r| in [0, 1) -> magnitude in [0.5, 1.5), sign kept
     return r
 
 

@@ -47,6 +47,12 @@ __all__ = ["check", "assert_gradients"]
 
 _OPTIONS = {*CHECK_DEFAULTS, "training", "seed", "name", "reference"}  # check()'s keyword arguments
 
+# A stacked call (_Run.stacked) saves the reference's per-call dispatch, ~50 us a call, which is
+# most of a call at small n. Its input, tensor and output are three buffers of every copy at
+# once; past 1 MiB of input they are fresh pages whose faults cost more than the calls saved
+# (bench/speed.py at n = 1e5: separate calls are faster, at n = 3e4 the stacked one still is).
+_STACK_BYTES = 1 << 20
+
 
 def check(target: Any, *inputs: Any, elementwise: bool | None = None,
           batch_independent: bool | None = None,
@@ -452,11 +458,12 @@ class _Run:
         of one value), which a target that reads its batch size or position, or couples rows,
         does not give; the caller's probe, with separate calls, confirms the rest (see
         ``_routes.confirm_elementwise``). None where not done (a weight moves, the reference
-        draws random numbers per call, the call fails or disagrees): the caller evaluates
-        each t alone."""
+        draws random numbers per call, the call fails or disagrees) and where the stacked
+        input would exceed ``_STACK_BYTES``: the caller evaluates each t alone."""
         keys = list(directions)
         shape = self.f0.shape
         if (not self.stack_samples or not getattr(self.ref, "stackable", False)
+                or len(ts) * self.f0.size * 8 > _STACK_BYTES
                 or any(self.params[k].is_weight or self.params[k].value.shape != shape
                        for k in keys)):
             return None

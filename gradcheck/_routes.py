@@ -170,7 +170,7 @@ def _sample_diagonals(run, diag: list[int], stacked: bool) -> bool:
             # or outruns the function's own scale |x|: step relative to |x| there instead.
             s = np.where(near_edge, np.maximum(np.abs(p.value), np.finfo(float).tiny), s)
             smp = run.samples({k: s}, stacked=stacked)
-        phi = {t: run.v * f for t, f in smp.items()}
+        phi = {t: run.v * smp.pop(t) for t in list(smp)}  # each sample freed once used
         rho = run.rounding((), s)
         run.diag[k] = (s, phi, estimate(phi, run.h, rho), rho)
     return run.stacked_calls > calls
