@@ -96,7 +96,8 @@ def check_modes(run: Any) -> None:
             continue
         # One traced call: the model-shaped trace, where it applies. Where it shows something,
         # the shape-agnostic trace tells whether the static feature axes are to blame (the
-        # finding names the model's input shape) or tracing at all (it does not).
+        # finding names the model's input shape) or tracing at all (it does not); a target
+        # found to need exact shapes there is traced with them alone, as on the other inputs.
         mark = len(run.report.findings)
         shape, result = model
         label = f"{_LABELS[mode]} traced with the input shape {shape} of a Keras model"
@@ -106,7 +107,7 @@ def check_modes(run: Any) -> None:
         shown = run.report.findings[mark:]
         del run.report.findings[mark:]
         plain = _judge(run, mode, _LABELS[mode], _in_mode(run, mode), eager, failed)
-        if not plain and len(run.report.findings) == mark:
+        if not plain and len(run.report.findings) == mark and not _static(run):
             run.report.findings.extend(shown)
             failed |= raised
         failed |= plain
@@ -121,7 +122,7 @@ def check_modes(run: Any) -> None:
                      f"eagerly on {accelerators[0]}")
 
 
-def _judge(run: Any, mode: str, label: str, result: Any, eager: "_Eager",
+def _judge(run: Any, mode: str, label: str, result: Any, eager: _Eager,
            failed: bool) -> bool:
     """Report what one trace's ``result`` shows (an error only when no earlier mode failed);
     True when it raised."""
@@ -223,6 +224,12 @@ def _traced(run: Any, mode: str, shapes_policy: str):
     if key not in _CONCRETE:  # traced here (a failing trace raises, every time)
         _CONCRETE[key] = hit[1].get_concrete_function()
     return _CONCRETE[key]  # called directly: a tf.function's dispatch costs ~0.1 ms a call
+
+
+def _static(run: Any) -> bool:
+    """Whether the target is known to trace only with exact shapes."""
+    owner = run.tgt.layer if run.tgt.layer is not None else run.tgt.fn
+    return _STATIC.get(id(owner)) is owner
 
 
 def _in_mode(run: Any, mode: str):
