@@ -4,7 +4,8 @@ A custom gradient that forgets to multiply by ``dy`` (or squares it, or adds a c
 wrong for every cotangent but the one it happens to match; finite differences show it only as
 a mismatch somewhere. Linearity names the cause: with the core's cotangent ``v1``, a second
 random one ``v2`` and their sum, ``g(v1) + g(v2)`` must equal ``g(v1 + v2)``. Two more backward
-passes on the core's recorded tape, no call of the target.
+passes on the core's recorded tape, no call of the target, made only where the comparison with
+finite differences could have let such a gradient through (:func:`compare_then_linearity`).
 
 Tolerance: each of the three VJPs is a chain of operations in the input's dtype, each within
 ``ANALYTIC_ULPS`` roundings (the core's allowance for an analytic chain) of its terms. A term of
