@@ -15,11 +15,10 @@ Prints, in one run:
     of this process's CPU time, steadier than wall time where other processes share the
     cores (waiting for a core is not counted);
 (b) one check against one ``tf.test.compute_gradient`` at --cg-n (interleaved the same way);
-(c) the target calls one check makes (counted by a wrapper): eager calls, the elements they
+(c) the target calls one check makes: eager calls (counted by a wrapper), the elements they
     evaluate in units of n (a call on a stacked input of 4n counts 1 call and 4n), split by
-    dtype. A traced ``tf.function`` runs a graph without calling the Python function again: its
-    executions are not counted here (one per compared mode; two for an input whose feature
-    shape is that of the mode check's Keras-model-shaped trace, as in this script).
+    dtype; and the mode check's traced calls, which run a graph without calling the Python
+    function (counted around ``gradcheck._modes._traced``, whose result every traced call is).
 """
 
 from __future__ import annotations
@@ -66,6 +65,30 @@ def rounds(jobs: dict, repeats: int) -> dict[str, float]:
             times[k].append(time.perf_counter() - wall)
             times[f"{k} cpu"].append(time.process_time() - cpu)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+class TracedCalls:
+    """Count calls of the functions ``gradcheck._modes._traced`` returns, while active."""
+
+    def __enter__(self):
+        from gradcheck import _modes
+
+        self.calls, self.module, self.original = 0, _modes, _modes._traced
+
+        def traced(*args, **kwargs):
+            fn = self.original(*args, **kwargs)
+
+            def counted(*a, **k):
+                self.calls += 1
+                return fn(*a, **k)
+
+            return counted
+
+        _modes._traced = traced
+        return self
+
+    def __exit__(self, *exc):
+        self.module._traced = self.original
 
 
 def thunks(fn, x, elementwise, modes) -> dict:
@@ -122,21 +145,27 @@ def main() -> None:
               f"{med['cg'] / med['check']:>10.0f} (CPU time: "
               f"{med['cg cpu'] / med['check cpu']:.0f})", flush=True)
 
-    print("\n(c) eager target calls per check (elements evaluated, in units of n), by dtype")
-    print(f"{'target':<11} {'n':>7} {'modes':<8} {'calls':<28} {'elements / n':<28} {'verdict'}")
+    print("\n(c) target calls per check: eager (elements evaluated, in units of n), by dtype; "
+          "traced (the mode check)")
+    print(f"{'target':<11} {'n':>7} {'modes':<8} {'calls':<24} {'elements / n':<26} "
+          f"{'traced':>6}  verdict")
     for name in args.targets:
         fn, elementwise = TARGETS[name]
         for n in args.sizes:
             x = inputs(n, args.dtype)
             for modes in (None, ()):
                 tally = Tally(fn)
-                report = gradcheck.check(tally, x, elementwise=elementwise, modes=modes)
+                gradcheck.check(tally, x, elementwise=elementwise, modes=modes)  # traces
+                tally.calls, tally.elements = {}, {}
+                with TracedCalls() as traced:
+                    report = gradcheck.check(tally, x, elementwise=elementwise, modes=modes)
                 size = int(np.prod(x.shape))
                 calls = ", ".join(f"{c} {d}" for d, c in sorted(tally.calls.items()))
                 elements = ", ".join(f"{e / size:g} {d}" for d, e in sorted(
                     tally.elements.items()))
                 print(f"{name:<11} {n:>7} {'default' if modes is None else '()':<8} "
-                      f"{calls:<28} {elements:<28} {'ok' if report.ok else report.kinds}")
+                      f"{calls:<24} {elements:<26} {traced.calls:>6}  "
+                      f"{'ok' if report.ok else report.kinds}")
 
 
 if __name__ == "__main__":
