@@ -7,7 +7,9 @@ declared domain of the first input: the entries (elementwise) or rows (batch-ind
 would are left at the input and their outputs are NaN, so the differences there are one-sided.
 
 A mixin of the core's run (``_check._Run``): it uses the run's params, reference (``ref``,
-``ref_weights``, ``ref_dtype``, ``f0``), step ``h`` and declared structure.
+``ref_weights``, ``ref_dtype``, ``f0``, ``eps_ref``), step ``h``, declared structure and
+domain, and keeps ``stack_samples`` (off once a stacked call failed or disagreed) and
+``stacked_calls`` (how many stood).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ._arrays import _f64
 from ._numerics import ANALYTIC_ULPS
 from ._targets import weights_set_to
 
-# A stacked call (_Run.stacked) saves the reference's per-call dispatch, ~50 us a call, which is
+# A stacked call (stacked() below) saves the reference's per-call dispatch, ~50 us a call, which is
 # most of a call at small n. Its input, tensor and output are three buffers of every copy at
 # once; past 1 MiB of input they are fresh pages whose faults cost more than the calls saved
 # (bench/speed.py at n = 1e5: separate calls are faster, at n = 3e4 the stacked one still is).
