@@ -107,9 +107,9 @@ class Declaration:
         if self.kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {self.kind!r}")
         declared = not isinstance(self.domain, _DefaultDomain)
-        # A declaration promises its structure: True or False, nothing left to infer.
-        promised = {name: _options.flag(name, getattr(self, name))
-                    for name in ("elementwise", "batch_independent")}
+        for name in ("elementwise", "batch_independent"):
+            # A declaration promises its structure: True or False, nothing left to infer.
+            _options.flag(name, getattr(self, name))
         # Where inputs are drawn from: a pair, where check()'s domain may also be None.
         domain = _options.interval(self.domain, optional=False) if declared else None
         options = CheckOptions(**{name: getattr(self, name) for name in _options.CHECK_DEFAULTS
@@ -120,13 +120,12 @@ class Declaration:
                             "activation in float16/bfloat16 with dtypes=(...) instead")
         normalized = {
             **{name: getattr(options, name) for name in _options.CHECK_DEFAULTS},
-            **promised,
             "domain": domain if declared else self.domain,
             "dtypes": _options.dtypes(self.dtypes),
             "input_shape": _options.input_shape(self.input_shape),
             "args": _options.args(self.args),
             "max_examples": _options.max_examples(self.max_examples),
-            "init": _init(self.kind, self.init),
+            "init": _layer_init(self.kind, self.init),
             "timeout": _options.tolerance("timeout", self.timeout),  # seconds
             "xfail": xfail_option(self.xfail, DTYPES),
             "sweep": _options.flag("sweep", self.sweep),
@@ -448,7 +447,7 @@ def _check_signature(target: Any, kind: str, declaration: Declaration, where: st
 
 # -- which kind of target an option applies to (the values: gradcheck._options) ----------------
 
-def _init(kind: str, value: Any) -> dict[str, Any]:
+def _layer_init(kind: str, value: Any) -> dict[str, Any]:
     if isinstance(value, Mapping) and value and kind != "layer":
         raise TypeError("init is for @gradcheck.layer (keyword arguments of a Layer class); "
                         "an activation takes no init")
