@@ -37,6 +37,7 @@ from ._numerics import machine_eps, step
 from ._options import CHECK_DEFAULTS, CheckOptions, compared_modes
 from ._overflow import drop_true_overflows
 from ._quiet import own_retracing_silenced
+from ._records import ForwardBackward, Param, Reference
 from ._report import Finding, GradcheckError, Report
 from ._reproducer import check_reproducer
 from ._second_order import check_second_order
@@ -173,6 +174,7 @@ class _Run:
         self.inputs_shown = None
         self.cut_by_domain = False  # a finite-difference sample fell outside the domain
         self.analytic = analytic_source(self.tgt.fn)  # "autodiff" or "your grad fn"
+        self.elementwise_confirmed = False  # step 3's per-element route applied (self.diag)
 
     def add(self, kind: str, message: str, **details: Any) -> None:
         if self.inputs_shown is None:  # built on the first finding: tolist() is not free
@@ -215,11 +217,31 @@ class _Run:
                          traceback_tail=_tail(exc))
                 return
             if self.order == 2:
-                check_second_order(self)
+                check_second_order(self.first_order_record(), self.reference_record(),
+                                   add=self.add, skip=self.skip)
         if self.modes and not noisy:  # tf.function (and XLA, another device) agree with eager
             check_modes(self)
         if self.policies:
-            check_policies(self)
+            check_policies(self.first_order_record(), self.policies, add=self.add,
+                           skip=self.skip)
+
+    def first_order_record(self) -> ForwardBackward:
+        """Step 1's results as the checks after the first-order one read them (frozen)."""
+        params = tuple(Param(p.label, p.value, p.is_weight, p.arg_index, p.weight, p.grad)
+                       for p in self.params)
+        return ForwardBackward(self.tgt, tuple(self.args), self.dtype, self.y64, self.v,
+                               params, self.rng)
+
+    def reference_record(self) -> Reference:
+        """Step 2's reference, and step 3's judge and per-element steps (frozen)."""
+        diagonal = ({k: s for k, (s, *_) in self.diag.items()}
+                    if self.elementwise_confirmed else {})
+        return Reference(self.ref, tuple(self.ref_weights), self.ref_dtype, self.f0, self.h,
+                         self.eps_ref, self.verdict, diagonal)
+
+    def skip(self, note: str) -> None:
+        """A check that could not run, and why: ``report.meta["skipped"]``."""
+        self.report.meta.setdefault("skipped", []).append(note)
 
     def forward_backward(self) -> bool:
         floats = [i for i, a in enumerate(self.args) if a.dtype.is_floating]
