@@ -37,6 +37,7 @@ from ._numerics import machine_eps, step
 from ._options import CHECK_DEFAULTS, CheckOptions, compared_modes
 from ._overflow import drop_true_overflows
 from ._quiet import own_retracing_silenced
+from ._records import ForwardBackward, Param, Reference
 from ._reference import ReferenceCalls
 from ._report import Finding, GradcheckError, Report
 from ._reproducer import check_reproducer
@@ -176,6 +177,7 @@ class _Run(ReferenceCalls):
         self.stack_samples = True  # until a stacked call fails or disagrees (see stacked())
         self.stacked_calls = 0
         self.analytic = analytic_source(self.tgt.fn)  # "autodiff" or "your grad fn"
+        self.elementwise_confirmed = False  # step 3's per-element route applied (self.diag)
 
     def add(self, kind: str, message: str, **details: Any) -> None:
         if self.inputs_shown is None:  # built on the first finding: tolist() is not free
@@ -211,11 +213,31 @@ class _Run(ReferenceCalls):
         if compared is None:
             return  # the target raised next to the input: reported, nothing more to learn
         if compared and self.order == 2:
-            check_second_order(self)
+            check_second_order(self.first_order_record(), self.reference_record(),
+                               add=self.add, skip=self.skip)
         if self.modes and not noisy:  # tf.function (and XLA, another device) agree with eager
             check_modes(self)
         if self.policies:
-            check_policies(self)
+            check_policies(self.first_order_record(), self.policies, add=self.add,
+                           skip=self.skip)
+
+    def first_order_record(self) -> ForwardBackward:
+        """Step 1's results as the checks after the first-order one read them (frozen)."""
+        params = tuple(Param(p.label, p.value, p.is_weight, p.arg_index, p.weight, p.grad)
+                       for p in self.params)
+        return ForwardBackward(self.tgt, tuple(self.args), self.dtype, self.y64, self.v,
+                               params, self.rng)
+
+    def reference_record(self) -> Reference:
+        """Step 2's reference, and step 3's judge and per-element steps (frozen)."""
+        diagonal = ({k: s for k, (s, *_) in self.diag.items()}
+                    if self.elementwise_confirmed else {})
+        return Reference(self.ref, tuple(self.ref_weights), self.ref_dtype, self.f0, self.h,
+                         self.eps_ref, self.verdict, diagonal)
+
+    def skip(self, note: str) -> None:
+        """A check that could not run, and why: ``report.meta["skipped"]``."""
+        self.report.meta.setdefault("skipped", []).append(note)
 
     def compare(self) -> bool | None:
         """Steps 2 and 3: the reference, then the gradients against it. False where there is

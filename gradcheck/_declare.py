@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import numbers
 import sys
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
 from . import _kerases as kerases
 from . import _options
-from ._intent import (KERAS_CALL_ARGUMENTS, check_keras_call_arguments, gradient_option,
-                      xfail_option)
-from ._options import DTYPES, POLICIES
+from ._intent import KERAS_CALL_ARGUMENTS, check_keras_call_arguments, xfail_option
+from ._options import DTYPES, POLICIES, CheckOptions
 from ._options import describe as _describe
-from ._options import number as _number
-from ._options import tolerance as _tolerance
 
 __all__ = ["DTYPES", "Declaration", "Registered", "activation", "layer", "registry",
            "registered_in"]
@@ -47,8 +43,10 @@ class Declaration:
     """What to fuzz a target with. Built by :func:`activation` and :func:`layer`.
 
     Values are validated and normalized on construction (tuples of floats, dtype names as
-    strings); an impossible value raises ``TypeError`` or ``ValueError`` saying what was
-    given and what is valid.
+    strings) by the validators of :mod:`gradcheck._options`; an impossible value raises
+    ``TypeError`` or ``ValueError`` saying what was given and what is valid. The options
+    :func:`gradcheck.check` takes are validated once, as the :class:`CheckOptions` the
+    declaration holds (``options``), and read back from it.
 
     Attributes:
         kind: ``"activation"`` or ``"layer"``.
@@ -78,6 +76,10 @@ class Declaration:
             are reported xfailed, or xpassed once fixed (:mod:`gradcheck._xfail`).
         sweep: False skips the first phase of an elementwise target: ``gradcheck.sweep`` over
             the declared domain, or the dtype's whole range when none is declared.
+        options: the :class:`CheckOptions` every check of the target gets (fuzzing, the plot,
+            the sweep), made from the fields above; its ``domain`` is None where none is
+            declared (the default domain is only where Hypothesis draws, and finite-difference
+            steps may leave it). Not an argument.
     """
 
     kind: str
@@ -99,39 +101,45 @@ class Declaration:
     gradient: Callable | None = field(default=None, compare=False)
     xfail: str | Mapping[str, str] | None = field(default=None, hash=False)
     sweep: bool = True
+    options: CheckOptions = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {self.kind!r}")
+        declared = not isinstance(self.domain, _DefaultDomain)
+        for name in ("elementwise", "batch_independent"):
+            # A declaration promises its structure: True or False, nothing left to infer.
+            _options.flag(name, getattr(self, name))
+        # Where inputs are drawn from: a pair, where check()'s domain may also be None.
+        domain = _options.interval(self.domain, optional=False) if declared else None
+        options = CheckOptions(**{name: getattr(self, name) for name in _options.CHECK_DEFAULTS
+                                  if name != "domain"}, domain=domain)
+        if options.policies and self.kind != "layer":
+            raise TypeError("policies is for @gradcheck.layer (a mixed-precision policy "
+                            "changes how a layer casts its inputs and variables); check an "
+                            "activation in float16/bfloat16 with dtypes=(...) instead")
         normalized = {
-            "domain": (self.domain if isinstance(self.domain, _DefaultDomain)
-                       else _interval("domain", self.domain)),
-            "dtypes": _dtypes(self.dtypes),
-            "elementwise": _flag("elementwise", self.elementwise),
-            "batch_independent": _flag("batch_independent", self.batch_independent),
-            "input_shape": _input_shape(self.input_shape),
-            "args": _args(self.args),
-            "max_examples": _max_examples(self.max_examples),
-            "rtol": _tolerance("rtol", self.rtol),
-            "atol": _tolerance("atol", self.atol),
-            "init": _init(self.kind, self.init),
-            "order": _options.order(self.order),
-            "modes": _options.modes(self.modes),
-            "policies": _policies(self.kind, self.policies),
-            "timeout": _tolerance("timeout", self.timeout),  # seconds
-            "gradient": gradient_option(self.gradient, self.order),
+            **{name: getattr(options, name) for name in _options.CHECK_DEFAULTS},
+            "domain": domain if declared else self.domain,
+            "dtypes": _options.dtypes(self.dtypes),
+            "input_shape": _options.input_shape(self.input_shape),
+            "args": _options.args(self.args),
+            "max_examples": _options.max_examples(self.max_examples),
+            "init": _layer_init(self.kind, self.init),
+            "timeout": _options.tolerance("timeout", self.timeout),  # seconds
             "xfail": xfail_option(self.xfail, DTYPES),
-            "sweep": _flag("sweep", self.sweep),
+            "sweep": _options.flag("sweep", self.sweep),
+            "options": options,
         }
-        normalized["kinks"] = _kinks(self.kinks, normalized["domain"])
+        normalized["kinks"] = _options.kinks(self.kinks, normalized["domain"])
         for name, value in normalized.items():
             object.__setattr__(self, name, value)
 
     domain_declared = property(lambda self: not isinstance(self.domain, _DefaultDomain))
 
 
-#: Option names accepted by the decorators (every Declaration field but ``kind``).
-OPTIONS = tuple(f.name for f in fields(Declaration) if f.name != "kind")
+#: Option names accepted by the decorators (every Declaration argument but ``kind``).
+OPTIONS = tuple(f.name for f in fields(Declaration) if f.init and f.name != "kind")
 
 
 @dataclass
@@ -437,127 +445,10 @@ def _check_signature(target: Any, kind: str, declaration: Declaration, where: st
                             f"pass them as init={{{required[0]!r}: ...}}")
 
 
-# -- option validators: each returns the normalized value or raises naming the option ----------
+# -- which kind of target an option applies to (the values: gradcheck._options) ----------------
 
-def _interval(option: str, value: Any) -> tuple[float, float]:
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"{option} must be a pair (low, high), got {_describe(value)}")
-    low, high = (_number(f"{option} bound", v) for v in value)
-    if not low < high:
-        raise ValueError(f"{option} must have low < high, got ({low!r}, {high!r})")
-    return (low, high)
-
-
-def _dtypes(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str) or hasattr(value, "name") and not isinstance(value, (tuple, list)):
-        value = (value,)
-    if not isinstance(value, (tuple, list)):
-        raise TypeError(f"dtypes must be a tuple of dtype names from {DTYPES}, "
-                        f"got {_describe(value)}")
-    names: list[str] = []
-    for item in value:
-        name = item if isinstance(item, str) else getattr(item, "name", None)
-        if name not in DTYPES:
-            raise ValueError(f"dtypes: unknown dtype {item!r}; expected names from {DTYPES}")
-        if name not in names:
-            names.append(name)
-    if not names:
-        raise ValueError(f"dtypes must name at least one of {DTYPES}, got an empty {value!r}")
-    return tuple(names)
-
-
-def _flag(option: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{option} must be True or False, got {_describe(value)}")
-    return value
-
-
-def _dimension(option: str, value: Any, *, allow_none: bool) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        valid = "a positive int or None (drawn)" if allow_none else "a positive int"
-        raise ValueError(f"{option} entries must each be {valid}, got {value!r}")
-    return int(value)
-
-
-def _input_shape(value: Any) -> tuple | None:
-    if value is None:
-        return None
-    if not isinstance(value, (tuple, list)):
-        raise TypeError(f"input_shape must be a tuple such as (None, 4), got {_describe(value)}")
-    if not value:
-        raise ValueError("input_shape must have at least one dimension (the batch axis), "
-                         "got (); use e.g. (None,)")
-    return tuple(_dimension("input_shape", d, allow_none=True) for d in value)
-
-
-def _args(value: Any) -> dict[str, tuple]:
-    if not isinstance(value, Mapping):
-        raise TypeError(f"args must be a dict name -> (low, high) or (shape, low, high), "
-                        f"got {_describe(value)}")
-    specs: dict[str, tuple] = {}
-    for name, spec in value.items():
-        if not isinstance(name, str) or not name.isidentifier():
-            raise TypeError(f"args keys must be parameter names, got {name!r}")
-        where = f"args[{name!r}]"
-        if isinstance(spec, (tuple, list)) and len(spec) == 2:
-            specs[name] = _interval(where, spec)
-        elif isinstance(spec, (tuple, list)) and len(spec) == 3:
-            shape = spec[0]
-            if not isinstance(shape, (tuple, list)):
-                raise TypeError(f"{where} shape must be a tuple of ints such as (4,), "
-                                f"got {_describe(shape)}")
-            shape = tuple(_dimension(f"{where} shape", d, allow_none=False) for d in shape)
-            specs[name] = (shape, *_interval(where, spec[1:]))
-        else:
-            raise TypeError(f"{where} must be (low, high) for a scalar or (shape, low, high) "
-                            f"for a tensor, got {_describe(spec)}")
-    return specs
-
-
-def _kinks(value: Any, domain: tuple[float, float]) -> tuple[float, ...]:
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        value = (value,)
-    if not isinstance(value, (tuple, list)):
-        raise TypeError(f"kinks must be a tuple of numbers, got {_describe(value)}")
-    kinks = tuple(_number("kinks entry", v) for v in value)
-    outside = [k for k in kinks if not domain[0] <= k <= domain[1]]
-    if outside:
-        raise ValueError(f"kinks {outside[0]!r} lies outside domain {domain}; "
-                         "widen the domain or drop the kink")
-    return kinks
-
-
-def _max_examples(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"max_examples must be a positive int or None, got {_describe(value)}")
-    if value < 1:
-        raise ValueError(f"max_examples must be at least 1, got {value!r}")
-    return int(value)
-
-
-def _policies(kind: str, value: Any) -> tuple[str, ...]:
-    names = _options.policies(value)
-    if names and kind != "layer":
-        raise TypeError("policies is for @gradcheck.layer (a mixed-precision policy changes how "
-                        "a layer casts its inputs and variables); check an activation in "
-                        "float16/bfloat16 with dtypes=(...) instead")
-    return names
-
-
-def _init(kind: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise TypeError(f"init must be a dict of keyword arguments, got {_describe(value)}")
-    if value and kind != "layer":
+def _layer_init(kind: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, Mapping) and value and kind != "layer":
         raise TypeError("init is for @gradcheck.layer (keyword arguments of a Layer class); "
                         "an activation takes no init")
-    bad = [k for k in value if not isinstance(k, str)]
-    if bad:
-        raise TypeError(f"init keys must be argument names, got {bad[0]!r}")
-    if "dtype" in value:
-        raise ValueError("init must not contain 'dtype': each checked dtype builds its own "
-                         "layer; restrict dtypes with dtypes=(...) instead")
-    return dict(value)
+    return _options.init(value)

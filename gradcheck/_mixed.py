@@ -46,7 +46,7 @@ layer (the reference and its rounding window) -- measured in ``bench/beyond_cost
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -55,6 +55,7 @@ from . import _kerases as kerases
 from ._arrays import _f64, _index, _signed, _smallest_normal, _tail
 from ._numerics import ANALYTIC_ULPS, machine_eps
 from ._options import policies as policy_names
+from ._records import Add, ForwardBackward, Skip
 from ._targets import LayerTarget, weights_set_to
 
 __all__ = ["normalize_policies", "check_policies", "policy_scope"]
@@ -84,63 +85,84 @@ def policy_scope(policy: str, layer: Any = None) -> Iterator[None]:
         yield
 
 
-def check_policies(run: Any) -> None:
-    for policy in run.policies:
-        _check_policy(run, policy)
+def check_policies(fb: ForwardBackward, policies: Sequence[str], *, add: Add,
+                   skip: Skip) -> None:
+    """Check ``fb``'s layer under each of ``policies`` against its float32 self: findings
+    through ``add``, a comparison that cannot run through ``skip``."""
+    cotangent = _Cotangent(fb.rng)  # one per check: every policy gets the same
+    for policy in policies:
+        _check_policy(fb, policy, cotangent, add, skip)
 
 
-def _check_policy(run: Any, policy: str) -> None:
+class _Cotangent:
+    """A random, signed cotangent per output shape, drawn from the check's generator on
+    first use (the mixed layer and its float32 reference get the same)."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng, self.shape, self.value = rng, None, None
+
+    def of(self, shape: Any, compute: str) -> tf.Tensor:
+        """The cotangent for an output of ``shape``, rounded to the compute dtype."""
+        key = tuple(shape.as_list())
+        if self.value is None or self.shape != key:
+            self.shape, self.value = key, _signed(self.rng, key)
+        return tf.cast(tf.cast(self.value, compute), tf.float32)
+
+
+def _check_policy(fb: ForwardBackward, policy: str, cotangent: _Cotangent, add: Add,
+                  skip: Skip) -> None:
     compute = COMPUTE[policy]
     where = f"under policy {policy} (compute dtype {compute}, variables float32)"
-    floats = [i for i, a in enumerate(run.args) if a.dtype.is_floating]
-    inputs = [tf.cast(a, tf.float32) if a.dtype.is_floating else a for a in run.args]
+    floats = [i for i, a in enumerate(fb.args) if a.dtype.is_floating]
+    inputs = [tf.cast(a, tf.float32) if a.dtype.is_floating else a for a in fb.args]
+    # The inputs' labels are the core's (one param per floating input, in order).
+    input_labels = [p.label for p in fb.params if not p.is_weight]
     try:
-        mixed = _build(run.tgt, policy, inputs)
+        mixed = _build(fb.target, policy, inputs)
     except Exception as exc:  # noqa: BLE001 - the layer's own failure is a finding
-        run.add("error", f"{where}: raised {type(exc).__name__} when built and called: {exc}",
-                policy=policy, exception=type(exc).__name__, traceback_tail=_tail(exc))
+        add("error", f"{where}: raised {type(exc).__name__} when built and called: {exc}",
+            policy=policy, exception=type(exc).__name__, traceback_tail=_tail(exc))
         return
     for w in mixed.weights:
         if _dtype_name(w) != "float32":
-            run.add("dtype_mismatch",
-                    f"{where}: variable {w.name!r} is {_dtype_name(w)}; mixed precision keeps "
-                    f"variables in float32 (an optimizer's small updates vanish in "
-                    f"{compute}): create it with self.add_weight(...) without dtype=, or with "
-                    f"dtype=self.variable_dtype, not self.compute_dtype",
-                    policy=policy, variable=w.name, expected="float32", found=_dtype_name(w))
-    reference = _reference(run)
-    mine = LayerTarget(mixed, run.tgt.name)
+            add("dtype_mismatch",
+                f"{where}: variable {w.name!r} is {_dtype_name(w)}; mixed precision keeps "
+                f"variables in float32 (an optimizer's small updates vanish in "
+                f"{compute}): create it with self.add_weight(...) without dtype=, or with "
+                f"dtype=self.variable_dtype, not self.compute_dtype",
+                policy=policy, variable=w.name, expected="float32", found=_dtype_name(w))
+    reference = _reference(fb)
+    mine = LayerTarget(mixed, fb.target.name)
     try:
         y, grads, labels = _forward_backward(mine, inputs, floats, mine.tracked_weights(),
-                                             None, compute, run)
+                                             None, cotangent, compute, input_labels)
     except Exception as exc:  # noqa: BLE001
-        run.add("error", f"{where}: raised {type(exc).__name__} when called and "
-                f"differentiated: {exc}", policy=policy, exception=type(exc).__name__,
-                traceback_tail=_tail(exc))
+        add("error", f"{where}: raised {type(exc).__name__} when called and "
+            f"differentiated: {exc}", policy=policy, exception=type(exc).__name__,
+            traceback_tail=_tail(exc))
         return
     if y.dtype.name != compute:
-        run.add("dtype_mismatch",
-                f"{where}: output dtype is {y.dtype.name}, expected the compute dtype {compute} "
-                f"(a hard-coded cast? under a mixed policy self.dtype is the variable dtype, "
-                f"float32: cast with self.compute_dtype)",
-                policy=policy, expected=compute, found=y.dtype.name)
+        add("dtype_mismatch",
+            f"{where}: output dtype is {y.dtype.name}, expected the compute dtype {compute} "
+            f"(a hard-coded cast? under a mixed policy self.dtype is the variable dtype, "
+            f"float32: cast with self.compute_dtype)",
+            policy=policy, expected=compute, found=y.dtype.name)
     if reference is None:
-        run.report.meta.setdefault("skipped", []).append(
-            f"{policy}: gradients not compared (no float32 copy of the layer could be built)")
+        skip(f"{policy}: gradients not compared (no float32 copy of the layer could be built)")
         return
     ref, ref_weights = reference
     rounded = [tf.cast(tf.cast(a, compute), tf.float32) if a.dtype.is_floating else a
                for a in inputs]
     values = [tf.cast(tf.cast(w, compute), w.dtype) for w in ref_weights]
-    y_ref, grads_ref, _ = _forward_backward(ref, rounded, floats, ref_weights, values, compute,
-                                            run)
+    y_ref, grads_ref, _ = _forward_backward(ref, rounded, floats, ref_weights, values,
+                                            cotangent, compute, input_labels)
     # The rounding window: the reference again with every input and weight moved by
     # +-ANALYTIC_ULPS roundings of the compute dtype (one random sign pattern, both ways, so
     # that a pre-activation within rounding of a ReLU kink lands on each side once).
     delta = ANALYTIC_ULPS * machine_eps(compute)
     window = []
-    signs = [_signed(run.rng, tuple(t.shape)) > 0 for t in rounded if t.dtype.is_floating]
-    w_signs = [_signed(run.rng, tuple(w.shape)) > 0 for w in ref_weights]
+    signs = [_signed(fb.rng, tuple(t.shape)) > 0 for t in rounded if t.dtype.is_floating]
+    w_signs = [_signed(fb.rng, tuple(w.shape)) > 0 for w in ref_weights]
     for side in (1.0, -1.0):
         moved = list(rounded)
         for i, sign in zip(floats, signs):
@@ -148,27 +170,27 @@ def _check_policy(run: Any, policy: str) -> None:
                                                 tf.float32)
         w_moved = [v * tf.constant(1 + side * delta * np.where(sign, 1, -1), v.dtype)
                    for v, sign in zip(values, w_signs)]
-        window.append(_forward_backward(ref, moved, floats, ref_weights, w_moved, compute,
-                                        run)[1])
-    _compare(run, where, policy, compute, _f64(y), _f64(y_ref),
+        window.append(_forward_backward(ref, moved, floats, ref_weights, w_moved, cotangent,
+                                        compute, input_labels)[1])
+    _compare(fb, add, cotangent.value, where, policy, compute, _f64(y), _f64(y_ref),
              list(zip(labels, grads, grads_ref, [inputs[i].dtype for i in floats]
                       + [tf.float32] * (len(labels) - len(floats)), *window)))
 
 
-def _reference(run: Any):
+def _reference(fb: ForwardBackward):
     """The layer in float32 with the same weights (the layer itself if it is float32)."""
-    own = run.tgt.tracked_weights()
-    if run.tgt.layer.compute_dtype == "float32" and all(
-            _dtype_name(w) == "float32" for w in own):
-        return run.tgt, own
-    twin = run.tgt.twin(tf.float32, [tf.cast(a, tf.float32) if a.dtype.is_floating else a
-                                     for a in run.args], own)
-    return twin
+    tgt = fb.target
+    own = tgt.tracked_weights()
+    if tgt.layer.compute_dtype == "float32" and all(_dtype_name(w) == "float32" for w in own):
+        return tgt, own
+    return tgt.twin(tf.float32, [tf.cast(a, tf.float32) if a.dtype.is_floating else a
+                                 for a in fb.args], own)
 
 
 def _forward_backward(target: Any, inputs: list, floats: list[int], weights: list,
-                      values: list | None, compute: str, run: Any):
-    """Output and VJP (float64 NumPy per source, None for a None gradient) with the run's
+                      values: list | None, cotangent: _Cotangent, compute: str,
+                      input_labels: list[str]):
+    """Output and VJP (float64 NumPy per source, None for a None gradient) with the check's
     cotangent rounded to the compute dtype; the weights hold ``values`` for the call (for the
     reference: rounded to the compute dtype, as Keras' autocast does in the mixed layer), and
     are restored."""
@@ -177,11 +199,10 @@ def _forward_backward(target: Any, inputs: list, floats: list[int], weights: lis
             for i in floats:
                 tape.watch(inputs[i])
             y = tf.convert_to_tensor(target(inputs))
-        v = _cotangent(run, y.shape, compute)
+        v = cotangent.of(y.shape, compute)
         sources = [inputs[i] for i in floats] + list(weights)
         grads = tape.gradient(y, sources, output_gradients=tf.cast(v, y.dtype))
-    labels = [f"input {run._arg_label(i)}" for i in floats] + [f"weight {w.name!r}"
-                                                                 for w in weights]
+    labels = list(input_labels) + [f"weight {w.name!r}" for w in weights]
     out = []
     for g in grads:
         if isinstance(g, tf.IndexedSlices):
@@ -190,19 +211,8 @@ def _forward_backward(target: Any, inputs: list, floats: list[int], weights: lis
     return y, out, labels
 
 
-def _cotangent(run: Any, shape: Any, compute: str) -> tf.Tensor:
-    """A random, signed cotangent, one per run and output shape (the mixed layer and its
-    float32 reference get the same), rounded to the compute dtype."""
-    key = tuple(shape.as_list())
-    cached = getattr(run, "_mixed_cotangent", None)
-    if cached is None or cached[0] != key:
-        cached = (key, _signed(run.rng, key))
-        run._mixed_cotangent = cached
-    return tf.cast(tf.cast(cached[1], compute), tf.float32)
-
-
-def _compare(run: Any, where: str, policy: str, compute: str, y: np.ndarray, y_ref: np.ndarray,
-             grads: list) -> None:
+def _compare(fb: ForwardBackward, add: Add, v: np.ndarray, where: str, policy: str,
+             compute: str, y: np.ndarray, y_ref: np.ndarray, grads: list) -> None:
     """Output finite where the reference is (and representable) and close to it; each
     gradient present, float32 for variables, finite, and close to the reference's.
 
@@ -240,13 +250,13 @@ def _compare(run: Any, where: str, policy: str, compute: str, y: np.ndarray, y_r
     bad = ~np.isfinite(y) & np.isfinite(y_ref) & (np.abs(y_ref) <= big)
     if bad.any():
         j = int(np.argmax(bad))
-        run.add("nonfinite_output",
-                f"{where}: output is {y.flat[j]} at index {_index(j, y.shape)} where the "
-                f"float32 layer gives {y_ref.flat[j]:.6g}, which {compute} can hold "
-                f"({int(bad.sum())} / {bad.size} entries); an intermediate overflows "
-                f"{compute} (a sum of squares, exp)? compute it in float32",
-                policy=policy, index=list(_index(j, y.shape)), count=int(bad.sum()),
-                reference=y_ref.flat[j])
+        add("nonfinite_output",
+            f"{where}: output is {y.flat[j]} at index {_index(j, y.shape)} where the "
+            f"float32 layer gives {y_ref.flat[j]:.6g}, which {compute} can hold "
+            f"({int(bad.sum())} / {bad.size} entries); an intermediate overflows "
+            f"{compute} (a sum of squares, exp)? compute it in float32",
+            policy=policy, index=list(_index(j, y.shape)), count=int(bad.sum()),
+            reference=y_ref.flat[j])
         return
     if not np.isfinite(y).all():
         return  # the reference overflows too: nothing to compare
@@ -255,48 +265,48 @@ def _compare(run: Any, where: str, policy: str, compute: str, y: np.ndarray, y_r
     diff = np.abs(y - y_ref)
     if (diff > tol).any():
         j = int(np.argmax(diff))
-        run.add("dtype_mismatch",
-                f"{where}: the output differs from the float32 layer's at index "
-                f"{_index(j, y.shape)}: {y.flat[j]:.6g} vs {y_ref.flat[j]:.6g} (difference "
-                f"{diff.flat[j]:.3g}, tolerance {tol:.3g}: {2 * ANALYTIC_ULPS:g} roundings of "
-                f"{compute} at the output's size {y_size:.3g}); {int((diff > tol).sum())} / "
-                f"{y.size} entries differ: the layer does not compute in {compute}; an "
-                f"intermediate that overflows or underflows it (a sum of squares beyond "
-                f"{big:.6g}, an epsilon below {tiny:.3g}) or cancels? compute it in float32",
-                policy=policy, index=list(_index(j, y.shape)), value=y.flat[j],
-                reference=y_ref.flat[j], difference=diff.flat[j], tolerance=tol,
-                mismatched=int((diff > tol).sum()), total=int(y.size))
-    chain = float(np.max(np.abs(run._mixed_cotangent[1]), initial=0.0)) * max(
+        add("dtype_mismatch",
+            f"{where}: the output differs from the float32 layer's at index "
+            f"{_index(j, y.shape)}: {y.flat[j]:.6g} vs {y_ref.flat[j]:.6g} (difference "
+            f"{diff.flat[j]:.3g}, tolerance {tol:.3g}: {2 * ANALYTIC_ULPS:g} roundings of "
+            f"{compute} at the output's size {y_size:.3g}); {int((diff > tol).sum())} / "
+            f"{y.size} entries differ: the layer does not compute in {compute}; an "
+            f"intermediate that overflows or underflows it (a sum of squares beyond "
+            f"{big:.6g}, an epsilon below {tiny:.3g}) or cancels? compute it in float32",
+            policy=policy, index=list(_index(j, y.shape)), value=y.flat[j],
+            reference=y_ref.flat[j], difference=diff.flat[j], tolerance=tol,
+            mismatched=int((diff > tol).sum()), total=int(y.size))
+    chain = float(np.max(np.abs(v), initial=0.0)) * max(
         1.0, float(np.max(np.abs(y_ref), initial=0.0)))
     levers = {kind: max([1.0] + [float(np.max(np.abs(p.value), initial=0.0))
-                                 for p in run.params if p.is_weight == is_weight])
+                                 for p in fb.params if p.is_weight == is_weight])
               for kind, is_weight in (("input", False), ("weight", True))}
     for label, ours, theirs, dtype, *window in grads:
         if theirs is None:
             continue  # None in float32 too: the first-order check judged it
         if ours is None:
-            run.add("disconnected_gradient",
-                    f"{where}: the gradient for {label} is None, but not in float32; a cast "
-                    f"through a non-float type or a tf.stop_gradient on the mixed path?",
-                    policy=policy, param=label)
+            add("disconnected_gradient",
+                f"{where}: the gradient for {label} is None, but not in float32; a cast "
+                f"through a non-float type or a tf.stop_gradient on the mixed path?",
+                policy=policy, param=label)
             continue
         (g_dtype, g), (_, g_ref) = ours, theirs
         if g_dtype != dtype.name:
-            run.add("dtype_mismatch",
-                    f"{where}: the gradient for {label} is {g_dtype}, expected {dtype.name} "
-                    f"(gradients reach float32 variables in float32)",
-                    policy=policy, param=label, expected=dtype.name, found=g_dtype)
+            add("dtype_mismatch",
+                f"{where}: the gradient for {label} is {g_dtype}, expected {dtype.name} "
+                f"(gradients reach float32 variables in float32)",
+                policy=policy, param=label, expected=dtype.name, found=g_dtype)
             continue
         bad = ~np.isfinite(g) & np.isfinite(g_ref)
         if bad.any():
             j = int(np.argmax(bad))
-            run.add("nonfinite_gradient",
-                    f"{where}: the gradient for {label} is {g.flat[j]} at index "
-                    f"{_index(j, g.shape)} where the float32 layer's is {g_ref.flat[j]:.6g} "
-                    f"({int(bad.sum())} / {bad.size} entries); an intermediate overflows "
-                    f"{compute}? (loss scaling does not fix an overflow in the layer itself)",
-                    policy=policy, param=label, index=list(_index(j, g.shape)),
-                    count=int(bad.sum()), reference=g_ref.flat[j])
+            add("nonfinite_gradient",
+                f"{where}: the gradient for {label} is {g.flat[j]} at index "
+                f"{_index(j, g.shape)} where the float32 layer's is {g_ref.flat[j]:.6g} "
+                f"({int(bad.sum())} / {bad.size} entries); an intermediate overflows "
+                f"{compute}? (loss scaling does not fix an overflow in the layer itself)",
+                policy=policy, param=label, index=list(_index(j, g.shape)),
+                count=int(bad.sum()), reference=g_ref.flat[j])
             continue
         finite = np.isfinite(g_ref)
         if not finite.any():
@@ -314,18 +324,18 @@ def _compare(run: Any, where: str, policy: str, compute: str, y: np.ndarray, y_r
         if not (diff > tol).any():
             continue
         j = int(np.argmax(diff))
-        run.add("gradient_mismatch",
-                f"{where}: the gradient for {label} differs from the float32 layer's at "
-                f"index {_index(j, g.shape)}: {g.flat[j]:.6g} vs {g_ref.flat[j]:.6g} "
-                f"(difference {diff.flat[j]:.3g}, tolerance {tol:.3g}: {ANALYTIC_ULPS:g} "
-                f"roundings of {compute} at the gradient's size {size:.3g}, summed over "
-                f"{terms:g} terms); "
-                f"{int((diff > tol).sum())} / {g.size} entries differ; an intermediate that "
-                f"overflows or underflows {compute}, or loses its precision (a sum of squares, "
-                f"a small epsilon)? compute it in float32",
-                policy=policy, param=label, index=list(_index(j, g.shape)),
-                value=g.flat[j], reference=g_ref.flat[j], difference=diff.flat[j],
-                tolerance=tol, mismatched=int((diff > tol).sum()), total=int(g.size))
+        add("gradient_mismatch",
+            f"{where}: the gradient for {label} differs from the float32 layer's at "
+            f"index {_index(j, g.shape)}: {g.flat[j]:.6g} vs {g_ref.flat[j]:.6g} "
+            f"(difference {diff.flat[j]:.3g}, tolerance {tol:.3g}: {ANALYTIC_ULPS:g} "
+            f"roundings of {compute} at the gradient's size {size:.3g}, summed over "
+            f"{terms:g} terms); "
+            f"{int((diff > tol).sum())} / {g.size} entries differ; an intermediate that "
+            f"overflows or underflows {compute}, or loses its precision (a sum of squares, "
+            f"a small epsilon)? compute it in float32",
+            policy=policy, param=label, index=list(_index(j, g.shape)),
+            value=g.flat[j], reference=g_ref.flat[j], difference=diff.flat[j],
+            tolerance=tol, mismatched=int((diff > tol).sum()), total=int(g.size))
 
 
 def _build(tgt: Any, policy: str, inputs: list) -> Any:
@@ -357,5 +367,5 @@ def _build(tgt: Any, policy: str, inputs: list) -> Any:
 
 
 def _dtype_name(variable: Any) -> str:
-    dtype = variable.dtype
-    return dtype if isinstance(dtype, str) else getattr(dtype, "name", str(dtype))
+    """A variable's dtype name: Keras 3 gives a string, tf-keras a tf.DType."""
+    return tf.as_dtype(variable.dtype).name

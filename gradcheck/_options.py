@@ -1,9 +1,10 @@
 """The options of a check: their names, defaults and validators, free of TensorFlow.
 
 One table each of dtype names, derivative orders, execution modes and mixed-precision policies,
-and one validator per option that several entry points accept, so that the declarations
-(``gradcheck._declare``), :func:`gradcheck.check`, fuzzing, the plot, the CLI and the pytest
-plugin spell and check each option the same way. Validators raise ``TypeError``/``ValueError``
+and one validator per option, so that the declarations (``gradcheck._declare``, which holds
+a :class:`CheckOptions` and adds only which kind of target an option applies to),
+:func:`gradcheck.check`, the sweep, fuzzing, the plot, the CLI and the pytest plugin spell and
+check each option the same way. Validators raise ``TypeError``/``ValueError``
 saying what was given and what is valid, without a prefix: each caller adds where the value
 came from (``gradcheck: ...``, ``@gradcheck.layer on MyLayer: ...``).
 """
@@ -18,8 +19,10 @@ from typing import Any, Callable, Mapping, Sequence
 from ._intent import gradient_option
 
 __all__ = ["DTYPES", "ORDERS", "MODES", "DEFAULT_MODES", "POLICIES", "CHECK_DEFAULTS",
-           "CheckOptions", "check_options", "check_call", "Expression", "describe", "number", "tolerance",
-           "names", "order", "modes", "compared_modes", "policies", "flag_or_none", "interval"]
+           "CheckOptions", "check_options", "check_call", "Expression", "describe", "number",
+           "tolerance", "names", "order", "modes", "compared_modes", "policies", "flag",
+           "flag_or_none", "interval", "dtypes", "input_shape", "args", "kinks", "max_examples",
+           "init"]
 
 #: The floating dtypes a target can be checked in, narrowest first.
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -63,14 +66,10 @@ class CheckOptions:
 
     @classmethod
     def of(cls, declaration: Any) -> CheckOptions:
-        """The options ``declaration`` fixes: the same for every caller, so that fuzzing, the
-        plot and the sweep reach the same verdict."""
-        options = {name: getattr(declaration, name) for name in CHECK_DEFAULTS}
-        if not getattr(declaration, "domain_declared", True):
-            # Without a declared domain the target is valid everywhere: the default domain is
-            # only where Hypothesis draws inputs, and finite-difference steps may leave it.
-            options["domain"] = None
-        return cls(**options)
+        """The options a :class:`gradcheck._declare.Declaration` fixes (it holds them, validated
+        when it was made): the same for every caller, so that fuzzing, the plot and the sweep
+        reach the same verdict."""
+        return declaration.options
 
     def keywords(self) -> dict[str, Any]:
         """As keyword arguments of :func:`gradcheck.check`."""
@@ -175,6 +174,13 @@ def compared_modes(value: Any) -> tuple[str, ...]:
     return tuple(m for m in MODES[1:] if m in chosen)
 
 
+def flag(option: str, value: Any) -> bool:
+    """True or False (a declaration's promise: nothing is inferred)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{option} must be True or False, got {describe(value)}")
+    return value
+
+
 def flag_or_none(option: str, value: Any) -> bool | None:
     """True (a promise, reported when broken), False, or None (inferred)."""
     if value is not None and not isinstance(value, bool):
@@ -183,18 +189,125 @@ def flag_or_none(option: str, value: Any) -> bool | None:
     return value
 
 
-def interval(value: Any, option: str = "domain") -> tuple[float, float] | None:
-    """None, or ``(low, high)`` of finite numbers with low < high, as floats."""
-    if value is None:
+def interval(value: Any, option: str = "domain", *,
+             optional: bool = True) -> tuple[float, float] | None:
+    """``(low, high)`` of finite numbers with low < high, as floats; or None where
+    ``optional`` (check()'s domain: no bound)."""
+    if value is None and optional:
         return None
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(f"{option} must be a pair (low, high), got {describe(value)}")
-    low, high = number(f"{option}[0]", value[0]), number(f"{option}[1]", value[1])
+    low, high = (number(f"{option} bound", bound) for bound in value)
     if not low < high:
-        raise ValueError(f"{option} must have low < high, got {tuple(value)!r}")
+        raise ValueError(f"{option} must have low < high, got ({low!r}, {high!r})")
     return (low, high)
 
 
 def policies(value: Any) -> tuple[str, ...]:
     """Mixed-precision policies from :data:`POLICIES` (None: none)."""
     return names("policies", "policy", () if value is None else value, POLICIES)
+
+
+# -- what a declaration adds: where and how fuzzing draws (see gradcheck._declare) -------------
+
+def dtypes(value: Any) -> tuple[str, ...]:
+    """Names from :data:`DTYPES` (a name, a dtype object or a tuple of them), without repeats."""
+    if isinstance(value, str) or hasattr(value, "name") and not isinstance(value, (tuple, list)):
+        value = (value,)
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"dtypes must be a tuple of dtype names from {DTYPES}, "
+                        f"got {describe(value)}")
+    found: list[str] = []
+    for item in value:
+        name = item if isinstance(item, str) else getattr(item, "name", None)
+        if name not in DTYPES:
+            raise ValueError(f"dtypes: unknown dtype {item!r}; expected names from {DTYPES}")
+        if name not in found:
+            found.append(name)
+    if not found:
+        raise ValueError(f"dtypes must name at least one of {DTYPES}, got an empty {value!r}")
+    return tuple(found)
+
+
+def _dimension(option: str, value: Any, *, allow_none: bool) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        valid = "a positive int or None (drawn)" if allow_none else "a positive int"
+        raise ValueError(f"{option} entries must each be {valid}, got {value!r}")
+    return int(value)
+
+
+def input_shape(value: Any) -> tuple | None:
+    """None (drawn), or a shape whose entries are positive ints (fixed) or None (drawn)."""
+    if value is None:
+        return None
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"input_shape must be a tuple such as (None, 4), got {describe(value)}")
+    if not value:
+        raise ValueError("input_shape must have at least one dimension (the batch axis), "
+                         "got (); use e.g. (None,)")
+    return tuple(_dimension("input_shape", d, allow_none=True) for d in value)
+
+
+def args(value: Any) -> dict[str, tuple]:
+    """Extra parameters: ``name -> (low, high)`` (a scalar) or ``(shape, low, high)``."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"args must be a dict name -> (low, high) or (shape, low, high), "
+                        f"got {describe(value)}")
+    specs: dict[str, tuple] = {}
+    for name, spec in value.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise TypeError(f"args keys must be parameter names, got {name!r}")
+        where = f"args[{name!r}]"
+        if isinstance(spec, (tuple, list)) and len(spec) == 2:
+            specs[name] = interval(spec, where, optional=False)
+        elif isinstance(spec, (tuple, list)) and len(spec) == 3:
+            shape = spec[0]
+            if not isinstance(shape, (tuple, list)):
+                raise TypeError(f"{where} shape must be a tuple of ints such as (4,), "
+                                f"got {describe(shape)}")
+            shape = tuple(_dimension(f"{where} shape", d, allow_none=False) for d in shape)
+            specs[name] = (shape, *interval(spec[1:], where, optional=False))
+        else:
+            raise TypeError(f"{where} must be (low, high) for a scalar or (shape, low, high) "
+                            f"for a tensor, got {describe(spec)}")
+    return specs
+
+
+def kinks(value: Any, domain: tuple[float, float]) -> tuple[float, ...]:
+    """Points (a number or a tuple of numbers) inside ``domain``, as floats."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"kinks must be a tuple of numbers, got {describe(value)}")
+    points = tuple(number("kinks entry", v) for v in value)
+    outside = [k for k in points if not domain[0] <= k <= domain[1]]
+    if outside:
+        raise ValueError(f"kinks {outside[0]!r} lies outside domain {domain}; "
+                         "widen the domain or drop the kink")
+    return points
+
+
+def max_examples(value: Any) -> int | None:
+    """None (the session's setting) or a positive int."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"max_examples must be a positive int or None, got {describe(value)}")
+    if value < 1:
+        raise ValueError(f"max_examples must be at least 1, got {value!r}")
+    return int(value)
+
+
+def init(value: Any) -> dict[str, Any]:
+    """A Layer class's keyword arguments, as a dict; ``dtype`` is not one of them."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"init must be a dict of keyword arguments, got {describe(value)}")
+    bad = [k for k in value if not isinstance(k, str)]
+    if bad:
+        raise TypeError(f"init keys must be argument names, got {bad[0]!r}")
+    if "dtype" in value:
+        raise ValueError("init must not contain 'dtype': each checked dtype builds its own "
+                         "layer; restrict dtypes with dtypes=(...) instead")
+    return dict(value)

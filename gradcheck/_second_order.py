@@ -57,6 +57,7 @@ import tensorflow as tf
 
 from ._arrays import _f64, _index, _signed, _tail
 from ._numerics import ANALYTIC_ULPS, machine_eps
+from ._records import Add, ForwardBackward, Reference, Skip, cast_floats
 from ._targets import weights_set_to
 
 __all__ = ["check_second_order"]
@@ -68,62 +69,60 @@ _HINT = ("the gradient is computed in a way that is not itself differentiable: N
          "from TensorFlow ops on tensors the tape sees")
 
 
-def check_second_order(run: Any) -> None:
-    """Check the second derivative of ``run``'s target after its first-order check."""
-    if not np.isfinite(run.y64).all():
+def check_second_order(fb: ForwardBackward, ref: Reference, *, add: Add, skip: Skip) -> None:
+    """Check the second derivative of ``fb``'s target after its first-order check: findings
+    through ``add``, a check that cannot run through ``skip``."""
+    if not np.isfinite(fb.y64).all():
         return  # reported by the core; nothing to difference
-    usable = [k for k, p in enumerate(run.params) if p.grad is not None]
+    usable = [k for k, p in enumerate(fb.params) if p.grad is not None]
     if not usable:
         return  # no usable first derivative: the core's findings say why
-    if machine_eps(run.ref_dtype.name) > machine_eps("float32"):
-        run.report.meta.setdefault("skipped", []).append(
-            f"order=2: the target runs in no dtype wider than {run.ref_dtype.name}, where "
-            f"finite differences of a gradient cannot resolve a second derivative")
+    if machine_eps(ref.dtype.name) > machine_eps("float32"):
+        skip(f"order=2: the target runs in no dtype wider than {ref.dtype.name}, where "
+             f"finite differences of a gradient cannot resolve a second derivative")
         return
     try:
-        _SecondOrder(run, usable).execute()
+        _SecondOrder(fb, ref, usable, add).execute()
     except Exception as exc:  # noqa: BLE001 - the target's own failure is a finding
-        run.add("error", f"raised {type(exc).__name__} in the second-order check "
-                f"(differentiating the gradient): {exc}; {_HINT}",
-                exception=type(exc).__name__, traceback_tail=_tail(exc), order=2)
+        add("error", f"raised {type(exc).__name__} in the second-order check "
+            f"(differentiating the gradient): {exc}; {_HINT}",
+            exception=type(exc).__name__, traceback_tail=_tail(exc), order=2)
 
 
 class _SecondOrder:
-    def __init__(self, run: Any, usable: list[int]):
-        self.run = run
+    def __init__(self, fb: ForwardBackward, ref: Reference, usable: list[int], add: Add):
+        self.fb, self.ref, self.add = fb, ref, add
+        self.params = fb.params
         self.usable = usable
-        confirmed = getattr(run, "elementwise_confirmed", False)
-        self.diag = [k for k in usable if confirmed and k in run.diag]
+        self.diag = [k for k in usable if k in ref.diagonal]
         self.rest = [k for k in usable if k not in self.diag]
-        self.weights = [k for k, p in enumerate(run.params) if p.is_weight]
-        self.w = {k: _signed(run.rng, run.params[k].value.shape) for k in usable}
-        self.u = {k: _signed(run.rng, run.params[k].value.shape)
-                  * np.maximum(1.0, np.abs(run.params[k].value)) for k in usable}
+        self.weights = [k for k, p in enumerate(self.params) if p.is_weight]
+        self.w = {k: _signed(fb.rng, self.params[k].value.shape) for k in usable}
+        self.u = {k: _signed(fb.rng, self.params[k].value.shape)
+                  * np.maximum(1.0, np.abs(self.params[k].value)) for k in usable}
         # A function's float64 reference is the same Target called with float64 inputs.
-        self.ref_is_target = run.ref is run.tgt and run.ref_dtype == run.dtype
+        self.ref_is_target = ref.call is fb.target and ref.dtype == fb.dtype
 
     # ---- analytic: nested tapes
 
     def hvp(self, reference: bool):
         """(H^T w on the diagonal params only, H^T w on all usable) as dicts k -> array|None."""
-        run = self.run
-        dtype = run.ref_dtype if reference else run.dtype
-        call = run.ref if reference else run.tgt
-        args = [run._cast_arg(a, dtype) for a in run.args] if reference else list(run.args)
-        variables = run.ref_weights if reference else [p.weight for p in run.params
-                                                         if p.is_weight]
-        source = {k: (variables[self.weights.index(k)] if run.params[k].is_weight
-                      else args[run.params[k].arg_index]) for k in self.usable}
+        fb, ref, params = self.fb, self.ref, self.params
+        call = ref.call if reference else fb.target
+        args = cast_floats(fb.args, ref.dtype) if reference else list(fb.args)
+        variables = ref.weights if reference else [p.weight for p in params if p.is_weight]
+        source = {k: (variables[self.weights.index(k)] if params[k].is_weight
+                      else args[params[k].arg_index]) for k in self.usable}
         with tf.GradientTape(persistent=True) as outer:
             for k in self.usable:
-                if not run.params[k].is_weight:
+                if not params[k].is_weight:
                     outer.watch(source[k])
             with tf.GradientTape() as inner:
                 for k in self.usable:
-                    if not run.params[k].is_weight:
+                    if not params[k].is_weight:
                         inner.watch(source[k])
                 y = call(args)
-            v = tf.constant(run.v, y.dtype)
+            v = tf.constant(fb.v, y.dtype)
             grads = inner.gradient(y, [source[k] for k in self.usable], output_gradients=v)
             g = {k: (tf.convert_to_tensor(gk) if isinstance(gk, tf.IndexedSlices) else gk)
                  for k, gk in zip(self.usable, grads)}
@@ -147,25 +146,25 @@ class _SecondOrder:
     # ---- numerical: VJPs of the reference at perturbed points
 
     def vjp(self, directions: dict[int, np.ndarray], t: float) -> dict[int, np.ndarray | None]:
-        run = self.run
-        args = [run._cast_arg(a, run.ref_dtype) for a in run.args]
+        ref, params = self.ref, self.params
+        args = cast_floats(self.fb.args, ref.dtype)
         for k, d in directions.items():
-            p = run.params[k]
+            p = params[k]
             if not p.is_weight:
-                args[p.arg_index] = tf.constant(p.value + t * d, run.ref_dtype)
+                args[p.arg_index] = tf.constant(p.value + t * d, ref.dtype)
         values = None
-        if any(run.params[k].is_weight for k in directions):
+        if any(params[k].is_weight for k in directions):
             values = [p.value + t * directions[k] if k in directions else p.value
-                      for k, p in enumerate(run.params) if p.is_weight]
-        with weights_set_to(run.ref_weights, values):
-            sources = [run.ref_weights[self.weights.index(k)] if run.params[k].is_weight
-                       else args[run.params[k].arg_index] for k in self.usable]
+                      for k, p in enumerate(params) if p.is_weight]
+        with weights_set_to(ref.weights, values):
+            sources = [ref.weights[self.weights.index(k)] if params[k].is_weight
+                       else args[params[k].arg_index] for k in self.usable]
             with tf.GradientTape() as tape:
                 for k, s in zip(self.usable, sources):
-                    if not run.params[k].is_weight:
+                    if not params[k].is_weight:
                         tape.watch(s)
-                y = run.ref(args)
-            grads = tape.gradient(y, sources, output_gradients=tf.constant(run.v, y.dtype))
+                y = ref.call(args)
+            grads = tape.gradient(y, sources, output_gradients=tf.constant(self.fb.v, y.dtype))
         return {k: _array(g) for k, g in zip(self.usable, grads)}
 
     def line(self, directions: dict[int, np.ndarray], weights: dict[int, np.ndarray],
@@ -174,7 +173,7 @@ class _SecondOrder:
         ``axes``, else summed to a scalar)."""
         out = {}
         for step in (-2, -1, 0, 1, 2):
-            g = self.g0 if step == 0 else self.vjp(directions, step * self.run.h)
+            g = self.g0 if step == 0 else self.vjp(directions, step * self.ref.h)
             terms = [weights[k] * g[k] if g[k] is not None else np.zeros_like(weights[k])
                      for k in weights]
             # Per element, the params share one shape; summed, each is summed on its own.
@@ -203,12 +202,12 @@ class _SecondOrder:
     def scale(self, k: int) -> np.ndarray:
         """The size of the chain-rule terms per entry: |v| max(1, |x|, |f|) where x and f
         share a shape (the core's low-precision floor), else |v|max max(1, |theta|, |f|)."""
-        run, p = self.run, self.run.params[k]
-        v = np.abs(run.v)
-        if p.value.shape == run.f0.shape:
-            return v * np.maximum(np.maximum(1.0, np.abs(p.value)), np.abs(run.f0))
+        p, f0 = self.params[k], self.ref.f0
+        v = np.abs(self.fb.v)
+        if p.value.shape == f0.shape:
+            return v * np.maximum(np.maximum(1.0, np.abs(p.value)), np.abs(f0))
         size = max(1.0, float(np.max(np.abs(p.value), initial=0.0)),
-                   float(np.max(np.abs(run.f0), initial=0.0)))
+                   float(np.max(np.abs(f0), initial=0.0)))
         return np.full(p.value.shape, float(np.max(v, initial=0.0)) * size)
 
     def rounding(self, w: dict[int, np.ndarray], samples: dict, per_entry: bool,
@@ -228,33 +227,33 @@ class _SecondOrder:
           h = eps^(1/3)) plus rounding, at most 16 times one sample's: a fluctuation a smooth
           line cannot have.
         """
-        run = self.run
+        fb = self.fb
         total = 0.0
         for k, wk in w.items():
             size = self.scale(k)
-            g0, p = self.g0[k], run.params[k]
+            g0, p = self.g0[k], self.params[k]
             if g0 is not None:
                 size = size + np.abs(np.nan_to_num(g0))
-                if run.dtype != run.ref_dtype and p.grad is not None:
-                    size = size + np.nan_to_num(np.abs(p.grad - g0), posinf=0.0) / run.eps
+                if fb.dtype != self.ref.dtype and p.grad is not None:
+                    size = size + np.nan_to_num(np.abs(p.grad - g0), posinf=0.0) / fb.eps
             term = np.abs(wk) * size
             total = total + (term if per_entry else float(term.sum()))
         with np.errstate(invalid="ignore", over="ignore"):
             scatter = np.abs(samples[2] - 4 * samples[1] + 6 * samples[0] - 4 * samples[-1]
                              + samples[-2]) / 16
-        return np.maximum(run.eps_ref * total * step, np.nan_to_num(scatter, nan=0.0))
+        return np.maximum(self.ref.eps_ref * total * step, np.nan_to_num(scatter, nan=0.0))
 
     def check_diagonal(self, diag: list[int], ref_diag: dict) -> None:
-        run = self.run
-        s = {k: run.diag[k][0] for k in diag}
+        fb, ref, params = self.fb, self.ref, self.params
+        s = {k: ref.diagonal[k] for k in diag}
         w = {k: self.w[k] for k in diag}
         samples = self.line(s, w, axes=False)
         analytic = sum(ref_diag[k] * s[k] for k in diag)
         smax = np.max([s[k] for k in diag], axis=0)
         terms = sum(np.abs(w[k]) * self.scale(k) for k in diag)
         rounding = self.rounding(w, samples, True, smax)
-        allowance = ANALYTIC_ULPS * run.eps_ref * (np.abs(analytic) + terms * smax ** 2)
-        verdict = run.verdict(samples, analytic, rounding, allowance)
+        allowance = ANALYTIC_ULPS * ref.eps_ref * (np.abs(analytic) + terms * smax ** 2)
+        verdict = ref.judge(samples, analytic, rounding, allowance)
         bad = ~verdict.ok
         nonfinite = bad & ~np.isfinite(analytic) & np.isfinite(verdict.numerical)
         if nonfinite.any():
@@ -270,33 +269,33 @@ class _SecondOrder:
         bound = float(verdict.bound.flat[j] + allowance.flat[j])
         if len(diag) == 1:
             k = diag[0]
-            p = run.params[k]
-            per = w[k].flat[j] * run.v.flat[j] * s[k].flat[j] ** 2
+            p = params[k]
+            per = w[k].flat[j] * fb.v.flat[j] * s[k].flat[j] ** 2
             what = (f"second derivative for {p.label} at index {idx}, x = "
-                    f"{p.value.flat[j]:.9g} ({run.dtype.name}): analytic (autodiff of the "
+                    f"{p.value.flat[j]:.9g} ({fb.dtype.name}): analytic (autodiff of the "
                     f"gradient) {analytic.flat[j] / per:.9g} vs numerical (finite differences "
-                    f"of the gradient, {run.ref_dtype.name}) {verdict.numerical.flat[j] / per:.9g}"
+                    f"of the gradient, {ref.dtype.name}) {verdict.numerical.flat[j] / per:.9g}"
                     f" ± {bound / abs(per):.3g}")
             extra = {"param": p.label, "x": p.value.flat[j],
                      "analytic": analytic.flat[j] / per,
                      "numerical": verdict.numerical.flat[j] / per, "bound": bound / abs(per)}
         else:
-            labels = ", ".join(run.params[k].label for k in diag)
+            labels = ", ".join(params[k].label for k in diag)
             what = (f"second derivatives for {labels} at index {idx}: analytic (autodiff of the "
                     f"gradient) {analytic.flat[j]:.9g} vs numerical (finite differences of the "
-                    f"gradient, {run.ref_dtype.name}) {verdict.numerical.flat[j]:.9g} ± "
+                    f"gradient, {ref.dtype.name}) {verdict.numerical.flat[j]:.9g} ± "
                     f"{bound:.3g} along the step")
-            extra = {"params": [run.params[k].label for k in diag],
+            extra = {"params": [params[k].label for k in diag],
                      "analytic": analytic.flat[j], "numerical": verdict.numerical.flat[j],
                      "bound": bound}
-        run.add("second_order_mismatch",
-                f"second-order mismatch: {what}; {int(bad.sum())} / {bad.size} elements "
-                f"({100 * bad.mean():.1f}%) mismatched; {_HINT}",
-                order=2, index=list(idx), mismatched=int(bad.sum()), total=int(bad.size),
-                **extra)
+        self.add("second_order_mismatch",
+                 f"second-order mismatch: {what}; {int(bad.sum())} / {bad.size} elements "
+                 f"({100 * bad.mean():.1f}%) mismatched; {_HINT}",
+                 order=2, index=list(idx), mismatched=int(bad.sum()), total=int(bad.size),
+                 **extra)
 
     def check_joint(self, joint: list[int], ref_all: dict) -> None:
-        run = self.run
+        ref, params = self.ref, self.params
         u = {k: self.u[k] for k in joint}
         samples = self.line(u, self.w, axes=True)
         analytic = np.asarray(sum(float((ref_all[k] * u[k]).sum()) for k in joint))
@@ -304,64 +303,62 @@ class _SecondOrder:
         terms = sum(float((np.abs(self.w[k]) * self.scale(k)).sum()) for k in self.usable)
         rounding = np.asarray(self.rounding(self.w, samples, False, umax))
         hu = sum(float((np.abs(ref_all[k]) * np.abs(u[k])).sum()) for k in joint)
-        allowance = np.asarray(ANALYTIC_ULPS * run.eps_ref * (hu + terms * umax ** 2))
-        verdict = run.verdict(samples, analytic, rounding, allowance, directional=True)
+        allowance = np.asarray(ANALYTIC_ULPS * ref.eps_ref * (hu + terms * umax ** 2))
+        verdict = ref.judge(samples, analytic, rounding, allowance, directional=True)
         if bool(np.all(verdict.ok)):
             return
-        labels = ", ".join(run.params[k].label for k in joint)
+        labels = ", ".join(params[k].label for k in joint)
         if not np.isfinite(analytic) and np.isfinite(verdict.numerical):
-            run.add("nonfinite_gradient",
-                    f"second order: the gradient of the gradient with respect to {labels} is "
-                    f"{float(analytic)} along a random direction where finite differences of "
-                    f"the gradient give {float(verdict.numerical):.6g}; the tf.where NaN trap "
-                    f"inside the gradient? (use the double-where safe input there too)",
-                    order=2, params=[run.params[k].label for k in joint],
-                    numerical=float(verdict.numerical))
+            self.add("nonfinite_gradient",
+                     f"second order: the gradient of the gradient with respect to {labels} is "
+                     f"{float(analytic)} along a random direction where finite differences of "
+                     f"the gradient give {float(verdict.numerical):.6g}; the tf.where NaN trap "
+                     f"inside the gradient? (use the double-where safe input there too)",
+                     order=2, params=[params[k].label for k in joint],
+                     numerical=float(verdict.numerical))
             return
         bound = float(verdict.bound + allowance)
-        run.add("second_order_mismatch",
-                f"second-order mismatch for {labels}: along a random direction u, the "
-                f"derivative of the gradient w.(dg/dtheta).u is {float(analytic):.9g} by "
-                f"autodiff of the gradient vs {float(verdict.numerical):.9g} ± {bound:.3g} by "
-                f"finite differences of the gradient ({run.ref_dtype.name}); {_HINT}",
-                order=2, analytic=float(analytic), numerical=float(verdict.numerical),
-                bound=bound, params=[run.params[k].label for k in joint])
+        self.add("second_order_mismatch",
+                 f"second-order mismatch for {labels}: along a random direction u, the "
+                 f"derivative of the gradient w.(dg/dtheta).u is {float(analytic):.9g} by "
+                 f"autodiff of the gradient vs {float(verdict.numerical):.9g} ± {bound:.3g} by "
+                 f"finite differences of the gradient ({ref.dtype.name}); {_HINT}",
+                 order=2, analytic=float(analytic), numerical=float(verdict.numerical),
+                 bound=bound, params=[params[k].label for k in joint])
 
     def check_disconnected(self, k: int) -> None:
         """A None second derivative is right only if the gradient does not depend on k."""
-        run, p = self.run, self.run.params[k]
+        p = self.params[k]
         samples = self.line({k: self.u[k]}, self.w, axes=True)
         umax = float(np.max(np.abs(self.u[k]), initial=1.0))
-        verdict = run.verdict(samples, np.asarray(0.0),
-                              np.asarray(self.rounding(self.w, samples, False, umax)),
-                              np.asarray(0.0), directional=True)
+        verdict = self.ref.judge(samples, np.asarray(0.0),
+                                 np.asarray(self.rounding(self.w, samples, False, umax)),
+                                 np.asarray(0.0), directional=True)
         if bool(np.all(verdict.ok)):
             return
-        run.add("disconnected_gradient",
-                f"second order: the gradient of the gradient with respect to {p.label} is None, "
-                f"but the gradient depends on {p.label} (directional derivative of the gradient "
-                f"{float(verdict.numerical):.6g} ± {float(verdict.bound):.3g} by finite "
-                f"differences, {run.ref_dtype.name}); anything differentiating this gradient "
-                f"(Hessians, gradient penalties) silently gets zero; {_HINT}",
-                param=p.label, order=2, numerical=float(verdict.numerical))
+        self.add("disconnected_gradient",
+                 f"second order: the gradient of the gradient with respect to {p.label} is "
+                 f"None, but the gradient depends on {p.label} (directional derivative of the "
+                 f"gradient {float(verdict.numerical):.6g} ± {float(verdict.bound):.3g} by "
+                 f"finite differences, {self.ref.dtype.name}); anything differentiating this "
+                 f"gradient (Hessians, gradient penalties) silently gets zero; {_HINT}",
+                 param=p.label, order=2, numerical=float(verdict.numerical))
 
     def report_nonfinite(self, diag, analytic, numerical, bad) -> None:
-        run = self.run
         j = int(np.argmax(bad))
         idx = _index(j, analytic.shape)
-        labels = ", ".join(run.params[k].label for k in diag)
-        x = run.params[diag[0]].value.flat[j]
-        run.add("nonfinite_gradient",
-                f"second order: the second derivative for {labels} is {analytic.flat[j]} at index "
-                f"{idx}, x = {x:.9g}, where finite differences of the gradient give "
-                f"{numerical.flat[j] / (self.w[diag[0]].flat[j] * run.v.flat[j]):.6g} per unit "
-                f"step ({int(bad.sum())} / {bad.size} elements); the tf.where NaN trap inside "
-                f"the gradient (a branch not taken still back-propagates 0*inf)? use the "
-                f"double-where safe input there too", order=2, index=list(idx), x=x,
-                count=int(bad.sum()))
+        labels = ", ".join(self.params[k].label for k in diag)
+        x = self.params[diag[0]].value.flat[j]
+        per = self.w[diag[0]].flat[j] * self.fb.v.flat[j]
+        self.add("nonfinite_gradient",
+                 f"second order: the second derivative for {labels} is {analytic.flat[j]} at "
+                 f"index {idx}, x = {x:.9g}, where finite differences of the gradient give "
+                 f"{numerical.flat[j] / per:.6g} per unit step ({int(bad.sum())} / {bad.size} "
+                 f"elements); the tf.where NaN trap inside the gradient (a branch not taken "
+                 f"still back-propagates 0*inf)? use the double-where safe input there too",
+                 order=2, index=list(idx), x=x, count=int(bad.sum()))
 
     def check_nonfinite(self, own_all: dict, ref_all: dict) -> None:
-        run = self.run
         for k in self.usable:
             mine, ref = own_all[k], ref_all[k]
             if mine is None or ref is None:
@@ -369,16 +366,16 @@ class _SecondOrder:
             bad = ~np.isfinite(mine) & np.isfinite(ref)
             if not bad.any():
                 continue
-            p = run.params[k]
+            p = self.params[k]
             j = int(np.argmax(bad))
             idx = _index(j, mine.shape)
-            run.add("nonfinite_gradient",
-                    f"second order: the gradient of the gradient with respect to {p.label} is "
-                    f"{mine.flat[j]} at index {idx} ({int(bad.sum())} / {bad.size} entries) "
-                    f"where the {run.ref_dtype.name} reference is {ref.flat[j]:.6g}; the "
-                    f"tf.where NaN trap inside the grad fn? (use the double-where safe input "
-                    f"there too)", param=p.label, order=2, index=list(idx),
-                    count=int(bad.sum()), reference=ref.flat[j])
+            self.add("nonfinite_gradient",
+                     f"second order: the gradient of the gradient with respect to {p.label} is "
+                     f"{mine.flat[j]} at index {idx} ({int(bad.sum())} / {bad.size} entries) "
+                     f"where the {self.ref.dtype.name} reference is {ref.flat[j]:.6g}; the "
+                     f"tf.where NaN trap inside the grad fn? (use the double-where safe input "
+                     f"there too)", param=p.label, order=2, index=list(idx),
+                     count=int(bad.sum()), reference=ref.flat[j])
 
 
 def _array(t: Any) -> np.ndarray | None:

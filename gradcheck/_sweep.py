@@ -94,7 +94,7 @@ def sweep(target: Any, *, dtype: str, domain: tuple[float, float] | None = None,
     """
     import math
 
-    from ._declare import _args, _dtypes, _interval, _kinks
+    from . import _options
 
     unknown = set(options) - _OPTIONS
     if unknown:
@@ -102,10 +102,10 @@ def sweep(target: Any, *, dtype: str, domain: tuple[float, float] | None = None,
                         f"dtype, domain, kinks, args and {sorted(_OPTIONS)}")
     name = options.pop("name", None) or name_of(target)
     try:
-        (dtype,) = _dtypes((dtype,))
-        domain = None if domain is None else _interval("domain", domain)
-        kinks = _kinks(kinks, domain or (-math.inf, math.inf))
-        scalars = _scalar_args(_args(args or {}), name)
+        (dtype,) = _options.dtypes((dtype,))
+        domain = None if domain is None else _options.interval(domain)
+        kinks = _options.kinks(kinks, domain or (-math.inf, math.inf))
+        scalars = _scalar_args(_options.args(args or {}), name)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"gradcheck.sweep({name}): {exc}") from None
     return _Sweep(lambda: target, name, dtype, domain, kinks, scalars, options).run()

@@ -91,3 +91,28 @@ def test_check_options_are_one_frozen_validated_object():
     # A declaration without a domain bounds no step: (-10, 10) is only where Hypothesis draws.
     assert CheckOptions.of(Declaration(kind="activation")).domain is None
     assert CheckOptions.of(Declaration(kind="activation", domain=(0, 1))).domain == (0.0, 1.0)
+
+
+def test_a_declaration_holds_the_check_options_it_was_validated_as():
+    from gradcheck._declare import OPTIONS
+    from gradcheck._options import CheckOptions
+
+    declaration = Declaration(kind="activation", rtol=1, modes="function", domain=[0, 5])
+    assert CheckOptions.of(declaration) is declaration.options
+    assert declaration.options == CheckOptions(elementwise=True, batch_independent=True,
+                                               rtol=1.0, modes=("function",), domain=(0.0, 5.0))
+    assert (declaration.rtol, declaration.modes, declaration.domain) == (
+        1.0, ("function",), (0.0, 5.0))
+    assert "options" not in OPTIONS  # made from the other fields, not given
+    with pytest.raises(TypeError):
+        Declaration(kind="activation", options=CheckOptions())
+
+
+def test_the_declarations_validate_with_the_options_validators_not_their_own():
+    from gradcheck import _declare, _options
+
+    def functions(module):
+        return {name.lstrip("_") for name, f in vars(module).items()
+                if inspect.isfunction(f) and f.__module__ == module.__name__}
+
+    assert functions(_declare) & functions(_options) == set()

@@ -1,6 +1,9 @@
 """The package's shape: no import circles between the modules of gradcheck/ and plugin/."""
 
 import ast
+import inspect
+import textwrap
+import typing
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,3 +125,77 @@ def test_no_module_is_over_the_size_limit():
     """Small modules with one job: a module that grows past the limit is split, not grown."""
     sizes = {path.name: len(path.read_text().splitlines()) for path in module_files().values()}
     assert {name: n for name, n in sizes.items() if n > LIMIT} == {}
+
+
+# The checks after the first-order one read the core's results as frozen records
+# (gradcheck/_records.py) and report through the callables they are handed, not through the run.
+RECORD_READERS = ("_second_order", "_mixed")
+
+
+def reaching_into_objects(source: str) -> list[str]:
+    """What in ``source`` reaches into an object it does not own: a parameter named ``run``, an
+    attribute set on anything but ``self``, ``getattr``/``hasattr``/``setattr``/``delattr``
+    (probing for attributes someone else may have set), or a private attribute (``x._name``)
+    of anything but ``self``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.arg) and node.arg == "run":
+            found.append(f"line {node.lineno}: a parameter named run")
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for changed in _changed(target):
+                    if not _is_self(changed.value):
+                        found.append(f"line {node.lineno}: sets {ast.unparse(changed)}")
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in ("getattr", "hasattr", "setattr", "delattr")):
+            found.append(f"line {node.lineno}: {node.func.id}(...)")
+        elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load)
+              and node.attr.startswith("_") and not node.attr.startswith("__")
+              and not _is_self(node.value)):
+            found.append(f"line {node.lineno}: reads {ast.unparse(node)}")
+    return sorted(found, key=lambda text: int(text.split(":")[0].split()[1]))
+
+
+def _changed(target: ast.AST) -> list[ast.Attribute]:
+    """The attributes an assignment to ``target`` changes: ``x.a = ``, ``x.a[k] = ``."""
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [a for element in target.elts for a in _changed(element)]
+    while isinstance(target, ast.Subscript):
+        target = target.value
+    return [target] if isinstance(target, ast.Attribute) else []
+
+
+def _is_self(node: ast.AST) -> bool:
+    return isinstance(node, ast.Name) and node.id == "self"
+
+
+def test_the_check_finds_a_step_reaching_into_the_run():
+    source = textwrap.dedent("""
+        def check(run):
+            cached = getattr(run, "_cache", None)
+            run._cache = cached
+            args = [run._cast_arg(a) for a in run.args]
+            run.diag[0], self.value, args[run.k] = None, 1, 2
+    """)
+    assert reaching_into_objects(source) == [
+        "line 2: a parameter named run", "line 3: getattr(...)", "line 4: sets run._cache",
+        "line 5: reads run._cast_arg", "line 6: sets run.diag"]
+
+
+def test_second_order_and_mixed_precision_read_records_not_the_run():
+    for module in RECORD_READERS:
+        source = (ROOT / PACKAGE / f"{module}.py").read_text()
+        assert reaching_into_objects(source) == [], module
+
+
+def test_their_entry_points_take_the_records():
+    from gradcheck import _mixed, _second_order
+    from gradcheck._records import ForwardBackward, Reference
+
+    for function, records in ((_second_order.check_second_order, [ForwardBackward, Reference]),
+                              (_mixed.check_policies, [ForwardBackward])):
+        hints = typing.get_type_hints(function)
+        parameters = list(inspect.signature(function).parameters)
+        assert [hints[name] for name in parameters[:len(records)]] == records, function
+        assert {"add", "skip"} <= set(parameters), function
