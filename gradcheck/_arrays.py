@@ -29,6 +29,20 @@ def _f64(t: Any) -> np.ndarray:
     return a.astype(np.float64)
 
 
+def _abs(a: np.ndarray) -> np.ndarray:
+    """|a| as a new float64 array, 0-d included (a ufunc returns a scalar for a 0-d input),
+    for a chain of in-place operations: each full-size temporary costs page faults at
+    n >= 1e5 (bench/numpy_pages.py), so the core keeps their number down."""
+    return np.abs(a, out=np.empty(np.shape(a)))
+
+
+def _abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a - b| as one new float64 array (see :func:`_abs`)."""
+    out = np.empty(np.broadcast_shapes(np.shape(a), np.shape(b)))
+    np.subtract(a, b, out=out)
+    return np.abs(out, out=out)
+
+
 def _all_finite(a: np.ndarray) -> bool:
     """No NaN/Inf in ``a``: one sum (NaN and Inf propagate through it), checked entrywise
     only when the sum is not finite, since finite entries can overflow it too."""

@@ -11,7 +11,7 @@ Top to bottom, one check is:
    route: per element for elementwise targets (after a random probe confirms the Jacobian is
    diagonal), per batch row for batch-independent ones (after a probe confirms rows are
    independent), and along one random direction for the rest (weights, broadcast parameters).
-   The routes are in ``_routes.py``.
+   The routes are in ``_routes.py``, the reference's evaluations in ``_reference.py``.
 
 Each route costs a constant number of target calls, independent of the number of elements.
 """
@@ -25,12 +25,12 @@ import numpy as np
 import tensorflow as tf
 
 from . import _routes
-from ._arrays import _all_finite, _f64, _index, _signed, _smallest_normal, _tail
+from ._arrays import _abs, _all_finite, _f64, _index, _signed, _smallest_normal, _tail
 from ._declared_gradient import DeclarationError, analytic_source, declared_gradient_checked
 from ._determinism import execute_probing
 from ._hints import nonfinite_cause
 from ._inputs import as_tensors, plain_inputs
-from ._linearity import check_dy_linearity
+from ._linearity import check_dy_linearity, compare_then_linearity
 from ._mixed import check_policies, normalize_policies
 from ._modes import check_modes
 from ._numerics import machine_eps, step
@@ -38,11 +38,12 @@ from ._options import CHECK_DEFAULTS, CheckOptions, compared_modes
 from ._overflow import drop_true_overflows
 from ._quiet import own_retracing_silenced
 from ._records import ForwardBackward, Param, Reference
+from ._reference import ReferenceCalls
 from ._report import Finding, GradcheckError, Report
 from ._reproducer import check_reproducer
 from ._second_order import check_second_order
 from ._training import run_per_training_mode
-from ._targets import Target, as_target, weights_set_to
+from ._targets import Target, as_target
 
 __all__ = ["check", "assert_gradients"]
 
@@ -149,7 +150,7 @@ class _Param:
 
 
 @dataclass
-class _Run:
+class _Run(ReferenceCalls):
     tgt: Target
     args: list
     elementwise: bool | None        # None: not declared, inferred by the probes
@@ -173,6 +174,8 @@ class _Run:
         self.report = Report(target=self.tgt.name, dtype=self.dtype.name)
         self.inputs_shown = None
         self.cut_by_domain = False  # a finite-difference sample fell outside the domain
+        self.stack_samples = True  # until a stacked call fails or disagrees (see stacked())
+        self.stacked_calls = 0
         self.analytic = analytic_source(self.tgt.fn)  # "autodiff" or "your grad fn"
         self.elementwise_confirmed = False  # step 3's per-element route applied (self.diag)
 
@@ -202,23 +205,16 @@ class _Run:
 
     def run_checks(self, noisy: bool) -> None:
         """Every check after the forward pass; a noisy target's modes are not compared."""
-        check_dy_linearity(self)
-        if self.choose_reference():
-            try:
-                self.check_nonfinite_output()
-                with declared_gradient_checked(self):
-                    self.check_gradients()
-            except (_UsageError, DeclarationError):
-                raise
-            except Exception as exc:  # noqa: BLE001 - the target failed at a nearby input
-                self.add("error", f"raised {type(exc).__name__} when evaluated for finite "
-                         f"differences, within {2 * self.h:.2g} x max(1, |x|) of the input "
-                         f"below: {exc}", exception=type(exc).__name__,
-                         traceback_tail=_tail(exc))
-                return
-            if self.order == 2:
-                check_second_order(self.first_order_record(), self.reference_record(),
-                                   add=self.add, skip=self.skip)
+        if self.gradient is not None:  # its comparison cannot see how the VJP scales with dy
+            check_dy_linearity(self)
+            compared = self.compare()
+        else:
+            compared = compare_then_linearity(self)
+        if compared is None:
+            return  # the target raised next to the input: reported, nothing more to learn
+        if compared and self.order == 2:
+            check_second_order(self.first_order_record(), self.reference_record(),
+                               add=self.add, skip=self.skip)
         if self.modes and not noisy:  # tf.function (and XLA, another device) agree with eager
             check_modes(self)
         if self.policies:
@@ -242,6 +238,26 @@ class _Run:
     def skip(self, note: str) -> None:
         """A check that could not run, and why: ``report.meta["skipped"]``."""
         self.report.meta.setdefault("skipped", []).append(note)
+
+    def compare(self) -> bool | None:
+        """Steps 2 and 3: the reference, then the gradients against it. False where there is
+        no reference, None where the target raised for finite differences (both reported)."""
+        self.inconclusive = False  # set where an entry is not judged by central differences
+        if not self.choose_reference():
+            return False
+        try:
+            self.check_nonfinite_output()
+            with declared_gradient_checked(self):
+                self.check_gradients()
+        except (_UsageError, DeclarationError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the target failed at a nearby input
+            self.add("error", f"raised {type(exc).__name__} when evaluated for finite "
+                     f"differences, within {2 * self.h:.2g} x max(1, |x|) of the input "
+                     f"below: {exc}", exception=type(exc).__name__,
+                     traceback_tail=_tail(exc))
+            return None
+        return True
 
     def forward_backward(self) -> bool:
         floats = [i for i, a in enumerate(self.args) if a.dtype.is_floating]
@@ -398,66 +414,6 @@ class _Run:
             return False
         return True
 
-    def _cast_arg(self, a: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
-        return tf.cast(a, dtype) if a.dtype.is_floating else a
-
-    def evaluate(self, directions: dict[int, np.ndarray], t: float) -> np.ndarray:
-        """The reference output (float64 NumPy) at params + t * directions[param index]."""
-        if self.ref_args is None:
-            self.ref_args = [self._cast_arg(a, self.ref_dtype) for a in self.args]
-        args = list(self.ref_args)
-        values = masked = None
-        for k, d in directions.items():
-            p = self.params[k]
-            if not p.is_weight:
-                moved = np.multiply(d, t)
-                moved += p.value
-                outside = self.outside_domain(p, moved)
-                if outside is not None:  # no sample there: one-sided differences instead
-                    self.cut_by_domain = True
-                    masked = self.unsampled(outside)
-                    if masked is None:
-                        return np.full(self.f0.shape, np.nan)
-                    moved[masked] = p.value[masked]
-                args[p.arg_index] = tf.constant(moved, self.ref_dtype)
-        if any(self.params[k].is_weight for k in directions):
-            values = [p.value + t * directions[k] if k in directions else p.value
-                      for k, p in enumerate(self.params) if p.is_weight]
-        with weights_set_to(self.ref_weights, values):
-            out = _f64(self.ref(args))
-        if masked is None:
-            return out
-        if masked.shape != out.shape:  # rows of the input -> the same rows of the output
-            masked = np.broadcast_to(masked.reshape(len(masked), -1).any(axis=1).reshape(
-                (-1,) + (1,) * (out.ndim - 1)), out.shape)
-        return np.where(masked, np.nan, out)
-
-    def unsampled(self, outside: np.ndarray) -> np.ndarray | None:
-        """The entries (elementwise) or rows (batch-independent) of the first input that stay
-        at the input, their outputs unsampled, when ``outside`` leaves the domain; None: all."""
-        # Undeclared structure is assumed here as on the cheap routes; their probes confirm it.
-        if self.elementwise is not False and outside.shape == self.f0.shape:
-            return outside
-        if (self.batch_independent is not False and outside.ndim and self.f0.ndim
-                and outside.shape[0] == self.f0.shape[0]):
-            rows = outside.reshape(len(outside), -1).any(axis=1)
-            return np.broadcast_to(rows.reshape((-1,) + (1,) * (outside.ndim - 1)),
-                                   outside.shape)
-        return None
-
-    def outside_domain(self, p: _Param, moved: np.ndarray) -> np.ndarray | None:
-        """Where ``moved`` (values of ``p``) leaves the declared domain, or None."""
-        if self.domain is None or p.is_weight or p.arg_index != 0:
-            return None
-        outside = (moved < self.domain[0]) | (moved > self.domain[1])
-        return outside if outside.any() else None
-
-    def samples(self, directions: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
-        out = {0: self.f0}
-        for k in (-2, -1, 1, 2):
-            out[k] = self.evaluate(directions, k * self.h)
-        return out
-
     def check_nonfinite_output(self) -> None:
         if _all_finite(self.y64):
             return
@@ -483,8 +439,12 @@ class _Run:
         eps_ref per entry, of the larger of 1 and |F| (absolute floor for values near 0), times
         the input scale max(1, |x|) (intermediates such as x * g(x) grow with the input)."""
         if self.v_size is None:
-            self.v_size = np.abs(self.v) * np.maximum(1.0, np.abs(self.f0))
-        per_entry = self.eps_ref * self.v_size * scale
+            size = _abs(self.f0)
+            np.maximum(size, 1.0, out=size)
+            size *= np.abs(self.v)
+            self.v_size = size
+        per_entry = np.multiply(self.v_size, self.eps_ref)
+        per_entry *= scale
         return per_entry if axes == () else per_entry.sum(axis=axes)
 
     # ---- 3. gradients against finite differences, in _routes.py; the methods below are what

@@ -4,7 +4,8 @@ A custom gradient that forgets to multiply by ``dy`` (or squares it, or adds a c
 wrong for every cotangent but the one it happens to match; finite differences show it only as
 a mismatch somewhere. Linearity names the cause: with the core's cotangent ``v1``, a second
 random one ``v2`` and their sum, ``g(v1) + g(v2)`` must equal ``g(v1 + v2)``. Two more backward
-passes on the core's recorded tape, no call of the target.
+passes on the core's recorded tape, no call of the target, made only where the comparison with
+finite differences could have let such a gradient through (:func:`compare_then_linearity`).
 
 Tolerance: each of the three VJPs is a chain of operations in the input's dtype, each within
 ``ANALYTIC_ULPS`` roundings (the core's allowance for an analytic chain) of its terms. A term of
@@ -24,14 +25,47 @@ import tensorflow as tf
 from ._arrays import _f64, _index, _signed
 from ._numerics import ANALYTIC_ULPS, machine_eps
 
-__all__ = ["check_dy_linearity"]
+__all__ = ["check_dy_linearity", "compare_then_linearity"]
 
 
-def check_dy_linearity(run: Any) -> None:
-    """Report each param whose VJP is not linear in the cotangent (and stop checking it)."""
+def compare_then_linearity(run: Any) -> bool | None:
+    """``run.compare()`` (reference and finite differences), then :func:`check_dy_linearity`
+    only where it can add something; the report is the one linearity-first would give.
+
+    Linearity only names the cause of what finite differences catch anyway: the cotangent
+    ``v`` is random, signed and non-uniform, so a VJP ``G(v)`` that is not ``J^T v`` (it
+    ignores, squares, takes |.| of or adds a constant to ``dy``) differs from ``v . J u``
+    wherever it is compared strictly. A strict comparison is central differences within
+    their bound, per element, row or line. So the two backward passes are skipped where
+    every entry was judged so and passed (``run.inconclusive`` false, no finding): then a
+    VJP that is not linear in ``dy`` agreed with ``J^T v`` at this ``v`` everywhere it
+    was looked at, which only a ``dy``-dependence below the comparison's tolerance does.
+    Everywhere else (a finding, an entry accepted as a subgradient at a kink, one-sided or
+    unjudged samples, a seeded noisy target's allowance, a user's rtol/atol, a low dtype's
+    rounding window, NaN/Inf output, no reference, a failed evaluation) it runs, and where
+    it flags a param, the comparison is redone without that param, as if linearity had
+    come first. The declared ``gradient=`` path runs it first: that comparison is against
+    the declaration, not ``J^T v``."""
+    mark = len(run.report.findings)
+    state, cut = run.rng.bit_generator.state, run.cut_by_domain
+    compared = run.compare()
+    if compared and not run.inconclusive and len(run.report.findings) == mark:
+        return compared
+    later = run.report.findings[mark:]
+    del run.report.findings[mark:]
+    if not check_dy_linearity(run):
+        run.report.findings.extend(later)
+        return compared
+    run.rng.bit_generator.state, run.cut_by_domain = state, cut
+    return run.compare()
+
+
+def check_dy_linearity(run: Any) -> bool:
+    """Report each param whose VJP is not linear in the cotangent (and stop checking it);
+    True when it reported one."""
     usable = [p for p in run.params if p.grad is not None]
     if not usable or not run.y64.size:
-        return
+        return False
     rng = np.random.default_rng((run.seed, 8))  # its own stream: the core's draws unchanged
     v2 = _signed(rng, run.y.shape.as_list())
     try:
@@ -40,13 +74,14 @@ def check_dy_linearity(run: Any) -> None:
                    for v in (v2, run.v + v2))
         g2, g12 = list(g2), list(g12)
     except Exception:  # noqa: BLE001 - the first backward pass worked; nothing more to learn
-        return
+        return False
     # A target that computes in a shorter dtype than it claims rounds in that one.
     eps = max(machine_eps(run.dtype.name), machine_eps(run.y.dtype.name))
     x_max = max([1.0] + [float(np.max(np.abs(p.value), initial=0.0))
                          for p in run.params if not p.is_weight])
     y_max = float(np.max(np.abs(run.y64), where=np.isfinite(run.y64), initial=0.0))
     scale = float(np.max(np.abs(run.v))) * max(x_max, y_max)
+    found = False
     for p, b, c in zip(run.params, g2, g12):
         if p.grad is None or b is None or c is None:
             continue
@@ -72,3 +107,5 @@ def check_dy_linearity(run: Any) -> None:
                 param=p.label, index=list(idx), cause="not_linear_in_dy",
                 dy1=a.flat[j], dy2=b.flat[j], sum=c.flat[j], tolerance=tol.flat[j])
         p.grad = None  # finite differences would only restate it as a generic mismatch
+        found = True
+    return found

@@ -51,7 +51,9 @@ Training traces with other shapes still: a Keras model's input spec leaves the b
 and fixes the feature axes, and a static feature axis can change the graph (Keras' sparsemax
 then constant-folds a float16 ``tf.range`` that has no kernel). So each target is also traced
 once that way, per mode, dtypes and ranks, for the first feature shapes it is checked with;
-later inputs with the same feature shapes run that trace too (one trace, not one per shape).
+later inputs with the same feature shapes run that trace instead of the shape-agnostic one (one
+trace, not one per shape; one traced call per check). Across a fuzz run both traces run: the
+shape-agnostic one for every other feature shape.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ _LABELS = {"function": "tf.function", "xla": "tf.function(jit_compile=True)"}
 # session builds a layer per feature shape, and each holds its traced graph.
 _CACHE: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
 _CACHE_SIZE = 64
+# The same keys -> the tf.function's one concrete function (its signature is fixed).
+_CONCRETE: dict[tuple, Any] = {}
 # id(object) -> object, for targets whose trace needs static shapes.
 _STATIC: OrderedDict[int, Any] = OrderedDict()
 # (id(object), mode, dtypes, ranks) -> (object, the signature shapes of its one model-like trace)
@@ -84,15 +88,29 @@ _MODEL_SHAPES: OrderedDict[tuple, tuple[Any, tuple]] = OrderedDict()
 def check_modes(run: Any) -> None:
     """Compare ``run``'s eager output and VJP with those under each of ``run.modes``."""
     eager = _Eager.of(run)
-    failed = False
+    failed = False  # XLA fails wherever tf.function does: one finding says it
     for mode in run.modes:
-        for label, result in _traces(run, mode):
-            if isinstance(result, BaseException):
-                if not failed:  # XLA fails wherever tf.function does: one finding says it
-                    _report_error(run, mode, label, result)
-                failed = True
-                break
-            _compare(run, f"under {label} (mode {mode!r})", mode, eager, result, "eagerly")
+        model = _in_model_shapes(run, mode)
+        if model is None:
+            failed |= _judge(run, mode, _LABELS[mode], _in_mode(run, mode), eager, failed)
+            continue
+        # One traced call: the model-shaped trace, where it applies. Where it shows something,
+        # the shape-agnostic trace tells whether the static feature axes are to blame (the
+        # finding names the model's input shape) or tracing at all (it does not); a target
+        # found to need exact shapes there is traced with them alone, as on the other inputs.
+        mark = len(run.report.findings)
+        shape, result = model
+        label = f"{_LABELS[mode]} traced with the input shape {shape} of a Keras model"
+        raised = _judge(run, mode, label, result, eager, failed)
+        if not raised and len(run.report.findings) == mark:
+            continue
+        shown = run.report.findings[mark:]
+        del run.report.findings[mark:]
+        plain = _judge(run, mode, _LABELS[mode], _in_mode(run, mode), eager, failed)
+        if not plain and len(run.report.findings) == mark and not _static(run):
+            run.report.findings.extend(shown)
+            failed |= raised
+        failed |= plain
     accelerators = gpu_devices()
     if accelerators:  # the core ran on the default device, the first GPU: now on the CPU
         on_cpu = _on_device(run, "/CPU:0")
@@ -102,6 +120,18 @@ def check_modes(run: Any) -> None:
         else:
             _compare(run, "eagerly on /CPU:0", mode, eager, on_cpu,
                      f"eagerly on {accelerators[0]}")
+
+
+def _judge(run: Any, mode: str, label: str, result: Any, eager: _Eager,
+           failed: bool) -> bool:
+    """Report what one trace's ``result`` shows (an error only when no earlier mode failed);
+    True when it raised."""
+    if isinstance(result, BaseException):
+        if not failed:
+            _report_error(run, mode, label, result)
+        return True
+    _compare(run, f"under {label} (mode {mode!r})", mode, eager, result, "eagerly")
+    return False
 
 
 def gpu_devices() -> list[str]:
@@ -153,7 +183,11 @@ def _forward_backward(run: Any, floats: list[int], weights: list[Any]):
 
 
 def _inputs(run: Any) -> list[tf.Tensor]:
-    return list(run.args) + [tf.constant(run.v, run.y.dtype)]
+    """The target's inputs and the cotangent, as tensors (made once per cotangent)."""
+    made = getattr(run, "mode_inputs", None)
+    if made is None or made[0] is not run.v:
+        made = run.mode_inputs = (run.v, [*run.args, tf.constant(run.v, run.y.dtype)])
+    return made[1]
 
 
 def _signature_shapes(tensors: list[tf.Tensor], shapes: str) -> tuple:
@@ -170,7 +204,7 @@ def _signature_shapes(tensors: list[tf.Tensor], shapes: str) -> tuple:
 
 
 def _traced(run: Any, mode: str, shapes_policy: str):
-    """The cached tf.function for this target, mode and signature."""
+    """The cached traced function for this target, mode and signature."""
     floats, weights = _sources(run)
     owner = run.tgt.layer if run.tgt.layer is not None else run.tgt.fn
     tensors = _inputs(run)
@@ -178,16 +212,24 @@ def _traced(run: Any, mode: str, shapes_policy: str):
     key = (id(owner), mode, tuple(t.dtype.name for t in tensors), shapes,
            tuple(id(w) for w in weights), getattr(run.tgt, "training", None))
     hit = _CACHE.get(key)
-    if hit is not None and hit[0] is owner:
-        _CACHE.move_to_end(key)
-        return hit[1]
-    signature = [tf.TensorSpec(shape, t.dtype) for shape, t in zip(shapes, tensors)]
-    fn = tf.function(_forward_backward(run, floats, weights), input_signature=signature,
-                     jit_compile=(mode == "xla"), reduce_retracing=False)
-    _CACHE[key] = (owner, fn)
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return fn
+    if hit is None or hit[0] is not owner:
+        signature = [tf.TensorSpec(shape, t.dtype) for shape, t in zip(shapes, tensors)]
+        fn = tf.function(_forward_backward(run, floats, weights), input_signature=signature,
+                         jit_compile=(mode == "xla"), reduce_retracing=False)
+        hit = _CACHE[key] = (owner, fn)
+        _CONCRETE.pop(key, None)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CONCRETE.pop(_CACHE.popitem(last=False)[0], None)
+    _CACHE.move_to_end(key)
+    if key not in _CONCRETE:  # traced here (a failing trace raises, every time)
+        _CONCRETE[key] = hit[1].get_concrete_function()
+    return _CONCRETE[key]  # called directly: a tf.function's dispatch costs ~0.1 ms a call
+
+
+def _static(run: Any) -> bool:
+    """Whether the target is known to trace only with exact shapes."""
+    owner = run.tgt.layer if run.tgt.layer is not None else run.tgt.fn
+    return _STATIC.get(id(owner)) is owner
 
 
 def _in_mode(run: Any, mode: str):
@@ -208,16 +250,6 @@ def _in_mode(run: Any, mode: str):
     while len(_STATIC) > _CACHE_SIZE:
         _STATIC.popitem(last=False)
     return result
-
-
-def _traces(run: Any, mode: str):
-    """(label, result) of each trace of ``mode`` that applies to this input, lazily: the
-    cached one, then the model-shaped one (see :func:`_in_model_shapes`)."""
-    yield _LABELS[mode], _in_mode(run, mode)
-    model = _in_model_shapes(run, mode)
-    if model is not None:
-        shape, result = model
-        yield f"{_LABELS[mode]} traced with the input shape {shape} of a Keras model", result
 
 
 def _in_model_shapes(run: Any, mode: str):

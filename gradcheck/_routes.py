@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import tensorflow as tf
 
-from ._arrays import _all_finite, _f64, _index, _signed
+from ._arrays import _abs, _abs_diff, _all_finite, _f64, _index, _signed
 from ._conditioning import explained_by_rounding
 from ._numerics import (
     ANALYTIC_ULPS,
@@ -41,6 +41,7 @@ def compare(run: _Run) -> None:
     """Step 3 of a check: each usable param along its route; a None gradient checked for
     a dependence it hides."""
     if not _all_finite(run.y64):
+        run.inconclusive = True
         return  # reported above; finite differences through NaN say nothing
     usable = [k for k, p in enumerate(run.params) if p.grad is not None]
     diag = [k for k in usable if run.elementwise is not False
@@ -95,6 +96,8 @@ def judge(run, samples, analytic, rounding, allowance, directional=False,
     bracket v.J.u for the subgradient autodiff picked in each coordinate (leaky ReLU at 0
     along a random direction). Fuzzing moves on to other inputs."""
     verdict = judge_lines(samples, run.h, analytic, rounding, allowance, estimated)
+    if not verdict.strict:  # see _linearity.compare_then_linearity
+        run.inconclusive = True
     if directional:
         verdict.ok = verdict.ok | verdict.kink
         if run.cut_by_domain:  # one-sided at the domain's end: a kink cannot be told
@@ -117,12 +120,45 @@ def judge(run, samples, analytic, rounding, allowance, directional=False,
 def confirm_elementwise(run, diag: list[int]) -> bool:
     """Perturbing all elements at once gives v_j * sum_k J_jk s_k; only a diagonal J makes
     that v_j J_jj s_j. A random direction u tells: v_j (J u)_j must equal
-    v_j J_jj u_j = N_j u_j / s_j for every element j."""
+    v_j J_jj u_j = N_j u_j / s_j for every element j.
+
+    The diagonal's samples come from one stacked call where the reference allows it
+    (``_Run.stacked``), the probe's two from separate calls: a stacked call that does not stand
+    for separate ones (a target reading its batch, which the rider row did not catch) can
+    only fail the probe. Before a declared target's ``not_elementwise`` stands, the diagonal
+    is sampled again with separate calls."""
+    stacked = _sample_diagonals(run, diag, stacked=True)
+    draws = {k: _signed(run.rng, run.params[k].value.shape) for k in diag}  # u / s
+    found = _probe(run, diag, draws)
+    if found is not None and stacked and run.elementwise is True:
+        _sample_diagonals(run, diag, stacked=False)
+        found = _probe(run, diag, draws)
+    if found is None:
+        return True
+    if run.elementwise is None:
+        return False  # not declared: the probe only chose the route, nothing is promised
+    bad, probe, predicted = found
+    j = int(np.argmax(bad))
+    run.add("not_elementwise",
+            f"declared elementwise, but output element {_index(j, run.f0.shape)} depends "
+            f"on other input elements: a random perturbation changed it by "
+            f"{probe.flat[j] / run.v.flat[j]:.6g} per unit step where a "
+            f"diagonal Jacobian predicts {predicted.flat[j] / run.v.flat[j]:.6g}; declare "
+            f"elementwise=False", index=list(_index(j, run.f0.shape)),
+            mismatched=int(bad.sum()), total=int(bad.size))
+    return False
+
+
+def _sample_diagonals(run, diag: list[int], stacked: bool) -> bool:
+    """``run.diag[k]``: the samples along s = max(1, |x|) per element and their estimate;
+    True when a stacked call gave them."""
     run.diag = {}
+    calls = run.stacked_calls
     for k in diag:
         p = run.params[k]
-        s = np.maximum(1.0, np.abs(p.value))
-        smp = run.samples({k: s})
+        s = _abs(p.value)
+        np.maximum(s, 1.0, out=s)
+        smp = run.samples({k: s}, stacked=stacked)
         near_edge = False
         if not (_all_finite(smp[-2]) and _all_finite(smp[2])):
             near_edge = ~(np.isfinite(smp[-2]) & np.isfinite(smp[2])) & (np.abs(p.value) < 1)
@@ -133,15 +169,25 @@ def confirm_elementwise(run, diag: list[int]) -> bool:
             # Next to a domain end (sqrt, log near 0) a step of max(1, |x|) leaves the domain
             # or outruns the function's own scale |x|: step relative to |x| there instead.
             s = np.where(near_edge, np.maximum(np.abs(p.value), np.finfo(float).tiny), s)
-            smp = run.samples({k: s})
-        phi = {t: run.v * f for t, f in smp.items()}
+            smp = run.samples({k: s}, stacked=stacked)
+        phi = {t: run.v * smp.pop(t) for t in list(smp)}  # each sample freed once used
         rho = run.rounding((), s)
         run.diag[k] = (s, phi, estimate(phi, run.h, rho), rho)
-    ratio = {k: _signed(run.rng, run.params[k].value.shape) for k in diag}  # u / s
+    return run.stacked_calls > calls
+
+
+def _probe(run, diag: list[int], draws: dict[int, np.ndarray]):
+    """The probe along u = draws * s: None where it agrees with the diagonal, else
+    (the elements that disagree, the probe, the prediction)."""
+    ratio = {}
     for k in diag:  # an element whose probe step would leave the domain stays put, and
         # so does one whose diagonal has no central estimate (one-sided at a domain end)
-        ratio[k] = np.where(np.isfinite(run.diag[k][2][0]), ratio[k], 0.0)
-        p, reach = run.params[k], run.h * np.abs(ratio[k]) * run.diag[k][0]
+        finite = np.isfinite(run.diag[k][2][0])
+        ratio[k] = draws[k] if finite.all() else np.where(finite, draws[k], 0.0)
+        p = run.params[k]
+        if run.domain is None or p.is_weight or p.arg_index != 0:
+            continue  # no domain to leave (see outside_domain)
+        reach = run.h * np.abs(ratio[k]) * run.diag[k][0]
         for moved in (p.value - reach, p.value + reach):
             outside = run.outside_domain(p, moved)
             if outside is not None:
@@ -154,16 +200,17 @@ def confirm_elementwise(run, diag: list[int]) -> bool:
     probe *= run.v
     probe /= 2 * run.h
     with np.errstate(invalid="ignore"):  # an element left put predicts 0, whatever its slope
-        predicted = sum(np.where(ratio[k] == 0, 0.0, run.diag[k][2][0] * ratio[k])
-                        for k in diag)
-        allowance = sum(np.where(r == 0, 0.0, run.diag[k][2][1] * np.abs(r) * (1 + r * r))
-                        for k, r in ratio.items())
+        predicted = _sum(_unless_put(run.diag[k][2][0] * ratio[k], ratio[k]) for k in diag)
+        allowance = _sum(_unless_put(_cubic(run.diag[k][2][1], r), r)
+                         for k, r in ratio.items())
     scale = (run.diag[diag[0]][0] if len(diag) == 1 else
              np.max([run.diag[k][0] for k in diag], axis=0))
     with np.errstate(invalid="ignore"):
-        tolerance = SAFETY / run.h * run.rounding((), scale) + allowance
-        if (np.abs(probe - predicted) <= tolerance).all():
-            return True
+        tolerance = run.rounding((), scale)
+        tolerance *= SAFETY / run.h
+        tolerance += allowance
+        if (_abs_diff(probe, predicted) <= tolerance).all():
+            return None
         bad = ~(np.abs(probe - predicted) <= np.nan_to_num(tolerance, nan=np.inf))
     bad &= np.isfinite(probe)
     if bad.any():
@@ -172,27 +219,40 @@ def confirm_elementwise(run, diag: list[int]) -> bool:
         for k in diag:
             _, phi, _, rho = run.diag[k]
             bad &= ~kinks(phi, rho)
-    if not bad.any():
-        return True
-    if run.elementwise is None:
-        return False  # not declared: the probe only chose the route, nothing is promised
-    j = int(np.argmax(bad))
-    run.add("not_elementwise",
-            f"declared elementwise, but output element {_index(j, run.f0.shape)} depends "
-            f"on other input elements: a random perturbation changed it by "
-            f"{probe.flat[j] / run.v.flat[j]:.6g} per unit step where a "
-            f"diagonal Jacobian predicts {predicted.flat[j] / run.v.flat[j]:.6g}; declare "
-            f"elementwise=False", index=list(_index(j, run.f0.shape)),
-            mismatched=int(bad.sum()), total=int(bad.size))
-    return False
+    return (bad, probe, predicted) if bad.any() else None
+
+
+def _unless_put(values: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+    """``values``, 0 where the element is left put (``ratio`` 0)."""
+    put = ratio == 0
+    return np.where(put, 0.0, values) if put.any() else values
+
+
+def _cubic(error: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``error * |r| * (1 + r * r)``: the diagonal's error carried to the probe's step."""
+    out = _abs(r)
+    out *= error
+    square = np.multiply(r, r)
+    square += 1
+    out *= square
+    return out
+
+
+def _sum(arrays) -> np.ndarray:
+    """The sum of one or more arrays (the first is not copied when it is alone)."""
+    arrays = list(arrays)
+    return arrays[0] if len(arrays) == 1 else sum(arrays)
 
 
 def check_diagonal(run, k: int) -> None:
     p = run.params[k]
     s, phi, estimated, rho = run.diag[k]
     analytic = p.grad * s  # derivative along t of x + t*s: grad . s elementwise
-    magnitude = (np.maximum(np.maximum(1.0, np.abs(p.value)), np.abs(run.f0))
-                 if run.low_precision else 1.0)
+    magnitude = 1.0
+    if run.low_precision:  # max(1, |x|, |f|)
+        magnitude = _abs(p.value)
+        np.maximum(magnitude, 1.0, out=magnitude)
+        np.maximum(magnitude, np.abs(run.f0), out=magnitude)
     allowance = analytic_allowance(analytic, run.eps, run.low_precision, magnitude,
                                    run.tiny, run.v, s)
     verdict = judge(run, phi, analytic, rho, allowance, estimated=estimated)

@@ -20,6 +20,10 @@ from . import _kerases as kerases
 class Target:
     """A callable under test, with its name, weights and a way to run it in another dtype."""
 
+    #: A call on inputs stacked along axis 0 may stand for separate calls on each part (where
+    #: the target is elementwise: _Run.stacked checks it); not for one that draws noise per call.
+    stackable = True
+
     def __init__(self, fn: Any, name: str, arg_names: list[str]):
         self.fn = fn
         self.name = name

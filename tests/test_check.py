@@ -62,6 +62,39 @@ def test_kinks_exactly_at_zero_pass_and_are_not_hidden_elsewhere():
         assert gradcheck.check(fn, zeros).ok
 
 
+def test_a_batch_statistic_of_one_row_declared_elementwise_passes():
+    # x - mean over a batch of one row is 0, an elementwise function. The diagonal's samples
+    # stacked in one call share one mean over every copy (the rider row, the whole batch here,
+    # cannot tell): before not_elementwise stands they are taken again, one call each.
+    x = np.random.default_rng(0).normal(size=(1, 5)).astype(np.float32)
+    assert gradcheck.check(lambda x: x - tf.reduce_mean(x, axis=0), x, elementwise=True).ok
+
+
+def _reads_its_size(x):
+    return x / tf.cast(tf.size(x), x.dtype)
+
+
+def _centred(x):
+    return x - tf.reduce_mean(x)
+
+
+@pytest.mark.parametrize("fn, stacks", [(swish, True), (custom_elu, True),
+                                        (_reads_its_size, False), (_centred, False)],
+                         ids=["swish", "custom_elu", "reads_its_size", "centred"])
+def test_stacked_samples_equal_separate_calls_or_are_refused(fn, stacks):
+    from gradcheck._check import _Run
+    from gradcheck._targets import as_target
+
+    run = _Run(as_target(fn), [grid("float32")], None, None, None, None, 0)
+    assert run.forward_backward() and run.choose_reference()
+    s = np.maximum(1.0, np.abs(run.params[0].value))
+    ts = [k * run.h for k in (-2, -1, 1, 2)]
+    stacked = run.stacked({0: s}, ts)
+    assert (stacked is not None) is stacks  # the rider row tells a target reading its batch
+    for t, part in zip(ts, stacked or []):  # vectorized kernels may round a value apart
+        np.testing.assert_allclose(part, run.evaluate({0: s}, t), rtol=4 * 2.0 ** -52, atol=0)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_passes_as_a_non_elementwise_target(dtype):
     x = tf.constant(np.random.default_rng(0).normal(size=(4, 6)) * 3, dtype)
@@ -216,6 +249,14 @@ def test_wrong_derivatives_are_gradient_mismatches(fn, dtype):
         assert detail["tolerance"] < abs(detail["dy1"] + detail["dy2"] - detail["sum"])
     else:
         assert detail["bound"] < abs(detail["analytic"] - detail["numerical"])
+
+
+def test_a_user_tolerance_that_accepts_it_does_not_hide_a_gradient_ignoring_dy():
+    # rtol=10 accepts the derivative for dy * derivative; where the derived tolerance did not
+    # decide, the linearity check runs after finite differences and still names the cause.
+    report = gradcheck.check(ignores_dy, grid("float32"), rtol=10.0)
+    assert report.kinds == ["gradient_mismatch"], str(report)
+    assert report.findings[0].details["cause"] == "not_linear_in_dy"
 
 
 def test_the_mismatch_message_names_target_index_value_and_both_sides():

@@ -1,0 +1,174 @@
+"""The numerical reference's evaluations: the reference at params moved along directions.
+
+What the routes (``_routes.py``) difference: ``evaluate`` at params + t * directions, one t a
+call, and ``samples`` at t = 0, +-h, +-2h, where the elementwise route can, from one call of
+the reference on the moved inputs stacked along axis 0 (``stacked``). Steps never leave a
+declared domain of the first input: the entries (elementwise) or rows (batch-independent) that
+would are left at the input and their outputs are NaN, so the differences there are one-sided.
+
+A mixin of the core's run (``_check._Run``): it uses the run's params, reference (``ref``,
+``ref_weights``, ``ref_dtype``, ``f0``, ``eps_ref``), step ``h``, declared structure and
+domain, and keeps ``stack_samples`` (off once a stacked call failed or disagreed) and
+``stacked_calls`` (how many stood).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from ._arrays import _f64
+from ._numerics import ANALYTIC_ULPS
+from ._targets import weights_set_to
+
+# A stacked call (stacked() below) saves the reference's per-call dispatch, ~50 us a call, which is
+# most of a call at small n. Its input, tensor and output are three buffers of every copy at
+# once; past 1 MiB of input they are fresh pages whose faults cost more than the calls saved
+# (bench/speed.py at n = 1e5: separate calls are faster, at n = 3e4 the stacked one still is).
+_STACK_BYTES = 1 << 20
+
+
+class ReferenceCalls:
+    """The run's calls of its numerical reference (see the module docstring)."""
+
+    def _cast_arg(self, a: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+        return tf.cast(a, dtype) if a.dtype.is_floating else a
+
+    def evaluate(self, directions: dict[int, np.ndarray], t: float) -> np.ndarray:
+        """The reference output (float64 NumPy) at params + t * directions[param index]."""
+        args = list(self.reference_args())
+        masked = None
+        for k, d in directions.items():
+            p = self.params[k]
+            if not p.is_weight:
+                moved, cut = self.moved(p, d, t)
+                if cut is False:
+                    return np.full(self.f0.shape, np.nan)
+                masked = masked if cut is None else cut
+                args[p.arg_index] = tf.constant(moved, self.ref_dtype)
+        values = None
+        if any(self.params[k].is_weight for k in directions):
+            values = [p.value + t * directions[k] if k in directions else p.value
+                      for k, p in enumerate(self.params) if p.is_weight]
+        with weights_set_to(self.ref_weights, values):
+            return self.unsampled_nan(_f64(self.ref(args)), masked)
+
+    def reference_args(self) -> list:
+        if self.ref_args is None:
+            self.ref_args = [self._cast_arg(a, self.ref_dtype) for a in self.args]
+        return self.ref_args
+
+    def moved(self, p: Any, d: np.ndarray, t: float, out: np.ndarray | None = None):
+        """``p``'s value + t * d (written to ``out``), and the entries left at the input
+        because the step leaves the domain: None (none), False (all would), or a mask."""
+        moved = np.multiply(d, t, out=out)
+        moved += p.value
+        outside = self.outside_domain(p, moved)
+        if outside is None:
+            return moved, None
+        self.cut_by_domain = True  # no sample there: one-sided differences instead
+        masked = self.unsampled(outside)
+        if masked is not None:
+            moved[masked] = p.value[masked]
+        return moved, (False if masked is None else masked)
+
+    def unsampled_nan(self, out: np.ndarray, masked: np.ndarray | None) -> np.ndarray:
+        """``out`` with NaN where the input was left unsampled (``masked``)."""
+        if masked is None:
+            return out
+        if masked.shape != out.shape:  # rows of the input -> the same rows of the output
+            masked = np.broadcast_to(masked.reshape(len(masked), -1).any(axis=1).reshape(
+                (-1,) + (1,) * (out.ndim - 1)), out.shape)
+        return np.where(masked, np.nan, out)
+
+    def stacked(self, directions: dict[int, np.ndarray], ts: Sequence[float]) -> list | None:
+        """``[evaluate(directions, t) for t in ts]`` from ONE call of the reference, for the
+        elementwise route: the moved inputs (all of the output's shape) and every input of
+        their shape are concatenated along axis 0 (stacked, for scalars), the others passed as
+        they are. An elementwise target computes each part as a call on it alone would, up to
+        the rounding of vectorized kernels (a few ulps, far below the rounding allowance the
+        differences carry). A copy of the first row rides along at the end: its output must be
+        the reference's at the input (within ``2 * ANALYTIC_ULPS`` roundings, two computations
+        of one value), which a target that reads its batch size or position, or couples rows,
+        does not give; the caller's probe, with separate calls, confirms the rest (see
+        ``_routes.confirm_elementwise``). None where not done (a weight moves, the reference
+        draws random numbers per call, the call fails or disagrees) and where the stacked
+        input would exceed ``_STACK_BYTES``: the caller evaluates each t alone."""
+        keys = list(directions)
+        shape = self.f0.shape
+        if (not self.stack_samples or not getattr(self.ref, "stackable", False)
+                or len(ts) * self.f0.size * 8 > _STACK_BYTES
+                or any(self.params[k].is_weight or self.params[k].value.shape != shape
+                       for k in keys)):
+            return None
+        m = len(ts)
+        rider = (lambda a: a[:1]) if shape else (lambda a: a)
+        masks, args = [], list(self.reference_args())
+        for k in keys:
+            p = self.params[k]
+            buffer = np.empty((m * (shape[0] if shape else 1) + 1,) + shape[1:])
+            parts = buffer[:-1].reshape((m,) + shape)
+            for i, t in enumerate(ts):
+                _, cut = self.moved(p, directions[k], t, out=parts[i, ...])
+                if cut is False:
+                    return None
+                masks.append((i, cut))
+            buffer[-1:] = rider(p.value).reshape((1,) + shape[1:])
+            args[p.arg_index] = tf.constant(buffer, self.ref_dtype)
+        for i, a in enumerate(args):
+            if i not in {self.params[k].arg_index for k in keys} and a.shape == shape:
+                a = a if shape else tf.reshape(a, (1,))
+                args[i] = tf.concat([a] * m + [a[:1]], axis=0)
+        try:
+            out = _f64(self.ref(args))
+        except Exception:  # noqa: BLE001 - evaluated one t at a time, which reports a failure
+            self.stack_samples = False
+            return None
+        first = self.f0[:1] if shape else self.f0.reshape(1)
+        size = m * (shape[0] if shape else 1) + 1
+        with np.errstate(invalid="ignore"):
+            agree = (out.shape == (size,) + shape[1:] and np.all(
+                (np.abs(out[-1:] - first) <= 2 * ANALYTIC_ULPS * self.eps_ref
+                 * np.maximum(1.0, np.abs(first))) | (np.isnan(out[-1:]) & np.isnan(first))))
+        if not agree:
+            self.stack_samples = False
+            return None
+        self.stacked_calls += 1
+        parts = out[:-1].reshape((m,) + shape)
+        result = [parts[i, ...] for i in range(m)]
+        for i, cut in masks:
+            result[i] = self.unsampled_nan(result[i], cut)
+        return result
+
+    def unsampled(self, outside: np.ndarray) -> np.ndarray | None:
+        """The entries (elementwise) or rows (batch-independent) of the first input that stay
+        at the input, their outputs unsampled, when ``outside`` leaves the domain; None: all."""
+        # Undeclared structure is assumed here as on the cheap routes; their probes confirm it.
+        if self.elementwise is not False and outside.shape == self.f0.shape:
+            return outside
+        if (self.batch_independent is not False and outside.ndim and self.f0.ndim
+                and outside.shape[0] == self.f0.shape[0]):
+            rows = outside.reshape(len(outside), -1).any(axis=1)
+            return np.broadcast_to(rows.reshape((-1,) + (1,) * (outside.ndim - 1)),
+                                   outside.shape)
+        return None
+
+    def outside_domain(self, p: Any, moved: np.ndarray) -> np.ndarray | None:
+        """Where ``moved`` (values of ``p``) leaves the declared domain, or None."""
+        if self.domain is None or p.is_weight or p.arg_index != 0:
+            return None
+        outside = (moved < self.domain[0]) | (moved > self.domain[1])
+        return outside if outside.any() else None
+
+    def samples(self, directions: dict[int, np.ndarray],
+                stacked: bool = False) -> dict[int, np.ndarray]:
+        """The reference at t = 0, +-h, +-2h along ``directions``; ``stacked``: in one call
+        where :meth:`stacked` can (the elementwise route, whose probe confirms it)."""
+        ts = (-2, -1, 1, 2)
+        found = self.stacked(directions, [k * self.h for k in ts]) if stacked else None
+        if found is None:
+            found = [self.evaluate(directions, k * self.h) for k in ts]
+        return {0: self.f0, **dict(zip(ts, found))}
