@@ -39,18 +39,18 @@ def _first_nonfinite(run: Any) -> str:
     def forward_backward(*args):  # graph mode: tf.gradients, not a tape
         y = run.tgt(list(args))
         grads = tf.compat.v1.gradients(y, [args[i] for i in floats] + weights, grad_ys=v)
-        return [g for g in grads if g is not None]
+        del grads  # only their ops are wanted: every floating intermediate is fetched
+        ops = [op for op in tf.compat.v1.get_default_graph().get_operations()
+               if op.outputs and op.type not in ("Placeholder", "Const", "VarHandleOp")]
+        return [op.outputs[0] for op in ops
+                if op.outputs[0].dtype.is_floating and op.outputs[0].dtype != tf.resource]
 
     specs = [tf.TensorSpec(a.shape, a.dtype) for a in run.args]
     wrapped = tf.compat.v1.wrap_function(forward_backward, specs)
-    graph = wrapped.graph
-    ops = [op for op in graph.get_operations()
-           if op.outputs and op.type not in ("Placeholder", "Const", "VarHandleOp")]
-    fetches = [op.outputs[0] for op in ops
-               if op.outputs[0].dtype.is_floating and op.outputs[0].dtype != tf.resource]
+    fetches = wrapped.structured_outputs
     if not fetches:
         return ""
-    values = wrapped.prune(feeds=wrapped.inputs[:len(run.args)], fetches=fetches)(*run.args)
+    values = wrapped(*run.args)
     finite = {t.name: _all_finite(value) for t, value in zip(fetches, values)}
     for t, value in zip(fetches, values):
         if finite[t.name]:
