@@ -12,10 +12,13 @@ Where the trace fails (code that does not trace), no cause is given.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
+from ._targets import Target
 
 __all__ = ["nonfinite_cause"]
 
@@ -26,31 +29,70 @@ def nonfinite_cause(run: Any) -> str:
     """A sentence naming the op that first makes a NaN/Inf in ``run``'s forward + backward
     pass, or "" when it cannot be found."""
     try:
-        return _first_nonfinite(run)
+        key = _key(run)
+        kept = _TRACES.get(key) if key is not None else None
+        if kept is not None and kept[0] is run.tgt.fn:
+            _TRACES.move_to_end(key)
+            hint = _first_nonfinite(run, kept[1], run.y64)
+            if hint:
+                return hint
+        traced = _trace(run)
+        if key is not None:
+            _TRACES[key] = (run.tgt.fn, traced)
+            while len(_TRACES) > _TRACES_KEPT:
+                _TRACES.popitem(last=False)
+        return _first_nonfinite(run, traced)
     except Exception:  # noqa: BLE001 - no evidence, no hint
         return ""
 
 
-def _first_nonfinite(run: Any) -> str:
+#: Traces of plain functions (not layers, whose state is theirs to change), reused while the
+#: same function is checked at inputs of the same shapes and dtypes (fuzzing's shrinking, a
+#: sweep repeated): tracing and instantiating the graph is most of a hint's cost. A trace
+#: that, reused, computes another output than the eager pass (the function reads Python
+#: state that changed) or shows no culprit is traced afresh. The most recent few are kept.
+_TRACES: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
+_TRACES_KEPT = 8
+
+
+def _key(run: Any) -> tuple | None:
+    if type(run.tgt) is not Target:
+        return None
+    return (id(run.tgt.fn), tuple((tuple(a.shape), a.dtype) for a in run.args),
+            tuple(run.y.shape), run.y.dtype,
+            tuple(id(p.weight) for p in run.params if p.is_weight))
+
+
+def _trace(run: Any) -> Any:
+    """The forward and backward pass as one graph of (args..., cotangent) returning the
+    output and every floating intermediate."""
     floats = [i for i, a in enumerate(run.args) if a.dtype.is_floating]
     weights = [p.weight for p in run.params if p.is_weight]
-    v = tf.constant(run.v, run.y.dtype)
 
-    def forward_backward(*args):  # graph mode: tf.gradients, not a tape
-        y = run.tgt(list(args))
-        grads = tf.compat.v1.gradients(y, [args[i] for i in floats] + weights, grad_ys=v)
-        del grads  # only their ops are wanted: every floating intermediate is fetched
+    def forward_backward(*inputs):  # graph mode: tf.gradients, not a tape
+        args, v = list(inputs[:-1]), inputs[-1]
+        y = tf.convert_to_tensor(run.tgt(args))
+        tf.compat.v1.gradients(y, [args[i] for i in floats] + weights, grad_ys=v)
         ops = [op for op in tf.compat.v1.get_default_graph().get_operations()
                if op.outputs and op.type not in ("Placeholder", "Const", "VarHandleOp")]
-        return [op.outputs[0] for op in ops
-                if op.outputs[0].dtype.is_floating and op.outputs[0].dtype != tf.resource]
+        return y, [op.outputs[0] for op in ops
+                   if op.outputs[0].dtype.is_floating and op.outputs[0].dtype != tf.resource]
 
     specs = [tf.TensorSpec(a.shape, a.dtype) for a in run.args]
-    wrapped = tf.compat.v1.wrap_function(forward_backward, specs)
-    fetches = wrapped.structured_outputs
+    return tf.compat.v1.wrap_function(forward_backward,
+                                      specs + [tf.TensorSpec(run.y.shape, run.y.dtype)])
+
+
+def _first_nonfinite(run: Any, traced: Any, output: np.ndarray | None = None) -> str:
+    """The hint from ``traced`` at the run's inputs; "" where the graph's output differs from
+    ``output`` (when given)."""
+    _, fetches = traced.structured_outputs
     if not fetches:
         return ""
-    values = wrapped(*run.args)
+    y, values = traced(*run.args, tf.constant(run.v, run.y.dtype))
+    if output is not None and not np.array_equal(_as_array(y).astype(np.float64), output,
+                                                 equal_nan=True):
+        return ""
     finite = {t.name: _all_finite(value) for t, value in zip(fetches, values)}
     for t, value in zip(fetches, values):
         if finite[t.name]:

@@ -27,6 +27,8 @@ and a layer's weights, are left to fuzzing.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
 import time
 from dataclasses import dataclass
@@ -36,12 +38,13 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from . import _routes
 from . import _sweep_values as grid
 from ._arrays import _all_finite, _f64
 from ._check import _Run, check
 from ._determinism import output_of, outputs_agree
 from ._fuzz_target import name_of
-from ._numerics import ANALYTIC_ULPS, estimate
+from ._numerics import ANALYTIC_ULPS, analytic_allowance, estimate
 from ._report import KINDS, Finding, Report
 from ._targets import as_target
 
@@ -191,9 +194,60 @@ class _SweepRun(_Run):
         return True
 
     def report_mismatch(self, p, bad, analytic, numerical, bound, allowance):
+        """Per-element mismatches of x kept; the core's message, which the sweep replaces by
+        its own, is not written."""
         if not p.is_weight and p.arg_index == 0:
             self.mismatch = np.array(bad, dtype=bool)
+            return
         super().report_mismatch(p, bad, analytic, numerical, bound, allowance)
+
+    def check_gradients(self):
+        """The core's per-element check of x (``_routes.compare`` for the sweep's one usable
+        param), its low-precision rules (rounding window, ``explained_by_rounding``: eight
+        gradient passes) run only on the values its finite differences reject, in a copy of
+        this run over those values (:func:`_entries`): every per-element quantity is the
+        batch's, so each value's verdict is the one the whole batch gives it."""
+        p = self.params[0]
+        if (p.grad is None or p.is_weight or p.value.shape != self.f0.shape
+                or not _all_finite(self.y64)):
+            return super().check_gradients()
+        self.confirm_elementwise([0])
+        self.elementwise_confirmed = True
+        # check_diagonal's first test, before its rules: analytic against the differences.
+        s, phi, estimated, rho = self.diag[0]
+        analytic = p.grad * s
+        magnitude = (np.maximum(np.maximum(1.0, np.abs(p.value)), np.abs(self.f0))
+                     if self.low_precision else 1.0)
+        allowance = analytic_allowance(analytic, self.eps, self.low_precision, magnitude,
+                                       self.tiny, self.v, s)
+        suspects = np.flatnonzero(~_routes.judge(self, phi, analytic, rho, allowance,
+                                                 estimated=estimated).ok)
+        self.mismatch = np.zeros(p.value.shape, bool)
+        if suspects.size:
+            sub = _entries(self, suspects)
+            _routes.check_diagonal(sub, 0)
+            self.mismatch[suspects] = getattr(sub, "mismatch", False)
+
+
+def _entries(run: _SweepRun, where: np.ndarray) -> _SweepRun:
+    """A copy of ``run`` over the values ``where`` (indices into its 1-D x): the same cotangent,
+    reference, step, samples and random draws per value (``run.entries`` for
+    ``_conditioning``); a report of its own."""
+    sub = copy.copy(run)
+    for cached in ("mismatch", "float64_gradients", "tape", "sources", "y", "raw_grad"):
+        sub.__dict__.pop(cached, None)
+    p = run.params[0]
+    sub.args = [tf.gather(run.args[0], where)] + list(run.args[1:])
+    sub.params = [dataclasses.replace(p, value=p.value[where], grad=p.grad[where])]
+    sub.params += run.params[1:]
+    sub.v, sub.y64, sub.f0 = run.v[where], run.y64[where], run.f0[where]
+    s, phi, (numerical, bound), rho = run.diag[0]
+    sub.diag = {0: (s[where], {t: f[where] for t, f in phi.items()},
+                    (numerical[where], bound[where]), rho[where])}
+    sub.ref_args = sub.v_size = sub.set_aside = None
+    sub.entries = (run.v.shape, where)
+    sub.report = Report(target=run.report.target, dtype=run.report.dtype)
+    return sub
 
 
 class _DiagonalRun(_SweepRun):
