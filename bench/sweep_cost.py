@@ -4,8 +4,12 @@
    forward+backward of the same target over the same values; a float32 sweep (dense per-binade
    grid plus refinement) against the same floor over its values. Interleaved, REPEATS times;
    the ratio of the fastest runs (the least disturbed on a shared machine) and of the medians.
-   Every target's floor and sweep are timed in turn in each repetition, so all three see the
-   same load; the last line names the machine, its load and the gradcheck measured.
+   Every target's floor and sweep are timed in turn in each repetition, so all see the same
+   load; the last line names the machine, its load and the gradcheck measured. A sweep that
+   finds a NaN gradient names its cause from a graph trace kept for the next sweep of the
+   same function (_hints.py): the ELU is timed both repeating a sweep and as a first sweep.
+   To compare with another commit, run this file with that commit's gradcheck first on
+   PYTHONPATH (see _common.gradcheck_source).
 2. Every elementwise activation of keras.activations and tf.nn (the enumeration of
    tests/test_library_activations.py) swept in all four dtypes, with no domain: the findings.
 
@@ -27,12 +31,15 @@ import tensorflow as tf
 from _common import machine_line
 
 import gradcheck
-from gradcheck import _sweep_values
+from gradcheck import _hints, _sweep_values
 
 REPEATS = 15
-TARGETS = {"swish": lambda x: x * tf.sigmoid(x),
-           "elu (seed, tf.where trap)": lambda x: tf.where(x > 0, x, tf.exp(x) - 1),
-           "selu": tf.nn.selu}
+ELU = lambda x: tf.where(x > 0, x, tf.exp(x) - 1)
+TARGETS = {"swish": lambda x: x * tf.sigmoid(x), "elu (seed, tf.where trap)": ELU,
+           "selu": tf.nn.selu, "elu, hint traced afresh": ELU}
+#: Rows whose sweep starts with no kept trace for the NaN hint (_hints._TRACES): a first sweep
+#: of the target, where the others repeat one.
+AFRESH = {"elu, hint traced afresh"}
 
 
 def forward_backward(fn, x):
@@ -57,6 +64,8 @@ def cost(dtype):
             start = time.perf_counter()
             forward_backward(fn, xs[name])
             floor[name].append(time.perf_counter() - start)
+            if name in AFRESH:
+                getattr(_hints, "_TRACES", {}).clear()
             start = time.perf_counter()
             reports[name] = gradcheck.sweep(fn, dtype=dtype)
             sweep[name].append(time.perf_counter() - start)

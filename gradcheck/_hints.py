@@ -7,7 +7,8 @@ A cause is named only with evidence: the forward and backward pass are traced on
 graph, every floating intermediate is fetched, and the first op (in graph order) whose output
 is not finite while all its inputs are is the culprit. The ``tf.where`` trap is named when
 that op's non-finite value reaches a ``Select`` (``tf.where``) of the forward pass's gradient.
-Where the trace fails (code that does not trace), no cause is given.
+Where the trace fails (code that does not trace), no cause is given. A plain function's trace
+is kept for its next checks at the same shapes and dtypes (``_TRACES``).
 """
 
 from __future__ import annotations
@@ -28,14 +29,17 @@ _SELECT = ("Select", "SelectV2")
 def nonfinite_cause(run: Any) -> str:
     """A sentence naming the op that first makes a NaN/Inf in ``run``'s forward + backward
     pass, or "" when it cannot be found."""
+    key = _key(run)
+    kept = _TRACES.get(key) if key is not None else None
+    if kept is not None and kept[0] is run.tgt.fn:
+        _TRACES.move_to_end(key)
+        try:
+            hint = _first_nonfinite(run, kept[1], reused=True)
+        except Exception:  # noqa: BLE001 - a kept trace that fails is traced afresh
+            hint = ""
+        if hint:
+            return hint
     try:
-        key = _key(run)
-        kept = _TRACES.get(key) if key is not None else None
-        if kept is not None and kept[0] is run.tgt.fn:
-            _TRACES.move_to_end(key)
-            hint = _first_nonfinite(run, kept[1], run.y64)
-            if hint:
-                return hint
         traced = _trace(run)
         if key is not None:
             _TRACES[key] = (run.tgt.fn, traced)
@@ -48,19 +52,24 @@ def nonfinite_cause(run: Any) -> str:
 
 #: Traces of plain functions (not layers, whose state is theirs to change), reused while the
 #: same function is checked at inputs of the same shapes and dtypes (fuzzing's shrinking, a
-#: sweep repeated): tracing and instantiating the graph is most of a hint's cost. A trace
-#: that, reused, computes another output than the eager pass (the function reads Python
-#: state that changed) or shows no culprit is traced afresh. The most recent few are kept.
+#: sweep repeated): tracing and instantiating the graph is most of a hint's cost. A kept
+#: trace is used only where it computes bitwise the eager pass's output and gradients (a
+#: function that reads Python state which has changed is traced afresh) and shows a culprit.
+#: The most recent few are kept.
 _TRACES: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
 _TRACES_KEPT = 8
 
 
 def _key(run: Any) -> tuple | None:
+    """What a kept trace is for (None: never kept): the function, the shapes and dtypes."""
     if type(run.tgt) is not Target:
         return None
-    return (id(run.tgt.fn), tuple((tuple(a.shape), a.dtype) for a in run.args),
-            tuple(run.y.shape), run.y.dtype,
-            tuple(id(p.weight) for p in run.params if p.is_weight))
+    try:
+        return (id(run.tgt.fn), tuple((tuple(a.shape), a.dtype) for a in run.args),
+                tuple(run.y.shape), run.y.dtype,
+                tuple(id(p.weight) for p in run.params if p.is_weight))
+    except (AttributeError, TypeError):
+        return None
 
 
 def _trace(run: Any) -> Any:
@@ -72,27 +81,32 @@ def _trace(run: Any) -> Any:
     def forward_backward(*inputs):  # graph mode: tf.gradients, not a tape
         args, v = list(inputs[:-1]), inputs[-1]
         y = tf.convert_to_tensor(run.tgt(args))
-        tf.compat.v1.gradients(y, [args[i] for i in floats] + weights, grad_ys=v)
+        grads = tf.compat.v1.gradients(y, [args[i] for i in floats] + weights, grad_ys=v)
         ops = [op for op in tf.compat.v1.get_default_graph().get_operations()
                if op.outputs and op.type not in ("Placeholder", "Const", "VarHandleOp")]
-        return y, [op.outputs[0] for op in ops
-                   if op.outputs[0].dtype.is_floating and op.outputs[0].dtype != tf.resource]
+        return y, [g for g in grads if g is not None], [
+            op.outputs[0] for op in ops
+            if op.outputs[0].dtype.is_floating and op.outputs[0].dtype != tf.resource]
 
     specs = [tf.TensorSpec(a.shape, a.dtype) for a in run.args]
     return tf.compat.v1.wrap_function(forward_backward,
                                       specs + [tf.TensorSpec(run.y.shape, run.y.dtype)])
 
 
-def _first_nonfinite(run: Any, traced: Any, output: np.ndarray | None = None) -> str:
-    """The hint from ``traced`` at the run's inputs; "" where the graph's output differs from
-    ``output`` (when given)."""
-    _, fetches = traced.structured_outputs
+def _first_nonfinite(run: Any, traced: Any, reused: bool = False) -> str:
+    """The hint from ``traced`` at the run's inputs; "" also where a ``reused`` trace computes
+    another output or gradients than the run's eager pass."""
+    fetches = traced.structured_outputs[2]
     if not fetches:
         return ""
-    y, values = traced(*run.args, tf.constant(run.v, run.y.dtype))
-    if output is not None and not np.array_equal(_as_array(y).astype(np.float64), output,
-                                                 equal_nan=True):
-        return ""
+    v = tf.constant(run.v, run.y.dtype)
+    y, grads, values = traced(*run.args, v)
+    if reused:
+        eager = [g for g in run.tape.gradient(run.y, run.sources, output_gradients=v)
+                 if g is not None]
+        if not all(np.array_equal(_as_array(a), _as_array(b), equal_nan=True)
+                   for a, b in zip([y, *grads], [run.y, *eager])) or len(grads) != len(eager):
+            return ""
     finite = {t.name: _all_finite(value) for t, value in zip(fetches, values)}
     for t, value in zip(fetches, values):
         if finite[t.name]:
