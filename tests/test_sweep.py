@@ -286,8 +286,8 @@ def test_a_subset_of_a_batch_draws_the_batch_draws_of_its_entries():
 def test_the_rules_on_the_suspects_only_give_every_value_the_whole_batchs_verdict(target,
                                                                                   monkeypatch):
     """The sweep runs the core's low-precision rules on the values its finite differences
-    reject only (_sweep._entries); the core's own route runs them on the whole batch."""
-    from gradcheck import _check, _sweep
+    reject only (_sweep_run._entries); the core's own route runs them on the whole batch."""
+    from gradcheck import _check, _sweep, _sweep_run
 
     keras = pytest.importorskip("keras")
     fn = {"selu": tf.nn.selu, "celu": keras.activations.celu,
@@ -300,7 +300,7 @@ def test_the_rules_on_the_suspects_only_give_every_value_the_whole_batchs_verdic
         return batch.code
 
     suspects_only = codes()
-    monkeypatch.setattr(_sweep._SweepRun, "check_gradients", _check._Run.check_gradients)
+    monkeypatch.setattr(_sweep_run.SweepRun, "check_gradients", _check._Run.check_gradients)
     whole_batch = codes()
     assert np.array_equal(suspects_only, whole_batch)
     found = {"selu": 100, "celu": 1, "softplus": 0}[target]  # what each shows, at least
