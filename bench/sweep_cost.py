@@ -9,7 +9,10 @@
    finds a NaN gradient names its cause from a graph trace kept for the next sweep of the
    same function (_hints.py): the ELU is timed both repeating a sweep and as a first sweep.
    To compare with another commit, run this file with that commit's gradcheck first on
-   PYTHONPATH (see _common.gradcheck_source).
+   PYTHONPATH (see _common.gradcheck_source). Fix glibc's malloc thresholds
+   (MALLOC_MMAP_THRESHOLD_=8388608 MALLOC_TRIM_THRESHOLD_=268435456): its dynamic mmap
+   threshold otherwise follows what the previous sweep freed, and a sweep's 500 KB arrays
+   then cost page faults or not depending on the order of the targets (swish: 10 or 16 ms).
 2. Every elementwise activation of keras.activations and tf.nn (the enumeration of
    tests/test_library_activations.py) swept in all four dtypes, with no domain: the findings.
 
