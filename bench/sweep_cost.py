@@ -4,6 +4,15 @@
    forward+backward of the same target over the same values; a float32 sweep (dense per-binade
    grid plus refinement) against the same floor over its values. Interleaved, REPEATS times;
    the ratio of the fastest runs (the least disturbed on a shared machine) and of the medians.
+   Every target's floor and sweep are timed in turn in each repetition, so all see the same
+   load; the last line names the machine, its load and the gradcheck measured. A sweep that
+   finds a NaN gradient names its cause from a graph trace kept for the next sweep of the
+   same function (_hints.py): the ELU is timed both repeating a sweep and as a first sweep.
+   To compare with another commit, run this file with that commit's gradcheck first on
+   PYTHONPATH (see _common.gradcheck_source). Fix glibc's malloc thresholds
+   (MALLOC_MMAP_THRESHOLD_=8388608 MALLOC_TRIM_THRESHOLD_=268435456): its dynamic mmap
+   threshold otherwise follows what the previous sweep freed, and a sweep's 500 KB arrays
+   then cost page faults or not depending on the order of the targets (swish: 10 or 16 ms).
 2. Every elementwise activation of keras.activations and tf.nn (the enumeration of
    tests/test_library_activations.py) swept in all four dtypes, with no domain: the findings.
 
@@ -21,15 +30,19 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
+from _common import machine_line
 
-import gradcheck  # noqa: E402
-from gradcheck import _sweep_values  # noqa: E402
+import gradcheck
+from gradcheck import _hints, _sweep_values
 
 REPEATS = 15
-TARGETS = {"selu": tf.nn.selu, "swish": lambda x: x * tf.sigmoid(x),
-           "elu (seed, tf.where trap)": lambda x: tf.where(x > 0, x, tf.exp(x) - 1)}
+ELU = lambda x: tf.where(x > 0, x, tf.exp(x) - 1)
+TARGETS = {"swish": lambda x: x * tf.sigmoid(x), "elu (seed, tf.where trap)": ELU,
+           "selu": tf.nn.selu, "elu, hint traced afresh": ELU}
+#: Rows whose sweep starts with no kept trace for the NaN hint (_hints._TRACES): a first sweep
+#: of the target, where the others repeat one.
+AFRESH = {"elu, hint traced afresh"}
 
 
 def forward_backward(fn, x):
@@ -39,22 +52,31 @@ def forward_backward(fn, x):
     return tape.gradient(y, x).numpy()
 
 
-def cost(name, fn, dtype):
-    x = tf.constant(_sweep_values.values(dtype), dtype)
-    forward_backward(fn, x)
-    gradcheck.sweep(fn, dtype=dtype)  # warm up: traces, kernels
-    floor, sweep = [], []
+def cost(dtype):
+    """One table row per target: every target's floor and sweep are timed in turn within each
+    repetition (floor, sweep, next target, ...), so a change of load hits all of them alike."""
+    xs = {name: tf.constant(_sweep_values.values(dtype), dtype) for name in TARGETS}
+    for name, fn in TARGETS.items():  # warm up: traces, kernels
+        forward_backward(fn, xs[name])
+        gradcheck.sweep(fn, dtype=dtype)
+    floor = {name: [] for name in TARGETS}
+    sweep = {name: [] for name in TARGETS}
+    reports = {}
     for _ in range(REPEATS):
-        start = time.perf_counter()
-        forward_backward(fn, x)
-        floor.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        report = gradcheck.sweep(fn, dtype=dtype)
-        sweep.append(time.perf_counter() - start)
-    f, s = min(floor), min(sweep)
-    median = statistics.median(sweep) / statistics.median(floor)
-    print(f"| {name} | {dtype} | {report.meta['swept']} | {1e3 * f:.1f} | {1e3 * s:.1f} | "
-          f"{s / f:.1f}x | {median:.1f}x | {', '.join(report.kinds) or 'OK'} |", flush=True)
+        for name, fn in TARGETS.items():
+            start = time.perf_counter()
+            forward_backward(fn, xs[name])
+            floor[name].append(time.perf_counter() - start)
+            if name in AFRESH:
+                getattr(_hints, "_TRACES", {}).clear()
+            start = time.perf_counter()
+            reports[name] = gradcheck.sweep(fn, dtype=dtype)
+            sweep[name].append(time.perf_counter() - start)
+    for name, report in reports.items():
+        f, s = min(floor[name]), min(sweep[name])
+        median = statistics.median(sweep[name]) / statistics.median(floor[name])
+        print(f"| {name} | {dtype} | {report.meta['swept']} | {1e3 * f:.1f} | {1e3 * s:.1f} | "
+              f"{s / f:.1f}x | {median:.1f}x | {', '.join(report.kinds) or 'OK'} |", flush=True)
 
 
 def library():
@@ -74,10 +96,9 @@ if __name__ == "__main__":
     print("| target | dtype | values swept | forward+backward ms | sweep ms | ratio (fastest) "
           "| ratio (medians) | found |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
-    print(f"load average {os.getloadavg()}", flush=True)
-    for name, fn in TARGETS.items():
-        for dtype in ("float16", "float32"):
-            cost(name, fn, dtype)
+    for dtype in ("float16", "float32"):
+        cost(dtype)
+    print(machine_line(), flush=True)
     if sys.argv[1:] != ["cost"]:
         print()
         library()

@@ -135,9 +135,20 @@ def _neighbour(run: Any, rng: np.random.Generator) -> list:
     args = list(run.args)
     for p in run.params:
         if not p.is_weight:
-            moved = p.value * (1.0 + _WINDOW * _signed(rng, p.value.shape) / 1.5)
+            moved = p.value * (1.0 + _WINDOW * _draws(run, rng, p.value.shape) / 1.5)
             args[p.arg_index] = tf.cast(tf.constant(moved, tf.float64), run.dtype)
     return args
+
+
+def _draws(run: Any, rng: np.random.Generator, shape: tuple) -> np.ndarray:
+    """Random offsets for one input. A run over some entries of a larger batch (a sweep's
+    suspects, ``run.entries`` = (the batch's shape, the entries' flat indices)) draws for
+    the whole batch and keeps its entries', so each entry is judged as in the batch."""
+    entries = getattr(run, "entries", None)
+    if entries is None:
+        return _signed(rng, shape)
+    batch, where = entries
+    return _signed(rng, batch).reshape(-1)[where].reshape(shape)
 
 
 def _relative(value: np.ndarray, exact: np.ndarray) -> np.ndarray:

@@ -7,15 +7,19 @@ A cause is named only with evidence: the forward and backward pass are traced on
 graph, every floating intermediate is fetched, and the first op (in graph order) whose output
 is not finite while all its inputs are is the culprit. The ``tf.where`` trap is named when
 that op's non-finite value reaches a ``Select`` (``tf.where``) of the forward pass's gradient.
-Where the trace fails (code that does not trace), no cause is given.
+Where the trace fails (code that does not trace), no cause is given. A plain function's trace
+is kept for its next checks at the same shapes and dtypes (``_TRACES``).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
+from ._targets import Target
 
 __all__ = ["nonfinite_cause"]
 
@@ -25,32 +29,84 @@ _SELECT = ("Select", "SelectV2")
 def nonfinite_cause(run: Any) -> str:
     """A sentence naming the op that first makes a NaN/Inf in ``run``'s forward + backward
     pass, or "" when it cannot be found."""
+    key = _key(run)
+    kept = _TRACES.get(key) if key is not None else None
+    if kept is not None and kept[0] is run.tgt.fn:
+        _TRACES.move_to_end(key)
+        try:
+            hint = _first_nonfinite(run, kept[1], reused=True)
+        except Exception:  # noqa: BLE001 - a kept trace that fails is traced afresh
+            hint = ""
+        if hint:
+            return hint
     try:
-        return _first_nonfinite(run)
+        traced = _trace(run)
+        if key is not None:
+            _TRACES[key] = (run.tgt.fn, traced)
+            while len(_TRACES) > _TRACES_KEPT:
+                _TRACES.popitem(last=False)
+        return _first_nonfinite(run, traced)
     except Exception:  # noqa: BLE001 - no evidence, no hint
         return ""
 
 
-def _first_nonfinite(run: Any) -> str:
+#: Traces of plain functions (not layers, whose state is theirs to change), reused while the
+#: same function is checked at inputs of the same shapes and dtypes (fuzzing's shrinking, a
+#: sweep repeated): tracing and instantiating the graph is most of a hint's cost. A kept
+#: trace is used only where it computes bitwise the eager pass's output and gradients (a
+#: function that reads Python state which has changed is traced afresh) and shows a culprit.
+#: The most recent few are kept.
+_TRACES: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
+_TRACES_KEPT = 8
+
+
+def _key(run: Any) -> tuple | None:
+    """What a kept trace is for (None: never kept): the function, the shapes and dtypes."""
+    if type(run.tgt) is not Target:
+        return None
+    try:
+        return (id(run.tgt.fn), tuple((tuple(a.shape), a.dtype) for a in run.args),
+                tuple(run.y.shape), run.y.dtype,
+                tuple(id(p.weight) for p in run.params if p.is_weight))
+    except (AttributeError, TypeError):
+        return None
+
+
+def _trace(run: Any) -> Any:
+    """The forward and backward pass as one graph of (args..., cotangent) returning the
+    output and every floating intermediate."""
     floats = [i for i, a in enumerate(run.args) if a.dtype.is_floating]
     weights = [p.weight for p in run.params if p.is_weight]
-    v = tf.constant(run.v, run.y.dtype)
 
-    def forward_backward(*args):  # graph mode: tf.gradients, not a tape
-        y = run.tgt(list(args))
+    def forward_backward(*inputs):  # graph mode: tf.gradients, not a tape
+        args, v = list(inputs[:-1]), inputs[-1]
+        y = tf.convert_to_tensor(run.tgt(args))
         grads = tf.compat.v1.gradients(y, [args[i] for i in floats] + weights, grad_ys=v)
-        return [g for g in grads if g is not None]
+        ops = [op for op in tf.compat.v1.get_default_graph().get_operations()
+               if op.outputs and op.type not in ("Placeholder", "Const", "VarHandleOp")]
+        return y, [g for g in grads if g is not None], [
+            op.outputs[0] for op in ops
+            if op.outputs[0].dtype.is_floating and op.outputs[0].dtype != tf.resource]
 
     specs = [tf.TensorSpec(a.shape, a.dtype) for a in run.args]
-    wrapped = tf.compat.v1.wrap_function(forward_backward, specs)
-    graph = wrapped.graph
-    ops = [op for op in graph.get_operations()
-           if op.outputs and op.type not in ("Placeholder", "Const", "VarHandleOp")]
-    fetches = [op.outputs[0] for op in ops
-               if op.outputs[0].dtype.is_floating and op.outputs[0].dtype != tf.resource]
+    return tf.compat.v1.wrap_function(forward_backward,
+                                      specs + [tf.TensorSpec(run.y.shape, run.y.dtype)])
+
+
+def _first_nonfinite(run: Any, traced: Any, reused: bool = False) -> str:
+    """The hint from ``traced`` at the run's inputs; "" also where a ``reused`` trace computes
+    another output or gradients than the run's eager pass."""
+    fetches = traced.structured_outputs[2]
     if not fetches:
         return ""
-    values = wrapped.prune(feeds=wrapped.inputs[:len(run.args)], fetches=fetches)(*run.args)
+    v = tf.constant(run.v, run.y.dtype)
+    y, grads, values = traced(*run.args, v)
+    if reused:
+        eager = [g for g in run.tape.gradient(run.y, run.sources, output_gradients=v)
+                 if g is not None]
+        if not all(np.array_equal(_as_array(a), _as_array(b), equal_nan=True)
+                   for a, b in zip([y, *grads], [run.y, *eager])) or len(grads) != len(eager):
+            return ""
     finite = {t.name: _all_finite(value) for t, value in zip(fetches, values)}
     for t, value in zip(fetches, values):
         if finite[t.name]:

@@ -10,7 +10,8 @@ check on it once, reading its per-element verdicts:
    gradient with a finite output is a ``nonfinite_gradient`` only where the reference's
    derivative is finite and neither the VJP nor the intermediates of its chain overflow;
 2. the core's gradient check (``_Run.check_gradients``: kinks, rounding windows, float64
-   reference) on every value, those with a NaN/Inf output or gradient set aside; its
+   reference) on every value, those with a NaN/Inf output or gradient set aside, its
+   low-precision rules on the values its differences reject only (``_sweep_run.py``); its
    per-element mismatches are the ``gradient_mismatch`` values, except where the core's finite
    differences cannot judge (they overflow, or their step exceeds 1) and, in float16/bfloat16,
    where the core's low-precision line rule finds a kink within the rounding of x;
@@ -30,19 +31,18 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
 
 from . import _sweep_values as grid
-from ._arrays import _all_finite, _f64
-from ._check import _Run, check
+from ._check import check
 from ._determinism import output_of, outputs_agree
 from ._fuzz_target import name_of
-from ._numerics import ANALYTIC_ULPS, estimate
+from ._numerics import ANALYTIC_ULPS
 from ._report import KINDS, Finding, Report
+from ._sweep_run import SweepRun, kink_in_window, stencil
 from ._targets import as_target
 
 __all__ = ["sweep", "sweep_registered"]
@@ -150,63 +150,6 @@ def _scalar_args(args: Any, name: str) -> dict[str, tuple[float, float]]:
 
 
 # -- one batched check of many values -----------------------------------------------------------
-
-class _SweepRun(_Run):
-    """The core's run, keeping what it computes per element: the raw gradient of x (before the
-    core drops a nonfinite one) and the mask of elements whose gradient it rejected."""
-
-    def check_gradient_structure(self, p, g):
-        if not p.is_weight and p.arg_index == 0 and isinstance(g, tf.Tensor):
-            self.raw_grad = _f64(g) if g.shape == p.value.shape else None
-            if (self.raw_grad is not None and g.dtype == p.dtype and _all_finite(self.y64)
-                    and not _all_finite(self.raw_grad)):
-                # The core's finding would name the op making the NaN by tracing the whole
-                # batch as a graph (_hints.py); the sweep sets that finding aside and reports
-                # its own, whose one-value reproducer names the op.
-                self.add("nonfinite_gradient", f"gradient for {p.label} is not finite")
-                return
-        super().check_gradient_structure(p, g)
-
-    def add(self, kind, message, **details):
-        """Findings without the batch's inputs: a sweep reports its own, one value each."""
-        self.report.findings.append(Finding(kind, f"{self.tgt.name}: {message}", {}, details))
-
-    def confirm_elementwise(self, diag):
-        """Trust the declaration: the core's probe along a random direction is a whole-batch
-        verdict, and at |x| where the target varies faster than the core's step h max(1, |x|)
-        (sin at 1e5) it is inconclusive for one value of thousands. Fuzzing checks that the
-        target is elementwise, on random shapes and inputs of its domain."""
-        super().confirm_elementwise(diag)  # builds self.diag, the per-element differences
-        self.report.findings = [f for f in self.report.findings if f.kind != "not_elementwise"]
-        aside = getattr(self, "set_aside", None)
-        if aside is not None and 0 in self.diag:
-            # The verdicts of values set aside (NaN/Inf output or gradient) are discarded:
-            # given the core's own difference as gradient they pass its judge, so they do
-            # not send the whole batch through its rounding rules (per element: the other
-            # values' verdicts are unchanged).
-            s, _, (numerical, _), _ = self.diag[0]
-            with np.errstate(invalid="ignore"):
-                fill = aside & np.isfinite(numerical)
-                self.params[0].grad = np.where(fill, numerical / s, self.params[0].grad)
-        return True
-
-    def report_mismatch(self, p, bad, analytic, numerical, bound, allowance):
-        if not p.is_weight and p.arg_index == 0:
-            self.mismatch = np.array(bad, dtype=bool)
-        super().report_mismatch(p, bad, analytic, numerical, bound, allowance)
-
-
-class _DiagonalRun(_SweepRun):
-    """The core's run up to its samples along each element (``run.diag``, with the same
-    random probe): the line rule on the suspects needs nothing more, so the core's verdicts
-    and rounding rules, whose results would be discarded, are not computed."""
-
-    def check_gradients(self):
-        p = self.params[0]
-        if (_all_finite(self.y64) and p.grad is not None and not p.is_weight
-                and p.value.shape == self.f0.shape):
-            self.confirm_elementwise([0])
-
 
 @dataclass
 class _Batch:
@@ -337,7 +280,7 @@ class _Sweep:
         x = tf.constant(values, self.tf_dtype)
         tgt = as_target(self.target(consts), self.name, self.reference)
         # modes=(): the sweep is about values; fuzzing checks tf.function/XLA on its inputs.
-        run = _SweepRun(tgt, [x], True, True, self.rtol, self.atol, self.seed,
+        run = SweepRun(tgt, [x], True, True, self.rtol, self.atol, self.seed,
                         domain=self.domain)
         nan = np.full(n, np.nan)
         if not run.forward_backward() or not run.choose_reference():
@@ -373,7 +316,7 @@ class _Sweep:
             run.set_aside = out_bad | grad_bad
         run.y64 = np.where(out_bad, 0.0, y)
         run.check_gradients()
-        stencil, numerical = self.stencil(run)
+        outside, numerical = stencil(run)
         if grad_bad.any():
             # Where the derivative is finite and neither the VJP dy f'(x) nor the intermediates
             # of its chain overflow: those are as large as |dy| max(1, |x|, |f|) (the core's
@@ -391,11 +334,12 @@ class _Sweep:
         # steps relative to |x|: not excluded here.
         s = np.maximum(1.0, np.abs(values))
         scaled = np.abs(np.nan_to_num(grad * run.v, nan=0.0)) * s
-        unjudgeable = (s > 1) & (stencil | ~(scaled <= np.finfo(np.float64).max * run.h))
+        unjudgeable = (s > 1) & (outside | ~(scaled <= np.finfo(np.float64).max * run.h))
         code[(code == OK) & unjudgeable] = EXCLUDED
         mismatch = getattr(run, "mismatch", None)
         if mismatch is not None and run.low_precision and (mismatch & (code == OK)).any():
-            mismatch = mismatch & ~self.kink_in_window(tgt, x, mismatch & (code == OK))
+            mismatch = mismatch & ~kink_in_window(tgt, x, mismatch & (code == OK),
+                                                  self.rtol, self.atol, self.seed)
         if mismatch is not None:
             # Beyond |x| = 1/h the core's step h max(1, |x|) is wider than 1: features of unit
             # size (a period of sin) alias in its differences, which then say nothing.
@@ -407,48 +351,6 @@ class _Sweep:
         findings = [f for f in run.report.findings
                     if f.kind not in ("gradient_mismatch", "nonfinite_gradient")]
         return _Batch(values, code, y, grad, findings)
-
-    def kink_in_window(self, tgt: Any, x: tf.Tensor, suspects: np.ndarray) -> np.ndarray:
-        """The core's rule for a low-precision line (``_Run.within_line_window``) on each
-        element's line x + t |x|: the inputs within ANALYTIC_ULPS roundings of |x| (the
-        dtype's rounding of x and of intermediates of its size) are indistinguishable, and a
-        kink among them, or a slope the reference takes there, makes the element
-        inconclusive. A sweep meets every value next to a kink: in float16, hard_silu's
-        x + 3 rounds to 6 at x = 2.998 and selects the slope beyond its kink at 3. Scaled by
-        |x| rather than max(1, |x|), so a kink at 0 stays out of reach of x = -2e-4 (selu).
-        The core's differences along max(1, |x|) are rescaled to this line. Run on the
-        suspects alone (a core run of its own), so its window costs little."""
-        inconclusive = np.zeros(suspects.shape, bool)
-        where = np.flatnonzero(suspects)
-        run = _DiagonalRun(tgt, [tf.gather(x, where)], True, True, self.rtol, self.atol,
-                           self.seed)
-        if not (run.forward_backward() and run.choose_reference()):
-            return inconclusive
-        run.check_gradients()
-        if 0 not in getattr(run, "diag", {}):
-            return inconclusive
-        s, phi, (numerical, bound), rho = run.diag[0]
-        r = np.maximum(np.abs(run.params[0].value), np.finfo(np.float64).tiny)
-        k = r / s
-        verdict = SimpleNamespace(numerical=numerical * k, bound=bound * k)
-        # Only phi(+-h) - phi(0) enters the rule (curvature): a second difference, k^2.
-        line = {0: phi[0], 1: phi[0] + (phi[1] - phi[0]) * k * k,
-                -1: phi[0] + (phi[-1] - phi[0]) * k * k}
-        inconclusive[where] = run.within_line_window({0: r}, (), run.params[0].grad * r, line,
-                                                     verdict, rho, np.zeros(r.shape))
-        return inconclusive
-
-    @staticmethod
-    def stencil(run: _SweepRun) -> tuple[np.ndarray, np.ndarray]:
-        """From the core's own samples along x (``run.diag``, made by its elementwise check):
-        where a sample overflowed, and dy f'(x) by the core's central difference."""
-        diag = getattr(run, "diag", {}).get(0)
-        if diag is None:
-            s = np.maximum(1.0, np.abs(run.params[0].value))
-            phi = {t: f * run.v for t, f in run.samples({0: s}).items()}
-            diag = (s, phi, estimate(phi, run.h, run.rounding((), s)), None)
-        s, phi, (numerical, _), _ = diag
-        return np.isinf(phi[-2]) | np.isinf(phi[2]), numerical / s
 
     # ---- what a finding says
 

@@ -237,3 +237,71 @@ def test_an_error_only_the_sweep_reaches_is_not_dropped_for_a_passing_hypothesis
     report = gradcheck.fuzz(raises_far_out, dtype="float32", max_examples=5)
     assert not report.ok and report.kinds == ["error"], str(report)
     assert report.meta["swept"] > 0 and report.reproducer
+
+
+# -- what a sweep computes once, or on its suspects only ----------------------------------------
+
+def test_a_second_sweep_reuses_the_hints_trace_and_names_the_same_cause():
+    traced = []
+
+    def elu_traced(x):
+        if not tf.executing_eagerly():  # only the hint (_hints.py) calls it in a graph
+            traced.append(x.shape)
+        return elu_where(x)
+
+    first, second = (gradcheck.sweep(elu_traced, dtype="float16") for _ in range(2))
+    assert len(traced) == 1
+    assert first.findings[0].message == second.findings[0].message
+    assert "made by op Exp" in second.findings[0].message
+    assert "tf.where NaN trap" in second.findings[0].message
+
+
+def test_a_kept_trace_is_not_trusted_once_the_function_computes_otherwise():
+    unsafe = {"op": tf.exp}
+
+    def elu_of(x):  # reads Python state: a trace keeps the op it saw
+        return tf.where(x > 0, x, unsafe["op"](x) - 1)
+
+    x = np.array([100.0, -1.0], np.float32)
+    assert "op Exp " in gradcheck.check(elu_of, x, modes=()).findings[0].message
+    unsafe["op"] = lambda t: tf.math.pow(tf.constant(2.0, t.dtype), t * 1.5)
+    message = gradcheck.check(elu_of, x, modes=()).findings[0].message
+    assert "op Pow " in message and "tf.where NaN trap" in message
+
+
+def test_a_subset_of_a_batch_draws_the_batch_draws_of_its_entries():
+    from types import SimpleNamespace
+
+    from gradcheck._arrays import _signed
+    from gradcheck._conditioning import _draws
+
+    where = np.array([3, 17, 18, 999])
+    batch = _signed(np.random.default_rng(5), (1000,))
+    subset = _draws(SimpleNamespace(entries=((1000,), where)), np.random.default_rng(5), (4,))
+    assert np.array_equal(subset, batch[where])
+    assert np.array_equal(_draws(SimpleNamespace(), np.random.default_rng(5), (1000,)), batch)
+
+
+@pytest.mark.parametrize("target", ["selu", "celu", "softplus"])
+def test_the_rules_on_the_suspects_only_give_every_value_the_whole_batchs_verdict(target,
+                                                                                  monkeypatch):
+    """The sweep runs the core's low-precision rules on the values its finite differences
+    reject only (_sweep_run._entries); the core's own route runs them on the whole batch."""
+    from gradcheck import _check, _sweep, _sweep_run
+
+    keras = pytest.importorskip("keras")
+    fn = {"selu": tf.nn.selu, "celu": keras.activations.celu,
+          "softplus": tf.nn.softplus}[target]
+    swept = values.values("float16")
+
+    def codes():
+        batch = _sweep._Sweep(lambda: fn, target, "float16", None, (), {}, {}).check_values(
+            swept, ())
+        return batch.code
+
+    suspects_only = codes()
+    monkeypatch.setattr(_sweep_run.SweepRun, "check_gradients", _check._Run.check_gradients)
+    whole_batch = codes()
+    assert np.array_equal(suspects_only, whole_batch)
+    found = {"selu": 100, "celu": 1, "softplus": 0}[target]  # what each shows, at least
+    assert (whole_batch == _sweep.MISMATCH).sum() >= found

@@ -1,0 +1,181 @@
+"""The core's run as a sweep uses it: one run over every swept value, its verdicts per value.
+
+A sweep (``_sweep.py``) puts every value into one tensor and runs the core's elementwise check
+once. :class:`SweepRun` is that run, keeping what the core computes per element and discards
+(the raw gradient, the per-element mismatches), trusting the declaration that the target is
+elementwise, and running the core's low-precision rules only on the values its finite
+differences reject (:func:`_entries`: a copy of the run over them, every per-element quantity
+and random draw the batch's). :func:`kink_in_window` is the core's line rule on the
+mismatches, in a run of their own (:class:`DiagonalRun`); :func:`stencil` reads the core's
+samples.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from . import _routes
+from ._arrays import _all_finite, _f64
+from ._check import _Run
+from ._numerics import analytic_allowance, estimate
+from ._report import Finding, Report
+
+__all__ = ["DiagonalRun", "SweepRun", "kink_in_window", "stencil"]
+
+
+class SweepRun(_Run):
+    """The core's run, keeping what it computes per element: the raw gradient of x (before the
+    core drops a nonfinite one) and the mask of elements whose gradient it rejected
+    (``mismatch``)."""
+
+    def check_gradient_structure(self, p, g):
+        if not p.is_weight and p.arg_index == 0 and isinstance(g, tf.Tensor):
+            self.raw_grad = _f64(g) if g.shape == p.value.shape else None
+            if (self.raw_grad is not None and g.dtype == p.dtype and _all_finite(self.y64)
+                    and not _all_finite(self.raw_grad)):
+                # The core's finding would name the op making the NaN by tracing the whole
+                # batch as a graph (_hints.py); the sweep sets that finding aside and reports
+                # its own, whose one-value reproducer names the op.
+                self.add("nonfinite_gradient", f"gradient for {p.label} is not finite")
+                return
+        super().check_gradient_structure(p, g)
+
+    def add(self, kind, message, **details):
+        """Findings without the batch's inputs: a sweep reports its own, one value each."""
+        self.report.findings.append(Finding(kind, f"{self.tgt.name}: {message}", {}, details))
+
+    def confirm_elementwise(self, diag):
+        """Trust the declaration: the core's probe along a random direction is a whole-batch
+        verdict, and at |x| where the target varies faster than the core's step h max(1, |x|)
+        (sin at 1e5) it is inconclusive for one value of thousands. Fuzzing checks that the
+        target is elementwise, on random shapes and inputs of its domain."""
+        super().confirm_elementwise(diag)  # builds self.diag, the per-element differences
+        self.report.findings = [f for f in self.report.findings if f.kind != "not_elementwise"]
+        aside = getattr(self, "set_aside", None)
+        if aside is not None and 0 in self.diag:
+            # The verdicts of values set aside (NaN/Inf output or gradient) are discarded:
+            # given the core's own difference as gradient they pass its judge, so they do
+            # not send the whole batch through its rounding rules (per element: the other
+            # values' verdicts are unchanged).
+            s, _, (numerical, _), _ = self.diag[0]
+            with np.errstate(invalid="ignore"):
+                fill = aside & np.isfinite(numerical)
+                self.params[0].grad = np.where(fill, numerical / s, self.params[0].grad)
+        return True
+
+    def report_mismatch(self, p, bad, analytic, numerical, bound, allowance):
+        """Per-element mismatches of x kept; the core's message, which the sweep replaces by
+        its own, is not written."""
+        if not p.is_weight and p.arg_index == 0:
+            self.mismatch = np.array(bad, dtype=bool)
+            return
+        super().report_mismatch(p, bad, analytic, numerical, bound, allowance)
+
+    def check_gradients(self):
+        """The core's per-element check of x (``_routes.compare`` for the sweep's one usable
+        param), its low-precision rules (rounding window, ``explained_by_rounding``: eight
+        gradient passes) run only on the values its finite differences reject, in a copy of
+        this run over those values (:func:`_entries`): every per-element quantity is the
+        batch's, so each value's verdict is the one the whole batch gives it."""
+        p = self.params[0]
+        if (p.grad is None or p.is_weight or p.value.shape != self.f0.shape
+                or not _all_finite(self.y64)):
+            return super().check_gradients()
+        self.confirm_elementwise([0])
+        self.elementwise_confirmed = True
+        # check_diagonal's first test, before its rules: analytic against the differences.
+        s, phi, estimated, rho = self.diag[0]
+        analytic = p.grad * s
+        magnitude = (np.maximum(np.maximum(1.0, np.abs(p.value)), np.abs(self.f0))
+                     if self.low_precision else 1.0)
+        allowance = analytic_allowance(analytic, self.eps, self.low_precision, magnitude,
+                                       self.tiny, self.v, s)
+        suspects = np.flatnonzero(~_routes.judge(self, phi, analytic, rho, allowance,
+                                                 estimated=estimated).ok)
+        self.mismatch = np.zeros(p.value.shape, bool)
+        if suspects.size:
+            sub = _entries(self, suspects)
+            _routes.check_diagonal(sub, 0)
+            self.mismatch[suspects] = getattr(sub, "mismatch", False)
+
+
+def _entries(run: SweepRun, where: np.ndarray) -> SweepRun:
+    """A copy of ``run`` over the values ``where`` (indices into its 1-D x): the same cotangent,
+    reference, step, samples and random draws per value (``run.entries`` for
+    ``_conditioning``); a report of its own."""
+    sub = copy.copy(run)
+    for cached in ("mismatch", "float64_gradients", "tape", "sources", "y", "raw_grad"):
+        sub.__dict__.pop(cached, None)
+    p = run.params[0]
+    sub.args = [tf.gather(run.args[0], where)] + list(run.args[1:])
+    sub.params = [dataclasses.replace(p, value=p.value[where], grad=p.grad[where])]
+    sub.params += run.params[1:]
+    sub.v, sub.y64, sub.f0 = run.v[where], run.y64[where], run.f0[where]
+    s, phi, (numerical, bound), rho = run.diag[0]
+    sub.diag = {0: (s[where], {t: f[where] for t, f in phi.items()},
+                    (numerical[where], bound[where]), rho[where])}
+    sub.ref_args = sub.v_size = sub.set_aside = None
+    sub.entries = (run.v.shape, where)
+    sub.report = Report(target=run.report.target, dtype=run.report.dtype)
+    return sub
+
+
+class DiagonalRun(SweepRun):
+    """The core's run up to its samples along each element (``run.diag``, with the same
+    random probe): the line rule on the suspects needs nothing more, so the core's verdicts
+    and rounding rules, whose results would be discarded, are not computed."""
+
+    def check_gradients(self):
+        p = self.params[0]
+        if (_all_finite(self.y64) and p.grad is not None and not p.is_weight
+                and p.value.shape == self.f0.shape):
+            self.confirm_elementwise([0])
+
+
+def kink_in_window(tgt: Any, x: tf.Tensor, suspects: np.ndarray, rtol: float | None,
+                   atol: float | None, seed: int) -> np.ndarray:
+    """The core's rule for a low-precision line (``_Run.within_line_window``) on each
+    element's line x + t |x|: the inputs within ANALYTIC_ULPS roundings of |x| (the dtype's
+    rounding of x and of intermediates of its size) are indistinguishable, and a kink among
+    them, or a slope the reference takes there, makes the element inconclusive. A sweep meets
+    every value next to a kink: in float16, hard_silu's x + 3 rounds to 6 at x = 2.998 and
+    selects the slope beyond its kink at 3. Scaled by |x| rather than max(1, |x|), so a kink
+    at 0 stays out of reach of x = -2e-4 (selu). The core's differences along max(1, |x|)
+    are rescaled to this line. Run on the ``suspects`` of x alone (a core run of its own,
+    with the options ``rtol``, ``atol``, ``seed``), so its window costs little."""
+    inconclusive = np.zeros(suspects.shape, bool)
+    where = np.flatnonzero(suspects)
+    run = DiagonalRun(tgt, [tf.gather(x, where)], True, True, rtol, atol, seed)
+    if not (run.forward_backward() and run.choose_reference()):
+        return inconclusive
+    run.check_gradients()
+    if 0 not in getattr(run, "diag", {}):
+        return inconclusive
+    s, phi, (numerical, bound), rho = run.diag[0]
+    r = np.maximum(np.abs(run.params[0].value), np.finfo(np.float64).tiny)
+    k = r / s
+    verdict = SimpleNamespace(numerical=numerical * k, bound=bound * k)
+    # Only phi(+-h) - phi(0) enters the rule (curvature): a second difference, k^2.
+    line = {0: phi[0], 1: phi[0] + (phi[1] - phi[0]) * k * k,
+            -1: phi[0] + (phi[-1] - phi[0]) * k * k}
+    inconclusive[where] = run.within_line_window({0: r}, (), run.params[0].grad * r, line,
+                                                 verdict, rho, np.zeros(r.shape))
+    return inconclusive
+
+
+def stencil(run: SweepRun) -> tuple[np.ndarray, np.ndarray]:
+    """From the core's own samples along x (``run.diag``, made by its elementwise check):
+    where a sample overflowed, and dy f'(x) by the core's central difference."""
+    diag = getattr(run, "diag", {}).get(0)
+    if diag is None:
+        s = np.maximum(1.0, np.abs(run.params[0].value))
+        phi = {t: f * run.v for t, f in run.samples({0: s}).items()}
+        diag = (s, phi, estimate(phi, run.h, run.rounding((), s)), None)
+    s, phi, (numerical, _), _ = diag
+    return np.isinf(phi[-2]) | np.isinf(phi[2]), numerical / s
