@@ -68,16 +68,22 @@ class Target:
 
 
 class FunctionTarget(Target):
-    """A ``tf.function``: always the user's decorated function, called in one way.
+    """A ``tf.function``: always the user's decorated function, called in one way per check.
 
-    * One trace per dtypes and ranks, every dimension ``None`` (``get_concrete_function`` of the
-      user's own function, so its options, ``jit_compile`` and ``autograph`` included, apply).
-      Called directly, a tf.function traces again for every new input shape (and dtype): a
-      fuzz run draws a new shape for about every third example, and each such trace with its
-      gradient graph cost 40-70 ms here against about 10 ms for a whole check. This is the
-      trace a Keras model's training step makes too (batch axis ``None``); a function whose
-      trace needs static shapes (``x.shape[-1]`` as a Python int) fails there and is then
-      called as it is, traced per shape, for those dtypes and ranks.
+    * Traced once with the input's shapes, then once with every dimension ``None``, per dtypes
+      and ranks. Called directly, a tf.function traces again for every new input shape and
+      dtype: a fuzz run draws a new shape for about every third example, and each such trace
+      with its gradient graph costs 40-70 ms here against about 10 ms for a whole check. So the
+      first check of each dtypes and ranks calls the function as it is (a graph that only
+      static shapes break fails there, as for any caller; the float64 reference of another
+      dtype needs only the function's values and skips this), and later checks call its
+      ``get_concrete_function`` with ``None`` dimensions: the user's own function, options
+      (``jit_compile``, ``autograph``) and trace cache included. That trace is the one the mode
+      check's dynamic trace makes too, and TensorFlow then calls it for every input of those
+      dtypes and ranks anyway (it dispatches to a traced supertype), float64 aside. A
+      function whose trace needs static shapes (``x.shape[-1]`` as a Python int) fails there
+      and is called as it is, traced per shape. Inside another trace (the mode check's) it is
+      called as it is.
     * Always under a gradient tape. TensorFlow runs a tf.function under a tape and without one
       as two graphs that grappler optimizes separately: without a tape, ``x * sigmoid(x)`` is
       fused into one oneDNN kernel whose last bit differs; under one, ``sigmoid(x)`` is kept
@@ -85,6 +91,16 @@ class FunctionTarget(Target):
       probe, finite differences) must reach the same outputs, or a correct function looks
       non-deterministic.
     """
+
+    def __init__(self, fn: Any, name: str, arg_names: list[str], reference: bool = False):
+        super().__init__(fn, name, arg_names)
+        self.relaxed: dict[tuple, bool] = {}  # this check's way per key, decided at its first call
+        self.reference = reference  # a reference in another dtype: relaxed from the first call
+
+    def twin(self, dtype, args, weights):
+        if weights:
+            return None
+        return FunctionTarget(self.fn, self.name, self.arg_names, reference=True), []
 
     def __call__(self, args: Sequence[tf.Tensor]) -> Any:
         floats = [a for a in args if a.dtype.is_floating]
@@ -94,25 +110,35 @@ class FunctionTarget(Target):
 
     def _call(self, args: Sequence[tf.Tensor]) -> Any:
         key = tuple((a.dtype, a.shape.rank) for a in args)
-        traces = _relaxed_traces(self.fn)
-        if (traces.get(key, True) is None or None in (rank for _, rank in key)
+        if (None in (rank for _, rank in key) or not tf.executing_eagerly()
                 or self.fn.input_signature is not None):  # a signature: it never retraces
             return self.fn(*args)
+        traces = _relaxed_traces(self.fn)
+        if key not in self.relaxed:
+            known = traces.get(key, _UNTRACED if self.reference else None)
+            self.relaxed[key] = known is not None
+        if not self.relaxed[key]:
+            result = self.fn(*args)
+            traces.setdefault(key, _UNTRACED)
+            return result
         try:
-            if key not in traces:
+            if traces.get(key, _UNTRACED) is _UNTRACED:
                 traces[key] = self.fn.get_concrete_function(
                     *[tf.TensorSpec([None] * rank, dtype) for dtype, rank in key])
             return traces[key](*args)
         except Exception:  # noqa: BLE001 - needs static shapes: call it as it is
             result = self.fn(*args)  # the target's own error, if it fails here too
             traces[key] = None
+            self.relaxed[key] = False
             return result
 
 
-# id(tf.function) -> (the function, {(dtype, rank) per input: its relaxed concrete function, or
-# None where that trace fails}). Bounded, and holding the function so its id is not reused.
+# id(tf.function) -> (the function, {(dtype, rank) per input: its concrete function with None
+# dimensions, _UNTRACED before it is made, None where that trace fails}). Bounded, and holding
+# the function so that its id is not reused.
 _RELAXED: OrderedDict[int, tuple[Any, dict]] = OrderedDict()
 _RELAXED_SIZE = 64
+_UNTRACED = object()
 
 
 def _relaxed_traces(fn: Any) -> dict:
