@@ -181,7 +181,8 @@ class LayerTarget(Target):
                 config = dict(self.layer.get_config())
                 config["dtype"] = dtype.name
                 copy = type(self.layer).from_config(config)
-            copy(*[tf.cast(a, dtype) if a.dtype.is_floating else a for a in args])
+            if not getattr(copy, "built", False):  # a builder's cached copy: built before
+                copy(*[tf.cast(a, dtype) if a.dtype.is_floating else a for a in args])
             values = self.layer.get_weights()
             copy.set_weights([v.astype(dtype.as_numpy_dtype) if v.dtype.kind == "f" else v
                               for v in values])
