@@ -25,11 +25,9 @@ import argparse
 import statistics
 import time
 
-import tensorflow as tf
-
 import _common  # noqa: F401  (quiet TensorFlow before gradcheck imports it)
+import tensorflow as tf
 from _common import forward_backward, machine_line, make_custom_elu
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as seeded
 

@@ -42,7 +42,7 @@ are compared once per shapes in a later example that brings a new class with the
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -17,9 +17,11 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from . import _kerases as kerases
+from ._numerics import ANALYTIC_ULPS, machine_eps
 
 
 class Target:
@@ -70,26 +72,27 @@ class Target:
 class FunctionTarget(Target):
     """A ``tf.function``: always the user's decorated function, called in one way per check.
 
-    * Traced once with the input's shapes, then once with every dimension ``None``, per dtypes
-      and ranks. Called directly, a tf.function traces again for every new input shape and
-      dtype: a fuzz run draws a new shape for about every third example, and each such trace
-      with its gradient graph costs 40-70 ms here against about 10 ms for a whole check. So the
-      first check of each dtypes and ranks calls the function as it is (a graph that only
-      static shapes break fails there, as for any caller; the float64 reference of another
-      dtype needs only the function's values and skips this), and later checks call its
-      ``get_concrete_function`` with ``None`` dimensions: the user's own function, options
-      (``jit_compile``, ``autograph``) and trace cache included. That trace is the one the mode
-      check's dynamic trace makes too, and TensorFlow then calls it for every input of those
-      dtypes and ranks anyway (it dispatches to a traced supertype), float64 aside. A
-      function whose trace needs static shapes (``x.shape[-1]`` as a Python int) fails there
-      and is called as it is, traced per shape. Inside another trace (the mode check's) it is
-      called as it is.
+    * Traced with the input's shapes in the first check of each dtype, then with every
+      dimension ``None``, once per dtypes and ranks. Called directly, a tf.function traces
+      again for every new input shape and dtype: a fuzz run draws a new shape for about
+      every third example, and each such trace with its gradient graph costs 40-70 ms here
+      against about 10 ms for a whole check. So the first check in a dtype calls the function
+      as it is (a graph that only static shapes break fails there, as for any caller), and
+      later checks call its ``get_concrete_function`` with ``None`` dimensions: the user's
+      own function, options (``jit_compile``, ``autograph``) and trace cache included. That
+      trace is the one the mode check's dynamic trace makes too, and TensorFlow then calls it
+      for every input of those dtypes and ranks anyway (it dispatches to a traced
+      supertype). A function whose trace needs static shapes (``x.shape[-1]`` as a Python
+      int) fails there and is called as it is, traced per shape. Inside another trace (the
+      mode check's) it is called as it is.
     * Always under a gradient tape. TensorFlow runs a tf.function under a tape and without one
       as two graphs that grappler optimizes separately: without a tape, ``x * sigmoid(x)`` is
       fused into one oneDNN kernel whose last bit differs; under one, ``sigmoid(x)`` is kept
       for the backward pass. The core's call is taped and its other calls (the determinism
       probe, finite differences) must reach the same outputs, or a correct function looks
       non-deterministic.
+    * Its float64 reference is its Python code run eagerly, where that matches it: see
+      :meth:`float64_reference`.
     """
 
     def __init__(self, fn: Any, name: str, arg_names: list[str], reference: bool = False):
@@ -101,6 +104,47 @@ class FunctionTarget(Target):
         if weights:
             return None
         return FunctionTarget(self.fn, self.name, self.arg_names, reference=True), []
+
+    def float64_reference(self, args, weights, shape=None):
+        """The function's Python code run eagerly in float64, where it gives the function's
+        own values at ``args``; else the traced float64 twin (:meth:`Target.float64_reference`).
+
+        Finite differences need only the function's values, and an eager call costs a fifth
+        of a tf.function call here (the call op alone takes ~0.2 ms), for the 5 to 9
+        reference calls of a check, and no float64 trace per rank. Eager and traced are the
+        same formulas unless the code branches on ``tf.executing_eagerly()`` or on a Python
+        value, which changes values by far more than rounding. So the eager float64 values
+        must match the function's own (traced, in its dtype ``d``) at ``args``: each within
+        ``ANALYTIC_ULPS`` roundings of its dtype of the same value, at the scale ``max(1,
+        |y|, |x|)`` of the output and input (as in the mode check), hence ``ANALYTIC_ULPS *
+        (eps_d + eps64) * max(1, |y|, |x|)``; NaN and Inf where the other is too. The
+        samples lie within a few steps h of the input, where formulas that match at the
+        input still do."""
+        if not weights:
+            found = self._eager_reference(args, shape)
+            if found is not None:
+                return found
+        return super().float64_reference(args, weights, shape)
+
+    def _eager_reference(self, args, shape):
+        eager = Target(self.fn.python_function, self.name, self.arg_names)
+        cast = [tf.cast(a, tf.float64) if a.dtype.is_floating else a for a in args]
+        try:
+            own, y = self(args), eager(cast)
+        except Exception:  # noqa: BLE001 - runs only traced: the traced twin
+            return None
+        if (not isinstance(y, tf.Tensor) or not isinstance(own, tf.Tensor)
+                or y.dtype != tf.float64 or not own.dtype.is_floating
+                or y.shape != own.shape or (shape is not None and y.shape != shape)):
+            return None
+        traced, direct = _as_float64(own), y.numpy()
+        scale = max([1.0] + [_max_abs(t) for t in (direct, *(
+            c.numpy() for c in cast if c.dtype.is_floating))])
+        tolerance = ANALYTIC_ULPS * (machine_eps(own.dtype.name) + machine_eps("float64")) * scale
+        with np.errstate(invalid="ignore", over="ignore"):
+            same = (traced == direct) | (np.abs(traced - direct) <= tolerance)
+        same |= np.isnan(traced) & np.isnan(direct)
+        return (eager, [], y) if same.all() else None
 
     def __call__(self, args: Sequence[tf.Tensor]) -> Any:
         floats = [a for a in args if a.dtype.is_floating]
@@ -114,12 +158,13 @@ class FunctionTarget(Target):
                 or self.fn.input_signature is not None):  # a signature: it never retraces
             return self.fn(*args)
         traces = _relaxed_traces(self.fn)
-        if key not in self.relaxed:
-            known = traces.get(key, _UNTRACED if self.reference else None)
-            self.relaxed[key] = known is not None
+        dtypes = tuple(dtype for dtype, _ in key)
+        if key not in self.relaxed:  # as called in the dtype's first check and where needed
+            self.relaxed[key] = ((self.reference or dtypes in traces)
+                                 and traces.get(key, _UNTRACED) is not None)
         if not self.relaxed[key]:
             result = self.fn(*args)
-            traces.setdefault(key, _UNTRACED)
+            traces.setdefault(dtypes, True)
             return result
         try:
             if traces.get(key, _UNTRACED) is _UNTRACED:
@@ -134,8 +179,9 @@ class FunctionTarget(Target):
 
 
 # id(tf.function) -> (the function, {(dtype, rank) per input: its concrete function with None
-# dimensions, _UNTRACED before it is made, None where that trace fails}). Bounded, and holding
-# the function so that its id is not reused.
+# dimensions, _UNTRACED before it is made, None where that trace fails; the dtypes of the
+# inputs: True once a check called it as it is in those}). Bounded, and holding the function
+# so that its id is not reused.
 _RELAXED: OrderedDict[int, tuple[Any, dict]] = OrderedDict()
 _RELAXED_SIZE = 64
 _UNTRACED = object()
@@ -256,6 +302,14 @@ def _is_tf_function(target: Any) -> bool:
     """A ``tf.function`` (TensorFlow's Function, duck-typed across versions)."""
     return callable(target) and all(hasattr(target, a) for a in (
         "python_function", "get_concrete_function", "experimental_get_tracing_count"))
+
+
+def _as_float64(t: tf.Tensor) -> np.ndarray:
+    return t.numpy().astype(np.float64)
+
+
+def _max_abs(a: np.ndarray) -> float:
+    return float(np.max(np.abs(a), where=np.isfinite(a), initial=0.0))
 
 
 def _floating_dtype(weight: Any) -> tf.DType | None:
