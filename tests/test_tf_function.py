@@ -109,3 +109,23 @@ def test_a_tf_function_that_cannot_trace_is_an_error():
     report = gradcheck.check(logs_its_mean, np.linspace(-1.0, 1.0, 6, dtype=np.float32))
     assert report.kinds == ["error"], str(report)
     assert "numpy" in report.findings[0].message
+
+
+def test_the_float64_reference_is_the_python_code_where_it_matches():
+    x = [tf.constant(np.linspace(-3.0, 3.0, 6), tf.float32)]
+    reference, _, y = as_target(tf.function(swish)).float64_reference(x, [])
+    assert not isinstance(reference, FunctionTarget) and y.dtype == tf.float64
+
+
+def debug_branch(x):
+    """Runs another formula eagerly than traced; as a tf.function it only ever runs traced."""
+    return tf.sin(x) if tf.executing_eagerly() else tf.cos(x)
+
+
+def test_python_code_that_differs_eagerly_is_not_the_reference():
+    f = tf.function(debug_branch)
+    x = [tf.constant(np.linspace(-3.0, 3.0, 6), tf.float32)]
+    reference, _, _ = as_target(f).float64_reference(x, [])
+    assert isinstance(reference, FunctionTarget)  # the traced twin: cos, like the target
+    report = gradcheck.check(f, x[0].numpy())
+    assert report.ok and report.reference_dtype == "float64", str(report)
