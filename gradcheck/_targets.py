@@ -109,7 +109,7 @@ class FunctionTarget(Target):
         """The function's Python code run eagerly in float64, where it gives the function's
         own values at ``args``; else the traced float64 twin (:meth:`Target.float64_reference`).
 
-        Finite differences need only the function's values, and an eager call costs a fifth
+        Finite differences need only the function's values, and an eager call costs a sixth
         of a tf.function call here (the call op alone takes ~0.2 ms), for the 5 to 9
         reference calls of a check, and no float64 trace per rank. Eager and traced are the
         same formulas unless the code branches on ``tf.executing_eagerly()`` or on a Python
