@@ -13,12 +13,11 @@ every example that can still show something new, not on every example:
   replay the same one), so a ``mode_mismatch`` is reported at its minimal input;
 * and none that only repeats classes already compared, and passed, at the same shapes.
 
-Why this hides no mode bug that comparing every example would find, within what fuzzing
-sees. A mode check compares two computations of the same Python code: the traced one is
-traced once per target, dtypes and ranks (once per exact shapes for a target that needs
-static shapes, plus a Keras-model-shaped trace for the first feature shapes) and reused, so
-after the first example of given shapes what an example adds is its values. Where eager and
-traced differ:
+Why this keeps every mode bug that depends on the trace, on signs or on magnitudes. A mode
+check compares two computations of the same Python code: the traced one is traced once per
+target, dtypes and ranks (once per exact shapes for a target that needs static shapes, plus a
+Keras-model-shaped trace for the first feature shapes) and reused, so after the first example
+of given shapes what an example adds is its values. Where eager and traced differ:
 
 * at trace time (``.numpy()``, ``float(tensor)``, a Python float that becomes a float32
   constant, an op without an XLA kernel): for any value, so the first example of its shapes
@@ -29,15 +28,15 @@ traced differ:
   as soon as an entry falls in a binade and sign of that range not compared yet;
 * by precision: fusion keeping float16 intermediates in float32, a GPU flushing subnormals
   to zero, XLA's own exp and tanh near overflow. Those depend on magnitudes, which the
-  binades resolve: the first entry past an overflow threshold of a power of two, or in a
-  subnormal binade, brings a new class and is compared.
+  binades resolve: every binade wholly past an overflow threshold, and every subnormal
+  binade, is compared when an entry first falls in it (the threshold's own binade: below).
 
-What could be missed, said plainly: a difference confined to part of one binade that the
-first entries of that class at those shapes did not reach (eager and traced differing only
-for x in (5, 6), a 4..8 binade first met at 4.5), and one that needs a combination of entries
-(a row's maximum, the sum of several entries) rather than one entry's class. Fuzzing with
-every example compared finds those only when it happens to draw them; here the same values
-are compared once per shapes in a later example that brings a new class with them.
+What it could miss, said plainly: a difference confined to part of one binade (eager and
+traced differing only for x in (5, 6), the binade 4..8 first met, and passed, at 4.5), and
+one that needs a combination of entries (a row's maximum, a sum) rather than one entry's
+class. Comparing every example finds such a bug at any example that happens to reach it; here
+only at one that also brings a class not compared yet at its shapes (every example with new
+shapes does), so later, or not within ``max_examples``.
 """
 
 from __future__ import annotations
