@@ -6,7 +6,8 @@ check finds something, so Hypothesis shrinks the input to a minimal failing one 
 last. The report of that final replay is what :func:`fuzz` returns, with the run's facts in
 ``Report.meta``: ``examples`` (inputs checked, shrinking included), ``kinds_seen`` (over every
 failing input), ``hypothesis_blob`` (the ``@reproduce_failure(...)`` line), ``seed`` (None when
-the profile is derandomized) and ``duration_s``.
+the profile is derandomized), ``duration_s`` and ``modes_compared`` (the examples whose check
+compared execution modes: those that can show something new, see ``_mode_sample.py``).
 
 The target's own exceptions are findings of kind "error" from check(); fuzzing knows more and
 reclassifies them: an error for some input shapes while others run is a ``shape_mismatch``, an
@@ -37,6 +38,7 @@ from hypothesis.reporting import with_reporter
 
 from ._declare import Registered
 from ._fuzz_target import dtype_arg, resolve_target
+from ._mode_sample import ModeSample
 from ._options import DTYPES, check_options
 from ._reproducer import declared_reproducer
 from ._hostile import failure_report, flaky_text, intermittent, timeout_message
@@ -200,6 +202,7 @@ class _Fuzz:
         self.current: tuple[np.ndarray, ...] | None = None  # the input being checked
         self.current_since = 0.0
         self.check_seconds: list[float] = []  # how long each finished check took
+        self.modes = ModeSample()  # which examples compare execution modes
 
     # ---- per example
 
@@ -233,7 +236,9 @@ class _Fuzz:
 
         return build
 
-    def check(self, inputs: Sequence[np.ndarray], dtype: str | None = None) -> Report:
+    def check(self, inputs: Sequence[np.ndarray], dtype: str | None = None,
+              modes: bool = True) -> Report:
+        """check() of ``inputs`` as declared; ``modes=False`` leaves execution modes out."""
         from ._check import check
 
         target = self.target_for(inputs) if dtype is None else self.entry.build(dtype)
@@ -241,9 +246,11 @@ class _Fuzz:
         reference = None
         if self.decl.kind == "layer" and self.instance is None:
             reference = self.reference_for(inputs) if dtype is None else self.entry.build
+        options = {**check_options(self.decl), "policies": self.policies()}
+        if not modes:
+            options["modes"] = ()
         return check(target, *inputs, seed=_seed_of(inputs), name=self.entry.name,
-                     reference=reference,
-                     **{**check_options(self.decl), "policies": self.policies()})
+                     reference=reference, **options)
 
     def policies(self) -> tuple[str, ...]:
         """A policy check rebuilds the layer under the policy whatever the item's dtype: run it
@@ -258,8 +265,9 @@ class _Fuzz:
 
         self.examples += 1
         self.current, self.current_since = inputs, time.perf_counter()
+        compare = self.modes.wanted(inputs)  # see _mode_sample.py
         try:
-            report = self.check(inputs)
+            report = self.check(inputs, modes=compare)
         except _UsageError as exc:  # the target ran, but returned no single tensor
             message = str(exc).removeprefix(f"gradcheck: {self.entry.name} ")
             raise _Stop(self.target_failure(inputs, message), inputs) from None
@@ -271,6 +279,7 @@ class _Fuzz:
                 "target must return a tensor or raise, never exit the process"), inputs) \
                 from None
         self.check_seconds.append(time.perf_counter() - self.current_since)
+        self.modes.record(inputs, compare, report.ok)
         if report.ok:
             self.passed_shapes.add(_shapes(inputs))
             self.passed_inputs.setdefault(_shapes(inputs), inputs)
@@ -383,6 +392,7 @@ class _Fuzz:
             "seed": self.seed_used(test),
             "duration_s": round(time.perf_counter() - start, 3),
             "swept": swept.meta["swept"] if swept is not None else 0,
+            "modes_compared": self.modes.count,  # examples that compared execution modes
         })
         if self.sweep_skipped:
             report.meta["sweep_skipped"] = self.sweep_skipped
