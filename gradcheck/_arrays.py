@@ -43,6 +43,21 @@ def _abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(out, out=out)
 
 
+def _max_abs_finite(t: np.ndarray) -> float:
+    """The largest |entry| among the finite entries of ``t`` (0 when none)."""
+    if not t.size:
+        return 0.0
+    largest = max(float(t.max()), -float(t.min()))  # NaN or Inf when t holds any
+    if np.isfinite(largest):
+        return largest
+    return float(np.max(np.abs(t), where=np.isfinite(t), initial=0.0))
+
+
+def _shapes(arrays) -> tuple[tuple[int, ...], ...]:
+    """The shapes of a tuple of arrays, as plain ints (a key per input shapes)."""
+    return tuple(tuple(int(s) for s in np.shape(a)) for a in arrays)
+
+
 def _all_finite(a: np.ndarray) -> bool:
     """No NaN/Inf in ``a``: one sum (NaN and Inf propagate through it), checked entrywise
     only when the sum is not finite, since finite entries can overflow it too."""

@@ -36,6 +36,7 @@ from hypothesis import seed as seeded
 from hypothesis.errors import Flaky
 from hypothesis.reporting import with_reporter
 
+from ._arrays import _shapes
 from ._declare import Registered
 from ._fuzz_target import dtype_arg, resolve_target
 from ._mode_sample import ModeSample
@@ -546,10 +547,6 @@ class _Fuzz:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-def _shapes(inputs: Sequence[np.ndarray]) -> tuple[tuple[int, ...], ...]:
-    return tuple(tuple(int(s) for s in a.shape) for a in inputs)
-
 
 def _size(inputs: Sequence[np.ndarray]) -> int:
     return sum(a.size for a in inputs)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ._arrays import _f64, _index, _signed
+from ._arrays import _f64, _index, _max_abs_finite, _signed
 from ._numerics import ANALYTIC_ULPS, machine_eps
 
 __all__ = ["check_dy_linearity", "compare_then_linearity"]
@@ -79,7 +79,7 @@ def check_dy_linearity(run: Any) -> bool:
     eps = max(machine_eps(run.dtype.name), machine_eps(run.y.dtype.name))
     x_max = max([1.0] + [float(np.max(np.abs(p.value), initial=0.0))
                          for p in run.params if not p.is_weight])
-    y_max = float(np.max(np.abs(run.y64), where=np.isfinite(run.y64), initial=0.0))
+    y_max = _max_abs_finite(run.y64)
     scale = float(np.max(np.abs(run.v))) * max(x_max, y_max)
     found = False
     for p, b, c in zip(run.params, g2, g12):

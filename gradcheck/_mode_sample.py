@@ -45,6 +45,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._arrays import _shapes
+
 __all__ = ["ModeSample"]
 
 _ZERO = 1 << 16  # frexp's exponents of finite float64 values stay within +-1100
@@ -87,6 +89,3 @@ def value_classes(inputs: Sequence[np.ndarray]) -> set[tuple[int, int]]:
         classes.update((position, int(c)) for c in codes)
     return classes
 
-
-def _shapes(inputs: Sequence[np.ndarray]) -> tuple:
-    return tuple(np.shape(a) for a in inputs)

@@ -65,7 +65,7 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
-from ._arrays import _f64, _index, _tail
+from ._arrays import _f64, _index, _max_abs_finite, _tail
 from ._numerics import ANALYTIC_ULPS
 from ._conditioning import mode_allowance
 
@@ -183,11 +183,15 @@ def _forward_backward(run: Any, floats: list[int], weights: list[Any]):
 
 
 def _inputs(run: Any) -> list[tf.Tensor]:
-    """The target's inputs and the cotangent, as tensors (made once per cotangent)."""
-    made = getattr(run, "mode_inputs", None)
-    if made is None or made[0] is not run.v:
-        made = run.mode_inputs = (run.v, [*run.args, tf.constant(run.v, run.y.dtype)])
-    return made[1]
+    """The target's inputs and the cotangent, as tensors: made once per check (its cotangent
+    array, held here so that its identity stays its own) rather than once per traced call."""
+    global _LAST_INPUTS
+    if _LAST_INPUTS is None or _LAST_INPUTS[0] is not run.v or _LAST_INPUTS[1] is not run.args:
+        _LAST_INPUTS = (run.v, run.args, [*run.args, tf.constant(run.v, run.y.dtype)])
+    return _LAST_INPUTS[2]
+
+
+_LAST_INPUTS: tuple | None = None  # (cotangent, args, tensors) of the latest check
 
 
 def _signature_shapes(tensors: list[tf.Tensor], shapes: str) -> tuple:
@@ -308,15 +312,6 @@ def _tolerance(run: Any, *tensors: np.ndarray, intermediates: float) -> float:
     size = max([1.0, intermediates] + [_max_abs_finite(t) for t in tensors])
     return 2 * ANALYTIC_ULPS * run.eps * size
 
-
-def _max_abs_finite(t: np.ndarray) -> float:
-    """The largest |entry| among the finite entries of ``t`` (0 when none)."""
-    if not t.size:
-        return 0.0
-    largest = max(float(t.max()), -float(t.min()))  # NaN or Inf when t holds any
-    if np.isfinite(largest):
-        return largest
-    return float(np.max(np.abs(t), where=np.isfinite(t), initial=0.0))
 
 
 def _compare(run: Any, where: str, mode: str, eager: _Eager, result, baseline: str) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import _kerases as kerases
+from ._arrays import _f64, _max_abs_finite
 from ._numerics import ANALYTIC_ULPS, machine_eps
 
 
@@ -141,8 +142,8 @@ class FunctionTarget(Target):
                 or y.dtype != tf.float64 or not own.dtype.is_floating
                 or y.shape != own.shape or (shape is not None and y.shape != shape)):
             return None
-        traced, direct = _as_float64(own), y.numpy()
-        scale = max([1.0] + [_max_abs(t) for t in (direct, *(
+        traced, direct = _f64(own), y.numpy()
+        scale = max([1.0] + [_max_abs_finite(t) for t in (direct, *(
             c.numpy() for c in cast if c.dtype.is_floating))])
         tolerance = ANALYTIC_ULPS * (machine_eps(own.dtype.name) + machine_eps("float64")) * scale
         with np.errstate(invalid="ignore", over="ignore"):
@@ -307,13 +308,6 @@ def _is_tf_function(target: Any) -> bool:
     return callable(target) and all(hasattr(target, a) for a in (
         "python_function", "get_concrete_function", "experimental_get_tracing_count"))
 
-
-def _as_float64(t: tf.Tensor) -> np.ndarray:
-    return t.numpy().astype(np.float64)
-
-
-def _max_abs(a: np.ndarray) -> float:
-    return float(np.max(np.abs(a), where=np.isfinite(a), initial=0.0))
 
 
 def _floating_dtype(weight: Any) -> tf.DType | None:
