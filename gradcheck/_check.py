@@ -45,7 +45,7 @@ from ._second_order import check_second_order
 from ._training import run_per_training_mode
 from ._targets import Target, as_target
 
-__all__ = ["check", "assert_gradients"]
+__all__ = ["check", "check_with", "assert_gradients"]
 
 _OPTIONS = {*CHECK_DEFAULTS, "training", "seed", "name", "reference"}  # check()'s keyword arguments
 
@@ -106,17 +106,32 @@ def check(target: Any, *inputs: Any, elementwise: bool | None = None,
     try:
         options = CheckOptions(elementwise, batch_independent, rtol, atol, order, modes,
                                policies, domain, gradient)
+    except (TypeError, ValueError) as exc:  # said once, with the "gradcheck:" prefix
+        text = str(exc) if str(exc).startswith("gradcheck:") else f"gradcheck: {exc}"
+        raise type(exc)(text) from None
+    return check_with(tgt, args, options, seed=seed, training=training)
+
+
+def check_with(tgt: Target, args: list, options: CheckOptions, *, seed: int = 0,
+               training: bool | None = None, rechecks: bool = True) -> Report:
+    """:func:`check` of a resolved target at its input tensors with validated options.
+
+    ``rechecks=False`` lets a finding stand without the calls that make sure two equal calls
+    were not chance (``_determinism.execute_probing``): for a caller that has already shown
+    the target deterministic at these values (a sweep's reproducer: two calls over every
+    swept value agreed, outputs and gradients)."""
+    try:
         beyond = {"batch_independent": options.batch_independent, "order": options.order,
                   "modes": compared_modes(options.modes),
                   "policies": normalize_policies(options.policies, tgt),
                   "gradient": options.gradient, "training": training, "domain": options.domain}
-    except (TypeError, ValueError) as exc:  # said once, with the "gradcheck:" prefix
+    except (TypeError, ValueError) as exc:
         text = str(exc) if str(exc).startswith("gradcheck:") else f"gradcheck: {exc}"
         raise type(exc)(text) from None
     with own_retracing_silenced():
         return run_per_training_mode(tgt, args, training, lambda t, **overrides: _Run(
             t, args, options.elementwise, rtol=options.rtol, atol=options.atol, seed=seed,
-            **{**beyond, **overrides},
+            rechecks=rechecks, **{**beyond, **overrides},
             overridden=tuple(k for k, v in overrides.items() if v != beyond.get(k))))
 
 
@@ -166,6 +181,7 @@ class _Run(ReferenceCalls):
     training: bool | None = None      # as passed to check(), for the reproducer
     structure_only: bool = False      # stochastic training=True: no value comparisons
     overridden: tuple[str, ...] = ()  # options set by the training run, not by the caller
+    rechecks: bool = True             # more calls before a finding stands (check_with)
     report: Report = field(init=False)
 
     def __post_init__(self) -> None:

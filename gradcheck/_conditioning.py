@@ -50,7 +50,8 @@ _WINDOW = 1.0 / 16.0  # their distance, per coordinate: derived in the module do
 
 
 def explained_by_rounding(run: Any, project: Callable[[list], np.ndarray],
-                          analytic: np.ndarray, verdict: Any) -> np.ndarray:
+                          analytic: np.ndarray, verdict: Any,
+                          elementwise: bool = False) -> np.ndarray:
     """Where a failing low-precision derivative is the rounding of a correct float64 formula.
 
     Args:
@@ -59,6 +60,8 @@ def explained_by_rounding(run: Any, project: Callable[[list], np.ndarray],
             route's derivatives (per element, per row, or one directional value).
         analytic: the route's low-precision derivatives, as judged.
         verdict: the finite-difference verdict (numerical, bound) for ``analytic``.
+        elementwise: the target is elementwise (the core's diagonal route): the neighbours
+            are evaluated in one stacked call per side (:func:`_stacked_neighbours`).
     """
     no = np.zeros(np.shape(analytic), dtype=bool)
     try:
@@ -72,12 +75,17 @@ def explained_by_rounding(run: Any, project: Callable[[list], np.ndarray],
             return no
         relative = [_relative(analytic, exact)]
         rng = np.random.default_rng((run.seed, 16))
-        for _ in range(_NEIGHBOURS):
-            args = _neighbour(run, rng)
-            low = project(_gradients(run.tgt, args, run, run.dtype,
-                                     [p.weight for p in run.params if p.is_weight]))
-            ref = project(_gradients(run.ref, args, run, tf.float64, run.ref_weights))
-            relative.append(_relative(low, ref))
+        neighbours = [_neighbour(run, rng) for _ in range(_NEIGHBOURS)]
+        pairs = _stacked_neighbours(run, neighbours) if elementwise else None
+        if pairs is None:
+            pairs = []
+            for values in neighbours:
+                args = _rounded_args(run, values)
+                pairs.append((_gradients(run.tgt, args, run, run.dtype,
+                                         [p.weight for p in run.params if p.is_weight]),
+                              _gradients(run.ref, args, run, tf.float64, run.ref_weights)))
+        for low, ref in pairs:
+            relative.append(_relative(project(low), project(ref)))
     except Exception:  # noqa: BLE001 - cannot measure the rounding: explain nothing
         return no
     stack = np.stack(relative)
@@ -129,14 +137,78 @@ def _gradients(target: Any, args: list, run: Any, dtype: tf.DType, weights: list
     return [None if g is None else _f64(tf.convert_to_tensor(g)) for g in grads]
 
 
-def _neighbour(run: Any, rng: np.random.Generator) -> list:
-    """The core's inputs, each differentiated one moved by up to _WINDOW of each coordinate,
-    rounded to the run's dtype (so the twin sees exactly the same numbers)."""
+def _stacked_neighbours(run: Any, neighbours: list[dict[int, np.ndarray]]
+                        ) -> list[tuple[list, list]] | None:
+    """The gradients of :func:`explained_by_rounding`'s neighbours, low dtype and float64
+    twin, from one call each on the neighbours stacked along axis 0: an elementwise target
+    computes each part as a call on it alone would, up to the rounding of vectorized kernels,
+    itself a rounding of the same computation, which is what the neighbours measure. Only the
+    inputs' gradients (a weight's sums over every element). None where it does not apply (a
+    scalar output, an input of another shape, a target drawing random numbers per call) or
+    the stacked call fails: the caller evaluates each neighbour alone."""
+    shape = run.f0.shape
+    moved = {p.arg_index for p in run.params if not p.is_weight}
+    if (not shape or not getattr(run.tgt, "stackable", False)
+            or not getattr(run.ref, "stackable", False)
+            or any(tuple(run.args[i].shape) != shape for i in moved)):
+        return None
+    m = len(neighbours)
+    try:  # rounded to the low dtype once, as each neighbour alone would be
+        stacked = {i: tf.cast(tf.constant(np.concatenate([n[i] for n in neighbours]),
+                                          tf.float64), run.dtype) for i in moved}
+        low = _stacked_gradients(run.tgt, stacked, run, run.dtype, m)
+        ref = _stacked_gradients(run.ref, stacked, run, tf.float64, m)
+    except Exception:  # noqa: BLE001 - evaluated one neighbour at a time, as before
+        return None
+    if low is None or ref is None:
+        return None
+    return list(zip(low, ref))
+
+
+def _stacked_gradients(target: Any, stacked: dict[int, tf.Tensor], run: Any, dtype: tf.DType,
+                       m: int) -> list[list] | None:
+    """Per neighbour, one gradient per param of ``run`` (None for weights), from one call on
+    the ``m`` neighbours' inputs stacked along axis 0 (``stacked``, by argument position;
+    unmoved inputs of the output's shape repeated, the others as they are)."""
+    shape = run.f0.shape
+    args = []
+    for i, a in enumerate(run.args):
+        if i in stacked:
+            args.append(tf.cast(stacked[i], dtype))
+        else:
+            a = tf.cast(a, dtype) if a.dtype.is_floating else a
+            args.append(tf.concat([a] * m, axis=0) if tuple(a.shape) == shape else a)
+    inputs = [args[p.arg_index] for p in run.params if not p.is_weight]
+    with tf.GradientTape() as tape:
+        for a in inputs:
+            tape.watch(a)
+        y = tf.convert_to_tensor(target(args))
+    if tuple(y.shape) != (m * shape[0],) + tuple(shape[1:]):
+        return None
+    v = tf.constant(np.concatenate([run.v] * m, axis=0), dtype)
+    grads = iter(tape.gradient(y, inputs, output_gradients=v))
+    per_param = [None if p.is_weight else next(grads) for p in run.params]
+    out: list[list] = [[] for _ in range(m)]
+    for g in per_param:
+        parts = [None] * m if g is None else np.split(_f64(tf.convert_to_tensor(g)), m)
+        for i in range(m):
+            out[i].append(parts[i])
+    return out
+
+
+def _neighbour(run: Any, rng: np.random.Generator) -> dict[int, np.ndarray]:
+    """Each differentiated input of the core's, by argument position, moved by up to _WINDOW
+    of each coordinate (float64, before rounding: :func:`_rounded_args`)."""
+    return {p.arg_index: p.value * (1.0 + _WINDOW * _draws(run, rng, p.value.shape) / 1.5)
+            for p in run.params if not p.is_weight}
+
+
+def _rounded_args(run: Any, values: dict[int, np.ndarray]) -> list:
+    """The core's inputs with ``values`` in place, rounded to the run's dtype (so the twin
+    sees exactly the same numbers)."""
     args = list(run.args)
-    for p in run.params:
-        if not p.is_weight:
-            moved = p.value * (1.0 + _WINDOW * _draws(run, rng, p.value.shape) / 1.5)
-            args[p.arg_index] = tf.cast(tf.constant(moved, tf.float64), run.dtype)
+    for i, moved in values.items():
+        args[i] = tf.cast(tf.constant(moved, tf.float64), run.dtype)
     return args
 
 
@@ -148,7 +220,19 @@ def _draws(run: Any, rng: np.random.Generator, shape: tuple) -> np.ndarray:
     if entries is None:
         return _signed(rng, shape)
     batch, where = entries
-    return _signed(rng, batch).reshape(-1)[where].reshape(shape)
+    size = int(np.prod(batch))
+    if not isinstance(rng.bit_generator, np.random.PCG64) or where.size == 0:
+        return _signed(rng, batch).reshape(-1)[where].reshape(shape)
+    # The same numbers, drawn for the entries' span only: _signed's uniform(-1, 1) takes one
+    # 64-bit output per value and is -1 + 2 u (exact scaling, one rounding), so the span's
+    # u, and a skip of the outputs before and after it, give the batch's draws bit for bit.
+    first, last = int(where.min()), int(where.max())
+    rng.bit_generator.advance(first)
+    u = rng.random(last - first + 1)[where - first]
+    rng.bit_generator.advance(size - last - 1)
+    r = -1.0 + 2.0 * u
+    r += np.copysign(0.5, r)
+    return r.reshape(shape)
 
 
 def _relative(value: np.ndarray, exact: np.ndarray) -> np.ndarray:

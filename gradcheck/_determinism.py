@@ -124,7 +124,8 @@ def execute_probing(run: Any) -> None:
     original = run.tgt
     if _attempt(run, first_call(run)):
         return
-    checked = run.report.findings and getattr(run, "y64", None) is not None
+    checked = (run.rechecks and run.report.findings
+               and getattr(run, "y64", None) is not None)
     other = varying_call(run) if checked else None
     if other is not None:
         run.report.findings, run.inputs_shown, run.tgt = [], None, original

@@ -127,11 +127,11 @@ def confirm_elementwise(run, diag: list[int]) -> bool:
     for separate ones (a target reading its batch, which the rider row did not catch) can
     only fail the probe. Before a declared target's ``not_elementwise`` stands, the diagonal
     is sampled again with separate calls."""
-    stacked = _sample_diagonals(run, diag, stacked=True)
+    stacked = sample_diagonals(run, diag, stacked=True)
     draws = {k: _signed(run.rng, run.params[k].value.shape) for k in diag}  # u / s
     found = _probe(run, diag, draws)
     if found is not None and stacked and run.elementwise is True:
-        _sample_diagonals(run, diag, stacked=False)
+        sample_diagonals(run, diag, stacked=False)
         found = _probe(run, diag, draws)
     if found is None:
         return True
@@ -149,7 +149,7 @@ def confirm_elementwise(run, diag: list[int]) -> bool:
     return False
 
 
-def _sample_diagonals(run, diag: list[int], stacked: bool) -> bool:
+def sample_diagonals(run, diag: list[int], stacked: bool) -> bool:
     """``run.diag[k]``: the samples along s = max(1, |x|) per element and their estimate;
     True when a stacked call gave them."""
     run.diag = {}
@@ -262,7 +262,8 @@ def check_diagonal(run, k: int) -> None:
     if run.low_precision:
         ok = ok | within_rounding_window(run, k, analytic / s, verdict, allowance / s)
     if run.low_precision and not ok.all():
-        ok = ok | explained_by_rounding(run, lambda g: g[k] * s, analytic, verdict)
+        ok = ok | explained_by_rounding(run, lambda g: g[k] * s, analytic, verdict,
+                                       elementwise=True)
     run.report_mismatch(p, ~ok, analytic / s, verdict.numerical / s, verdict.bound / s,
                         allowance / s)
 

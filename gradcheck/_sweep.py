@@ -37,10 +37,13 @@ import numpy as np
 import tensorflow as tf
 
 from . import _sweep_values as grid
-from ._check import check
-from ._determinism import output_of, outputs_agree
+from ._arrays import _f64
+from ._check import check_with
+from ._determinism import outputs_agree
 from ._fuzz_target import name_of
+from ._inputs import as_tensors
 from ._numerics import ANALYTIC_ULPS
+from ._options import CheckOptions
 from ._report import KINDS, Finding, Report
 from ._sweep_run import SweepRun, kink_in_window, stencil
 from ._targets import as_target
@@ -161,6 +164,7 @@ class _Batch:
     grad: np.ndarray          # its gradient (VJP / dy), per value, NaN where missing
     findings: list[Finding]   # whole-batch findings of the core (error, not_elementwise, ...)
     stopped: bool = False     # the target could not be checked at all (error, wrong shape)
+    repeatable: bool = False  # a second call gave the same output and gradient everywhere
 
 
 class _Sweep:
@@ -285,7 +289,8 @@ class _Sweep:
         nan = np.full(n, np.nan)
         if not run.forward_backward() or not run.choose_reference():
             return _Batch(values, np.zeros(n, np.int8), nan, nan, run.report.findings, True)
-        if not outputs_agree(run, output_of(tgt, [x]), run.y64):
+        again, again_grad = _second_call(tgt, x, run.v)
+        if not outputs_agree(run, again, run.y64):
             raise _Noisy  # fuzzing's determinism probe reports it, with the random ops
         structural = [f for f in run.report.findings if f.kind != "nonfinite_gradient"]
         if structural:
@@ -296,6 +301,9 @@ class _Sweep:
             if p.is_weight:
                 p.grad, p.grad_missing = None, False
         y, ref, raw = run.y64, run.f0, getattr(run, "raw_grad", None)
+        # Gradients that repeat too let a reproducer's finding stand without more calls.
+        repeatable = (raw is not None and again_grad is not None
+                      and outputs_agree(run, again_grad, raw))
         grad = nan if raw is None else raw / run.v
         code = np.full(n, OK, np.int8)
         # The core's rule: overflow of a value the dtype cannot hold is not a bug. The output
@@ -338,8 +346,7 @@ class _Sweep:
         code[(code == OK) & unjudgeable] = EXCLUDED
         mismatch = getattr(run, "mismatch", None)
         if mismatch is not None and run.low_precision and (mismatch & (code == OK)).any():
-            mismatch = mismatch & ~kink_in_window(tgt, x, mismatch & (code == OK),
-                                                  self.rtol, self.atol, self.seed)
+            mismatch = mismatch & ~kink_in_window(run, mismatch & (code == OK))
         if mismatch is not None:
             # Beyond |x| = 1/h the core's step h max(1, |x|) is wider than 1: features of unit
             # size (a period of sin) alias in its differences, which then say nothing.
@@ -350,15 +357,18 @@ class _Sweep:
         self.excluded += int((code == EXCLUDED).sum())
         findings = [f for f in run.report.findings
                     if f.kind not in ("gradient_mismatch", "nonfinite_gradient")]
-        return _Batch(values, code, y, grad, findings)
+        return _Batch(values, code, y, grad, findings, repeatable=repeatable)
 
     # ---- what a finding says
 
     def describe(self, code: int, batch: _Batch, consts: tuple[float, ...]) -> tuple[Finding,
                                                                                        str]:
-        """The finding of one kind: at the smallest |x| showing it whose check alone shows it
-        too, else in the longest run of consecutive values showing it (the ragged edge of a
-        run, where the verdict is borderline, is counted but not the headline)."""
+        """The finding of one kind, at a value whose check alone shows it too: the smallest
+        |x| in the longest run of consecutive values showing it, else the smallest |x| of
+        all, the run's middle or its ends. The longest run comes first: the values showing a
+        kind alone, or at a run's ragged edge, are where the verdict is borderline (selu's
+        smallest flagged |x| passes a check alone for 3 cotangent seeds of 4), and each
+        candidate that does not reproduce costs a whole check."""
         bad = batch.code == code
         edges = np.flatnonzero(np.diff(np.concatenate([[0], bad.astype(np.int8), [0]])))
         starts, ends = edges[::2], edges[1::2] - 1
@@ -368,8 +378,8 @@ class _Sweep:
         smallest = int(where[np.argmin(np.abs(batch.x[where]))])
         in_longest = lo + int(np.argmin(np.abs(batch.x[lo:hi + 1])))
         kind = _KIND_OF_CODE[code]
-        for i in dict.fromkeys((smallest, in_longest, (lo + hi) // 2, lo, hi)):
-            reproduced = self.reproduce(float(batch.x[i]), consts, kind)
+        for i in dict.fromkeys((in_longest, smallest, (lo + hi) // 2, lo, hi)):
+            reproduced = self.reproduce(float(batch.x[i]), consts, kind, batch.repeatable)
             if reproduced is not None:
                 detail, reproducer, inputs = reproduced
                 run = np.searchsorted(ends, i)  # the run of consecutive values holding i
@@ -399,16 +409,18 @@ class _Sweep:
                 "swept": int(bad.size), "x": float(batch.x[i]),
                 **dict(zip(self.scalars, consts))}
 
-    def reproduce(self, x: float, consts: tuple[float, ...], kind: str):
+    def reproduce(self, x: float, consts: tuple[float, ...], kind: str, repeatable: bool):
         """The core's check at x alone (the parameters as scalar inputs): its message and a
-        reproducer, when it shows ``kind``."""
+        reproducer, when it shows ``kind``. ``repeatable``: two calls over every swept value
+        gave the same outputs and gradients, so the check's own rechecks (more calls before
+        a finding stands, against noise two calls miss by chance) are not repeated."""
         inputs = [tf.constant([x], self.tf_dtype)] + [tf.constant(c, self.tf_dtype)
                                                       for c in consts]
-        target = self.make()
         try:
-            report = check(target, *inputs, rtol=self.rtol, atol=self.atol, seed=self.seed,
-                           name=self.name, reference=self.reference, modes=(),
-                           domain=self.domain)
+            tgt = as_target(self.make(), self.name, self.reference)
+            report = check_with(tgt, as_tensors(tgt, inputs), CheckOptions(
+                rtol=self.rtol, atol=self.atol, modes=(), domain=self.domain),
+                seed=self.seed, rechecks=not repeatable)
         except (TypeError, ValueError):
             return None
         finding = next((f for f in report.findings if f.kind == kind), None)
@@ -427,9 +439,21 @@ class _Sweep:
         return f"gradcheck.sweep({self.name}, dtype={self.dtype!r}{domain}{kinks}{args})"
 
 
+def _second_call(tgt: Any, x: tf.Tensor, v: np.ndarray) -> tuple[np.ndarray, Any]:
+    """The target's output and gradient of x (with the core's cotangent ``v``) from another
+    call at the same values, float64 NumPy (the gradient None where there is none)."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = tf.convert_to_tensor(tgt([x]))
+    grad = (tape.gradient(y, x, output_gradients=tf.constant(v, y.dtype))
+            if y.shape == x.shape else None)
+    return _f64(y), None if grad is None else _f64(tf.convert_to_tensor(grad))
+
+
 def _merge(a: _Batch, b: _Batch) -> _Batch:
     order = np.argsort(np.concatenate([a.x, b.x]), kind="stable")
     take = lambda u, v: np.concatenate([u, v])[order]  # noqa: E731
     return _Batch(take(a.x, b.x), take(a.code, b.code), take(a.y, b.y), take(a.grad, b.grad),
                   a.findings + [f for f in b.findings
-                                if f.kind not in {g.kind for g in a.findings}])
+                                if f.kind not in {g.kind for g in a.findings}],
+                  repeatable=a.repeatable and b.repeatable)

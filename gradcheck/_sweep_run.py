@@ -6,8 +6,7 @@ once. :class:`SweepRun` is that run, keeping what the core computes per element 
 elementwise, and running the core's low-precision rules only on the values its finite
 differences reject (:func:`_entries`: a copy of the run over them, every per-element quantity
 and random draw the batch's). :func:`kink_in_window` is the core's line rule on the
-mismatches, in a run of their own (:class:`DiagonalRun`); :func:`stencil` reads the core's
-samples.
+mismatches, from the same copy of the run over them; :func:`stencil` reads the core's samples.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -26,7 +24,7 @@ from ._check import _Run
 from ._numerics import analytic_allowance, estimate
 from ._report import Finding, Report
 
-__all__ = ["DiagonalRun", "SweepRun", "kink_in_window", "stencil"]
+__all__ = ["SweepRun", "kink_in_window", "stencil"]
 
 
 class SweepRun(_Run):
@@ -54,9 +52,9 @@ class SweepRun(_Run):
         """Trust the declaration: the core's probe along a random direction is a whole-batch
         verdict, and at |x| where the target varies faster than the core's step h max(1, |x|)
         (sin at 1e5) it is inconclusive for one value of thousands. Fuzzing checks that the
-        target is elementwise, on random shapes and inputs of its domain."""
-        super().confirm_elementwise(diag)  # builds self.diag, the per-element differences
-        self.report.findings = [f for f in self.report.findings if f.kind != "not_elementwise"]
+        target is elementwise, on random shapes and inputs of its domain. So only the core's
+        samples along each element are taken (``self.diag``), not its probe."""
+        _routes.sample_diagonals(self, diag, stacked=True)
         aside = getattr(self, "set_aside", None)
         if aside is not None and 0 in self.diag:
             # The verdicts of values set aside (NaN/Inf output or gradient) are discarded:
@@ -126,20 +124,7 @@ def _entries(run: SweepRun, where: np.ndarray) -> SweepRun:
     return sub
 
 
-class DiagonalRun(SweepRun):
-    """The core's run up to its samples along each element (``run.diag``, with the same
-    random probe): the line rule on the suspects needs nothing more, so the core's verdicts
-    and rounding rules, whose results would be discarded, are not computed."""
-
-    def check_gradients(self):
-        p = self.params[0]
-        if (_all_finite(self.y64) and p.grad is not None and not p.is_weight
-                and p.value.shape == self.f0.shape):
-            self.confirm_elementwise([0])
-
-
-def kink_in_window(tgt: Any, x: tf.Tensor, suspects: np.ndarray, rtol: float | None,
-                   atol: float | None, seed: int) -> np.ndarray:
+def kink_in_window(run: SweepRun, suspects: np.ndarray) -> np.ndarray:
     """The core's rule for a low-precision line (``_Run.within_line_window``) on each
     element's line x + t |x|: the inputs within ANALYTIC_ULPS roundings of |x| (the dtype's
     rounding of x and of intermediates of its size) are indistinguishable, and a kink among
@@ -147,24 +132,21 @@ def kink_in_window(tgt: Any, x: tf.Tensor, suspects: np.ndarray, rtol: float | N
     every value next to a kink: in float16, hard_silu's x + 3 rounds to 6 at x = 2.998 and
     selects the slope beyond its kink at 3. Scaled by |x| rather than max(1, |x|), so a kink
     at 0 stays out of reach of x = -2e-4 (selu). The core's differences along max(1, |x|)
-    are rescaled to this line. Run on the ``suspects`` of x alone (a core run of its own,
-    with the options ``rtol``, ``atol``, ``seed``), so its window costs little."""
+    (``run.diag``, the batch's own samples, cotangent and reference) are rescaled to this
+    line; only the window's four evaluations are new, on the ``suspects`` alone."""
     inconclusive = np.zeros(suspects.shape, bool)
-    where = np.flatnonzero(suspects)
-    run = DiagonalRun(tgt, [tf.gather(x, where)], True, True, rtol, atol, seed)
-    if not (run.forward_backward() and run.choose_reference()):
-        return inconclusive
-    run.check_gradients()
     if 0 not in getattr(run, "diag", {}):
         return inconclusive
-    s, phi, (numerical, bound), rho = run.diag[0]
-    r = np.maximum(np.abs(run.params[0].value), np.finfo(np.float64).tiny)
+    where = np.flatnonzero(suspects)
+    sub = _entries(run, where)
+    s, phi, (numerical, bound), rho = sub.diag[0]
+    r = np.maximum(np.abs(sub.params[0].value), np.finfo(np.float64).tiny)
     k = r / s
     verdict = SimpleNamespace(numerical=numerical * k, bound=bound * k)
     # Only phi(+-h) - phi(0) enters the rule (curvature): a second difference, k^2.
     line = {0: phi[0], 1: phi[0] + (phi[1] - phi[0]) * k * k,
             -1: phi[0] + (phi[-1] - phi[0]) * k * k}
-    inconclusive[where] = run.within_line_window({0: r}, (), run.params[0].grad * r, line,
+    inconclusive[where] = sub.within_line_window({0: r}, (), sub.params[0].grad * r, line,
                                                  verdict, rho, np.zeros(r.shape))
     return inconclusive
 

@@ -280,6 +280,14 @@ def test_a_subset_of_a_batch_draws_the_batch_draws_of_its_entries():
     subset = _draws(SimpleNamespace(entries=((1000,), where)), np.random.default_rng(5), (4,))
     assert np.array_equal(subset, batch[where])
     assert np.array_equal(_draws(SimpleNamespace(), np.random.default_rng(5), (1000,)), batch)
+    # Drawn for the entries' span only, then skipped: successive draws, and what the generator
+    # gives afterwards, are the batch's too.
+    for where in (np.array([0]), np.array([999]), np.array([40, 41, 500])):
+        whole, part = np.random.default_rng(9), np.random.default_rng(9)
+        run = SimpleNamespace(entries=((1000,), where))
+        for _ in range(4):
+            assert np.array_equal(_draws(run, part, where.shape), _signed(whole, (1000,))[where])
+        assert part.random() == whole.random()
 
 
 @pytest.mark.parametrize("target", ["selu", "celu", "softplus"])
@@ -305,3 +313,60 @@ def test_the_rules_on_the_suspects_only_give_every_value_the_whole_batchs_verdic
     assert np.array_equal(suspects_only, whole_batch)
     found = {"selu": 100, "celu": 1, "softplus": 0}[target]  # what each shows, at least
     assert (whole_batch == _sweep.MISMATCH).sum() >= found
+
+
+def test_neighbours_in_one_stacked_call_give_the_verdicts_of_separate_calls(monkeypatch):
+    """explained_by_rounding evaluates an elementwise target's neighbours in one stacked call
+    per dtype (_conditioning._stacked_neighbours); one call per neighbour is the reference.
+    selu in float16 takes that rule, in a sweep and in a check at values of its bug window."""
+    from gradcheck import _conditioning, _sweep
+
+    x = tf.constant(np.linspace(-3e-4, 3e-4, 64), tf.float16)
+
+    def verdicts():
+        codes = _sweep._Sweep(lambda: tf.nn.selu, "selu", "float16", None, (), {},
+                              {}).check_values(values.values("float16"), ()).code
+        report = gradcheck.check(tf.nn.selu, x, modes=())
+        return codes, [(f.kind, f.message) for f in report.findings]
+
+    stacked, used = _conditioning._stacked_neighbours, []
+    monkeypatch.setattr(_conditioning, "_stacked_neighbours",
+                        lambda *a: used.append(1) or stacked(*a))
+    codes, findings = verdicts()
+    assert len(used) == 2 and findings  # both took the rule, and the check shows the bug
+    monkeypatch.setattr(_conditioning, "_stacked_neighbours", lambda *a: None)
+    separate_codes, separate_findings = verdicts()
+    assert np.array_equal(codes, separate_codes)
+    assert findings == separate_findings
+
+
+def test_a_reproducer_skips_the_rechecks_only_where_a_second_call_repeated_the_gradients(
+        monkeypatch):
+    """check()'s rechecks (more calls before a finding stands) are left out of a sweep's
+    one-value reproducer where the batch's second call gave the same gradients everywhere;
+    a target whose gradient alone is random keeps them."""
+    from gradcheck import _sweep
+
+    @tf.custom_gradient
+    def noisy_gradient(x):
+        y = tf.tanh(x)
+        return y, lambda dy: dy * (1 - y * y) * (1 + 0.5 * tf.random.uniform(tf.shape(x), dtype=x.dtype))
+
+    @tf.custom_gradient
+    def wrong_gradient(x):
+        y = tf.tanh(x)
+        return y, lambda dy: dy * (1 - y)
+
+    rechecks = []
+    check_with = _sweep.check_with
+
+    def spy(*args, **kwargs):
+        rechecks.append(kwargs["rechecks"])
+        return check_with(*args, **kwargs)
+
+    monkeypatch.setattr(_sweep, "check_with", spy)
+    assert not gradcheck.sweep(wrong_gradient, dtype="float16").ok
+    assert rechecks and not any(rechecks)
+    rechecks.clear()
+    assert not gradcheck.sweep(noisy_gradient, dtype="float16").ok
+    assert rechecks and all(rechecks)
