@@ -61,12 +61,19 @@ def explained_by_rounding(run: Any, project: Callable[[list], np.ndarray],
         analytic: the route's low-precision derivatives, as judged.
         verdict: the finite-difference verdict (numerical, bound) for ``analytic``.
         elementwise: the target is elementwise (the core's diagonal route): the neighbours
-            are evaluated in one stacked call per side (:func:`_stacked_neighbours`).
+            are evaluated in one stacked call per dtype (:func:`_stacked_inputs`).
     """
     no = np.zeros(np.shape(analytic), dtype=bool)
     try:
-        g64 = _float64_gradients(run)
-        exact = project(g64)
+        rng = np.random.default_rng((run.seed, 16))
+        neighbours = [_neighbour(run, rng) for _ in range(_NEIGHBOURS)]
+        stacked = _stacked_inputs(run, neighbours) if elementwise else None
+        ref = None
+        if stacked is not None and getattr(run, "float64_gradients", None) is None:
+            ref = _stacked_gradients(run.ref, stacked, run, tf.float64, with_input=True)
+            if ref is not None:  # the twin at the input rode along, as the first part
+                run.float64_gradients, ref = ref[0], ref[1:]
+        exact = project(_float64_gradients(run))
         allowance = ANALYTIC_ULPS * machine_eps("float64") * np.abs(exact)
         with np.errstate(invalid="ignore"):
             formula_ok = np.abs(exact - verdict.numerical) <= (
@@ -74,18 +81,19 @@ def explained_by_rounding(run: Any, project: Callable[[list], np.ndarray],
         if not formula_ok.any():
             return no
         relative = [_relative(analytic, exact)]
-        rng = np.random.default_rng((run.seed, 16))
-        neighbours = [_neighbour(run, rng) for _ in range(_NEIGHBOURS)]
-        pairs = _stacked_neighbours(run, neighbours) if elementwise else None
-        if pairs is None:
-            pairs = []
+        if stacked is not None and ref is None:
+            ref = _stacked_gradients(run.ref, stacked, run, tf.float64)
+        low = (_stacked_gradients(run.tgt, stacked, run, run.dtype)
+               if stacked is not None and ref is not None else None)
+        if low is None:
+            low, ref = [], []
             for values in neighbours:
                 args = _rounded_args(run, values)
-                pairs.append((_gradients(run.tgt, args, run, run.dtype,
-                                         [p.weight for p in run.params if p.is_weight]),
-                              _gradients(run.ref, args, run, tf.float64, run.ref_weights)))
-        for low, ref in pairs:
-            relative.append(_relative(project(low), project(ref)))
+                low.append(_gradients(run.tgt, args, run, run.dtype,
+                                      [p.weight for p in run.params if p.is_weight]))
+                ref.append(_gradients(run.ref, args, run, tf.float64, run.ref_weights))
+        for low_grads, ref_grads in zip(low, ref):
+            relative.append(_relative(project(low_grads), project(ref_grads)))
     except Exception:  # noqa: BLE001 - cannot measure the rounding: explain nothing
         return no
     stack = np.stack(relative)
@@ -137,63 +145,56 @@ def _gradients(target: Any, args: list, run: Any, dtype: tf.DType, weights: list
     return [None if g is None else _f64(tf.convert_to_tensor(g)) for g in grads]
 
 
-def _stacked_neighbours(run: Any, neighbours: list[dict[int, np.ndarray]]
-                        ) -> list[tuple[list, list]] | None:
-    """The gradients of :func:`explained_by_rounding`'s neighbours, low dtype and float64
-    twin, from one call each on the neighbours stacked along axis 0: an elementwise target
-    computes each part as a call on it alone would, up to the rounding of vectorized kernels,
-    itself a rounding of the same computation, which is what the neighbours measure. Only the
-    inputs' gradients (a weight's sums over every element). None where it does not apply (a
-    scalar output, an input of another shape, a target drawing random numbers per call) or
-    the stacked call fails: the caller evaluates each neighbour alone."""
+def _stacked_inputs(run: Any, neighbours: list[dict[int, np.ndarray]]
+                    ) -> dict[int, tf.Tensor] | None:
+    """:func:`explained_by_rounding`'s neighbours stacked along axis 0 for one call per dtype
+    (by argument position, rounded to the low dtype once, as each alone would be): an
+    elementwise target computes each part as a call on it alone would, up to the rounding
+    of vectorized kernels, itself a rounding of the same computation, which is what the
+    neighbours measure. None where it does not apply (a scalar output, an input of another
+    shape, a target drawing random numbers per call): one call per neighbour."""
     shape = run.f0.shape
     moved = {p.arg_index for p in run.params if not p.is_weight}
     if (not shape or not getattr(run.tgt, "stackable", False)
             or not getattr(run.ref, "stackable", False)
             or any(tuple(run.args[i].shape) != shape for i in moved)):
         return None
-    m = len(neighbours)
-    try:  # rounded to the low dtype once, as each neighbour alone would be
-        stacked = {i: tf.cast(tf.constant(np.concatenate([n[i] for n in neighbours]),
-                                          tf.float64), run.dtype) for i in moved}
-        low = _stacked_gradients(run.tgt, stacked, run, run.dtype, m)
-        ref = _stacked_gradients(run.ref, stacked, run, tf.float64, m)
-    except Exception:  # noqa: BLE001 - evaluated one neighbour at a time, as before
-        return None
-    if low is None or ref is None:
-        return None
-    return list(zip(low, ref))
+    return {i: tf.cast(tf.constant(np.concatenate([n[i] for n in neighbours]), tf.float64),
+                       run.dtype) for i in moved}
 
 
 def _stacked_gradients(target: Any, stacked: dict[int, tf.Tensor], run: Any, dtype: tf.DType,
-                       m: int) -> list[list] | None:
-    """Per neighbour, one gradient per param of ``run`` (None for weights), from one call on
-    the ``m`` neighbours' inputs stacked along axis 0 (``stacked``, by argument position;
-    unmoved inputs of the output's shape repeated, the others as they are)."""
+                       with_input: bool = False) -> list[list] | None:
+    """Per part of ``stacked`` (and first, ``with_input``, at the core's input itself), one
+    gradient per param of ``run`` (None for weights: a weight's sums over every part), from
+    one call; unmoved inputs of the output's shape repeated, the others as they are. None
+    where the call fails or its output is not one part per input part: the caller
+    evaluates each neighbour alone."""
     shape = run.f0.shape
+    m = int(next(iter(stacked.values())).shape[0] // shape[0]) + with_input
     args = []
     for i, a in enumerate(run.args):
         if i in stacked:
-            args.append(tf.cast(stacked[i], dtype))
-        else:
-            a = tf.cast(a, dtype) if a.dtype.is_floating else a
-            args.append(tf.concat([a] * m, axis=0) if tuple(a.shape) == shape else a)
+            a = tf.concat([a, stacked[i]] if with_input else [stacked[i]], axis=0)
+        elif tuple(a.shape) == shape:
+            a = tf.concat([a] * m, axis=0)
+        args.append(tf.cast(a, dtype) if a.dtype.is_floating else a)
     inputs = [args[p.arg_index] for p in run.params if not p.is_weight]
-    with tf.GradientTape() as tape:
-        for a in inputs:
-            tape.watch(a)
-        y = tf.convert_to_tensor(target(args))
-    if tuple(y.shape) != (m * shape[0],) + tuple(shape[1:]):
+    try:
+        with tf.GradientTape() as tape:
+            for a in inputs:
+                tape.watch(a)
+            y = tf.convert_to_tensor(target(args))
+        if tuple(y.shape) != (m * shape[0],) + tuple(shape[1:]):
+            return None
+        v = tf.constant(np.concatenate([run.v] * m, axis=0), dtype)
+        grads = iter(tape.gradient(y, inputs, output_gradients=v))
+        per_param = [None if p.is_weight else next(grads) for p in run.params]
+        split = [[None] * m if g is None else np.split(_f64(tf.convert_to_tensor(g)), m)
+                 for g in per_param]
+    except Exception:  # noqa: BLE001
         return None
-    v = tf.constant(np.concatenate([run.v] * m, axis=0), dtype)
-    grads = iter(tape.gradient(y, inputs, output_gradients=v))
-    per_param = [None if p.is_weight else next(grads) for p in run.params]
-    out: list[list] = [[] for _ in range(m)]
-    for g in per_param:
-        parts = [None] * m if g is None else np.split(_f64(tf.convert_to_tensor(g)), m)
-        for i in range(m):
-            out[i].append(parts[i])
-    return out
+    return [[parts[j] for parts in split] for j in range(m)]
 
 
 def _neighbour(run: Any, rng: np.random.Generator) -> dict[int, np.ndarray]:

@@ -317,7 +317,7 @@ def test_the_rules_on_the_suspects_only_give_every_value_the_whole_batchs_verdic
 
 def test_neighbours_in_one_stacked_call_give_the_verdicts_of_separate_calls(monkeypatch):
     """explained_by_rounding evaluates an elementwise target's neighbours in one stacked call
-    per dtype (_conditioning._stacked_neighbours); one call per neighbour is the reference.
+    per dtype (_conditioning._stacked_inputs); one call per neighbour is the reference.
     selu in float16 takes that rule, in a sweep and in a check at values of its bug window."""
     from gradcheck import _conditioning, _sweep
 
@@ -329,12 +329,12 @@ def test_neighbours_in_one_stacked_call_give_the_verdicts_of_separate_calls(monk
         report = gradcheck.check(tf.nn.selu, x, modes=())
         return codes, [(f.kind, f.message) for f in report.findings]
 
-    stacked, used = _conditioning._stacked_neighbours, []
-    monkeypatch.setattr(_conditioning, "_stacked_neighbours",
+    stacked, used = _conditioning._stacked_inputs, []
+    monkeypatch.setattr(_conditioning, "_stacked_inputs",
                         lambda *a: used.append(1) or stacked(*a))
     codes, findings = verdicts()
     assert len(used) == 2 and findings  # both took the rule, and the check shows the bug
-    monkeypatch.setattr(_conditioning, "_stacked_neighbours", lambda *a: None)
+    monkeypatch.setattr(_conditioning, "_stacked_inputs", lambda *a: None)
     separate_codes, separate_findings = verdicts()
     assert np.array_equal(codes, separate_codes)
     assert findings == separate_findings
