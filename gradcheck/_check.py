@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from . import _routes
 from ._arrays import _abs, _all_finite, _f64, _index, _signed, _smallest_normal, _tail
+from ._conditioning import TwinGradients
 from ._declared_gradient import DeclarationError, analytic_source, declared_gradient_checked
 from ._determinism import execute_probing
 from ._hints import nonfinite_cause
@@ -42,8 +43,8 @@ from ._reference import ReferenceCalls
 from ._report import Finding, GradcheckError, Report
 from ._reproducer import check_reproducer
 from ._second_order import check_second_order
-from ._training import run_per_training_mode
 from ._targets import Target, as_target
+from ._training import run_per_training_mode
 
 __all__ = ["check", "check_with", "assert_gradients"]
 
@@ -194,6 +195,7 @@ class _Run(ReferenceCalls):
         self.stacked_calls = 0
         self.analytic = analytic_source(self.tgt.fn)  # "autodiff" or "your grad fn"
         self.elementwise_confirmed = False  # step 3's per-element route applied (self.diag)
+        self.twin_gradients = TwinGradients()  # the float64 twin's VJP, made on first use
 
     def add(self, kind: str, message: str, **details: Any) -> None:
         if self.inputs_shown is None:  # built on the first finding: tolist() is not free
@@ -232,17 +234,18 @@ class _Run(ReferenceCalls):
             check_second_order(self.first_order_record(), self.reference_record(),
                                add=self.add, skip=self.skip)
         if self.modes and not noisy:  # tf.function (and XLA, another device) agree with eager
-            check_modes(self)
+            check_modes(self.first_order_record(), self.reference_record(), self.modes,
+                        add=self.add, twin=self.twin_gradients)
         if self.policies:
             check_policies(self.first_order_record(), self.policies, add=self.add,
                            skip=self.skip)
 
     def first_order_record(self) -> ForwardBackward:
         """Step 1's results as the checks after the first-order one read them (frozen)."""
-        params = tuple(Param(p.label, p.value, p.is_weight, p.arg_index, p.weight, p.grad)
-                       for p in self.params)
-        return ForwardBackward(self.tgt, tuple(self.args), self.dtype, self.y64, self.v,
-                               params, self.rng)
+        params = tuple(Param(p.label, p.value, p.dtype, p.is_weight, p.arg_index, p.weight,
+                             p.grad, p.grad_missing) for p in self.params)
+        return ForwardBackward(self.tgt, tuple(self.args), self.dtype, self.y64, self.y.dtype,
+                               self.v, params, self.rng)
 
     def reference_record(self) -> Reference:
         """Step 2's reference, and step 3's judge and per-element steps (frozen)."""

@@ -35,15 +35,16 @@ each side (:func:`mode_allowance`).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from ._arrays import _f64, _signed
 from ._numerics import ANALYTIC_ULPS, SAFETY, machine_eps
+from ._records import ForwardBackward, Reference
 
-__all__ = ["explained_by_rounding", "mode_allowance"]
+__all__ = ["TwinGradients", "explained_by_rounding", "mode_allowance"]
 
 _NEIGHBOURS = 4  # nearby inputs whose errors must vary as rounding's do (module docstring)
 _WINDOW = 1.0 / 16.0  # their distance, per coordinate: derived in the module docstring
@@ -69,11 +70,12 @@ def explained_by_rounding(run: Any, project: Callable[[list], np.ndarray],
         neighbours = [_neighbour(run, rng) for _ in range(_NEIGHBOURS)]
         stacked = _stacked_inputs(run, neighbours) if elementwise else None
         ref = None
-        if stacked is not None and getattr(run, "float64_gradients", None) is None:
+        if stacked is not None and run.twin_gradients.value is None:
             ref = _stacked_gradients(run.ref, stacked, run, tf.float64, with_input=True)
             if ref is not None:  # the twin at the input rode along, as the first part
-                run.float64_gradients, ref = ref[0], ref[1:]
-        exact = project(_float64_gradients(run))
+                run.twin_gradients.keep(ref[0])
+                ref = ref[1:]
+        exact = project(run.twin_gradients.get(run.first_order_record(), run.reference_record()))
         allowance = ANALYTIC_ULPS * machine_eps("float64") * np.abs(exact)
         with np.errstate(invalid="ignore"):
             formula_ok = np.abs(exact - verdict.numerical) <= (
@@ -89,9 +91,10 @@ def explained_by_rounding(run: Any, project: Callable[[list], np.ndarray],
             low, ref = [], []
             for values in neighbours:
                 args = _rounded_args(run, values)
-                low.append(_gradients(run.tgt, args, run, run.dtype,
+                low.append(_gradients(run.tgt, args, run.params, run.v, run.dtype,
                                       [p.weight for p in run.params if p.is_weight]))
-                ref.append(_gradients(run.ref, args, run, tf.float64, run.ref_weights))
+                ref.append(_gradients(run.ref, args, run.params, run.v, tf.float64,
+                                      run.ref_weights))
         for low_grads, ref_grads in zip(low, ref):
             relative.append(_relative(project(low_grads), project(ref_grads)))
     except Exception:  # noqa: BLE001 - cannot measure the rounding: explain nothing
@@ -102,16 +105,17 @@ def explained_by_rounding(run: Any, project: Callable[[list], np.ndarray],
         return formula_ok & (np.abs(relative[0]) <= SAFETY * spread)
 
 
-def mode_allowance(run: Any, param_index: int | None) -> float:
+def mode_allowance(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
+                   param_index: int | None) -> float:
     """Twice the eager run's own error against the float64 twin (output, or the gradient of
-    ``run.params[param_index]``), its largest entry; 0 without a float64 twin."""
-    if not getattr(run, "low_precision", False) or run.ref_dtype != tf.float64:
+    ``fb.params[param_index]``), its largest entry; 0 without a float64 twin."""
+    if ref.dtype != tf.float64 or fb.dtype == tf.float64:
         return 0.0
     try:
         if param_index is None:
-            ours, exact = run.y64, run.f0
+            ours, exact = fb.y64, ref.f0
         else:
-            ours, exact = run.params[param_index].grad, _float64_gradients(run)[param_index]
+            ours, exact = fb.params[param_index].grad, twin.get(fb, ref)[param_index]
         if ours is None or exact is None:
             return 0.0
         with np.errstate(invalid="ignore", over="ignore"):
@@ -121,27 +125,39 @@ def mode_allowance(run: Any, param_index: int | None) -> float:
         return 0.0
 
 
+class TwinGradients:
+    """The float64 twin's VJP at the core's input with the core's cotangent, one float64 array
+    per param (None where there is none): computed on first use and kept, since both rules
+    above read it (the run holds one)."""
+
+    def __init__(self) -> None:
+        self.value: list | None = None
+
+    def get(self, fb: ForwardBackward, ref: Reference) -> list:
+        """The gradients of ``ref.call`` at ``fb.args`` with cotangent ``fb.v``."""
+        if self.value is None:
+            self.value = _gradients(ref.call, fb.args, fb.params, fb.v, tf.float64,
+                                    ref.weights)
+        return self.value
+
+    def keep(self, value: list) -> None:
+        """Keep ``value``, computed along with other evaluations (a stacked call)."""
+        self.value = value
+
+
 # --------------------------------------------------------------------------------------------
 
 
-def _float64_gradients(run: Any) -> list:
-    """The twin's VJP at the core's input with the core's cotangent (cached on the run)."""
-    cached = getattr(run, "float64_gradients", None)
-    if cached is None:
-        cached = _gradients(run.ref, run.args, run, tf.float64, run.ref_weights)
-        run.float64_gradients = cached
-    return cached
-
-
-def _gradients(target: Any, args: list, run: Any, dtype: tf.DType, weights: list) -> list:
-    """One gradient per param of ``run`` (None where there is none), float64 NumPy."""
+def _gradients(target: Any, args: Sequence, params: Sequence, v: np.ndarray, dtype: tf.DType,
+               weights: Sequence) -> list:
+    """One gradient per param of ``params`` (None where there is none), float64 NumPy."""
     args = [tf.cast(a, dtype) if a.dtype.is_floating else a for a in args]
-    inputs = [args[p.arg_index] for p in run.params if not p.is_weight]
+    inputs = [args[p.arg_index] for p in params if not p.is_weight]
     with tf.GradientTape() as tape:
         for a in inputs:
             tape.watch(a)
         y = tf.convert_to_tensor(target(args))
-    grads = tape.gradient(y, inputs + list(weights), output_gradients=tf.constant(run.v, dtype))
+    grads = tape.gradient(y, inputs + list(weights), output_gradients=tf.constant(v, dtype))
     return [None if g is None else _f64(tf.convert_to_tensor(g)) for g in grads]
 
 

@@ -66,8 +66,9 @@ import numpy as np
 import tensorflow as tf
 
 from ._arrays import _f64, _index, _max_abs_finite, _tail
+from ._conditioning import TwinGradients, mode_allowance
 from ._numerics import ANALYTIC_ULPS
-from ._conditioning import mode_allowance
+from ._records import Add, ForwardBackward, Reference
 
 __all__ = ["check_modes"]
 
@@ -85,52 +86,71 @@ _STATIC: OrderedDict[int, Any] = OrderedDict()
 _MODEL_SHAPES: OrderedDict[tuple, tuple[Any, tuple]] = OrderedDict()
 
 
-def check_modes(run: Any) -> None:
-    """Compare ``run``'s eager output and VJP with those under each of ``run.modes``."""
-    eager = _Eager.of(run)
+def check_modes(fb: ForwardBackward, ref: Reference, modes: Sequence[str], *, add: Add,
+                twin: TwinGradients) -> None:
+    """Compare the eager output and VJP of step 1 (``fb``) with those under each of ``modes``;
+    ``ref`` and ``twin`` (the float64 twin and its gradients) give the eager run's own error
+    (:func:`_conditioning.mode_allowance`). Findings go to ``add``."""
+    found = _Found(fb, ref, twin)
+    eager = _Eager.of(fb)
     failed = False  # XLA fails wherever tf.function does: one finding says it
-    for mode in run.modes:
-        model = _in_model_shapes(run, mode)
+    for mode in modes:
+        model = _in_model_shapes(fb, mode)
         if model is None:
-            failed |= _judge(run, mode, _LABELS[mode], _in_mode(run, mode), eager, failed)
+            failed |= _judge(found, mode, _LABELS[mode], _in_mode(fb, mode), eager, failed)
             continue
         # One traced call: the model-shaped trace, where it applies. Where it shows something,
         # the shape-agnostic trace tells whether the static feature axes are to blame (the
         # finding names the model's input shape) or tracing at all (it does not); a target
         # found to need exact shapes there is traced with them alone, as on the other inputs.
-        mark = len(run.report.findings)
+        mark = len(found.findings)
         shape, result = model
         label = f"{_LABELS[mode]} traced with the input shape {shape} of a Keras model"
-        raised = _judge(run, mode, label, result, eager, failed)
-        if not raised and len(run.report.findings) == mark:
+        raised = _judge(found, mode, label, result, eager, failed)
+        if not raised and len(found.findings) == mark:
             continue
-        shown = run.report.findings[mark:]
-        del run.report.findings[mark:]
-        plain = _judge(run, mode, _LABELS[mode], _in_mode(run, mode), eager, failed)
-        if not plain and len(run.report.findings) == mark and not _static(run):
-            run.report.findings.extend(shown)
+        shown = found.findings[mark:]
+        del found.findings[mark:]
+        plain = _judge(found, mode, _LABELS[mode], _in_mode(fb, mode), eager, failed)
+        if not plain and len(found.findings) == mark and not _static(fb):
+            found.findings.extend(shown)
             failed |= raised
         failed |= plain
     accelerators = gpu_devices()
     if accelerators:  # the core ran on the default device, the first GPU: now on the CPU
-        on_cpu = _on_device(run, "/CPU:0")
+        on_cpu = _on_device(fb, "/CPU:0")
         mode = f"/CPU:0 vs {accelerators[0]}"
         if isinstance(on_cpu, BaseException):
-            _report_error(run, mode, f"eager on /CPU:0 (it ran on {accelerators[0]})", on_cpu)
+            _report_error(found, mode, f"eager on /CPU:0 (it ran on {accelerators[0]})", on_cpu)
         else:
-            _compare(run, "eagerly on /CPU:0", mode, eager, on_cpu,
+            _compare(found, "eagerly on /CPU:0", mode, eager, on_cpu,
                      f"eagerly on {accelerators[0]}")
+    for kind, message, details in found.findings:
+        add(kind, message, **details)
 
 
-def _judge(run: Any, mode: str, label: str, result: Any, eager: _Eager,
+class _Found:
+    """The mode check's findings, kept until it is done (a model-shaped trace's findings are
+    dropped where the shape-agnostic trace shows they are not the feature axes' doing), with
+    what judging them reads."""
+
+    def __init__(self, fb: ForwardBackward, ref: Reference, twin: TwinGradients):
+        self.fb, self.ref, self.twin = fb, ref, twin
+        self.findings: list[tuple[str, str, dict]] = []
+
+    def add(self, kind: str, message: str, **details: Any) -> None:
+        self.findings.append((kind, message, details))
+
+
+def _judge(found: _Found, mode: str, label: str, result: Any, eager: _Eager,
            failed: bool) -> bool:
     """Report what one trace's ``result`` shows (an error only when no earlier mode failed);
     True when it raised."""
     if isinstance(result, BaseException):
         if not failed:
-            _report_error(run, mode, label, result)
+            _report_error(found, mode, label, result)
         return True
-    _compare(run, f"under {label} (mode {mode!r})", mode, eager, result, "eagerly")
+    _compare(found, f"under {label} (mode {mode!r})", mode, eager, result, "eagerly")
     return False
 
 
@@ -150,22 +170,22 @@ class _Eager:
         self.y, self.dtype, self.grads = y, dtype, grads
 
     @classmethod
-    def of(cls, run: Any) -> "_Eager":
+    def of(cls, fb: ForwardBackward) -> "_Eager":
         # p.grad is None both for a None gradient and for one the core found unusable (wrong
         # shape, dtype, NaN): compare only what the core could use, and None-ness.
-        grads = [None if p.grad_missing else p.grad for p in run.params]
-        return cls(run.y64, run.y.dtype, grads)
+        grads = [None if p.grad_missing else p.grad for p in fb.params]
+        return cls(fb.y64, fb.y_dtype, grads)
 
 
-def _sources(run: Any) -> tuple[list[int], list[Any]]:
-    floats = [p.arg_index for p in run.params if not p.is_weight]
-    weights = [p.weight for p in run.params if p.is_weight]
+def _sources(fb: ForwardBackward) -> tuple[list[int], list[Any]]:
+    floats = [p.arg_index for p in fb.params if not p.is_weight]
+    weights = [p.weight for p in fb.params if p.is_weight]
     return floats, weights
 
 
-def _forward_backward(run: Any, floats: list[int], weights: list[Any]):
+def _forward_backward(fb: ForwardBackward, floats: list[int], weights: list[Any]):
     """The function every mode runs: the target's output and its VJP with cotangent v."""
-    call = run.tgt
+    call = fb.target
 
     def forward_backward(*tensors):
         *args, v = tensors
@@ -182,12 +202,12 @@ def _forward_backward(run: Any, floats: list[int], weights: list[Any]):
     return forward_backward
 
 
-def _inputs(run: Any) -> list[tf.Tensor]:
+def _inputs(fb: ForwardBackward) -> list[tf.Tensor]:
     """The target's inputs and the cotangent, as tensors: made once per check (its cotangent
     array, held here so that its identity stays its own) rather than once per traced call."""
     global _LAST_INPUTS
-    if _LAST_INPUTS is None or _LAST_INPUTS[0] is not run.v or _LAST_INPUTS[1] is not run.args:
-        _LAST_INPUTS = (run.v, run.args, [*run.args, tf.constant(run.v, run.y.dtype)])
+    if _LAST_INPUTS is None or _LAST_INPUTS[0] is not fb.v or _LAST_INPUTS[1] is not fb.args:
+        _LAST_INPUTS = (fb.v, fb.args, [*fb.args, tf.constant(fb.v, fb.y_dtype)])
     return _LAST_INPUTS[2]
 
 
@@ -207,18 +227,18 @@ def _signature_shapes(tensors: list[tf.Tensor], shapes: str) -> tuple:
     return tuple((None,) + s[1:] if len(s) >= 2 and s[0] == batch else s for s in exact)
 
 
-def _traced(run: Any, mode: str, shapes_policy: str):
+def _traced(fb: ForwardBackward, mode: str, shapes_policy: str):
     """The cached traced function for this target, mode and signature."""
-    floats, weights = _sources(run)
-    owner = run.tgt.layer if run.tgt.layer is not None else run.tgt.fn
-    tensors = _inputs(run)
+    floats, weights = _sources(fb)
+    owner = fb.target.layer if fb.target.layer is not None else fb.target.fn
+    tensors = _inputs(fb)
     shapes = _signature_shapes(tensors, shapes_policy)
     key = (id(owner), mode, tuple(t.dtype.name for t in tensors), shapes,
-           tuple(id(w) for w in weights), getattr(run.tgt, "training", None))
+           tuple(id(w) for w in weights), fb.target.training)
     hit = _CACHE.get(key)
     if hit is None or hit[0] is not owner:
         signature = [tf.TensorSpec(shape, t.dtype) for shape, t in zip(shapes, tensors)]
-        fn = tf.function(_forward_backward(run, floats, weights), input_signature=signature,
+        fn = tf.function(_forward_backward(fb, floats, weights), input_signature=signature,
                          jit_compile=(mode == "xla"), reduce_retracing=False)
         hit = _CACHE[key] = (owner, fn)
         _CONCRETE.pop(key, None)
@@ -230,24 +250,24 @@ def _traced(run: Any, mode: str, shapes_policy: str):
     return _CONCRETE[key]  # called directly: a tf.function's dispatch costs ~0.1 ms a call
 
 
-def _static(run: Any) -> bool:
+def _static(fb: ForwardBackward) -> bool:
     """Whether the target is known to trace only with exact shapes."""
-    owner = run.tgt.layer if run.tgt.layer is not None else run.tgt.fn
+    owner = fb.target.layer if fb.target.layer is not None else fb.target.fn
     return _STATIC.get(id(owner)) is owner
 
 
-def _in_mode(run: Any, mode: str):
+def _in_mode(fb: ForwardBackward, mode: str):
     """(y, grads) as float64 NumPy under ``mode``, or the exception it raised."""
-    owner = run.tgt.layer if run.tgt.layer is not None else run.tgt.fn
+    owner = fb.target.layer if fb.target.layer is not None else fb.target.fn
     static = _STATIC.get(id(owner)) is owner
     try:
-        return _numpy(*_traced(run, mode, "exact" if static else "dynamic")(*_inputs(run)))
+        return _numpy(*_traced(fb, mode, "exact" if static else "dynamic")(*_inputs(fb)))
     except Exception as exc:  # noqa: BLE001 - the target's failure in this mode is a finding
         if static:
             return exc
         first = exc
     try:  # does it trace with the exact shapes (a static x.shape[-1])?
-        result = _numpy(*_traced(run, mode, "exact")(*_inputs(run)))
+        result = _numpy(*_traced(fb, mode, "exact")(*_inputs(fb)))
     except Exception:  # noqa: BLE001
         return first
     _STATIC[id(owner)] = owner
@@ -256,7 +276,7 @@ def _in_mode(run: Any, mode: str):
     return result
 
 
-def _in_model_shapes(run: Any, mode: str):
+def _in_model_shapes(fb: ForwardBackward, mode: str):
     """(the first input's traced shape, (y, grads) or the exception raised) under ``mode``
     traced as a Keras model traces it (batch axis None, feature axes static); None where
     that adds nothing.
@@ -266,10 +286,10 @@ def _in_model_shapes(run: Any, mode: str):
     trace per target, mode, dtypes and ranks, for the first feature shapes seen: tracing per
     shape would cost a trace for almost every fuzz example. Deterministic for a given input:
     later inputs with those feature shapes run it, others do not."""
-    owner = run.tgt.layer if run.tgt.layer is not None else run.tgt.fn
+    owner = fb.target.layer if fb.target.layer is not None else fb.target.fn
     if _STATIC.get(id(owner)) is owner:
         return None  # already traced with exact shapes
-    tensors = _inputs(run)
+    tensors = _inputs(fb)
     shapes = _signature_shapes(tensors, "batch")
     if shapes == _signature_shapes(tensors, "dynamic"):
         return None
@@ -282,18 +302,18 @@ def _in_model_shapes(run: Any, mode: str):
     if seen[1] != shapes:
         return None
     try:
-        result = _numpy(*_traced(run, mode, "batch")(*tensors))
+        result = _numpy(*_traced(fb, mode, "batch")(*tensors))
     except Exception as exc:  # noqa: BLE001 - the target's failure in this mode is a finding
         result = exc
     return list(shapes[0]), result
 
 
-def _on_device(run: Any, device: str):
+def _on_device(fb: ForwardBackward, device: str):
     """(y, grads) of the eager forward + VJP with every op placed on ``device``."""
-    floats, weights = _sources(run)
+    floats, weights = _sources(fb)
     try:
         with tf.device(device):
-            return _numpy(*_forward_backward(run, floats, weights)(*_inputs(run)))
+            return _numpy(*_forward_backward(fb, floats, weights)(*_inputs(fb)))
     except Exception as exc:  # noqa: BLE001
         return exc
 
@@ -307,52 +327,53 @@ def _numpy(y: Any, grads: Sequence[Any]):
 # Verdict
 
 
-def _tolerance(run: Any, *tensors: np.ndarray, intermediates: float) -> float:
+def _tolerance(eps: float, *tensors: np.ndarray, intermediates: float) -> float:
     """2 * ANALYTIC_ULPS roundings of d at the tensors' magnitude (see the module doc)."""
     size = max([1.0, intermediates] + [_max_abs_finite(t) for t in tensors])
-    return 2 * ANALYTIC_ULPS * run.eps * size
+    return 2 * ANALYTIC_ULPS * eps * size
 
 
-
-def _compare(run: Any, where: str, mode: str, eager: _Eager, result, baseline: str) -> None:
+def _compare(found: _Found, where: str, mode: str, eager: _Eager, result, baseline: str) -> None:
+    fb = found.fb
     y_dtype, y_shape, y, grads = result
     if y_dtype != eager.dtype or tuple(y_shape) != eager.y.shape:
-        run.add("mode_mismatch",
-                f"{where}, the output is {y_dtype.name} of shape {list(y_shape)} but {baseline} "
-                f"{eager.dtype.name} of shape {list(eager.y.shape)}", mode=mode,
-                found=[y_dtype.name, list(y_shape)],
-                expected=[eager.dtype.name, list(eager.y.shape)])
+        found.add("mode_mismatch",
+                  f"{where}, the output is {y_dtype.name} of shape {list(y_shape)} but "
+                  f"{baseline} {eager.dtype.name} of shape {list(eager.y.shape)}", mode=mode,
+                  found=[y_dtype.name, list(y_shape)],
+                  expected=[eager.dtype.name, list(eager.y.shape)])
         return
-    x_max = max([1.0] + [_max_abs_finite(p.value) for p in run.params if not p.is_weight])
-    if _differs(run, where, baseline, mode, "the output", eager.y, y,
-                _tolerance(run, eager.y, y, intermediates=x_max), rounding_seen=None):
+    x_max = max([1.0] + [_max_abs_finite(p.value) for p in fb.params if not p.is_weight])
+    if _differs(found, where, baseline, mode, "the output", eager.y, y,
+                _tolerance(fb.eps, eager.y, y, intermediates=x_max), rounding_seen=None):
         return
     y_max = _max_abs_finite(eager.y)
-    chain = _max_abs_finite(run.v) * max(1.0, x_max, y_max)
-    for k, (p, ours, theirs) in enumerate(zip(run.params, eager.grads, grads)):
+    chain = _max_abs_finite(fb.v) * max(1.0, x_max, y_max)
+    for k, (p, ours, theirs) in enumerate(zip(fb.params, eager.grads, grads)):
         if p.grad is None and not p.grad_missing:
             continue  # unusable eagerly (shape, dtype, NaN): the core reported it
         if (ours is None) != (theirs is None):
-            run.add("mode_mismatch",
-                    f"{where}, the gradient for {p.label} is "
-                    f"{'None' if theirs is None else 'a tensor'} but {baseline} "
-                    f"{'None' if ours is None else 'a tensor'}", mode=mode, param=p.label)
+            found.add("mode_mismatch",
+                      f"{where}, the gradient for {p.label} is "
+                      f"{'None' if theirs is None else 'a tensor'} but {baseline} "
+                      f"{'None' if ours is None else 'a tensor'}", mode=mode, param=p.label)
             continue
         if ours is None:
             continue
         g_dtype, g_shape, g = theirs
         if g_dtype != p.dtype or tuple(g_shape) != ours.shape:
-            run.add("mode_mismatch",
-                    f"{where}, the gradient for {p.label} is {g_dtype.name} of shape "
-                    f"{list(g_shape)} but {baseline} {p.dtype.name} of shape "
-                    f"{list(ours.shape)}",
-                    mode=mode, param=p.label)
+            found.add("mode_mismatch",
+                      f"{where}, the gradient for {p.label} is {g_dtype.name} of shape "
+                      f"{list(g_shape)} but {baseline} {p.dtype.name} of shape "
+                      f"{list(ours.shape)}",
+                      mode=mode, param=p.label)
             continue
-        _differs(run, where, baseline, mode, f"the gradient for {p.label}", ours, g,
-                 _tolerance(run, ours, g, intermediates=chain), rounding_seen=k, param=p.label)
+        _differs(found, where, baseline, mode, f"the gradient for {p.label}", ours, g,
+                 _tolerance(fb.eps, ours, g, intermediates=chain), rounding_seen=k,
+                 param=p.label)
 
 
-def _differs(run: Any, where: str, baseline: str, mode: str, what: str, ours: np.ndarray,
+def _differs(found: _Found, where: str, baseline: str, mode: str, what: str, ours: np.ndarray,
              theirs: np.ndarray, tol: float, rounding_seen: int | None, **extra: Any) -> bool:
     with np.errstate(invalid="ignore", over="ignore"):
         diff = theirs - ours  # NaN or Inf wherever either side is not finite
@@ -364,36 +385,36 @@ def _differs(run: Any, where: str, baseline: str, mode: str, what: str, ours: np
     bad = (finite & ~(diff <= tol)) | (~finite & np.isfinite(theirs))
     if bad.any() and (finite & ~(diff <= tol)).any():
         # The eager run's own error against the float64 twin (module doc, _conditioning.py)
-        tol += mode_allowance(run, rounding_seen)
+        tol += mode_allowance(found.fb, found.ref, found.twin, rounding_seen)
         bad = (finite & ~(diff <= tol)) | (~finite & np.isfinite(theirs))
     if not bad.any():
         return False
     with np.errstate(invalid="ignore"):
         j = int(np.argmax(np.where(bad, np.nan_to_num(diff, nan=np.inf, posinf=np.inf), -1.0)))
     idx = _index(j, ours.shape)
-    run.add("mode_mismatch",
-            f"{where}, {what} differs at index {idx}: {theirs.flat[j]:.9g} vs "
-            f"{ours.flat[j]:.9g} {baseline} (difference {abs(theirs.flat[j] - ours.flat[j]):.3g}, "
-            f"tolerance {tol:.3g}); {int(bad.sum())} / {bad.size} entries differ. A Python "
-            f"value frozen at trace time, a Python side effect, or code that branches on "
-            f"tf.executing_eagerly()?",
-            mode=mode, index=list(idx), value=theirs.flat[j], eager=ours.flat[j],
-            difference=abs(theirs.flat[j] - ours.flat[j]), tolerance=tol,
-            mismatched=int(bad.sum()), total=int(bad.size), **extra)
+    found.add("mode_mismatch",
+              f"{where}, {what} differs at index {idx}: {theirs.flat[j]:.9g} vs "
+              f"{ours.flat[j]:.9g} {baseline} (difference "
+              f"{abs(theirs.flat[j] - ours.flat[j]):.3g}, tolerance {tol:.3g}); "
+              f"{int(bad.sum())} / {bad.size} entries differ. A Python value frozen at trace "
+              f"time, a Python side effect, or code that branches on tf.executing_eagerly()?",
+              mode=mode, index=list(idx), value=theirs.flat[j], eager=ours.flat[j],
+              difference=abs(theirs.flat[j] - ours.flat[j]), tolerance=tol,
+              mismatched=int(bad.sum()), total=int(bad.size), **extra)
     return True
 
 
-def _report_error(run: Any, mode: str, label: str, exc: BaseException) -> None:
-    run.add("mode_mismatch",
-            f"runs eagerly but not under {label} (mode {mode!r}): raised "
-            f"{type(exc).__name__}: {_first_line(exc)}. Under tracing, tensors are symbolic: "
-            f"no .numpy() or float(tensor), Python control flow on a tensor value must be "
-            f"tf.cond/tf.where, variables are created once"
-            + (", and every op needs an XLA kernel (no tf.numpy_function/py_function)"
-               if mode == "xla" else "")
-            + _constant_hint(exc)
-            + (f"; pass modes=() or leave {mode!r} out of modes= if it is never run this way"),
-            mode=mode, exception=type(exc).__name__, traceback_tail=_tail(exc))
+def _report_error(found: _Found, mode: str, label: str, exc: BaseException) -> None:
+    found.add("mode_mismatch",
+              f"runs eagerly but not under {label} (mode {mode!r}): raised "
+              f"{type(exc).__name__}: {_first_line(exc)}. Under tracing, tensors are symbolic: "
+              f"no .numpy() or float(tensor), Python control flow on a tensor value must be "
+              f"tf.cond/tf.where, variables are created once"
+              + (", and every op needs an XLA kernel (no tf.numpy_function/py_function)"
+                 if mode == "xla" else "")
+              + _constant_hint(exc)
+              + (f"; pass modes=() or leave {mode!r} out of modes= if it is never run this way"),
+              mode=mode, exception=type(exc).__name__, traceback_tail=_tail(exc))
 
 
 def _constant_hint(exc: BaseException) -> str:

@@ -1,7 +1,8 @@
 """What the checks after the first-order one read of it: small frozen records.
 
 The core (``_check._Run``) is a mutable run: its steps fill it in one after another. The checks
-that follow it (``_second_order``, ``_mixed``) need a few of its results, not the run itself;
+that follow it (``_second_order``, ``_mixed``, ``_modes``) need a few of its results, not the
+run itself;
 they get them as the records below, built by the core once its first-order check is done, and
 report through the callables they are handed (``add(kind, message, **details)`` for a
 finding, ``skip(note)`` for a check that could not run). A record is frozen: a later check
@@ -34,10 +35,12 @@ class Param:
 
     label: str                # "input x", "weight 'kernel'"
     value: np.ndarray         # float64 copy of its value
+    dtype: tf.DType           # its own dtype (a weight's may differ from the input's)
     is_weight: bool
     arg_index: int            # position among the target's inputs (-1 for a weight)
     weight: Any               # the tf.Variable, for a weight (None for an input)
     grad: np.ndarray | None   # analytic VJP (float64); None when missing or unusable
+    grad_missing: bool        # the VJP was None (``grad`` is None then too)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class ForwardBackward:
     args: tuple               # its inputs, as tensors (floating ones in ``dtype``)
     dtype: tf.DType           # the input's dtype d
     y64: np.ndarray           # the output, float64 copy
+    y_dtype: tf.DType         # the output's dtype (not ``dtype`` where it is a dtype_mismatch)
     v: np.ndarray             # the cotangent (float64)
     params: tuple[Param, ...]
     rng: np.random.Generator

@@ -21,6 +21,7 @@ import tensorflow as tf
 from . import _routes
 from ._arrays import _all_finite, _f64
 from ._check import _Run
+from ._conditioning import TwinGradients
 from ._numerics import analytic_allowance, estimate
 from ._report import Finding, Report
 
@@ -108,10 +109,12 @@ def _entries(run: SweepRun, where: np.ndarray) -> SweepRun:
     reference, step, samples and random draws per value (``run.entries`` for
     ``_conditioning``); a report of its own."""
     sub = copy.copy(run)
-    for cached in ("mismatch", "float64_gradients", "tape", "sources", "y", "raw_grad"):
+    for cached in ("mismatch", "tape", "sources", "raw_grad"):
         sub.__dict__.pop(cached, None)
+    sub.twin_gradients = TwinGradients()
     p = run.params[0]
     sub.args = [tf.gather(run.args[0], where)] + list(run.args[1:])
+    sub.y = tf.gather(run.y, where)
     sub.params = [dataclasses.replace(p, value=p.value[where], grad=p.grad[where])]
     sub.params += run.params[1:]
     sub.v, sub.y64, sub.f0 = run.v[where], run.y64[where], run.f0[where]

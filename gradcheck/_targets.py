@@ -31,6 +31,8 @@ class Target:
     #: A call on inputs stacked along axis 0 may stand for separate calls on each part (where
     #: the target is elementwise: _Run.stacked checks it); not for one that draws noise per call.
     stackable = True
+    #: The ``training=`` a layer is called with (``_training.TrainingLayerTarget``); None: none.
+    training: bool | None = None
 
     def __init__(self, fn: Any, name: str, arg_names: list[str]):
         self.fn = fn

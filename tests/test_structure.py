@@ -129,7 +129,7 @@ def test_no_module_is_over_the_size_limit():
 
 # The checks after the first-order one read the core's results as frozen records
 # (gradcheck/_records.py) and report through the callables they are handed, not through the run.
-RECORD_READERS = ("_second_order", "_mixed")
+RECORD_READERS = ("_second_order", "_mixed", "_modes")
 
 
 def reaching_into_objects(source: str) -> list[str]:
@@ -183,19 +183,21 @@ def test_the_check_finds_a_step_reaching_into_the_run():
         "line 5: reads run._cast_arg", "line 6: sets run.diag"]
 
 
-def test_second_order_and_mixed_precision_read_records_not_the_run():
+def test_the_checks_after_the_first_order_one_read_records_not_the_run():
     for module in RECORD_READERS:
         source = (ROOT / PACKAGE / f"{module}.py").read_text()
         assert reaching_into_objects(source) == [], module
 
 
 def test_their_entry_points_take_the_records():
-    from gradcheck import _mixed, _second_order
+    from gradcheck import _mixed, _modes, _second_order
     from gradcheck._records import ForwardBackward, Reference
 
-    for function, records in ((_second_order.check_second_order, [ForwardBackward, Reference]),
-                              (_mixed.check_policies, [ForwardBackward])):
+    for function, records, report in (
+            (_second_order.check_second_order, [ForwardBackward, Reference], {"add", "skip"}),
+            (_mixed.check_policies, [ForwardBackward], {"add", "skip"}),
+            (_modes.check_modes, [ForwardBackward, Reference], {"add"})):
         hints = typing.get_type_hints(function)
         parameters = list(inspect.signature(function).parameters)
         assert [hints[name] for name in parameters[:len(records)]] == records, function
-        assert {"add", "skip"} <= set(parameters), function
+        assert report <= set(parameters), function
