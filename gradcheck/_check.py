@@ -196,6 +196,9 @@ class _Run(ReferenceCalls):
         self.analytic = analytic_source(self.tgt.fn)  # "autodiff" or "your grad fn"
         self.elementwise_confirmed = False  # step 3's per-element route applied (self.diag)
         self.twin_gradients = TwinGradients()  # the float64 twin's VJP, made on first use
+        # A sweep's run over some entries of its batch: (the batch's shape, their flat
+        # indices), so that their random draws are the batch's (_conditioning._draws).
+        self.entries: tuple | None = None
 
     def add(self, kind: str, message: str, **details: Any) -> None:
         if self.inputs_shown is None:  # built on the first finding: tolist() is not free
@@ -245,7 +248,7 @@ class _Run(ReferenceCalls):
         params = tuple(Param(p.label, p.value, p.dtype, p.is_weight, p.arg_index, p.weight,
                              p.grad, p.grad_missing) for p in self.params)
         return ForwardBackward(self.tgt, tuple(self.args), self.dtype, self.y64, self.y.dtype,
-                               self.v, params, self.rng)
+                               self.v, params, self.rng, self.seed)
 
     def reference_record(self) -> Reference:
         """Step 2's reference, and step 3's judge and per-element steps (frozen)."""

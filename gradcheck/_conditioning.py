@@ -50,32 +50,39 @@ _NEIGHBOURS = 4  # nearby inputs whose errors must vary as rounding's do (module
 _WINDOW = 1.0 / 16.0  # their distance, per coordinate: derived in the module docstring
 
 
-def explained_by_rounding(run: Any, project: Callable[[list], np.ndarray],
-                          analytic: np.ndarray, verdict: Any,
+def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
+                          project: Callable[[list], np.ndarray], analytic: np.ndarray,
+                          verdict: Any, entries: tuple | None = None,
                           elementwise: bool = False) -> np.ndarray:
     """Where a failing low-precision derivative is the rounding of a correct float64 formula.
 
     Args:
-        run: the core's run (a float64 twin in ``run.ref``; ``run.low_precision`` True).
-        project: maps one gradient per param (run.params order, float64 arrays) to the
+        fb, ref: the core's first-order results and its reference (a float64 twin in
+            ``ref.call``, the input's dtype lower).
+        twin: the twin's gradients at the core's input (computed once, kept by the run).
+        project: maps one gradient per param (``fb.params`` order, float64 arrays) to the
             route's derivatives (per element, per row, or one directional value).
         analytic: the route's low-precision derivatives, as judged.
         verdict: the finite-difference verdict (numerical, bound) for ``analytic``.
+        entries: for a run over some entries of a larger batch (a sweep's suspects), the
+            batch's shape and the entries' flat indices: the neighbours' random offsets are
+            the batch's (:func:`_draws`).
         elementwise: the target is elementwise (the core's diagonal route): the neighbours
             are evaluated in one stacked call per dtype (:func:`_stacked_inputs`).
     """
     no = np.zeros(np.shape(analytic), dtype=bool)
     try:
-        rng = np.random.default_rng((run.seed, 16))
-        neighbours = [_neighbour(run, rng) for _ in range(_NEIGHBOURS)]
-        stacked = _stacked_inputs(run, neighbours) if elementwise else None
-        ref = None
-        if stacked is not None and run.twin_gradients.value is None:
-            ref = _stacked_gradients(run.ref, stacked, run, tf.float64, with_input=True)
-            if ref is not None:  # the twin at the input rode along, as the first part
-                run.twin_gradients.keep(ref[0])
-                ref = ref[1:]
-        exact = project(run.twin_gradients.get(run.first_order_record(), run.reference_record()))
+        rng = np.random.default_rng((fb.seed, 16))
+        neighbours = [_neighbour(fb, rng, entries) for _ in range(_NEIGHBOURS)]
+        stacked = _stacked_inputs(fb, ref, neighbours) if elementwise else None
+        there = None  # the twin's gradients at the neighbours
+        if stacked is not None and twin.value is None:
+            there = _stacked_gradients(ref.call, stacked, fb, ref.f0.shape, tf.float64,
+                                       with_input=True)
+            if there is not None:  # the twin at the input rode along, as the first part
+                twin.keep(there[0])
+                there = there[1:]
+        exact = project(twin.get(fb, ref))
         allowance = ANALYTIC_ULPS * machine_eps("float64") * np.abs(exact)
         with np.errstate(invalid="ignore"):
             formula_ok = np.abs(exact - verdict.numerical) <= (
@@ -83,19 +90,19 @@ def explained_by_rounding(run: Any, project: Callable[[list], np.ndarray],
         if not formula_ok.any():
             return no
         relative = [_relative(analytic, exact)]
-        if stacked is not None and ref is None:
-            ref = _stacked_gradients(run.ref, stacked, run, tf.float64)
-        low = (_stacked_gradients(run.tgt, stacked, run, run.dtype)
-               if stacked is not None and ref is not None else None)
+        if stacked is not None and there is None:
+            there = _stacked_gradients(ref.call, stacked, fb, ref.f0.shape, tf.float64)
+        low = (_stacked_gradients(fb.target, stacked, fb, ref.f0.shape, fb.dtype)
+               if stacked is not None and there is not None else None)
         if low is None:
-            low, ref = [], []
+            low, there = [], []
             for values in neighbours:
-                args = _rounded_args(run, values)
-                low.append(_gradients(run.tgt, args, run.params, run.v, run.dtype,
-                                      [p.weight for p in run.params if p.is_weight]))
-                ref.append(_gradients(run.ref, args, run.params, run.v, tf.float64,
-                                      run.ref_weights))
-        for low_grads, ref_grads in zip(low, ref):
+                args = _rounded_args(fb, values)
+                low.append(_gradients(fb.target, args, fb.params, fb.v, fb.dtype,
+                                      [p.weight for p in fb.params if p.is_weight]))
+                there.append(_gradients(ref.call, args, fb.params, fb.v, tf.float64,
+                                        ref.weights))
+        for low_grads, ref_grads in zip(low, there):
             relative.append(_relative(project(low_grads), project(ref_grads)))
     except Exception:  # noqa: BLE001 - cannot measure the rounding: explain nothing
         return no
@@ -161,41 +168,40 @@ def _gradients(target: Any, args: Sequence, params: Sequence, v: np.ndarray, dty
     return [None if g is None else _f64(tf.convert_to_tensor(g)) for g in grads]
 
 
-def _stacked_inputs(run: Any, neighbours: list[dict[int, np.ndarray]]
-                    ) -> dict[int, tf.Tensor] | None:
+def _stacked_inputs(fb: ForwardBackward, ref: Reference,
+                    neighbours: list[dict[int, np.ndarray]]) -> dict[int, tf.Tensor] | None:
     """:func:`explained_by_rounding`'s neighbours stacked along axis 0 for one call per dtype
     (by argument position, rounded to the low dtype once, as each alone would be): an
     elementwise target computes each part as a call on it alone would, up to the rounding
     of vectorized kernels, itself a rounding of the same computation, which is what the
     neighbours measure. None where it does not apply (a scalar output, an input of another
     shape, a target drawing random numbers per call): one call per neighbour."""
-    shape = run.f0.shape
-    moved = {p.arg_index for p in run.params if not p.is_weight}
-    if (not shape or not getattr(run.tgt, "stackable", False)
-            or not getattr(run.ref, "stackable", False)
-            or any(tuple(run.args[i].shape) != shape for i in moved)):
+    shape = ref.f0.shape
+    moved = {p.arg_index for p in fb.params if not p.is_weight}
+    if (not shape or not fb.target.stackable or not ref.call.stackable
+            or any(tuple(fb.args[i].shape) != shape for i in moved)):
         return None
     return {i: tf.cast(tf.constant(np.concatenate([n[i] for n in neighbours]), tf.float64),
-                       run.dtype) for i in moved}
+                       fb.dtype) for i in moved}
 
 
-def _stacked_gradients(target: Any, stacked: dict[int, tf.Tensor], run: Any, dtype: tf.DType,
+def _stacked_gradients(target: Any, stacked: dict[int, tf.Tensor], fb: ForwardBackward,
+                       shape: tuple, dtype: tf.DType,
                        with_input: bool = False) -> list[list] | None:
     """Per part of ``stacked`` (and first, ``with_input``, at the core's input itself), one
-    gradient per param of ``run`` (None for weights: a weight's sums over every part), from
-    one call; unmoved inputs of the output's shape repeated, the others as they are. None
+    gradient per param of ``fb`` (None for weights: a weight's sums over every part), from
+    one call; unmoved inputs of the output's ``shape`` repeated, the others as they are. None
     where the call fails or its output is not one part per input part: the caller
     evaluates each neighbour alone."""
-    shape = run.f0.shape
     m = int(next(iter(stacked.values())).shape[0] // shape[0]) + with_input
     args = []
-    for i, a in enumerate(run.args):
+    for i, a in enumerate(fb.args):
         if i in stacked:
             a = tf.concat([a, stacked[i]] if with_input else [stacked[i]], axis=0)
         elif tuple(a.shape) == shape:
             a = tf.concat([a] * m, axis=0)
         args.append(tf.cast(a, dtype) if a.dtype.is_floating else a)
-    inputs = [args[p.arg_index] for p in run.params if not p.is_weight]
+    inputs = [args[p.arg_index] for p in fb.params if not p.is_weight]
     try:
         with tf.GradientTape() as tape:
             for a in inputs:
@@ -203,9 +209,9 @@ def _stacked_gradients(target: Any, stacked: dict[int, tf.Tensor], run: Any, dty
             y = tf.convert_to_tensor(target(args))
         if tuple(y.shape) != (m * shape[0],) + tuple(shape[1:]):
             return None
-        v = tf.constant(np.concatenate([run.v] * m, axis=0), dtype)
+        v = tf.constant(np.concatenate([fb.v] * m, axis=0), dtype)
         grads = iter(tape.gradient(y, inputs, output_gradients=v))
-        per_param = [None if p.is_weight else next(grads) for p in run.params]
+        per_param = [None if p.is_weight else next(grads) for p in fb.params]
         split = [[None] * m if g is None else np.split(_f64(tf.convert_to_tensor(g)), m)
                  for g in per_param]
     except Exception:  # noqa: BLE001
@@ -213,27 +219,27 @@ def _stacked_gradients(target: Any, stacked: dict[int, tf.Tensor], run: Any, dty
     return [[parts[j] for parts in split] for j in range(m)]
 
 
-def _neighbour(run: Any, rng: np.random.Generator) -> dict[int, np.ndarray]:
+def _neighbour(fb: ForwardBackward, rng: np.random.Generator,
+               entries: tuple | None) -> dict[int, np.ndarray]:
     """Each differentiated input of the core's, by argument position, moved by up to _WINDOW
     of each coordinate (float64, before rounding: :func:`_rounded_args`)."""
-    return {p.arg_index: p.value * (1.0 + _WINDOW * _draws(run, rng, p.value.shape) / 1.5)
-            for p in run.params if not p.is_weight}
+    return {p.arg_index: p.value * (1.0 + _WINDOW * _draws(rng, p.value.shape, entries) / 1.5)
+            for p in fb.params if not p.is_weight}
 
 
-def _rounded_args(run: Any, values: dict[int, np.ndarray]) -> list:
+def _rounded_args(fb: ForwardBackward, values: dict[int, np.ndarray]) -> list:
     """The core's inputs with ``values`` in place, rounded to the run's dtype (so the twin
     sees exactly the same numbers)."""
-    args = list(run.args)
+    args = list(fb.args)
     for i, moved in values.items():
-        args[i] = tf.cast(tf.constant(moved, tf.float64), run.dtype)
+        args[i] = tf.cast(tf.constant(moved, tf.float64), fb.dtype)
     return args
 
 
-def _draws(run: Any, rng: np.random.Generator, shape: tuple) -> np.ndarray:
+def _draws(rng: np.random.Generator, shape: tuple, entries: tuple | None) -> np.ndarray:
     """Random offsets for one input. A run over some entries of a larger batch (a sweep's
-    suspects, ``run.entries`` = (the batch's shape, the entries' flat indices)) draws for
-    the whole batch and keeps its entries', so each entry is judged as in the batch."""
-    entries = getattr(run, "entries", None)
+    suspects, ``entries`` = (the batch's shape, the entries' flat indices)) draws for the
+    whole batch and keeps its entries', so each entry is judged as in the batch."""
     if entries is None:
         return _signed(rng, shape)
     batch, where = entries

@@ -49,7 +49,8 @@ class ForwardBackward:
     with the random cotangent ``v``.
 
     ``rng`` is the run's generator, passed on so that a later check's random draws continue
-    the run's sequence: same seed, same verdict."""
+    the run's sequence: same seed, same verdict. ``seed`` is the check's seed, for a step
+    whose draws must leave that sequence as it is (its own stream, ``(seed, k)``)."""
 
     target: Any               # the _targets.Target that was called: target(args) -> y
     args: tuple               # its inputs, as tensors (floating ones in ``dtype``)
@@ -59,6 +60,7 @@ class ForwardBackward:
     v: np.ndarray             # the cotangent (float64)
     params: tuple[Param, ...]
     rng: np.random.Generator
+    seed: int
 
     @property
     def eps(self) -> float:

@@ -262,8 +262,7 @@ def check_diagonal(run, k: int) -> None:
     if run.low_precision:
         ok = ok | within_rounding_window(run, k, analytic / s, verdict, allowance / s)
     if run.low_precision and not ok.all():
-        ok = ok | explained_by_rounding(run, lambda g: g[k] * s, analytic, verdict,
-                                       elementwise=True)
+        ok = ok | _explained(run, lambda g: g[k] * s, analytic, verdict, elementwise=True)
     run.report_mismatch(p, ~ok, analytic / s, verdict.numerical / s, verdict.bound / s,
                         allowance / s)
 
@@ -283,6 +282,12 @@ def within_rounding_window(run, k, analytic, verdict, allowance) -> np.ndarray:
     curvature = np.abs(phi[1] - 2 * phi[0] + phi[-1]) / (run.h * s) ** 2
     return within_secants(analytic, run.v * run.f0, left, right, width,
                           verdict.numerical / s, verdict.bound / s, allowance, curvature)
+
+def _explained(run, project, analytic, verdict, elementwise: bool = False) -> np.ndarray:
+    """:func:`_conditioning.explained_by_rounding` on the run's records."""
+    return explained_by_rounding(run.first_order_record(), run.reference_record(),
+                                 run.twin_gradients, project, analytic, verdict, run.entries,
+                                 elementwise)
 
 # -- batch rows: per row, after a probe confirms rows are independent
 
@@ -350,7 +355,7 @@ def check_rows(run, rows: list[int]) -> None:
         verdict.ok = verdict.ok | within_line_window(run, u, axes, analytic, phi, verdict,
                                                      rounding, allowance)
     if run.low_precision and not verdict.ok.all():
-        verdict.ok = verdict.ok | explained_by_rounding(run, lambda g: sum(
+        verdict.ok = verdict.ok | _explained(run, lambda g: sum(
             (g[k] * u[k]).reshape(_batch(run), -1).sum(axis=1) for k in rows),
             analytic, verdict)
     if not verdict.ok.all():
@@ -415,7 +420,7 @@ def check_joint(run, joint: list[int]) -> None:
         verdict.ok = verdict.ok | within_line_window(run, u, None, analytic, phi, verdict,
                                                      rounding, allowance)
     if run.low_precision and not verdict.ok.all():
-        verdict.ok = verdict.ok | explained_by_rounding(
+        verdict.ok = verdict.ok | _explained(
             run, lambda g: np.asarray(sum(float((g[k] * u[k]).sum()) for k in joint)),
             analytic, verdict)
     if not verdict.ok.all():

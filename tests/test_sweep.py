@@ -270,23 +270,21 @@ def test_a_kept_trace_is_not_trusted_once_the_function_computes_otherwise():
 
 
 def test_a_subset_of_a_batch_draws_the_batch_draws_of_its_entries():
-    from types import SimpleNamespace
-
     from gradcheck._arrays import _signed
     from gradcheck._conditioning import _draws
 
     where = np.array([3, 17, 18, 999])
     batch = _signed(np.random.default_rng(5), (1000,))
-    subset = _draws(SimpleNamespace(entries=((1000,), where)), np.random.default_rng(5), (4,))
+    subset = _draws(np.random.default_rng(5), (4,), ((1000,), where))
     assert np.array_equal(subset, batch[where])
-    assert np.array_equal(_draws(SimpleNamespace(), np.random.default_rng(5), (1000,)), batch)
+    assert np.array_equal(_draws(np.random.default_rng(5), (1000,), None), batch)
     # Drawn for the entries' span only, then skipped: successive draws, and what the generator
     # gives afterwards, are the batch's too.
     for where in (np.array([0]), np.array([999]), np.array([40, 41, 500])):
         whole, part = np.random.default_rng(9), np.random.default_rng(9)
-        run = SimpleNamespace(entries=((1000,), where))
         for _ in range(4):
-            assert np.array_equal(_draws(run, part, where.shape), _signed(whole, (1000,))[where])
+            assert np.array_equal(_draws(part, where.shape, ((1000,), where)),
+                                  _signed(whole, (1000,))[where])
         assert part.random() == whole.random()
 
 
