@@ -199,6 +199,7 @@ class _Run(ReferenceCalls):
         # A sweep's run over some entries of its batch: (the batch's shape, their flat
         # indices), so that their random draws are the batch's (_conditioning._draws).
         self.entries: tuple | None = None
+        self.noise_relative = 0.0  # a seeded noisy target's allowance (_determinism.probe)
 
     def add(self, kind: str, message: str, **details: Any) -> None:
         if self.inputs_shown is None:  # built on the first finding: tolist() is not free
@@ -473,7 +474,8 @@ class _Run(ReferenceCalls):
     # other checks call and what a sweep's run overrides
 
     def check_gradients(self) -> None:
-        _routes.compare(self)
+        found = _routes.compare(self)
+        self.elementwise_confirmed, self.inconclusive = found.elementwise, found.inconclusive
 
     def verdict(self, samples, analytic, rounding, allowance, directional=False,
                 estimated=None):
@@ -481,7 +483,8 @@ class _Run(ReferenceCalls):
                              estimated)
 
     def confirm_elementwise(self, diag: list[int]) -> bool:
-        return _routes.confirm_elementwise(self, diag)
+        confirmed, self.diag = _routes.confirm_elementwise(self, diag)
+        return confirmed
 
     def confirm_batch_independent(self, rows: list[int]) -> bool:
         return _routes.confirm_batch_independent(self, rows)

@@ -5,14 +5,17 @@ its size: per element for elementwise targets (after a random probe confirms the
 diagonal), per batch row for batch-independent ones (after a probe confirms rows are
 independent), and along one random direction for the rest (weights, broadcast parameters).
 
-The functions take the core's run (``_check._Run``): its params with their analytic gradients,
+The functions read the core's run (``_check._Run``): its params with their analytic gradients,
 the cotangent ``v``, the reference (``run.evaluate``, ``run.samples``, ``run.rounding``) and the
-step ``h``. The probes and the mismatch report are called through the run (``run.
+step ``h``. They set nothing on it: what they find besides findings is returned (:class:`Compared`
+from :func:`compare`, the per-element samples from :func:`confirm_elementwise`), and the run
+keeps it. The probes and the mismatch report are called through the run (``run.
 confirm_elementwise``, ``run.report_mismatch``) so that a sweep's run can keep what they find.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
@@ -37,21 +40,32 @@ if TYPE_CHECKING:
     from ._check import _Run
 
 
-def compare(run: _Run) -> None:
+@dataclass(frozen=True)
+class Compared:
+    """What step 3 found besides its findings, for the run to keep."""
+
+    #: The per-element route applied (to the params whose samples ``run.confirm_elementwise``
+    #: gave the run).
+    elementwise: bool
+    #: Some entry was not judged by central differences within their bound (a kink, one-sided
+    #: or unjudged samples, NaN/Inf output): ``_linearity.compare_then_linearity`` reads it.
+    inconclusive: bool
+
+
+def compare(run: _Run) -> Compared:
     """Step 3 of a check: each usable param along its route; a None gradient checked for
     a dependence it hides."""
     if not _all_finite(run.y64):
-        run.inconclusive = True
-        return  # reported above; finite differences through NaN say nothing
+        return Compared(False, True)  # reported above; finite differences through NaN say nothing
     usable = [k for k, p in enumerate(run.params) if p.grad is not None]
     diag = [k for k in usable if run.elementwise is not False
             and not run.params[k].is_weight and run.params[k].value.shape == run.f0.shape]
     rest = [k for k in usable if k not in diag]
     if diag and not run.confirm_elementwise(diag):
         rest, diag = rest + diag, []
-    run.elementwise_confirmed = bool(diag)  # the per-element route applies
+    strict = True  # every entry judged by central differences so far
     for k in diag:
-        check_diagonal(run, k)
+        strict &= check_diagonal(run, k, run.diag[k])
     # Batch rows: the primary input and inputs of its very shape. A parameter whose first
     # axis merely has the batch size (4 features, batch of 4) is not batched.
     primary = run.params[0]
@@ -62,13 +76,14 @@ def compare(run: _Run) -> None:
     if rows and _batch(run) >= 2 and not run.confirm_batch_independent(rows):
         rows = []
     if rows:
-        check_rows(run, rows)
+        strict &= check_rows(run, rows)
     joint = [k for k in rest if k not in rows]
     if joint:
-        check_joint(run, joint)
+        strict &= check_joint(run, joint)
     for k, p in enumerate(run.params):
         if p.grad_missing:
             check_disconnected(run, k)
+    return Compared(bool(diag), not strict)
 
 
 def _has_batch_rows(run) -> bool:
@@ -94,15 +109,15 @@ def judge(run, samples, analytic, rounding, allowance, directional=False,
     """Judge line problems; ``directional`` lines (sums over several coordinates) that
     cross a kink are inconclusive and pass: the one-sided slopes of a sum of kinks need not
     bracket v.J.u for the subgradient autodiff picked in each coordinate (leaky ReLU at 0
-    along a random direction). Fuzzing moves on to other inputs."""
+    along a random direction). Fuzzing moves on to other inputs. ``verdict.strict``: every
+    entry judged by central differences within their bound (see
+    ``_linearity.compare_then_linearity``)."""
     verdict = judge_lines(samples, run.h, analytic, rounding, allowance, estimated)
-    if not verdict.strict:  # see _linearity.compare_then_linearity
-        run.inconclusive = True
     if directional:
         verdict.ok = verdict.ok | verdict.kink
         if run.cut_by_domain:  # one-sided at the domain's end: a kink cannot be told
             verdict.ok |= ~(np.isfinite(samples[-1]) & np.isfinite(samples[1]))
-    noise = getattr(run, "noise_relative", 0.0)  # a seeded noisy target: _determinism.py
+    noise = run.noise_relative  # a seeded noisy target: _determinism.py
     if noise:
         with np.errstate(invalid="ignore"):
             verdict.ok |= np.abs(verdict.numerical - analytic) <= noise * np.abs(
@@ -117,26 +132,28 @@ def judge(run, samples, analytic, rounding, allowance, directional=False,
 # -- elementwise: per element, after a probe confirms the Jacobian is diagonal
 
 
-def confirm_elementwise(run, diag: list[int]) -> bool:
+def confirm_elementwise(run, diag: list[int]) -> tuple[bool, dict[int, tuple]]:
     """Perturbing all elements at once gives v_j * sum_k J_jk s_k; only a diagonal J makes
     that v_j J_jj s_j. A random direction u tells: v_j (J u)_j must equal
-    v_j J_jj u_j = N_j u_j / s_j for every element j.
+    v_j J_jj u_j = N_j u_j / s_j for every element j. Returns whether it holds, and the
+    samples along each element (:func:`sample_diagonals`), which the per-element route
+    judges.
 
     The diagonal's samples come from one stacked call where the reference allows it
     (``_Run.stacked``), the probe's two from separate calls: a stacked call that does not stand
     for separate ones (a target reading its batch, which the rider row did not catch) can
     only fail the probe. Before a declared target's ``not_elementwise`` stands, the diagonal
     is sampled again with separate calls."""
-    stacked = sample_diagonals(run, diag, stacked=True)
+    lines, stacked = sample_diagonals(run, diag, stacked=True)
     draws = {k: _signed(run.rng, run.params[k].value.shape) for k in diag}  # u / s
-    found = _probe(run, diag, draws)
+    found = _probe(run, diag, draws, lines)
     if found is not None and stacked and run.elementwise is True:
-        sample_diagonals(run, diag, stacked=False)
-        found = _probe(run, diag, draws)
+        lines, _ = sample_diagonals(run, diag, stacked=False)
+        found = _probe(run, diag, draws, lines)
     if found is None:
-        return True
+        return True, lines
     if run.elementwise is None:
-        return False  # not declared: the probe only chose the route, nothing is promised
+        return False, lines  # not declared: the probe only chose the route, nothing is promised
     bad, probe, predicted = found
     j = int(np.argmax(bad))
     run.add("not_elementwise",
@@ -146,13 +163,14 @@ def confirm_elementwise(run, diag: list[int]) -> bool:
             f"diagonal Jacobian predicts {predicted.flat[j] / run.v.flat[j]:.6g}; declare "
             f"elementwise=False", index=list(_index(j, run.f0.shape)),
             mismatched=int(bad.sum()), total=int(bad.size))
-    return False
+    return False, lines
 
 
-def sample_diagonals(run, diag: list[int], stacked: bool) -> bool:
-    """``run.diag[k]``: the samples along s = max(1, |x|) per element and their estimate;
-    True when a stacked call gave them."""
-    run.diag = {}
+def sample_diagonals(run, diag: list[int], stacked: bool) -> tuple[dict[int, tuple], bool]:
+    """Per param ``k`` of ``diag``, ``(s, phi, estimate, rho)``: the samples along
+    s = max(1, |x|) per element, their estimate and rounding; and True when a stacked call
+    gave them."""
+    lines = {}
     calls = run.stacked_calls
     for k in diag:
         p = run.params[k]
@@ -172,27 +190,28 @@ def sample_diagonals(run, diag: list[int], stacked: bool) -> bool:
             smp = run.samples({k: s}, stacked=stacked)
         phi = {t: run.v * smp.pop(t) for t in list(smp)}  # each sample freed once used
         rho = run.rounding((), s)
-        run.diag[k] = (s, phi, estimate(phi, run.h, rho), rho)
-    return run.stacked_calls > calls
+        lines[k] = (s, phi, estimate(phi, run.h, rho), rho)
+    return lines, run.stacked_calls > calls
 
 
-def _probe(run, diag: list[int], draws: dict[int, np.ndarray]):
-    """The probe along u = draws * s: None where it agrees with the diagonal, else
+def _probe(run, diag: list[int], draws: dict[int, np.ndarray], lines: dict[int, tuple]):
+    """The probe along u = draws * s (``lines``: the diagonal's samples, as
+    :func:`sample_diagonals` gives them): None where it agrees with the diagonal, else
     (the elements that disagree, the probe, the prediction)."""
     ratio = {}
     for k in diag:  # an element whose probe step would leave the domain stays put, and
         # so does one whose diagonal has no central estimate (one-sided at a domain end)
-        finite = np.isfinite(run.diag[k][2][0])
+        finite = np.isfinite(lines[k][2][0])
         ratio[k] = draws[k] if finite.all() else np.where(finite, draws[k], 0.0)
         p = run.params[k]
         if run.domain is None or p.is_weight or p.arg_index != 0:
             continue  # no domain to leave (see outside_domain)
-        reach = run.h * np.abs(ratio[k]) * run.diag[k][0]
+        reach = run.h * np.abs(ratio[k]) * lines[k][0]
         for moved in (p.value - reach, p.value + reach):
             outside = run.outside_domain(p, moved)
             if outside is not None:
                 ratio[k] = np.where(outside, 0.0, ratio[k])
-    u = {k: ratio[k] * run.diag[k][0] for k in diag}
+    u = {k: ratio[k] * lines[k][0] for k in diag}
     # Two samples suffice: along u the truncation error is that of the diagonal difference
     # scaled by (u/s)^3 (it is c (step)^3 h^2 with step u instead of s), and the diagonal's
     # own error enters the prediction scaled by |u/s|; plus the probe's rounding rho/h.
@@ -200,11 +219,11 @@ def _probe(run, diag: list[int], draws: dict[int, np.ndarray]):
     probe *= run.v
     probe /= 2 * run.h
     with np.errstate(invalid="ignore"):  # an element left put predicts 0, whatever its slope
-        predicted = _sum(_unless_put(run.diag[k][2][0] * ratio[k], ratio[k]) for k in diag)
-        allowance = _sum(_unless_put(_cubic(run.diag[k][2][1], r), r)
+        predicted = _sum(_unless_put(lines[k][2][0] * ratio[k], ratio[k]) for k in diag)
+        allowance = _sum(_unless_put(_cubic(lines[k][2][1], r), r)
                          for k, r in ratio.items())
-    scale = (run.diag[diag[0]][0] if len(diag) == 1 else
-             np.max([run.diag[k][0] for k in diag], axis=0))
+    scale = (lines[diag[0]][0] if len(diag) == 1 else
+             np.max([lines[k][0] for k in diag], axis=0))
     with np.errstate(invalid="ignore"):
         tolerance = run.rounding((), scale)
         tolerance *= SAFETY / run.h
@@ -217,7 +236,7 @@ def _probe(run, diag: list[int], draws: dict[int, np.ndarray]):
         # At a kink the all-ones and the random step straddle it in different proportions:
         # their central differences need not scale with the step. Not evidence of coupling.
         for k in diag:
-            _, phi, _, rho = run.diag[k]
+            _, phi, _, rho = lines[k]
             bad &= ~kinks(phi, rho)
     return (bad, probe, predicted) if bad.any() else None
 
@@ -244,9 +263,12 @@ def _sum(arrays) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else sum(arrays)
 
 
-def check_diagonal(run, k: int) -> None:
+def check_diagonal(run, k: int, line: tuple) -> bool:
+    """Param ``k`` per element, from ``line`` = ``(s, phi, estimate, rho)``, its samples
+    along each element (:func:`confirm_elementwise`); True where every element was judged by
+    central differences."""
     p = run.params[k]
-    s, phi, estimated, rho = run.diag[k]
+    s, phi, estimated, rho = line
     analytic = p.grad * s  # derivative along t of x + t*s: grad . s elementwise
     magnitude = 1.0
     if run.low_precision:  # max(1, |x|, |f|)
@@ -258,16 +280,17 @@ def check_diagonal(run, k: int) -> None:
     verdict = judge(run, phi, analytic, rho, allowance, estimated=estimated)
     ok = verdict.ok
     if ok.all():
-        return
+        return bool(verdict.strict)
     if run.low_precision:
-        ok = ok | within_rounding_window(run, k, analytic / s, verdict, allowance / s)
+        ok = ok | within_rounding_window(run, k, analytic / s, verdict, allowance / s, line)
     if run.low_precision and not ok.all():
         ok = ok | _explained(run, lambda g: g[k] * s, analytic, verdict, elementwise=True)
     run.report_mismatch(p, ~ok, analytic / s, verdict.numerical / s, verdict.bound / s,
                         allowance / s)
+    return bool(verdict.strict)
 
 
-def within_rounding_window(run, k, analytic, verdict, allowance) -> np.ndarray:
+def within_rounding_window(run, k, analytic, verdict, allowance, line) -> np.ndarray:
     """Accept a low-precision derivative that equals some secant slope of the reference
     over the window of inputs indistinguishable in the low dtype (see
     :func:`rounding_window` and :func:`within_secants`)."""
@@ -276,7 +299,7 @@ def within_rounding_window(run, k, analytic, verdict, allowance) -> np.ndarray:
                             np.abs(verdict.numerical / run.v))
     left = run.v * run.evaluate({k: -width}, 1.0)
     right = run.v * run.evaluate({k: width}, 1.0)
-    s, phi, _, _ = run.diag[k]
+    s, phi, _, _ = line
     # f'' from the second difference already sampled: phi(h) - 2 phi(0) + phi(-h) =
     # v f'' (h s)^2.
     curvature = np.abs(phi[1] - 2 * phi[0] + phi[-1]) / (run.h * s) ** 2
@@ -339,7 +362,9 @@ def confirm_batch_independent(run, rows: list[int]) -> bool:
     return False
 
 
-def check_rows(run, rows: list[int]) -> None:
+def check_rows(run, rows: list[int]) -> bool:
+    """The params ``rows`` per batch row, along one random direction; True where every row
+    was judged by central differences."""
     u = {k: _signed(run.rng, run.params[k].value.shape) * np.maximum(
         1.0, np.abs(run.params[k].value)) for k in rows}
     axes = tuple(range(1, run.f0.ndim))
@@ -368,6 +393,7 @@ def check_rows(run, rows: list[int]) -> None:
                 row=b, analytic=analytic[b], numerical=verdict.numerical[b],
                 bound=verdict.bound[b] + allowance[b],
                 params=[run.params[k].label for k in rows])
+    return bool(verdict.strict)
 
 
 def directional_allowance(run, k: int, u: np.ndarray, row_axes: bool = False):
@@ -406,7 +432,9 @@ def directional_allowance(run, k: int, u: np.ndarray, row_axes: bool = False):
 # -- everything else: one random direction through all remaining params at once
 
 
-def check_joint(run, joint: list[int]) -> None:
+def check_joint(run, joint: list[int]) -> bool:
+    """The params ``joint`` together, along one random direction; True where the line was
+    judged by central differences."""
     u = {k: _signed(run.rng, run.params[k].value.shape) * np.maximum(
         1.0, np.abs(run.params[k].value)) for k in joint}
     phi = {t: np.asarray((run.v * f).sum()) for t, f in run.samples(u).items()}
@@ -432,6 +460,7 @@ def check_joint(run, joint: list[int]) -> None:
                 analytic=float(analytic), numerical=float(verdict.numerical),
                 bound=float(verdict.bound + allowance),
                 params=[run.params[k].label for k in joint])
+    return bool(verdict.strict)
 
 
 def within_line_window(run, u, axes, analytic, phi, verdict, rounding,

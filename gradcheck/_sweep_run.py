@@ -55,7 +55,7 @@ class SweepRun(_Run):
         (sin at 1e5) it is inconclusive for one value of thousands. Fuzzing checks that the
         target is elementwise, on random shapes and inputs of its domain. So only the core's
         samples along each element are taken (``self.diag``), not its probe."""
-        _routes.sample_diagonals(self, diag, stacked=True)
+        self.diag, _ = _routes.sample_diagonals(self, diag, stacked=True)
         aside = getattr(self, "set_aside", None)
         if aside is not None and 0 in self.diag:
             # The verdicts of values set aside (NaN/Inf output or gradient) are discarded:
@@ -95,12 +95,13 @@ class SweepRun(_Run):
                      if self.low_precision else 1.0)
         allowance = analytic_allowance(analytic, self.eps, self.low_precision, magnitude,
                                        self.tiny, self.v, s)
-        suspects = np.flatnonzero(~_routes.judge(self, phi, analytic, rho, allowance,
-                                                 estimated=estimated).ok)
+        verdict = _routes.judge(self, phi, analytic, rho, allowance, estimated=estimated)
+        self.inconclusive = not verdict.strict
+        suspects = np.flatnonzero(~verdict.ok)
         self.mismatch = np.zeros(p.value.shape, bool)
         if suspects.size:
             sub = _entries(self, suspects)
-            _routes.check_diagonal(sub, 0)
+            _routes.check_diagonal(sub, 0, sub.diag[0])
             self.mismatch[suspects] = getattr(sub, "mismatch", False)
 
 

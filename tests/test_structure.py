@@ -189,6 +189,15 @@ def test_the_checks_after_the_first_order_one_read_records_not_the_run():
         assert reaching_into_objects(source) == [], module
 
 
+def test_the_first_order_routes_set_nothing_on_the_run():
+    """Step 3 (gradcheck/_routes.py) still reads the run, but returns what it finds (its
+    ``Compared``, the per-element samples) for the run to keep, instead of setting it there."""
+    source = (ROOT / PACKAGE / "_routes.py").read_text()
+    found = [text for text in reaching_into_objects(source)
+             if "sets run." in text or "(...)" in text]
+    assert found == []
+
+
 def test_their_entry_points_take_the_records():
     from gradcheck import _mixed, _modes, _second_order
     from gradcheck._records import ForwardBackward, Reference
