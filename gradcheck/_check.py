@@ -200,6 +200,10 @@ class _Run(ReferenceCalls):
         # indices), so that their random draws are the batch's (_conditioning._draws).
         self.entries: tuple | None = None
         self.noise_relative = 0.0  # a seeded noisy target's allowance (_determinism.probe)
+        # Step 1's output once the target was called, and its cotangent once the output's
+        # structure was usable (forward_backward).
+        self.y64: np.ndarray | None = None
+        self.v: np.ndarray | None = None
 
     def add(self, kind: str, message: str, **details: Any) -> None:
         if self.inputs_shown is None:  # built on the first finding: tolist() is not free
@@ -228,7 +232,7 @@ class _Run(ReferenceCalls):
     def run_checks(self, noisy: bool) -> None:
         """Every check after the forward pass; a noisy target's modes are not compared."""
         if self.gradient is not None:  # its comparison cannot see how the VJP scales with dy
-            check_dy_linearity(self)
+            self.check_linearity()
             compared = self.compare()
         else:
             compared = compare_then_linearity(self)
@@ -243,6 +247,19 @@ class _Run(ReferenceCalls):
         if self.policies:
             check_policies(self.first_order_record(), self.policies, add=self.add,
                            skip=self.skip)
+
+    def check_linearity(self) -> bool:
+        """``_linearity.check_dy_linearity`` on step 1's results; a param it flags is not
+        compared further (its grad dropped). True when it flagged one."""
+        flagged = check_dy_linearity(self.first_order_record(), self.vjp, add=self.add)
+        for k in flagged:
+            self.params[k].grad = None
+        return bool(flagged)
+
+    def vjp(self, v: np.ndarray) -> list:
+        """The gradients of step 1's output for the cotangent ``v``, on its recorded tape."""
+        return self.tape.gradient(self.y, self.sources,
+                                  output_gradients=tf.constant(v, self.y.dtype))
 
     def first_order_record(self) -> ForwardBackward:
         """Step 1's results as the checks after the first-order one read them (frozen)."""

@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from ._arrays import _f64, _index
 from ._numerics import ANALYTIC_ULPS, machine_eps
+from ._records import Add, ForwardBackward
 from ._targets import Target
 
 __all__ = ["probe", "SeededTarget", "random_ops"]
@@ -73,47 +74,57 @@ class SeededTarget(Target):
         return None  # a twin in another dtype draws other random numbers
 
 
-def probe(run: Any, first: Any) -> bool:
-    """Compare the core's call of the target (``run.y64``) with an earlier one (``first``: an
+@dataclass(frozen=True)
+class Noise:
+    """What :func:`probe` found about a non-deterministic target, for the run to act on."""
+
+    #: The target with TensorFlow's global seed reset before every call, where that makes the
+    #: calls repeat (the run is then checked with it); None where it does not (no gradient
+    #: check at all).
+    seeded: SeededTarget | None
+    #: How far the frozen noise may move a derivative, relative (:func:`_noise_level`).
+    relative: float = 0.0
+
+
+def probe(fb: ForwardBackward, first: Any, *, add: Add) -> Noise | None:
+    """Compare the core's call of the target (``fb.y64``) with an earlier one (``first``: an
     output, or a :class:`Differs` found by :func:`varying_call`).
 
-    Returns True when the target is non-deterministic; then the finding is added and either
-    ``run.tgt`` is replaced by a :class:`SeededTarget` (the caller reruns the forward pass with
-    it) or ``run.unchecked_noise`` is set (no gradient check)."""
+    Returns None when the target is deterministic; otherwise the finding is added and the
+    :class:`Noise` says how to go on: check with ``seeded`` (the caller reruns the forward
+    pass with it) or not at all."""
     if first is None:
-        return False
+        return None
     if not isinstance(first, Differs):
-        if outputs_agree(run, first, run.y64):
-            return False
-        diff = np.abs(_f64(first) - run.y64)
+        if outputs_agree(fb.dtype, first, fb.y64):
+            return None
+        diff = np.abs(_f64(first) - fb.y64)
         j = int(np.nanargmax(np.where(np.isfinite(diff), diff, np.inf)))
-        first = Differs("outputs", float(_f64(first).flat[j]), float(run.y64.flat[j]),
-                        _index(j, run.y64.shape))
-    seeded = SeededTarget(run.tgt)
+        first = Differs("outputs", float(_f64(first).flat[j]), float(fb.y64.flat[j]),
+                        _index(j, fb.y64.shape))
+    seeded = SeededTarget(fb.target)
     repeatable = False
     try:
-        repeatable = outputs_agree(run, output_of(seeded, run.args), output_of(seeded, run.args))
+        repeatable = outputs_agree(fb.dtype, output_of(seeded, fb.args),
+                                   output_of(seeded, fb.args))
     except Exception:  # noqa: BLE001 - not repeatable this way: gradients are not checked
         pass
-    ops = random_ops(run.tgt, run.args)
+    ops = random_ops(fb.target, fb.args)
     named = f" (random ops in its graph: {', '.join(ops)})" if ops else ""
     then = ("its gradients were checked with TensorFlow's global seed reset before every call, "
             "so that every call draws the same noise" if repeatable else
             "resetting TensorFlow's global seed does not make it repeat, so its gradients were "
             "not checked")
-    run.add("nondeterministic",
-            f"two calls at the same input return different {first.what}{named}: "
-            f"{first.one:.6g} vs {first.other:.6g} at index {first.index}; finite differences "
-            f"would measure the noise. Make it deterministic where it is checked: call it with "
-            f"training=False (dropout, noise layers), or use a seeded stateless op "
-            f"(tf.random.stateless_uniform(shape, seed=...)); {then}",
-            random_ops=ops, repeatable=repeatable)
+    add("nondeterministic",
+        f"two calls at the same input return different {first.what}{named}: "
+        f"{first.one:.6g} vs {first.other:.6g} at index {first.index}; finite differences "
+        f"would measure the noise. Make it deterministic where it is checked: call it with "
+        f"training=False (dropout, noise layers), or use a seeded stateless op "
+        f"(tf.random.stateless_uniform(shape, seed=...)); {then}",
+        random_ops=ops, repeatable=repeatable)
     if repeatable:
-        run.noise_relative = _noise_level(run)
-        run.tgt = seeded
-    else:
-        run.unchecked_noise = True
-    return True
+        return Noise(seeded, _noise_level(fb.target, fb.args))
+    return Noise(None)
 
 
 def execute_probing(run: Any) -> None:
@@ -122,11 +133,12 @@ def execute_probing(run: Any) -> None:
     before a finding stands, a few more calls at the same input; if they vary, the check starts
     over, as for a target found noisy at once."""
     original = run.tgt
-    if _attempt(run, first_call(run)):
+    if _attempt(run, first_call(run.tgt, run.args)):
         return
-    checked = (run.rechecks and run.report.findings
-               and getattr(run, "y64", None) is not None)
-    other = varying_call(run) if checked else None
+    # Step 1 got as far as the cotangent: its VJP can be repeated.
+    checked = (run.rechecks and run.report.findings and run.y64 is not None
+               and run.v is not None)
+    other = varying_call(run.first_order_record()) if checked else None
     if other is not None:
         run.report.findings, run.inputs_shown, run.tgt = [], None, original
         run.rng = np.random.default_rng(run.seed)
@@ -137,10 +149,12 @@ def _attempt(run: Any, first: Any) -> bool:
     """One pass of every check; True when the target was found non-deterministic."""
     if not run.forward_backward():
         return False
-    noisy = probe(run, first)
+    noise = probe(run.first_order_record(), first, add=run.add)
+    noisy = noise is not None
     if noisy:  # keep the one finding; redo the forward pass with the seeded target
-        if getattr(run, "unchecked_noise", False):
+        if noise.seeded is None:
             return True
+        run.tgt, run.noise_relative = noise.seeded, noise.relative
         run.report.findings = [f for f in run.report.findings if f.kind == "nondeterministic"]
         if not run.forward_backward():
             return True
@@ -148,11 +162,11 @@ def _attempt(run: Any, first: Any) -> bool:
     return noisy
 
 
-def _noise_level(run: Any) -> float:
+def _noise_level(target: Target, args: Sequence[tf.Tensor]) -> float:
     """How far the frozen noise may move a derivative, relative: ``_NOISE_SPREAD`` times the
     median relative difference of two unseeded calls (0 if they agree)."""
     try:
-        one, two = output_of(run.tgt, run.args), output_of(run.tgt, run.args)
+        one, two = output_of(target, args), output_of(target, args)
     except Exception:  # noqa: BLE001
         return 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -161,11 +175,11 @@ def _noise_level(run: Any) -> float:
     return _NOISE_SPREAD * float(np.median(relative)) if relative.size else 0.0
 
 
-def first_call(run: Any) -> Any:
+def first_call(target: Target, args: Sequence[tf.Tensor]) -> Any:
     """One call of the target before the core's own, for :func:`probe`; None if it fails
     (the core's call reports the failure)."""
     try:
-        return output_of(run.tgt, run.args)
+        return output_of(target, args)
     except Exception:  # noqa: BLE001
         return None
 
@@ -185,27 +199,27 @@ class Differs:
     index: tuple
 
 
-def varying_call(run: Any) -> Differs | None:
+def varying_call(fb: ForwardBackward) -> Differs | None:
     """Up to :data:`_RECHECK_CALLS` more calls, each with the core's cotangent: the first
     output or input gradient that differs from the core's, or None when they all agree (an
     input of zeros hides a dropout mask from the output, not from the gradient)."""
-    inputs = [(p, run.args[p.arg_index]) for p in run.params
+    inputs = [(p, fb.args[p.arg_index]) for p in fb.params
               if not p.is_weight and p.grad is not None]
     for _ in range(_RECHECK_CALLS):
         try:
             with tf.GradientTape() as tape:
                 for _p, a in inputs:
                     tape.watch(a)
-                y = tf.convert_to_tensor(run.tgt(run.args))
+                y = tf.convert_to_tensor(fb.target(fb.args))
             grads = tape.gradient(y, [a for _p, a in inputs],
-                                  output_gradients=tf.constant(run.v, y.dtype))
+                                  output_gradients=tf.constant(fb.v, y.dtype))
         except Exception:  # noqa: BLE001
             return None
-        pairs = [("outputs", _f64(y), run.y64)]
+        pairs = [("outputs", _f64(y), fb.y64)]
         pairs += [(f"gradients for {p.label}", _f64(g), p.grad)
                   for (p, _a), g in zip(inputs, grads) if g is not None]
         for what, ours, core in pairs:
-            if not outputs_agree(run, ours, core):
+            if not outputs_agree(fb.dtype, ours, core):
                 diff = np.abs(ours - core)
                 j = int(np.nanargmax(np.where(np.isfinite(diff), diff, np.inf)))
                 return Differs(what, float(ours.flat[j]), float(core.flat[j]),
@@ -232,7 +246,7 @@ def output_of(target: Target, args: Sequence[tf.Tensor]) -> np.ndarray:
     return _f64(tf.convert_to_tensor(target(args)))
 
 
-def outputs_agree(run: Any, a: Any, b: np.ndarray) -> bool:
+def outputs_agree(dtype: tf.DType, a: Any, b: np.ndarray) -> bool:
     """Two outputs at one input are the same: bit for bit on CPU, within 2 x ANALYTIC_ULPS
     roundings on a GPU (its reductions may reorder between runs)."""
     a = np.asarray(a)
@@ -242,6 +256,6 @@ def outputs_agree(run: Any, a: Any, b: np.ndarray) -> bool:
         return bool((a == b).all()) or bool(np.array_equal(a, b, equal_nan=True))
     size = max(1.0, float(np.max(np.abs(b), where=np.isfinite(b), initial=0.0)))
     with np.errstate(invalid="ignore"):
-        close = np.abs(a - b) <= 2 * ANALYTIC_ULPS * machine_eps(run.dtype.name) * size
+        close = np.abs(a - b) <= 2 * ANALYTIC_ULPS * machine_eps(dtype.name) * size
     return bool(np.all(close | (np.isnan(a) & np.isnan(b)) | (a == b)))
 

@@ -17,13 +17,14 @@ most ``y.size``. So an entry may miss linearity by ``ANALYTIC_ULPS * eps * (|g1|
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from ._arrays import _f64, _index, _max_abs_finite, _signed
 from ._numerics import ANALYTIC_ULPS, machine_eps
+from ._records import Add, ForwardBackward
 
 __all__ = ["check_dy_linearity", "compare_then_linearity"]
 
@@ -43,9 +44,13 @@ def compare_then_linearity(run: Any) -> bool | None:
     Everywhere else (a finding, an entry accepted as a subgradient at a kink, one-sided or
     unjudged samples, a seeded noisy target's allowance, a user's rtol/atol, a low dtype's
     rounding window, NaN/Inf output, no reference, a failed evaluation) it runs, and where
-    it flags a param, the comparison is redone without that param, as if linearity had
-    come first. The declared ``gradient=`` path runs it first: that comparison is against
-    the declaration, not ``J^T v``."""
+    it flags a param (``run.check_linearity()``, :func:`check_dy_linearity` on the run's
+    records), the comparison is redone without that param, as if linearity had come first.
+    The declared ``gradient=`` path runs it first: that comparison is against the
+    declaration, not ``J^T v``.
+
+    This is an orchestrating step: it reruns ``run.compare()`` and restores the run's random
+    state and domain flag for it, so it takes the run."""
     mark = len(run.report.findings)
     state, cut = run.rng.bit_generator.state, run.cut_by_domain
     compared = run.compare()
@@ -53,43 +58,45 @@ def compare_then_linearity(run: Any) -> bool | None:
         return compared
     later = run.report.findings[mark:]
     del run.report.findings[mark:]
-    if not check_dy_linearity(run):
+    if not run.check_linearity():
         run.report.findings.extend(later)
         return compared
     run.rng.bit_generator.state, run.cut_by_domain = state, cut
     return run.compare()
 
 
-def check_dy_linearity(run: Any) -> bool:
-    """Report each param whose VJP is not linear in the cotangent (and stop checking it);
-    True when it reported one."""
-    usable = [p for p in run.params if p.grad is not None]
-    if not usable or not run.y64.size:
-        return False
-    rng = np.random.default_rng((run.seed, 8))  # its own stream: the core's draws unchanged
-    v2 = _signed(rng, run.y.shape.as_list())
+def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence],
+                       *, add: Add) -> list[int]:
+    """Report each param whose VJP is not linear in the cotangent; their indices (the run
+    stops checking them: finite differences would only restate it as a generic mismatch).
+
+    ``vjp(v)``: the gradients of step 1's output for the cotangent ``v``, one per param (on
+    its recorded tape: no call of the target)."""
+    usable = [p for p in fb.params if p.grad is not None]
+    if not usable or not fb.y64.size:
+        return []
+    rng = np.random.default_rng((fb.seed, 8))  # its own stream: the core's draws unchanged
+    v2 = _signed(rng, fb.y64.shape)
     try:
-        g2, g12 = (run.tape.gradient(run.y, run.sources,
-                                     output_gradients=tf.constant(v, run.y.dtype))
-                   for v in (v2, run.v + v2))
+        g2, g12 = (vjp(v) for v in (v2, fb.v + v2))
         g2, g12 = list(g2), list(g12)
     except Exception:  # noqa: BLE001 - the first backward pass worked; nothing more to learn
-        return False
+        return []
     # A target that computes in a shorter dtype than it claims rounds in that one.
-    eps = max(machine_eps(run.dtype.name), machine_eps(run.y.dtype.name))
+    eps = max(machine_eps(fb.dtype.name), machine_eps(fb.y_dtype.name))
     x_max = max([1.0] + [float(np.max(np.abs(p.value), initial=0.0))
-                         for p in run.params if not p.is_weight])
-    y_max = _max_abs_finite(run.y64)
-    scale = float(np.max(np.abs(run.v))) * max(x_max, y_max)
-    found = False
-    for p, b, c in zip(run.params, g2, g12):
+                         for p in fb.params if not p.is_weight])
+    y_max = _max_abs_finite(fb.y64)
+    scale = float(np.max(np.abs(fb.v))) * max(x_max, y_max)
+    found = []
+    for k, (p, b, c) in enumerate(zip(fb.params, g2, g12)):
         if p.grad is None or b is None or c is None:
             continue
         b, c = _f64(tf.convert_to_tensor(b)), _f64(tf.convert_to_tensor(c))
         if b.shape != p.grad.shape or c.shape != p.grad.shape:
             continue
         a = p.grad
-        terms = run.y64.size if p.is_weight else 1
+        terms = fb.y64.size if p.is_weight else 1
         with np.errstate(invalid="ignore", over="ignore"):
             defect = np.abs(a + b - c)
             tol = ANALYTIC_ULPS * eps * (np.abs(a) + np.abs(b) + np.abs(c) + 3 * terms * scale)
@@ -98,14 +105,13 @@ def check_dy_linearity(run: Any) -> bool:
             continue
         j = int(np.argmax(np.where(bad, defect - tol, -np.inf)))
         idx = _index(j, a.shape)
-        run.add("gradient_mismatch",
-                f"the gradient for {p.label} does not scale with the upstream gradient: at "
-                f"index {idx}, the gradients for two random cotangents dy1, dy2 and for "
-                f"dy1 + dy2 are {a.flat[j]:.6g}, {b.flat[j]:.6g} and {c.flat[j]:.6g}, but a "
-                f"gradient is linear in dy ({a.flat[j] + b.flat[j]:.6g} expected); does the "
-                f"custom gradient multiply by dy? ({int(bad.sum())} / {bad.size} entries)",
-                param=p.label, index=list(idx), cause="not_linear_in_dy",
-                dy1=a.flat[j], dy2=b.flat[j], sum=c.flat[j], tolerance=tol.flat[j])
-        p.grad = None  # finite differences would only restate it as a generic mismatch
-        found = True
+        add("gradient_mismatch",
+            f"the gradient for {p.label} does not scale with the upstream gradient: at "
+            f"index {idx}, the gradients for two random cotangents dy1, dy2 and for "
+            f"dy1 + dy2 are {a.flat[j]:.6g}, {b.flat[j]:.6g} and {c.flat[j]:.6g}, but a "
+            f"gradient is linear in dy ({a.flat[j] + b.flat[j]:.6g} expected); does the "
+            f"custom gradient multiply by dy? ({int(bad.sum())} / {bad.size} entries)",
+            param=p.label, index=list(idx), cause="not_linear_in_dy",
+            dy1=a.flat[j], dy2=b.flat[j], sum=c.flat[j], tolerance=tol.flat[j])
+        found.append(k)
     return found

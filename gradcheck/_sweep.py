@@ -290,7 +290,7 @@ class _Sweep:
         if not run.forward_backward() or not run.choose_reference():
             return _Batch(values, np.zeros(n, np.int8), nan, nan, run.report.findings, True)
         again, again_grad = _second_call(tgt, x, run.v)
-        if not outputs_agree(run, again, run.y64):
+        if not outputs_agree(run.dtype, again, run.y64):
             raise _Noisy  # fuzzing's determinism probe reports it, with the random ops
         structural = [f for f in run.report.findings if f.kind != "nonfinite_gradient"]
         if structural:
@@ -303,7 +303,7 @@ class _Sweep:
         y, ref, raw = run.y64, run.f0, getattr(run, "raw_grad", None)
         # Gradients that repeat too let a reproducer's finding stand without more calls.
         repeatable = (raw is not None and again_grad is not None
-                      and outputs_agree(run, again_grad, raw))
+                      and outputs_agree(run.dtype, again_grad, raw))
         grad = nan if raw is None else raw / run.v
         code = np.full(n, OK, np.int8)
         # The core's rule: overflow of a value the dtype cannot hold is not a bug. The output
