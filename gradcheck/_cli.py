@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 from gradcheck._options import DTYPES as DTYPE_NAMES
+from gradcheck._options import interval
 
 __all__ = ["main"]
 
@@ -250,15 +251,18 @@ def declaration_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _domain(text: str) -> tuple[float, float]:
+    """``--domain LOW,HIGH``, validated as a declaration's domain (``_options.interval``)."""
     parts = text.split(",")
     try:
         low, high = (float(part) for part in parts)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not LOW,HIGH (two numbers, e.g. "
                                          "-5,5)") from None
-    if not low < high:
-        raise argparse.ArgumentTypeError(f"{text!r}: LOW must be below HIGH")
-    return low, high
+    try:
+        return interval((low, high), "--domain", optional=False)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc} (LOW must be below HIGH, both "
+                                         "finite)") from None
 
 
 def _dtypes_to_check(args: argparse.Namespace, entry: Any) -> list[str]:

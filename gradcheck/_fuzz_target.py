@@ -9,7 +9,7 @@ from typing import Any
 
 from . import _kerases as kerases
 from ._declare import OPTIONS, Declaration, Registered, registry
-from ._options import DTYPES
+from ._options import dtype as dtype_name
 
 __all__ = ["resolve_target", "dtype_arg", "is_layer_instance", "name_of"]
 
@@ -48,12 +48,12 @@ def resolve_target(target: Any, options: dict[str, Any], caller: str = "gradchec
 
 
 def dtype_arg(dtype: Any) -> str:
-    """The dtype name of ``dtype`` (a name or a dtype), one of DTYPES, or a clear error."""
-    name = dtype if isinstance(dtype, str) else getattr(dtype, "name", None)
-    if name not in DTYPES:
-        raise ValueError(f"gradcheck.fuzz: dtype={dtype!r} is not a floating dtype; pass one "
-                         f"of {', '.join(DTYPES)}")
-    return name
+    """The dtype name of ``dtype`` (a name or a dtype), one of DTYPES, or a clear error
+    (``_options.dtype``'s)."""
+    try:
+        return dtype_name(dtype)
+    except ValueError as exc:
+        raise ValueError(f"gradcheck.fuzz: {exc}") from None
 
 
 def is_layer_instance(target: Any) -> bool:

@@ -16,12 +16,14 @@ from contextlib import ExitStack, contextmanager
 from types import ModuleType
 from typing import Any, Iterable, Iterator
 
+from ._options import DTYPES
+
 __all__ = ["imported", "keras_of", "is_layer", "is_layer_class", "is_lambda", "dtype_scope"]
 
 #: The top-level modules of the Kerases gradcheck knows: Keras 3, then Keras 2 (tf-keras).
 MODULES = ("keras", "tf_keras")
 
-FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+FLOAT_DTYPES = DTYPES  # the one table of dtype names
 
 
 def imported() -> list[ModuleType]:

@@ -210,6 +210,15 @@ def policies(value: Any) -> tuple[str, ...]:
 
 # -- what a declaration adds: where and how fuzzing draws (see gradcheck._declare) -------------
 
+def dtype(value: Any, option: str = "dtype") -> str:
+    """One name from :data:`DTYPES`, of a name or a dtype object (its ``name``)."""
+    name = value if isinstance(value, str) else getattr(value, "name", None)
+    if name not in DTYPES:
+        raise ValueError(f"{option}={value!r} is not a floating dtype; pass one of "
+                         f"{', '.join(DTYPES)}")
+    return name
+
+
 def dtypes(value: Any) -> tuple[str, ...]:
     """Names from :data:`DTYPES` (a name, a dtype object or a tuple of them), without repeats."""
     if isinstance(value, str) or hasattr(value, "name") and not isinstance(value, (tuple, list)):
@@ -219,9 +228,11 @@ def dtypes(value: Any) -> tuple[str, ...]:
                         f"got {describe(value)}")
     found: list[str] = []
     for item in value:
-        name = item if isinstance(item, str) else getattr(item, "name", None)
-        if name not in DTYPES:
-            raise ValueError(f"dtypes: unknown dtype {item!r}; expected names from {DTYPES}")
+        try:
+            name = dtype(item)
+        except ValueError:
+            raise ValueError(f"dtypes: unknown dtype {item!r}; expected names from "
+                             f"{DTYPES}") from None
         if name not in found:
             found.append(name)
     if not found:

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from ._fuzz_target import resolve_target
 from ._options import DTYPES
+from ._options import dtypes as dtype_names
 
 __all__ = ["Spec", "Points", "points_for", "representable", "MAX_POINTS_UNBATCHED"]
 
@@ -44,11 +45,12 @@ class Spec:
                                                         "highlight")
         instance = target if is_instance else None
         own = (instance.compute_dtype,) if instance is not None else entry.declaration.dtypes
-        chosen = tuple(dict.fromkeys(dtypes)) if dtypes is not None else tuple(own)
-        unknown = [d for d in chosen if d not in DTYPES]
-        if unknown or not chosen:
+        chosen = tuple(dtypes) if dtypes is not None else tuple(own)
+        try:
+            chosen = dtype_names(chosen)  # names (of names or dtype objects), once each
+        except (TypeError, ValueError):
             raise ValueError(f"gradcheck.plot: {entry.qualified}: dtypes={list(chosen)!r}; "
-                             f"expected names from {', '.join(DTYPES)}")
+                             f"expected names from {', '.join(DTYPES)}") from None
         if instance is not None and set(chosen) - set(own):
             raise ValueError(f"gradcheck.plot: {entry.qualified} is a Layer instance in "
                              f"{own[0]}; it cannot be drawn in {', '.join(chosen)}: pass its "

@@ -47,6 +47,7 @@ def test_options_declare_an_undeclared_target(acts):
     (("--option", "dtypes=('float32',)"), "use --dtypes instead"),
     (("--option", "colour=3"), "unknown option 'colour'"),
     (("--domain", "5,1"), "LOW must be below HIGH"),
+    (("--domain", "0,inf"), "--domain bound must be finite, got inf"),
 ])
 def test_bad_options_are_usage_errors_that_say_what_to_do(acts, argv, message, capsys):
     status, out, err = run("check", f"{acts}.py:sqrt", *SMALL, *argv)

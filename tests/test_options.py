@@ -56,10 +56,11 @@ def test_check_options_are_the_declarations_own():
 
 
 def test_one_table_of_dtype_names():
-    from gradcheck import _cli, _declare, _html, strategies
+    from gradcheck import _cli, _declare, _html, _kerases, strategies
 
     assert DTYPES == ("float16", "bfloat16", "float32", "float64")
     assert _declare.DTYPES is _html.DTYPES is _cli.DTYPE_NAMES is strategies.FLOAT_DTYPES is DTYPES
+    assert _kerases.FLOAT_DTYPES is DTYPES
 
 
 def test_a_reproducer_writes_only_the_options_that_differ_from_checks_defaults_seed_last():
