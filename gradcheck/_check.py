@@ -387,7 +387,7 @@ class _Run(ReferenceCalls):
         self.ref_args = None  # the inputs cast to the reference dtype, made on first use
         self.v_size = None  # |v| max(1, |f0|), the scale of phi's rounding, made on first use
         if self.dtype != tf.float64:
-            found = self.tgt.float64_reference(self.args, self.ref_weights, self.y.shape)
+            found = self.tgt.float64_reference(self.args, self.ref_weights, self.y.shape, self.y)
             if found is not None:
                 self.ref, self.ref_weights, y = found
                 self.ref_dtype, self.f0 = tf.float64, _f64(y)
