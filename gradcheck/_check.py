@@ -28,6 +28,7 @@ from . import _routes
 from ._arrays import _abs, _all_finite, _f64, _index, _signed, _smallest_normal, _tail
 from ._declared_gradient import DeclarationError, analytic_source, declared_gradient_checked
 from ._determinism import execute_probing
+from ._heap import keep_heap
 from ._hints import nonfinite_cause
 from ._inputs import as_tensors, plain_inputs
 from ._linearity import check_dy_linearity, compare_then_linearity
@@ -101,6 +102,7 @@ def check(target: Any, *inputs: Any, elementwise: bool | None = None,
             input is floating.
         ValueError: an input contains NaN/Inf, or a tolerance is negative.
     """
+    keep_heap()  # the next check reuses this one's freed memory (see _heap.py)
     tgt = as_target(target, name, reference)
     args = as_tensors(tgt, inputs)
     try:

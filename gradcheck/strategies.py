@@ -235,7 +235,7 @@ def _shapes(draw, *, min_dims=1, max_dims=4, min_side=1, max_side=_DEFAULT_MAX_S
     return (draw(first), *(draw(side) for _ in range(ndim - 1)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _integers(low: int, high: int) -> st.SearchStrategy[int]:
     return st.integers(low, high)
 
@@ -365,7 +365,7 @@ def _tensors(draw, *, shape, dtype, domain=(-10.0, 10.0), kinks=()):
 _MAX_DISTINCT = 16
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _distinct(elements: st.SearchStrategy[float], most: int) -> st.SearchStrategy[list]:
     return st.lists(elements, min_size=1, max_size=most)
 
