@@ -1,6 +1,6 @@
 """Issue 16's three ratios in one run: a fuzzed example, a @tf.function item, a check at n = 1e5.
 
-    .venv/bin/python bench/item_speed.py                       # ~3 min
+    .venv/bin/python bench/item_speed.py                       # ~2 min
     .venv/bin/python bench/item_speed.py --examples 50 --repeats 3 --dtype float16
     PYTHONPATH=/tmp/gc:/tmp/gc/plugin .venv/bin/python bench/item_speed.py   # another commit
 
@@ -10,13 +10,16 @@
     ``gradcheck.fuzz(target, dtype=..., max_examples=N, hypothesis_seed=rep)`` with the
     default options (the sweep, the mode sample): what ``pytest --gradcheck`` runs per target
     and dtype, without an example database. Every form is a fresh function object, as in a
-    fresh process. The inputs each item checked are recorded (around ``_Fuzz.example``), and
-    right after the item the floor is timed at exactly those inputs: one forward + backward
-    of a fresh undecorated target per input, the first call (kernels) left out. An example's
+    fresh process. Right after each example's check (around ``_Fuzz.example``) the floor is
+    timed at exactly that input: one forward + backward of a fresh undecorated target, as
+    bench/speed.py interleaves it with checks; its first call (kernels) left out, and its
+    time taken out of the item's. A tight loop of forward + backward at the same inputs,
+    timed after the item, is printed too ("loop"): ~40% faster, caches warm. An example's
     cost is the item's time less its sweep (timed around ``sweep_registered``: once per item,
     whatever the number of examples), over the examples: drawing, Hypothesis's engine, the
     check, first-call traces included. It is split into the checks (the time of each call of
-    ``_Fuzz.example``) and the rest (drawing, the engine, gradcheck's loop). Alone: drawing
+    ``_Fuzz.example``; "median": the median check, what an example costs once the item's
+    traces are made) and the rest (drawing, the engine, gradcheck's loop). Alone: drawing
     and Hypothesis's engine per example, with the same strategy, seed and phases, a test
     that does nothing.
 (b) The ``@tf.function`` item against the undecorated one (issue 16 asks for at most 1.5x).
@@ -73,10 +76,17 @@ class Clock:
 
 
 class Recorder:
-    """While active: the inputs each fuzz example checked, its check's time, the sweep's."""
+    """While active: the inputs each fuzz example checked, its check's time, the sweep's, and
+    the floor timed right after each check (``floor``; ``aside``: the rest of that timing,
+    tf.constant and the first call, also to take out of the item's time)."""
+
+    def __init__(self, name: str):
+        self.floor_fn = make(name, decorated=False)
 
     def __enter__(self):
-        self.inputs, self.checks, self.sweep = [], [0.0, 0.0], [0.0, 0.0]
+        self.inputs, self.each = [], []  # the inputs checked, the CPU seconds of each check
+        self.checks, self.sweep = [0.0, 0.0], [0.0, 0.0]
+        self.floor, self.aside = [0.0, 0.0], [0.0, 0.0]
         self.example, self.sweep_fn = _fuzz._Fuzz.example, _sweep.sweep_registered
         recorder, example, sweep_fn = self, self.example, self.sweep_fn
 
@@ -86,20 +96,37 @@ class Recorder:
             try:
                 return example(fuzz, inputs)
             finally:
-                recorder.checks = [a + b for a, b in zip(recorder.checks, clock.read())]
+                spent = clock.read()
+                recorder.checks = _add(recorder.checks, spent)
+                recorder.each.append(spent[0])
+                recorder.time_floor(inputs[0])
 
         def timed_sweep(*args, **kwargs):
             clock = Clock()
             try:
                 return sweep_fn(*args, **kwargs)
             finally:
-                recorder.sweep = [a + b for a, b in zip(recorder.sweep, clock.read())]
+                recorder.sweep = _add(recorder.sweep, clock.read())
 
         _fuzz._Fuzz.example, _sweep.sweep_registered = timed_example, timed_sweep
         return self
 
+    def time_floor(self, x) -> None:
+        clock = Clock()
+        x = tf.constant(x)
+        if len(self.inputs) == 1:
+            forward_backward(self.floor_fn, x)  # first-call costs aside
+        self.aside = _add(self.aside, clock.read())
+        clock = Clock()
+        forward_backward(self.floor_fn, x)
+        self.floor = _add(self.floor, clock.read())
+
     def __exit__(self, *exc):
         _fuzz._Fuzz.example, _sweep.sweep_registered = self.example, self.sweep_fn
+
+
+def _add(a: list[float], b) -> list[float]:
+    return [x + y for x, y in zip(a, b)]
 
 
 def floor(name: str, checked: list) -> tuple[float, float]:
@@ -137,7 +164,7 @@ def fuzz_rounds(args) -> dict:
         for name in args.targets:
             for form in FORMS:
                 fn = make(name, form == "@tf.function")
-                with Recorder() as rec:
+                with Recorder(name) as rec:
                     clock = Clock()
                     report = gradcheck.fuzz(fn, dtype=args.dtype, max_examples=args.examples,
                                             hypothesis_seed=rep, domain=DOMAINS[name])
@@ -145,17 +172,20 @@ def fuzz_rounds(args) -> dict:
                 if not report.ok:
                     print(f"  ! {name} {form} rep {rep}: {report.kinds}")
                 n = max(1, len(rec.inputs))
-                base = floor(name, rec.inputs)
+                loop = floor(name, rec.inputs)
                 row = rows.setdefault((name, form), {})
                 for i, unit in enumerate(("cpu", "wall")):
-                    per_example = (item[i] - rec.sweep[i]) / n
-                    row.setdefault(f"item {unit}", []).append(item[i])
+                    spent = item[i] - rec.floor[i] - rec.aside[i]
+                    per_example = (spent - rec.sweep[i]) / n
+                    row.setdefault(f"item {unit}", []).append(spent)
                     row.setdefault(f"example {unit}", []).append(per_example)
-                    row.setdefault(f"floor {unit}", []).append(base[i] / n)
-                    row.setdefault(f"ratio {unit}", []).append(per_example * n / base[i])
+                    row.setdefault(f"floor {unit}", []).append(rec.floor[i] / n)
+                    row.setdefault(f"loop {unit}", []).append(loop[i] / n)
+                    row.setdefault(f"ratio {unit}", []).append(per_example * n / rec.floor[i])
                     row.setdefault(f"checks {unit}", []).append(rec.checks[i] / n)
                     row.setdefault(f"sweep {unit}", []).append(rec.sweep[i])
                 row.setdefault("examples", []).append(n)
+                row.setdefault("typical check", []).append(statistics.median(rec.each))
                 row.setdefault("modes", []).append(report.meta.get("modes_compared", 0))
             rows.setdefault((name, "draw"), []).append(
                 drawing(name, args.dtype, args.examples, rep))
@@ -196,25 +226,26 @@ def main() -> None:
     print(machine_line())
     print(f"# {args.examples} examples per item, dtype {args.dtype}, {args.repeats} repetitions "
           f"(medians); CPU time, wall-clock ratios in brackets")
-    gradcheck.fuzz(make("swish", False), dtype=args.dtype, max_examples=3)  # imports, first traces
+    for decorated in (False, True):  # imports, TensorFlow's first trace of a gradient
+        gradcheck.fuzz(make("swish", decorated), dtype=args.dtype, max_examples=3)
     rows = fuzz_rounds(args)
     med = {k: ({m: statistics.median(v) for m, v in row.items()} if isinstance(row, dict)
                else statistics.median(row)) for k, row in rows.items()}
 
     print("\n(a) one fuzzed example / one forward+backward at the same input (issue 16: <= 4)")
     print(f"{'target':<11} {'form':<13} {'item s':>7} {'sweep ms':>8} {'examples':>8} "
-          f"{'modes':>5} {'ms/example':>10} {'checks':>7} {'rest':>6} {'fwd+bwd':>7} "
-          f"{'ratio':>6} {'(wall)':>7}")
+          f"{'modes':>5} {'ms/example':>10} {'checks':>7} {'median':>6} {'rest':>6} "
+          f"{'fwd+bwd':>7} {'ratio':>6} {'(wall)':>7} {'loop':>6}")
     for name in args.targets:
         for form in FORMS:
             m = med[name, form]
             print(f"{name:<11} {form:<13} {m['item cpu']:>7.2f} {m['sweep cpu'] * 1e3:>8.0f} "
                   f"{m['examples']:>8.0f} {m['modes']:>5.0f} {m['example cpu'] * 1e3:>10.2f} "
-                  f"{m['checks cpu'] * 1e3:>7.2f} "
+                  f"{m['checks cpu'] * 1e3:>7.2f} {m['typical check'] * 1e3:>6.2f} "
                   f"{(m['example cpu'] - m['checks cpu']) * 1e3:>6.2f} "
                   f"{m['floor cpu'] * 1e3:>7.3f} {m['ratio cpu']:>6.1f} "
-                  f"({m['ratio wall']:>4.1f})")
-        print(f"{name:<11} {'Hypothesis alone (drawing, engine) ms/example':<61} "
+                  f"({m['ratio wall']:>4.1f}) {m['loop cpu'] * 1e3:>6.3f}")
+        print(f"{name:<11} {'Hypothesis alone (drawing, engine) ms/example':<61} {'':>7}"
               f"{med[name, 'draw'] * 1e3:>6.2f}")
 
     print("\n(b) the @tf.function item / the undecorated item (issue 16: <= 1.5)")
