@@ -134,8 +134,8 @@ class FunctionTarget(Target):
         return super().float64_reference(args, weights, shape)
 
     def _eager_reference(self, args, shape, own=None):
-        # ``own``: the core's output at args (the same call, taped: no second call of the
-        # function, which costs ~1 ms here against ~0.1 ms for an eager one)
+        # ``own``: the core's output at args (the same taped call), so the function is not
+        # called again: a taped call of its trace costs ~0.25 ms here, twice an eager call
         eager = Target(self.fn.python_function, self.name, self.arg_names)
         cast = [tf.cast(a, tf.float64) if a.dtype.is_floating else a for a in args]
         try:
