@@ -29,6 +29,7 @@ from ._arrays import _abs, _all_finite, _f64, _index, _signed, _smallest_normal,
 from ._conditioning import TwinGradients
 from ._declared_gradient import DeclarationError, analytic_source, declared_gradient_checked
 from ._determinism import execute_probing
+from ._heap import keep_heap
 from ._hints import nonfinite_cause
 from ._inputs import as_tensors, plain_inputs
 from ._linearity import check_dy_linearity, compare_then_linearity
@@ -102,6 +103,7 @@ def check(target: Any, *inputs: Any, elementwise: bool | None = None,
             input is floating.
         ValueError: an input contains NaN/Inf, or a tolerance is negative.
     """
+    keep_heap()  # the next check reuses this one's freed memory (see _heap.py)
     tgt = as_target(target, name, reference)
     args = as_tensors(tgt, inputs)
     try:
@@ -427,7 +429,7 @@ class _Run(ReferenceCalls):
         self.ref_args = None  # the inputs cast to the reference dtype, made on first use
         self.v_size = None  # |v| max(1, |f0|), the scale of phi's rounding, made on first use
         if self.dtype != tf.float64:
-            found = self.tgt.float64_reference(self.args, self.ref_weights, self.y.shape)
+            found = self.tgt.float64_reference(self.args, self.ref_weights, self.y.shape, self.y)
             if found is not None:
                 self.ref, self.ref_weights, y = found
                 self.ref_dtype, self.f0 = tf.float64, _f64(y)

@@ -24,7 +24,6 @@ import ml_dtypes
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
-from hypothesis.extra import numpy as hnp
 
 from ._options import DTYPES
 
@@ -229,9 +228,16 @@ def _shapes(draw, *, min_dims=1, max_dims=4, min_side=1, max_side=_DEFAULT_MAX_S
     ndim = draw(st.integers(min_dims, max_dims))
     if ndim == 0:
         return ()
-    first = st.integers(*batch) if batch is not None else st.integers(min_side, max_side)
-    rest = st.lists(st.integers(min_side, max_side), min_size=ndim - 1, max_size=ndim - 1)
-    return (draw(first), *draw(rest))
+    first = _integers(*batch) if batch is not None else _integers(min_side, max_side)
+    side = _integers(min_side, max_side)
+    # one integer per axis, not st.lists: a list's span and its per-item "one more?" choices
+    # cost more than the sides themselves, and the sides shrink alike
+    return (draw(first), *(draw(side) for _ in range(ndim - 1)))
+
+
+@functools.cache
+def _integers(low: int, high: int) -> st.SearchStrategy[int]:
+    return st.integers(low, high)
 
 
 def _shape_from_pattern(pattern: Sequence[Any], min_side: int, max_side: int,
@@ -304,10 +310,13 @@ def tensors(*, shape: Any, dtype: Any, domain: tuple[float, float] = (-10.0, 10.
     """A strategy for NumPy arrays of a floating dtype with values in ``domain``.
 
     Values are drawn in float64 and cast, so each is exactly representable in ``dtype`` and,
-    because the domain's ends are rounded inward first, still inside the domain. About half
-    of the drawn elements are edge values (see :func:`edge_values`); large arrays repeat one
-    fill value with a few distinct elements, as ``hypothesis.extra.numpy.arrays`` does.
-    Arrays shrink toward all zeros (or the simplest edge value inside the domain).
+    because the domain's ends are rounded inward first, still inside the domain. An array
+    holds 1 to 16 distinct values (3 to 4 on average; at most one per entry), each drawn by
+    Hypothesis: edge values (see :func:`edge_values`), and values spread over the domain
+    uniformly and log-uniformly in magnitude; one drawn byte per entry says which value it
+    takes. Drawing every entry cost more than checking a small input. Arrays
+    shrink toward all zeros (or the simplest edge value inside the domain): one value, then
+    0, in every entry.
 
     Args:
         shape: a tuple of sizes, an int, or a strategy of shapes (e.g. :func:`shapes`).
@@ -336,9 +345,34 @@ def _tensors(draw, *, shape, dtype, domain=(-10.0, 10.0), kinks=()):
     if isinstance(shape, st.SearchStrategy):
         shape = _check_shape(draw(shape), "drawn shape")
     name = _dtype_name(draw(dtype)) if isinstance(dtype, st.SearchStrategy) else dtype
-    elements = _elements(name, domain, kinks)
-    values = draw(hnp.arrays(np.float64, shape, elements=elements))
-    return values.astype(_np_dtype(name))
+    size = math.prod(shape)
+    if size == 0:
+        return np.zeros(shape, _np_dtype(name))
+    values = draw(_distinct(_elements(name, domain, kinks), min(size, _MAX_DISTINCT)))
+    if len(values) == 1:
+        return np.full(shape, values[0], np.float64).astype(_np_dtype(name))
+    # Where each value goes: one byte per entry, a single draw (drawing every entry through
+    # Hypothesis cost ~0.1 ms each, more than the check of a small input). Entry i takes
+    # value (i + byte_i) mod k: all zero bytes, where shrinking goes, cycle through the values.
+    layout = np.frombuffer(draw(_layouts(size)), np.uint8)
+    chosen = (np.arange(size) + layout) % len(values)
+    return np.asarray(values, np.float64)[chosen].reshape(shape).astype(_np_dtype(name))
+
+
+# At most this many distinct values per array, drawn through Hypothesis (so each shrinks on its
+# own toward 0 and the edge values); the layout spreads them over the entries. Hypothesis's
+# lists favour short ones: 3 to 4 values on average (an entry each cost ~0.1 ms to draw).
+_MAX_DISTINCT = 16
+
+
+@functools.cache
+def _distinct(elements: st.SearchStrategy[float], most: int) -> st.SearchStrategy[list]:
+    return st.lists(elements, min_size=1, max_size=most)
+
+
+@functools.lru_cache(maxsize=256)
+def _layouts(size: int) -> st.SearchStrategy[bytes]:
+    return st.binary(min_size=size, max_size=size)
 
 
 @functools.lru_cache(maxsize=256)

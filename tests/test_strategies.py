@@ -222,3 +222,27 @@ def test_magnitudes_are_also_drawn_log_uniformly_down_to_the_smallest_normal():
     draw()
     decades = {int(np.floor(np.log10(v))) for v in seen}
     assert min(decades) < -20 and max(decades) >= 3  # tiny and large magnitudes both reached
+
+
+# -- tensors: a few drawn values laid out by one draw --------------------------------------------
+
+def test_an_array_can_hold_many_distinct_values_in_any_order():
+    found = find(tensors(shape=(4, 4), dtype="float32"),
+                 lambda a: len(set(a.ravel().tolist())) >= 8 and a[0, 0] > a[0, 1])
+    assert len(set(found.ravel().tolist())) >= 8
+
+
+def test_rows_can_differ_in_sign_and_magnitude():
+    found = find(tensors(shape=(3, 2), dtype="float32", domain=(-1e4, 1e4)),
+                 lambda a: (a[0] > 100).any() and (a[1] < -100).any())
+    assert (found[0] > 100).any() and (found[1] < -100).any()
+
+
+def test_a_failing_value_shrinks_to_one_entry_of_a_simple_value():
+    # what fuzz reports: the smallest shape, every other choice back at its simplest
+    found = find(tensors(shape=shapes(), dtype="float32", domain=(-100, 100)),
+                 lambda a: (a > 5).any())
+    assert found.shape == (1,) and found[0] in (6.0, 100.0)  # just past 5, or the domain's end
+    found = find(tensors(shape=shapes(), dtype="float32", domain=(-100, 100)),
+                 lambda a: a.ndim == 2 and (np.abs(a) > 50).any())
+    assert found.shape == (1, 1) and abs(found[0, 0]) in (51.0, 100.0)

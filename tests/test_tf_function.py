@@ -117,6 +117,18 @@ def test_the_float64_reference_is_the_python_code_where_it_matches():
     assert not isinstance(reference, FunctionTarget) and y.dtype == tf.float64
 
 
+def test_the_reference_is_compared_with_the_output_the_caller_already_has():
+    # check() passes the core's output: the eager float64 code is matched against it, not
+    # against a second call of the tf.function (~1 ms each)
+    f = tf.function(swish)
+    x = [tf.constant(np.linspace(-3.0, 3.0, 6), tf.float32)]
+    own = f(x[0])
+    reference, _, _ = as_target(f).float64_reference(x, [], own=own)
+    assert not isinstance(reference, FunctionTarget)
+    reference, _, _ = as_target(f).float64_reference(x, [], own=tf.cos(x[0]))  # other values
+    assert isinstance(reference, FunctionTarget)  # so it was what the comparison used
+
+
 def debug_branch(x):
     """Runs another formula eagerly than traced; as a tf.function it only ever runs traced."""
     return tf.sin(x) if tf.executing_eagerly() else tf.cos(x)
