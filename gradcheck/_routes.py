@@ -146,6 +146,10 @@ def confirm_elementwise(run, diag: list[int]) -> tuple[bool, dict[int, tuple]]:
     is sampled again with separate calls."""
     lines, stacked = sample_diagonals(run, diag, stacked=True)
     draws = {k: _signed(run.rng, run.params[k].value.shape) for k in diag}  # u / s
+    if run.f0.size <= 1:
+        # One output element: each param's Jacobian is that one entry, which its samples
+        # measure; the probe's J u is their sum. (Drawn anyway: later draws stay the same.)
+        return True, lines
     found = _probe(run, diag, draws, lines)
     if found is not None and stacked and run.elementwise is True:
         lines, _ = sample_diagonals(run, diag, stacked=False)
@@ -297,8 +301,9 @@ def within_rounding_window(run, k, analytic, verdict, allowance, line) -> np.nda
     p = run.params[k]
     width = rounding_window(run.eps, run.h, p.value, run.f0,
                             np.abs(verdict.numerical / run.v))
-    left = run.v * run.evaluate({k: -width}, 1.0)
-    right = run.v * run.evaluate({k: width}, 1.0)
+    both = run.stacked({k: width}, (-1.0, 1.0))  # one call where the route allows it
+    left, right = both if both is not None else (run.evaluate({k: width}, t) for t in (-1.0, 1.0))
+    left, right = run.v * left, run.v * right
     s, phi, _, _ = line
     # f'' from the second difference already sampled: phi(h) - 2 phi(0) + phi(-h) =
     # v f'' (h s)^2.
@@ -483,9 +488,12 @@ def within_line_window(run, u, axes, analytic, phi, verdict, rounding,
     (1 + 3 + 3 + 1) rho / (w/2); no safety factor, as in kinks(): calling a smooth line
     kinked only makes an already failing line inconclusive."""
     width = max(ANALYTIC_ULPS * run.eps, run.h)
-    at = {0.0: phi[0]}
-    for t in (-width, -width / 2, width / 2, width):
-        at[t] = np.asarray((run.v * run.evaluate(u, t)).sum(axis=axes))
+    ts = (-width, -width / 2, width / 2, width)
+    # Per element (axes ()), the four evaluations in one stacked call where the route allows.
+    found = run.stacked(u, ts) if axes == () else None
+    if found is None:
+        found = [run.evaluate(u, t) for t in ts]
+    at = {0.0: phi[0], **{t: np.asarray((run.v * f).sum(axis=axes)) for t, f in zip(ts, found)}}
     ts = sorted(at)
     with np.errstate(invalid="ignore", over="ignore"):
         slopes = np.stack([(at[b] - at[a]) / (b - a) for a, b in pairwise(ts)])

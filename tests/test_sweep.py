@@ -338,6 +338,58 @@ def test_neighbours_in_one_stacked_call_give_the_verdicts_of_separate_calls(monk
     assert findings == separate_findings
 
 
+def test_window_evaluations_in_one_stacked_call_give_the_verdicts_of_separate_calls(
+        monkeypatch):
+    """The rounding window's two evaluations and the line window's four (per element: a
+    sweep's kink_in_window) come from one stacked call where the route allows it; separate
+    calls are the reference. selu's float16 sweep takes both rules."""
+    import sys
+
+    from gradcheck import _reference, _sweep
+
+    stacked, callers = _reference.ReferenceCalls.stacked, []
+    windows = ("within_rounding_window", "within_line_window")
+
+    def watched(self, directions, ts, separate=False):
+        caller = sys._getframe(1).f_code.co_name
+        if caller in windows:
+            callers.append(caller)
+            if separate:
+                return None
+        return stacked(self, directions, ts)
+
+    def codes():
+        return _sweep._Sweep(lambda: tf.nn.selu, "selu", "float16", None, (), {},
+                             {}).check_values(values.values("float16"), ()).code
+
+    monkeypatch.setattr(_reference.ReferenceCalls, "stacked", watched)
+    together = codes()
+    assert set(callers) == set(windows)
+    monkeypatch.setattr(_reference.ReferenceCalls, "stacked",
+                        lambda self, d, ts: watched(self, d, ts, separate=True))
+    assert np.array_equal(together, codes())
+    assert (together == _sweep.MISMATCH).sum() >= 100
+
+
+def test_a_one_element_check_skips_the_elementwise_probe(monkeypatch):
+    """With one output element each param's Jacobian is one entry, which its own samples
+    measure: the probe along a random direction is not taken, and a wrong derivative is
+    still found."""
+    from gradcheck import _routes
+
+    @tf.custom_gradient
+    def wrong(x):
+        return tf.sin(x), lambda dy: dy * tf.sin(x)
+
+    probed = []
+    probe = _routes._probe
+    monkeypatch.setattr(_routes, "_probe", lambda *a: probed.append(1) or probe(*a))
+    one = gradcheck.check(wrong, tf.constant([0.7], tf.float64), modes=())
+    assert "gradient_mismatch" in one.kinds and not probed
+    two = gradcheck.check(wrong, tf.constant([0.7, -0.2], tf.float64), modes=())
+    assert "gradient_mismatch" in two.kinds and probed
+
+
 def test_a_reproducer_skips_the_rechecks_only_where_a_second_call_repeated_the_gradients(
         monkeypatch):
     """check()'s rechecks (more calls before a finding stands) are left out of a sweep's
