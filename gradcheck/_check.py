@@ -206,6 +206,7 @@ class _Run(ReferenceCalls):
         # structure was usable (forward_backward).
         self.y64: np.ndarray | None = None
         self.v: np.ndarray | None = None
+        self.cotangent: tf.Tensor | None = None  # v in the output's dtype, as backward took it
 
     def add(self, kind: str, message: str, **details: Any) -> None:
         if self.inputs_shown is None:  # built on the first finding: tolist() is not free
@@ -338,7 +339,8 @@ class _Run(ReferenceCalls):
         self.v = _signed(self.rng, y.shape.as_list())
         sources = [self.args[p.arg_index] if not p.is_weight else p.weight for p in self.params]
         try:
-            grads = tape.gradient(y, sources, output_gradients=tf.constant(self.v, y.dtype))
+            self.cotangent = tf.constant(self.v, y.dtype)
+            grads = tape.gradient(y, sources, output_gradients=self.cotangent)
         except Exception as exc:  # noqa: BLE001
             self.add("error", f"raised {type(exc).__name__} in the backward pass: {exc}",
                      exception=type(exc).__name__, traceback_tail=_tail(exc))
@@ -384,7 +386,9 @@ class _Run(ReferenceCalls):
             return False
         return True
 
-    def check_gradient_structure(self, p: _Param, g: Any) -> None:
+    def check_gradient_structure(self, p: _Param, g: Any, grad: np.ndarray | None = None) -> None:
+        """Record ``p``'s gradient ``g`` (``grad``: its float64 copy, where made already), or
+        the finding that it has no usable one."""
         if g is None:
             p.grad_missing = True
             return
@@ -401,7 +405,7 @@ class _Run(ReferenceCalls):
                      f"gradient for {p.label} has dtype {g.dtype.name}, expected {p.dtype.name}",
                      param=p.label, expected=p.dtype.name, found=g.dtype.name)
             return
-        grad = _f64(g)
+        grad = _f64(g) if grad is None else grad
         if _all_finite(grad):
             p.grad = grad
             return

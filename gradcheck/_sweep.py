@@ -39,6 +39,7 @@ import tensorflow as tf
 from . import _sweep_values as grid
 from ._arrays import _f64
 from ._check import check_with
+from ._heap import keep_heap
 from ._determinism import outputs_agree
 from ._fuzz_target import name_of
 from ._inputs import as_tensors
@@ -111,6 +112,7 @@ def sweep(target: Any, *, dtype: str, domain: tuple[float, float] | None = None,
         scalars = _scalar_args(_options.args(args or {}), name)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"gradcheck.sweep({name}): {exc}") from None
+    keep_heap()  # as check(): each sweep's arrays reuse the last one's freed memory (_heap.py)
     return _Sweep(lambda: target, name, dtype, domain, kinks, scalars, options).run()
 
 
@@ -289,7 +291,7 @@ class _Sweep:
         nan = np.full(n, np.nan)
         if not run.forward_backward() or not run.choose_reference():
             return _Batch(values, np.zeros(n, np.int8), nan, nan, run.report.findings, True)
-        again, again_grad = _second_call(tgt, x, run.v)
+        again, again_grad = _second_call(tgt, x, run.cotangent)
         if not outputs_agree(run.dtype, again, run.y64):
             raise _Noisy  # fuzzing's determinism probe reports it, with the random ops
         structural = [f for f in run.report.findings if f.kind != "nonfinite_gradient"]
@@ -439,13 +441,14 @@ class _Sweep:
         return f"gradcheck.sweep({self.name}, dtype={self.dtype!r}{domain}{kinks}{args})"
 
 
-def _second_call(tgt: Any, x: tf.Tensor, v: np.ndarray) -> tuple[np.ndarray, Any]:
-    """The target's output and gradient of x (with the core's cotangent ``v``) from another
-    call at the same values, float64 NumPy (the gradient None where there is none)."""
+def _second_call(tgt: Any, x: tf.Tensor, v: tf.Tensor) -> tuple[np.ndarray, Any]:
+    """The target's output and gradient of x (with the core's cotangent ``v``, the tensor its
+    backward pass took) from another call at the same values, float64 NumPy (the gradient
+    None where there is none)."""
     with tf.GradientTape() as tape:
         tape.watch(x)
         y = tf.convert_to_tensor(tgt([x]))
-    grad = (tape.gradient(y, x, output_gradients=tf.constant(v, y.dtype))
+    grad = (tape.gradient(y, x, output_gradients=tf.cast(v, y.dtype))
             if y.shape == x.shape else None)
     return _f64(y), None if grad is None else _f64(tf.convert_to_tensor(grad))
 

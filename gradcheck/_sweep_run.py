@@ -33,7 +33,7 @@ class SweepRun(_Run):
     core drops a nonfinite one) and the mask of elements whose gradient it rejected
     (``mismatch``)."""
 
-    def check_gradient_structure(self, p, g):
+    def check_gradient_structure(self, p, g, grad=None):
         if not p.is_weight and p.arg_index == 0 and isinstance(g, tf.Tensor):
             self.raw_grad = _f64(g) if g.shape == p.value.shape else None
             if (self.raw_grad is not None and g.dtype == p.dtype and _all_finite(self.y64)
@@ -43,7 +43,8 @@ class SweepRun(_Run):
                 # its own, whose one-value reproducer names the op.
                 self.add("nonfinite_gradient", f"gradient for {p.label} is not finite")
                 return
-        super().check_gradient_structure(p, g)
+            grad = self.raw_grad  # the core's float64 copy of g, made once
+        super().check_gradient_structure(p, g, grad)
 
     def add(self, kind, message, **details):
         """Findings without the batch's inputs: a sweep reports its own, one value each."""
