@@ -69,3 +69,12 @@ def test_a_check_sets_them(libc, monkeypatch):
 
     gradcheck.check(lambda x: x * x, np.array([1.0, 2.0]), modes=())
     assert libc.calls == [(-3, 32 << 20), (-1, 64 << 20)]
+
+
+def test_a_sweep_sets_them(libc, monkeypatch):
+    import tensorflow as tf
+
+    import gradcheck
+
+    gradcheck.sweep(tf.nn.relu6, dtype="bfloat16")
+    assert libc.calls == [(-3, 32 << 20), (-1, 64 << 20)]
