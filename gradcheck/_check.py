@@ -116,13 +116,14 @@ def check(target: Any, *inputs: Any, elementwise: bool | None = None,
 
 
 def check_with(tgt: Target, args: list, options: CheckOptions, *, seed: int = 0,
-               training: bool | None = None, rechecks: bool = True) -> Report:
+               training: bool | None = None, probe_determinism: bool = True) -> Report:
     """:func:`check` of a resolved target at its input tensors with validated options.
 
-    ``rechecks=False`` lets a finding stand without the calls that make sure two equal calls
-    were not chance (``_determinism.execute_probing``): for a caller that has already shown
-    the target deterministic at these values (a sweep's reproducer: two calls over every
-    swept value agreed, outputs and gradients)."""
+    ``probe_determinism=False`` leaves out the calls that look for a non-deterministic target
+    (``_determinism.execute_probing``: one call before the core's, and more before a finding
+    stands): for a caller that has shown the target deterministic at these values already (a
+    sweep's reproducer: two calls over every swept value gave the same outputs and
+    gradients)."""
     try:
         beyond = {"batch_independent": options.batch_independent, "order": options.order,
                   "modes": compared_modes(options.modes),
@@ -134,7 +135,7 @@ def check_with(tgt: Target, args: list, options: CheckOptions, *, seed: int = 0,
     with own_retracing_silenced():
         return run_per_training_mode(tgt, args, training, lambda t, **overrides: _Run(
             t, args, options.elementwise, rtol=options.rtol, atol=options.atol, seed=seed,
-            rechecks=rechecks, **{**beyond, **overrides},
+            probe_determinism=probe_determinism, **{**beyond, **overrides},
             overridden=tuple(k for k, v in overrides.items() if v != beyond.get(k))))
 
 
@@ -184,7 +185,7 @@ class _Run(ReferenceCalls):
     training: bool | None = None      # as passed to check(), for the reproducer
     structure_only: bool = False      # stochastic training=True: no value comparisons
     overridden: tuple[str, ...] = ()  # options set by the training run, not by the caller
-    rechecks: bool = True             # more calls before a finding stands (check_with)
+    probe_determinism: bool = True    # calls that look for noise (check_with)
     report: Report = field(init=False)
 
     def __post_init__(self) -> None:

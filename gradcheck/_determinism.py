@@ -131,12 +131,13 @@ def execute_probing(run: Any) -> None:
     """The core's whole check with the probe around it: ``run.forward_backward()``, the probe,
     then ``run.run_checks(noisy)``. Two equal calls can be chance (dropout of a few elements):
     before a finding stands, a few more calls at the same input; if they vary, the check starts
-    over, as for a target found noisy at once."""
+    over, as for a target found noisy at once. A run with ``probe_determinism`` off (its
+    caller showed the target deterministic) makes neither call."""
     original = run.tgt
-    if _attempt(run, first_call(run.tgt, run.args)):
+    if _attempt(run, first_call(run.tgt, run.args) if run.probe_determinism else None):
         return
     # Step 1 got as far as the cotangent: its VJP can be repeated.
-    checked = (run.rechecks and run.report.findings and run.y64 is not None
+    checked = (run.probe_determinism and run.report.findings and run.y64 is not None
                and run.v is not None)
     other = varying_call(run.first_order_record()) if checked else None
     if other is not None:

@@ -414,15 +414,15 @@ class _Sweep:
     def reproduce(self, x: float, consts: tuple[float, ...], kind: str, repeatable: bool):
         """The core's check at x alone (the parameters as scalar inputs): its message and a
         reproducer, when it shows ``kind``. ``repeatable``: two calls over every swept value
-        gave the same outputs and gradients, so the check's own rechecks (more calls before
-        a finding stands, against noise two calls miss by chance) are not repeated."""
+        gave the same outputs and gradients, so the check's own calls that look for noise
+        (one before its own, more before a finding stands) are not repeated."""
         inputs = [tf.constant([x], self.tf_dtype)] + [tf.constant(c, self.tf_dtype)
                                                       for c in consts]
         try:
             tgt = as_target(self.make(), self.name, self.reference)
             report = check_with(tgt, as_tensors(tgt, inputs), CheckOptions(
                 rtol=self.rtol, atol=self.atol, modes=(), domain=self.domain),
-                seed=self.seed, rechecks=not repeatable)
+                seed=self.seed, probe_determinism=not repeatable)
         except (TypeError, ValueError):
             return None
         finding = next((f for f in report.findings if f.kind == kind), None)

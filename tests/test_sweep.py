@@ -390,12 +390,13 @@ def test_a_one_element_check_skips_the_elementwise_probe(monkeypatch):
     assert "gradient_mismatch" in two.kinds and probed
 
 
-def test_a_reproducer_skips_the_rechecks_only_where_a_second_call_repeated_the_gradients(
+def test_a_reproducer_skips_the_determinism_calls_only_where_a_second_call_repeated_the_gradients(
         monkeypatch):
-    """check()'s rechecks (more calls before a finding stands) are left out of a sweep's
-    one-value reproducer where the batch's second call gave the same gradients everywhere;
-    a target whose gradient alone is random keeps them."""
-    from gradcheck import _sweep
+    """check()'s calls that look for noise (one before its own call, more before a finding
+    stands) are left out of a sweep's one-value reproducer where the batch's second call gave
+    the same outputs and gradients everywhere; a target whose gradient alone is random keeps
+    them, and the reproducer then makes the probe's first call."""
+    from gradcheck import _determinism, _sweep
 
     @tf.custom_gradient
     def noisy_gradient(x):
@@ -407,16 +408,18 @@ def test_a_reproducer_skips_the_rechecks_only_where_a_second_call_repeated_the_g
         y = tf.tanh(x)
         return y, lambda dy: dy * (1 - y)
 
-    rechecks = []
-    check_with = _sweep.check_with
+    probing, first_calls = [], []
+    check_with, first_call = _sweep.check_with, _determinism.first_call
 
     def spy(*args, **kwargs):
-        rechecks.append(kwargs["rechecks"])
+        probing.append(kwargs["probe_determinism"])
         return check_with(*args, **kwargs)
 
     monkeypatch.setattr(_sweep, "check_with", spy)
+    monkeypatch.setattr(_determinism, "first_call",
+                        lambda *a: first_calls.append(1) or first_call(*a))
     assert not gradcheck.sweep(wrong_gradient, dtype="float16").ok
-    assert rechecks and not any(rechecks)
-    rechecks.clear()
+    assert probing and not any(probing) and not first_calls
+    probing.clear()
     assert not gradcheck.sweep(noisy_gradient, dtype="float16").ok
-    assert rechecks and all(rechecks)
+    assert probing and all(probing) and first_calls
