@@ -14,6 +14,11 @@ tf = pytest.importorskip("tensorflow")
 import gradcheck  # noqa: E402
 from gradcheck import _sweep_values as values  # noqa: E402
 from gradcheck._declare import Declaration  # noqa: E402
+# The modules these tests patch, imported before any pytester run in this process: an
+# in-process run drops the modules first imported during it from sys.modules, and a later
+# import here would patch a fresh copy that the kept modules do not call.
+from gradcheck import (_check, _conditioning, _determinism, _reference,  # noqa: E402, F401
+                       _routes, _sweep, _sweep_run)
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 #: Where exp overflows, i.e. where the seed-style ELU's gradient turns NaN.
