@@ -39,9 +39,9 @@ import tensorflow as tf
 from . import _sweep_values as grid
 from ._arrays import _f64
 from ._check import check_with
-from ._heap import keep_heap
 from ._determinism import outputs_agree
 from ._fuzz_target import name_of
+from ._heap import keep_heap
 from ._inputs import as_tensors
 from ._numerics import ANALYTIC_ULPS
 from ._options import CheckOptions
