@@ -112,7 +112,6 @@ def sweep(target: Any, *, dtype: str, domain: tuple[float, float] | None = None,
         scalars = _scalar_args(_options.args(args or {}), name)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"gradcheck.sweep({name}): {exc}") from None
-    keep_heap()  # as check(): each sweep's arrays reuse the last one's freed memory (_heap.py)
     return _Sweep(lambda: target, name, dtype, domain, kinks, scalars, options).run()
 
 
@@ -204,6 +203,7 @@ class _Sweep:
     # ---- the run
 
     def run(self) -> Report:
+        keep_heap()  # as check(): each sweep's arrays reuse the last one's freed memory
         start = time.perf_counter()
         report = Report(target=self.name, dtype=self.dtype)
         found: dict[int, tuple[_Batch, tuple[float, ...]]] = {}
