@@ -1,26 +1,28 @@
-"""What the checks after the first-order one read of it: small frozen records.
+"""What the core's steps from step 3 on read of it: small frozen records.
 
-The core (``_check._Run``) is a mutable run: its steps fill it in one after another. The checks
-that follow it (``_second_order``, ``_mixed``, ``_modes``) need a few of its results, not the
-run itself;
-they get them as the records below, built by the core once its first-order check is done, and
-report through the callables they are handed (``add(kind, message, **details)`` for a
-finding, ``skip(note)`` for a check that could not run). A record is frozen: a later check
-cannot change what the core or another check sees.
+The core (``_check._Run``) is a mutable run: its steps fill it in one after another. The
+first-order comparison (``_routes``) and the checks that follow it (``_second_order``,
+``_mixed``, ``_modes``) need a few of its results, not the run itself; they get them as the
+records below, built by the core once steps 1 and 2 are done (``Evaluations`` and ``Declared``
+for step 3 only), and report through the callables they are handed (``add(kind, message,
+**details)`` for a finding, ``skip(note)`` for a check that could not run). A record is
+frozen: a later check cannot change what the core or another check sees.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from ._arrays import _smallest_normal
 from ._numerics import machine_eps
 
-__all__ = ["Add", "ForwardBackward", "Param", "Reference", "Skip", "cast_floats"]
+__all__ = ["Add", "Declared", "Evaluations", "ForwardBackward", "Param", "Reference", "Skip",
+           "cast_floats"]
 
 
 #: Adds a finding: ``add(kind, message, **details)``.
@@ -67,6 +69,11 @@ class ForwardBackward:
         """The machine epsilon of ``dtype``."""
         return machine_eps(self.dtype.name)
 
+    @property
+    def tiny(self) -> float:
+        """The smallest normal number of ``dtype``: values below it flush to 0."""
+        return _smallest_normal(self.dtype)
+
 
 @dataclass(frozen=True)
 class Reference:
@@ -87,6 +94,49 @@ class Reference:
     #: The per-element step scale ``s`` of each param (by index) whose Jacobian step 3
     #: confirmed diagonal; empty when the per-element route did not apply.
     diagonal: Mapping[int, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What the caller declared about the target (``check()``'s options), as step 3 reads it:
+    None where not declared (a probe then picks the route and nothing is promised)."""
+
+    elementwise: bool | None
+    batch_independent: bool | None
+    domain: tuple[float, float] | None  # of the first input: finite differences stay inside
+
+
+@dataclass(frozen=True)
+class Evaluations:
+    """Step 3's calls of the numerical reference (``_reference.ReferenceCalls``, on the core's
+    state: its inputs cast once, whether a stacked call still stands, whether a step was cut
+    by the domain) and the core's caches that step 3's rules share.
+
+    ``directions`` map a param's index (in ``ForwardBackward.params``) to an array of its
+    shape; outputs are float64 arrays of the reference output's shape."""
+
+    #: ``evaluate(directions, t)``: the reference at params + t * directions.
+    evaluate: Callable[[Mapping[int, np.ndarray], float], np.ndarray]
+    #: ``samples(directions, stacked=False)``: ``{k: evaluate(directions, k h)}`` for k in
+    #: 0, +-1, +-2 (from one stacked call where ``stacked`` and the reference allow it).
+    samples: Callable[..., dict[int, np.ndarray]]
+    #: ``stacked(directions, ts)``: ``[evaluate(directions, t) for t in ts]`` from one call,
+    #: or None where that call cannot be made (the caller then evaluates each t).
+    stacked: Callable[[Mapping[int, np.ndarray], Sequence[float]], list | None]
+    #: ``rounding(axes, scale)``: the absolute rounding of one evaluation of
+    #: phi = sum over ``axes`` of v * F (``axes`` (): per element; None: all).
+    rounding: Callable[[tuple[int, ...] | None, Any], np.ndarray]
+    #: ``outside_domain(param, values)``: where ``values`` of ``param`` leave the declared
+    #: domain, or None.
+    outside_domain: Callable[[Param, np.ndarray], np.ndarray | None]
+    #: ``stacked_calls()``: how many stacked calls stood so far.
+    stacked_calls: Callable[[], int]
+    #: The float64 twin's gradients at the input (``_conditioning.TwinGradients``), made on
+    #: first use and kept for the checks after step 3.
+    twin: Any
+    #: For a run over some entries of a larger batch (a sweep's suspects): the batch's shape
+    #: and the entries' flat indices, so their random draws are the batch's; else None.
+    entries: tuple | None
 
 
 def cast_floats(args: Any, dtype: tf.DType) -> list:
