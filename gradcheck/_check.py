@@ -39,7 +39,7 @@ from ._numerics import machine_eps, step
 from ._options import CHECK_DEFAULTS, CheckOptions, compared_modes
 from ._overflow import drop_true_overflows
 from ._quiet import own_retracing_silenced
-from ._records import ForwardBackward, Param, Reference
+from ._records import Declared, Evaluations, ForwardBackward, Param, Reference
 from ._reference import ReferenceCalls
 from ._report import Finding, GradcheckError, Report
 from ._reproducer import check_reproducer
@@ -260,9 +260,11 @@ class _Run(ReferenceCalls):
             self.params[k].grad = None
         return bool(flagged)
 
-    def vjp(self, v: np.ndarray) -> list:
-        """The gradients of step 1's output for the cotangent ``v``, on its recorded tape."""
-        return self.tape.gradient(self.y, self.sources,
+    def vjp(self, v: np.ndarray, params: Sequence[int] | None = None) -> list:
+        """The gradients of step 1's output for the cotangent ``v``, on its recorded tape: of
+        the params ``params`` (indices), or of every param."""
+        sources = self.sources if params is None else [self.sources[k] for k in params]
+        return self.tape.gradient(self.y, sources,
                                   output_gradients=tf.constant(v, self.y.dtype))
 
     def first_order_record(self) -> ForwardBackward:
@@ -494,32 +496,42 @@ class _Run(ReferenceCalls):
         per_entry *= scale
         return per_entry if axes == () else per_entry.sum(axis=axes)
 
-    # ---- 3. gradients against finite differences, in _routes.py; the methods below are what
-    # other checks call and what a sweep's run overrides
+    # ---- 3. gradients against finite differences, in _routes.py, on the run's records
 
     def check_gradients(self) -> None:
-        found = _routes.compare(self)
+        found = _routes.compare(self.first_order_record(), self.reference_record(),
+                                self.evaluations(), self.declared(), add=self.add, vjp=self.vjp)
         self.elementwise_confirmed, self.inconclusive = found.elementwise, found.inconclusive
+        self.diag = found.samples
+
+    def evaluations(self) -> Evaluations:
+        """Step 3's calls of the reference, on this run's state, and its shared caches."""
+        return Evaluations(self.evaluate, self.samples, self.stacked, self.rounding,
+                           self.outside_domain, lambda: self.stacked_calls,
+                           self.twin_gradients, self.entries)
+
+    def declared(self) -> Declared:
+        return Declared(self.elementwise, self.batch_independent, self.domain)
 
     def verdict(self, samples, analytic, rounding, allowance, directional=False,
                 estimated=None):
-        return _routes.judge(self, samples, analytic, rounding, allowance, directional,
-                             estimated)
+        """``_routes.judge`` with this run's step, domain cut, noise and rtol/atol."""
+        return _routes.judge(samples, analytic, rounding, allowance, directional, estimated,
+                             h=self.h, cut_by_domain=self.cut_by_domain,
+                             noise=self.noise_relative, rtol=self.rtol, atol=self.atol)
 
     def confirm_elementwise(self, diag: list[int]) -> bool:
-        confirmed, self.diag = _routes.confirm_elementwise(self, diag)
+        """The per-element route's probe alone (``_declared_gradient``'s structure check)."""
+        confirmed, self.diag = _routes.confirm_elementwise(
+            self.first_order_record(), self.reference_record(), self.evaluations(),
+            self.declared(), diag, add=self.add)
         return confirmed
 
     def confirm_batch_independent(self, rows: list[int]) -> bool:
-        return _routes.confirm_batch_independent(self, rows)
-
-    def within_line_window(self, u, axes, analytic, phi, verdict, rounding,
-                           allowance) -> np.ndarray:
-        return _routes.within_line_window(self, u, axes, analytic, phi, verdict, rounding,
-                                          allowance)
-
-    def report_mismatch(self, p, bad, analytic, numerical, bound, allowance) -> None:
-        _routes.report_mismatch(self, p, bad, analytic, numerical, bound, allowance)
+        """The per-row route's probe alone (``_declared_gradient``'s structure check)."""
+        return _routes.confirm_batch_independent(
+            self.first_order_record(), self.reference_record(), self.evaluations(),
+            self.declared(), rows, vjp=self.vjp, add=self.add)
 
     # ---- reporting helpers
 

@@ -56,7 +56,9 @@ class SweepRun(_Run):
         (sin at 1e5) it is inconclusive for one value of thousands. Fuzzing checks that the
         target is elementwise, on random shapes and inputs of its domain. So only the core's
         samples along each element are taken (``self.diag``), not its probe."""
-        self.diag, _ = _routes.sample_diagonals(self, diag, stacked=True)
+        self.diag, _ = _routes.sample_diagonals(self.first_order_record(),
+                                                self.reference_record(), self.evaluations(),
+                                                diag, stacked=True)
         aside = getattr(self, "set_aside", None)
         if aside is not None and 0 in self.diag:
             # The verdicts of values set aside (NaN/Inf output or gradient) are discarded:
@@ -68,14 +70,6 @@ class SweepRun(_Run):
                 fill = aside & np.isfinite(numerical)
                 self.params[0].grad = np.where(fill, numerical / s, self.params[0].grad)
         return True
-
-    def report_mismatch(self, p, bad, analytic, numerical, bound, allowance):
-        """Per-element mismatches of x kept; the core's message, which the sweep replaces by
-        its own, is not written."""
-        if not p.is_weight and p.arg_index == 0:
-            self.mismatch = np.array(bad, dtype=bool)
-            return
-        super().report_mismatch(p, bad, analytic, numerical, bound, allowance)
 
     def check_gradients(self):
         """The core's per-element check of x (``_routes.compare`` for the sweep's one usable
@@ -96,14 +90,16 @@ class SweepRun(_Run):
                      if self.low_precision else 1.0)
         allowance = analytic_allowance(analytic, self.eps, self.low_precision, magnitude,
                                        self.tiny, self.v, s)
-        verdict = _routes.judge(self, phi, analytic, rho, allowance, estimated=estimated)
+        verdict = self.verdict(phi, analytic, rho, allowance, estimated=estimated)
         self.inconclusive = not verdict.strict
         suspects = np.flatnonzero(~verdict.ok)
         self.mismatch = np.zeros(p.value.shape, bool)
         if suspects.size:
             sub = _entries(self, suspects)
-            _routes.check_diagonal(sub, 0, sub.diag[0])
-            self.mismatch[suspects] = getattr(sub, "mismatch", False)
+            # The core's message is not written: the sweep reports its own, per value.
+            _, found = _routes.check_diagonal(sub.first_order_record(), sub.reference_record(),
+                                              sub.evaluations(), 0, sub.diag[0])
+            self.mismatch[suspects] = False if found is None else found.bad
 
 
 def _entries(run: SweepRun, where: np.ndarray) -> SweepRun:
@@ -135,7 +131,7 @@ def _entries_of(t: tf.Tensor, where: np.ndarray) -> tf.Tensor:
 
 
 def kink_in_window(run: SweepRun, suspects: np.ndarray) -> np.ndarray:
-    """The core's rule for a low-precision line (``_Run.within_line_window``) on each
+    """The core's rule for a low-precision line (``_routes.within_line_window``) on each
     element's line x + t |x|: the inputs within ANALYTIC_ULPS roundings of |x| (the dtype's
     rounding of x and of intermediates of its size) are indistinguishable, and a kink among
     them, or a slope the reference takes there, makes the element inconclusive. A sweep meets
@@ -156,8 +152,9 @@ def kink_in_window(run: SweepRun, suspects: np.ndarray) -> np.ndarray:
     # Only phi(+-h) - phi(0) enters the rule (curvature): a second difference, k^2.
     line = {0: phi[0], 1: phi[0] + (phi[1] - phi[0]) * k * k,
             -1: phi[0] + (phi[-1] - phi[0]) * k * k}
-    inconclusive[where] = sub.within_line_window({0: r}, (), sub.params[0].grad * r, line,
-                                                 verdict, rho, np.zeros(r.shape))
+    inconclusive[where] = _routes.within_line_window(
+        sub.first_order_record(), sub.reference_record(), sub.evaluations(), {0: r}, (),
+        sub.params[0].grad * r, line, verdict, rho, np.zeros(r.shape))
     return inconclusive
 
 

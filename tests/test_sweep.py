@@ -297,8 +297,9 @@ def test_a_subset_of_a_batch_draws_the_batch_draws_of_its_entries():
 def test_the_rules_on_the_suspects_only_give_every_value_the_whole_batchs_verdict(target,
                                                                                   monkeypatch):
     """The sweep runs the core's low-precision rules on the values its finite differences
-    reject only (_sweep_run._entries); the core's own route runs them on the whole batch."""
-    from gradcheck import _check, _sweep, _sweep_run
+    reject only (_sweep_run._entries); the core's own per-element route runs them on the
+    whole batch (_routes.check_diagonal on the run's records, its rejected elements kept)."""
+    from gradcheck import _routes, _sweep, _sweep_run
 
     keras = pytest.importorskip("keras")
     fn = {"selu": tf.nn.selu, "celu": keras.activations.celu,
@@ -310,8 +311,15 @@ def test_the_rules_on_the_suspects_only_give_every_value_the_whole_batchs_verdic
             swept, ())
         return batch.code
 
+    def core_route(run):  # as _routes.compare on x alone, the sweep's samples (no probe)
+        run.confirm_elementwise([0])
+        run.elementwise_confirmed = True
+        _, found = _routes.check_diagonal(run.first_order_record(), run.reference_record(),
+                                          run.evaluations(), 0, run.diag[0])
+        run.mismatch = np.zeros(run.params[0].value.shape, bool) if found is None else found.bad
+
     suspects_only = codes()
-    monkeypatch.setattr(_sweep_run.SweepRun, "check_gradients", _check._Run.check_gradients)
+    monkeypatch.setattr(_sweep_run.SweepRun, "check_gradients", core_route)
     whole_batch = codes()
     assert np.array_equal(suspects_only, whole_batch)
     found = {"selu": 100, "celu": 1, "softplus": 0}[target]  # what each shows, at least
