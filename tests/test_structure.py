@@ -127,9 +127,9 @@ def test_no_module_is_over_the_size_limit():
     assert {name: n for name, n in sizes.items() if n > LIMIT} == {}
 
 
-# The checks after the first-order one read the core's results as frozen records
+# The first-order comparison and the checks after it read the core's results as frozen records
 # (gradcheck/_records.py) and report through the callables they are handed, not through the run.
-RECORD_READERS = ("_second_order", "_mixed", "_modes", "_conditioning")
+RECORD_READERS = ("_routes", "_second_order", "_mixed", "_modes", "_conditioning")
 
 
 def reaching_into_objects(source: str) -> list[str]:
@@ -189,23 +189,16 @@ def test_the_checks_after_the_first_order_one_read_records_not_the_run():
         assert reaching_into_objects(source) == [], module
 
 
-def test_the_first_order_routes_set_nothing_on_the_run():
-    """Step 3 (gradcheck/_routes.py) still reads the run, but returns what it finds (its
-    ``Compared``, the per-element samples) for the run to keep, instead of setting it there."""
-    source = (ROOT / PACKAGE / "_routes.py").read_text()
-    found = [text for text in reaching_into_objects(source)
-             if "sets run." in text or "(...)" in text]
-    assert found == []
-
-
 def test_their_entry_points_take_the_records():
-    from gradcheck import _mixed, _modes, _second_order
-    from gradcheck._records import ForwardBackward, Reference
+    from gradcheck import _mixed, _modes, _routes, _second_order
+    from gradcheck._records import Declared, Evaluations, ForwardBackward, Reference
 
     for function, records, report in (
             (_second_order.check_second_order, [ForwardBackward, Reference], {"add", "skip"}),
             (_mixed.check_policies, [ForwardBackward], {"add", "skip"}),
-            (_modes.check_modes, [ForwardBackward, Reference], {"add"})):
+            (_modes.check_modes, [ForwardBackward, Reference], {"add"}),
+            (_routes.compare, [ForwardBackward, Reference, Evaluations, Declared],
+             {"add", "vjp"})):
         hints = typing.get_type_hints(function)
         parameters = list(inspect.signature(function).parameters)
         assert [hints[name] for name in parameters[:len(records)]] == records, function
