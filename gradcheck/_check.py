@@ -511,6 +511,7 @@ class _Run(ReferenceCalls):
                            self.twin_gradients, self.entries)
 
     def declared(self) -> Declared:
+        """What the caller declared, as step 3 reads it (frozen)."""
         return Declared(self.elementwise, self.batch_independent, self.domain)
 
     def verdict(self, samples, analytic, rounding, allowance, directional=False,
