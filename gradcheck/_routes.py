@@ -325,8 +325,8 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
         ok = ok | within_rounding_window(fb, ref, calls, k, analytic / s, verdict,
                                          allowance / s, line)
     if low and not ok.all():
-        ok = ok | _explained(fb, ref, calls, lambda g: g[k] * s, analytic, verdict,
-                             elementwise=True)
+        ok = ok | explained_by_rounding(fb, ref, calls.twin, lambda g: g[k] * s, analytic,
+                                        verdict, calls.entries, elementwise=True)
     return bool(verdict.strict), Mismatch(k, ~ok, analytic / s, verdict.numerical / s,
                                           verdict.bound / s, allowance / s)
 
@@ -350,12 +350,6 @@ def within_rounding_window(fb: ForwardBackward, ref: Reference, calls: Evaluatio
     return within_secants(analytic, fb.v * ref.f0, left, right, width,
                           verdict.numerical / s, verdict.bound / s, allowance, curvature)
 
-
-def _explained(fb: ForwardBackward, ref: Reference, calls: Evaluations, project, analytic,
-               verdict, elementwise: bool = False) -> np.ndarray:
-    """:func:`_conditioning.explained_by_rounding` on the core's records."""
-    return explained_by_rounding(fb, ref, calls.twin, project, analytic, verdict,
-                                 calls.entries, elementwise)
 
 # -- batch rows: per row, after a probe confirms rows are independent
 
@@ -422,13 +416,9 @@ def check_rows(fb: ForwardBackward, ref: Reference, calls: Evaluations, rows: li
     allowance = sum(directional_allowance(fb, ref, k, u[k], row_axes=True) for k in rows)
     rounding = calls.rounding(axes, 1.0) * scale
     verdict = ref.judge(phi, analytic, rounding, allowance, directional=True)
-    ok = verdict.ok
-    if low and not ok.all():
-        ok = ok | within_line_window(fb, ref, calls, u, axes, analytic, phi, verdict,
-                                     rounding, allowance)
-    if low and not ok.all():
-        ok = ok | _explained(fb, ref, calls, lambda g: sum(
-            (g[k] * u[k]).reshape(batch, -1).sum(axis=1) for k in rows), analytic, verdict)
+    ok = verdict.ok if not low else _line_rules(
+        fb, ref, calls, u, axes, analytic, phi, verdict, rounding, allowance, lambda g: sum(
+            (g[k] * u[k]).reshape(batch, -1).sum(axis=1) for k in rows))
     if not ok.all():
         b = int(np.argmax(~ok))
         add("gradient_mismatch",
@@ -439,6 +429,18 @@ def check_rows(fb: ForwardBackward, ref: Reference, calls: Evaluations, rows: li
             row=b, analytic=analytic[b], numerical=verdict.numerical[b],
             bound=verdict.bound[b] + allowance[b], params=[params[k].label for k in rows])
     return bool(verdict.strict)
+
+
+def _line_rules(fb, ref, calls, u, axes, analytic, phi, verdict, rounding, allowance,
+                project) -> np.ndarray:
+    """A low-precision line's verdict per row (``axes``) or whole (None): the central test's,
+    else the rounding window along it, else ``explained_by_rounding`` (``project``)."""
+    ok = verdict.ok
+    if not ok.all():
+        ok = ok | within_line_window(fb, ref, calls, u, axes, analytic, phi, verdict,
+                                     rounding, allowance)
+    return ok if ok.all() else ok | explained_by_rounding(
+        fb, ref, calls.twin, project, analytic, verdict, calls.entries)
 
 
 def directional_allowance(fb: ForwardBackward, ref: Reference, k: int, u: np.ndarray,
@@ -493,14 +495,9 @@ def check_joint(fb: ForwardBackward, ref: Reference, calls: Evaluations, joint: 
     allowance = np.asarray(sum(directional_allowance(fb, ref, k, u[k]) for k in joint))
     rounding = calls.rounding(None, scale)
     verdict = ref.judge(phi, analytic, rounding, allowance, directional=True)
-    ok = verdict.ok
-    if low and not ok.all():
-        ok = ok | within_line_window(fb, ref, calls, u, None, analytic, phi, verdict,
-                                     rounding, allowance)
-    if low and not ok.all():
-        ok = ok | _explained(
-            fb, ref, calls, lambda g: np.asarray(sum(float((g[k] * u[k]).sum()) for k in joint)),
-            analytic, verdict)
+    ok = verdict.ok if not low else _line_rules(
+        fb, ref, calls, u, None, analytic, phi, verdict, rounding, allowance,
+        lambda g: np.asarray(sum(float((g[k] * u[k]).sum()) for k in joint)))
     if not ok.all():
         labels = ", ".join(params[k].label for k in joint)
         add("gradient_mismatch",
