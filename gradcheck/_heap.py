@@ -23,7 +23,7 @@ import ctypes
 import os
 import sys
 
-__all__ = ["keep_heap"]
+__all__ = ["heap_kept", "keep_heap"]
 
 _M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
@@ -42,6 +42,12 @@ def keep_heap() -> bool:
     if _set is None:
         _set = _mallopt()
     return _set
+
+
+def heap_kept() -> bool:
+    """Whether :func:`keep_heap` set the thresholds (False before its first call): then an
+    array up to 32 MiB that a check frees is reused by the next without page faults."""
+    return bool(_set)
 
 
 def _mallopt() -> bool:

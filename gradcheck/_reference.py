@@ -21,14 +21,20 @@ import numpy as np
 import tensorflow as tf
 
 from ._arrays import _f64
+from ._heap import heap_kept
 from ._numerics import ANALYTIC_ULPS
 from ._targets import weights_set_to
 
 # A stacked call (stacked() below) saves the reference's per-call dispatch, ~50 us a call, which is
 # most of a call at small n. Its input, tensor and output are three buffers of every copy at
-# once; past 1 MiB of input they are fresh pages whose faults cost more than the calls saved
-# (bench/speed.py at n = 1e5: separate calls are faster, at n = 3e4 the stacked one still is).
+# once. Where they are fresh pages, past 1 MiB of input their faults cost more than the calls
+# saved (a check of swish at n = 1e5, float32: 23.7 ms stacked, 21.7 ms in separate calls).
+# Where the heap is kept (_heap.py), they are the pages the last check freed, and stacking
+# pays up to 8 MiB of input (three buffers, 24 MiB, inside the 64 MiB kept): the same check
+# 11.8 ms against 13.2 ms, a float16 sweep of selu 12.8 ms against 13.5 ms; at n = 3e5
+# (9.6 MB stacked) the two are within noise.
 _STACK_BYTES = 1 << 20
+_STACK_BYTES_HEAP_KEPT = 1 << 23
 
 
 class ReferenceCalls:
@@ -96,11 +102,13 @@ class ReferenceCalls:
         does not give; the caller's probe, with separate calls, confirms the rest (see
         ``_routes.confirm_elementwise``). None where not done (a weight moves, the reference
         draws random numbers per call, the call fails or disagrees) and where the stacked
-        input would exceed ``_STACK_BYTES``: the caller evaluates each t alone."""
+        input would exceed ``_STACK_BYTES`` (``_STACK_BYTES_HEAP_KEPT`` where the heap is
+        kept): the caller evaluates each t alone."""
         keys = list(directions)
         shape = self.f0.shape
         if (not self.stack_samples or not getattr(self.ref, "stackable", False)
-                or len(ts) * self.f0.size * 8 > _STACK_BYTES
+                or len(ts) * self.f0.size * 8 > (_STACK_BYTES_HEAP_KEPT if heap_kept()
+                                                 else _STACK_BYTES)
                 or any(self.params[k].is_weight or self.params[k].value.shape != shape
                        for k in keys)):
             return None

@@ -29,6 +29,7 @@ from ._numerics import (
     ANALYTIC_ULPS,
     KINK_RELATIVE,
     SAFETY,
+    LineVerdict,
     analytic_allowance,
     estimate,
     judge_lines,
@@ -302,11 +303,12 @@ def _sum(arrays) -> np.ndarray:
 
 
 def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: int,
-                   line: Line) -> tuple[bool, Mismatch | None]:
+                   line: Line, verdict: LineVerdict | None = None) -> tuple[bool, Mismatch | None]:
     """Param ``k`` per element, from ``line`` = ``(s, phi, estimate, rho)``, its samples
-    along each element (:func:`confirm_elementwise`). Returns whether every element was
-    judged by central differences, and the elements it rejects (None where it accepts them
-    all at once), for the caller to report (:func:`report_mismatch`) or keep."""
+    along each element (:func:`confirm_elementwise`); ``verdict``, ``ref.judge``'s on them,
+    where the caller has it (a sweep's suspects, judged per element in its batch). Returns
+    whether every element was judged by central differences, and the elements it rejects
+    (None where it accepts them all at once), to report (:func:`report_mismatch`) or keep."""
     p = fb.params[k]
     low = _low_precision(fb, ref)
     s, phi, estimated, rho = line
@@ -317,7 +319,8 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
         np.maximum(magnitude, 1.0, out=magnitude)
         np.maximum(magnitude, np.abs(ref.f0), out=magnitude)
     allowance = analytic_allowance(analytic, fb.eps, low, magnitude, fb.tiny, fb.v, s)
-    verdict = ref.judge(phi, analytic, rho, allowance, estimated=estimated)
+    if verdict is None:
+        verdict = ref.judge(phi, analytic, rho, allowance, estimated=estimated)
     ok = verdict.ok
     if ok.all():
         return bool(verdict.strict), None

@@ -22,7 +22,7 @@ from . import _routes
 from ._arrays import _all_finite, _f64
 from ._check import _Run
 from ._conditioning import TwinGradients
-from ._numerics import analytic_allowance, estimate
+from ._numerics import LineVerdict, analytic_allowance, estimate
 from ._report import Finding, Report
 
 __all__ = ["SweepRun", "kink_in_window", "stencil"]
@@ -98,7 +98,8 @@ class SweepRun(_Run):
             sub = _entries(self, suspects)
             # The core's message is not written: the sweep reports its own, per value.
             _, found = _routes.check_diagonal(sub.first_order_record(), sub.reference_record(),
-                                              sub.evaluations(), 0, sub.diag[0])
+                                              sub.evaluations(), 0, sub.diag[0],
+                                              _entries_of_verdict(verdict, suspects))
             self.mismatch[suspects] = False if found is None else found.bad
 
 
@@ -123,6 +124,13 @@ def _entries(run: SweepRun, where: np.ndarray) -> SweepRun:
     sub.entries = (run.v.shape, where)
     sub.report = Report(target=run.report.target, dtype=run.report.dtype)
     return sub
+
+
+def _entries_of_verdict(verdict: LineVerdict, where: np.ndarray) -> LineVerdict:
+    """The batch's verdict on the values ``where``, as judging them alone gives it."""
+    return LineVerdict(*(getattr(verdict, f)[where] for f in ("ok", "numerical", "bound",
+                                                             "kink", "finite")),
+                       strict=bool(verdict.ok[where].all()))
 
 
 def _entries_of(t: tf.Tensor, where: np.ndarray) -> tf.Tensor:

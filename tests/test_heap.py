@@ -78,3 +78,30 @@ def test_a_sweep_sets_them(libc, monkeypatch):
 
     gradcheck.sweep(tf.nn.relu6, dtype="bfloat16")
     assert libc.calls == [(-3, 32 << 20), (-1, 64 << 20)]
+
+
+@pytest.mark.parametrize("kept, float64_calls", [(True, 1), (False, 4)])
+def test_the_reference_stacks_large_samples_only_on_a_kept_heap(monkeypatch, kept,
+                                                                float64_calls):
+    """Past 1 MiB, stacked samples are fresh pages unless the heap is kept (_reference.py):
+    the four samples at n = 40 000 (1.3 MB stacked) come from one float64 call on a kept
+    heap, from four calls otherwise."""
+    import numpy as np
+    import tensorflow as tf
+
+    import gradcheck
+
+    monkeypatch.setattr(_heap, "_set", kept)  # as keep_heap() decided it, once
+    sizes = []
+
+    def swish(x):
+        if x.dtype == tf.float64:
+            sizes.append(int(x.shape[0]))
+        return x * tf.sigmoid(x)
+
+    n = 40_000
+    x = np.random.default_rng(0).uniform(-5, 5, n).astype(np.float32)
+    report = gradcheck.check(swish, x, elementwise=True, modes=())
+    assert report.ok, report
+    assert sizes.count(4 * n + 1) == (float64_calls == 1)  # the four and a rider row
+    assert sum(size == n for size in sizes) >= float64_calls

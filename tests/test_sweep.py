@@ -297,8 +297,9 @@ def test_a_subset_of_a_batch_draws_the_batch_draws_of_its_entries():
 def test_the_rules_on_the_suspects_only_give_every_value_the_whole_batchs_verdict(target,
                                                                                   monkeypatch):
     """The sweep runs the core's low-precision rules on the values its finite differences
-    reject only (_sweep_run._entries); the core's own per-element route runs them on the
-    whole batch (_routes.check_diagonal on the run's records, its rejected elements kept)."""
+    reject only (_sweep_run._entries), with the batch's verdict on them rather than judging
+    them again; the core's own per-element route judges the whole batch and runs the rules on
+    it (_routes.check_diagonal on the run's records, its rejected elements kept)."""
     from gradcheck import _routes, _sweep, _sweep_run
 
     keras = pytest.importorskip("keras")
