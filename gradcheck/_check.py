@@ -25,7 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from . import _routes
-from ._arrays import _abs, _all_finite, _f64, _index, _signed, _smallest_normal, _tail
+from ._arrays import (_abs, _all_finite, _backward, _f64, _index, _signed, _smallest_normal,
+                      _tail)
 from ._conditioning import TwinGradients
 from ._declared_gradient import DeclarationError, analytic_source, declared_gradient_checked
 from ._determinism import execute_probing
@@ -264,8 +265,7 @@ class _Run(ReferenceCalls):
         """The gradients of step 1's output for the cotangent ``v``, on its recorded tape: of
         the params ``params`` (indices), or of every param."""
         sources = self.sources if params is None else [self.sources[k] for k in params]
-        return self.tape.gradient(self.y, sources,
-                                  output_gradients=tf.constant(v, self.y.dtype))
+        return _backward(self.tape, self.y, sources, tf.constant(v, self.y.dtype))
 
     def first_order_record(self) -> ForwardBackward:
         """Step 1's results as the checks after the first-order one read them (frozen)."""
@@ -343,7 +343,7 @@ class _Run(ReferenceCalls):
         sources = [self.args[p.arg_index] if not p.is_weight else p.weight for p in self.params]
         try:
             self.cotangent = tf.constant(self.v, y.dtype)
-            grads = tape.gradient(y, sources, output_gradients=self.cotangent)
+            grads = _backward(tape, y, sources, self.cotangent)
         except Exception as exc:  # noqa: BLE001
             self.add("error", f"raised {type(exc).__name__} in the backward pass: {exc}",
                      exception=type(exc).__name__, traceback_tail=_tail(exc))

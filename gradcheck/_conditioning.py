@@ -40,7 +40,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from ._arrays import _f64, _signed
+from ._arrays import _backward, _f64, _signed
 from ._numerics import ANALYTIC_ULPS, SAFETY, machine_eps
 from ._records import ForwardBackward, Reference
 
@@ -164,7 +164,7 @@ def _gradients(target: Any, args: Sequence, params: Sequence, v: np.ndarray, dty
         for a in inputs:
             tape.watch(a)
         y = tf.convert_to_tensor(target(args))
-    grads = tape.gradient(y, inputs + list(weights), output_gradients=tf.constant(v, dtype))
+    grads = _backward(tape, y, inputs + list(weights), tf.constant(v, dtype))
     return [None if g is None else _f64(tf.convert_to_tensor(g)) for g in grads]
 
 
@@ -210,7 +210,7 @@ def _stacked_gradients(target: Any, stacked: dict[int, tf.Tensor], fb: ForwardBa
         if tuple(y.shape) != (m * shape[0],) + tuple(shape[1:]):
             return None
         v = tf.constant(np.concatenate([fb.v] * m, axis=0), dtype)
-        grads = iter(tape.gradient(y, inputs, output_gradients=v))
+        grads = iter(_backward(tape, y, inputs, v))
         per_param = [None if p.is_weight else next(grads) for p in fb.params]
         split = [[None] * m if g is None else np.split(_f64(tf.convert_to_tensor(g)), m)
                  for g in per_param]

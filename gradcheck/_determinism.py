@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
-from ._arrays import _f64, _index
+from ._arrays import _backward, _f64, _index
 from ._numerics import ANALYTIC_ULPS, machine_eps
 from ._records import Add, ForwardBackward
 from ._targets import Target
@@ -212,8 +212,7 @@ def varying_call(fb: ForwardBackward) -> Differs | None:
                 for _p, a in inputs:
                     tape.watch(a)
                 y = tf.convert_to_tensor(fb.target(fb.args))
-            grads = tape.gradient(y, [a for _p, a in inputs],
-                                  output_gradients=tf.constant(fb.v, y.dtype))
+            grads = _backward(tape, y, [a for _p, a in inputs], tf.constant(fb.v, y.dtype))
         except Exception:  # noqa: BLE001
             return None
         pairs = [("outputs", _f64(y), fb.y64)]

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from ._arrays import _backward
 from ._targets import Target
 
 __all__ = ["nonfinite_cause"]
@@ -102,8 +103,7 @@ def _first_nonfinite(run: Any, traced: Any, reused: bool = False) -> str:
     v = tf.constant(run.v, run.y.dtype)
     y, grads, values = traced(*run.args, v)
     if reused:
-        eager = [g for g in run.tape.gradient(run.y, run.sources, output_gradients=v)
-                 if g is not None]
+        eager = [g for g in _backward(run.tape, run.y, run.sources, v) if g is not None]
         if not all(np.array_equal(_as_array(a), _as_array(b), equal_nan=True)
                    for a, b in zip([y, *grads], [run.y, *eager])) or len(grads) != len(eager):
             return ""

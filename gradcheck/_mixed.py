@@ -52,7 +52,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import _kerases as kerases
-from ._arrays import _f64, _index, _signed, _smallest_normal, _tail
+from ._arrays import _backward, _f64, _index, _signed, _smallest_normal, _tail
 from ._numerics import ANALYTIC_ULPS, machine_eps
 from ._options import policies as policy_names
 from ._records import Add, ForwardBackward, Skip
@@ -201,7 +201,7 @@ def _forward_backward(target: Any, inputs: list, floats: list[int], weights: lis
             y = tf.convert_to_tensor(target(inputs))
         v = cotangent.of(y.shape, compute)
         sources = [inputs[i] for i in floats] + list(weights)
-        grads = tape.gradient(y, sources, output_gradients=tf.cast(v, y.dtype))
+        grads = _backward(tape, y, sources, tf.cast(v, y.dtype))
     labels = list(input_labels) + [f"weight {w.name!r}" for w in weights]
     out = []
     for g in grads:

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ._arrays import _f64, _index, _signed, _tail
+from ._arrays import _backward, _f64, _index, _signed, _tail
 from ._numerics import ANALYTIC_ULPS, machine_eps
 from ._records import Add, ForwardBackward, Reference, Skip, cast_floats
 from ._targets import weights_set_to
@@ -123,7 +123,7 @@ class _SecondOrder:
                         inner.watch(source[k])
                 y = call(args)
             v = tf.constant(fb.v, y.dtype)
-            grads = inner.gradient(y, [source[k] for k in self.usable], output_gradients=v)
+            grads = _backward(inner, y, [source[k] for k in self.usable], v)
             g = {k: (tf.convert_to_tensor(gk) if isinstance(gk, tf.IndexedSlices) else gk)
                  for k, gk in zip(self.usable, grads)}
             w = {k: tf.constant(self.w[k], g[k].dtype) for k in self.usable if g[k] is not None}
@@ -164,7 +164,7 @@ class _SecondOrder:
                     if not params[k].is_weight:
                         tape.watch(s)
                 y = ref.call(args)
-            grads = tape.gradient(y, sources, output_gradients=tf.constant(self.fb.v, y.dtype))
+            grads = _backward(tape, y, sources, tf.constant(self.fb.v, y.dtype))
         return {k: _array(g) for k, g in zip(self.usable, grads)}
 
     def line(self, directions: dict[int, np.ndarray], weights: dict[int, np.ndarray],

@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from ._arrays import _backward
 from ._report import Report
 from ._targets import LayerTarget
 
@@ -137,8 +138,8 @@ def _same_as(inference: Any, target: TrainingLayerTarget) -> bool:
             y = tf.convert_to_tensor(target(inference.args))
         if y.dtype != inference.y.dtype or y.shape != inference.y.shape:
             return False
-        grads = tape.gradient(y, [inference.args[i] for i in floats] + weights,
-                              output_gradients=tf.constant(inference.v, y.dtype))
+        grads = _backward(tape, y, [inference.args[i] for i in floats] + weights,
+                           tf.constant(inference.v, y.dtype))
     except Exception:  # noqa: BLE001 - the training=True check reports it
         return False
     if not np.array_equal(_f64(y), inference.y64, equal_nan=True):
