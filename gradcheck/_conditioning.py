@@ -68,20 +68,12 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
             batch's shape and the entries' flat indices: the neighbours' random offsets are
             the batch's (:func:`_draws`).
         elementwise: the target is elementwise (the core's diagonal route): the neighbours
-            are evaluated in one stacked call per dtype (:func:`_stacked_inputs`).
+            are evaluated in one stacked call per dtype (:func:`_stacked_gradients`).
     """
     no = np.zeros(np.shape(analytic), dtype=bool)
     try:
         rng = np.random.default_rng((fb.seed, 16))
         neighbours = [_neighbour(fb, rng, entries) for _ in range(_NEIGHBOURS)]
-        stacked = _stacked_inputs(fb, ref, neighbours) if elementwise else None
-        there = None  # the twin's gradients at the neighbours
-        if stacked is not None and twin.value is None:
-            there = _stacked_gradients(ref.call, stacked, fb, ref.f0.shape, tf.float64,
-                                       with_input=True)
-            if there is not None:  # the twin at the input rode along, as the first part
-                twin.keep(there[0])
-                there = there[1:]
         exact = project(twin.get(fb, ref))
         allowance = ANALYTIC_ULPS * machine_eps("float64") * np.abs(exact)
         with np.errstate(invalid="ignore"):
@@ -90,11 +82,12 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
         if not formula_ok.any():
             return no
         relative = [_relative(analytic, exact)]
-        if stacked is not None and there is None:
-            there = _stacked_gradients(ref.call, stacked, fb, ref.f0.shape, tf.float64)
-        low = (_stacked_gradients(fb.target, stacked, fb, ref.f0.shape, fb.dtype)
-               if stacked is not None and there is not None else None)
-        if low is None:
+        # Elementwise: the neighbours of the entries whose formula stands, twin and target
+        # on one tape (the others' verdict is no whatever their rounding).
+        both = _stacked_gradients(fb, ref, neighbours, formula_ok) if elementwise else None
+        if both is not None:
+            there, low = both
+        else:
             low, there = [], []
             for values in neighbours:
                 args = _rounded_args(fb, values)
@@ -168,55 +161,65 @@ def _gradients(target: Any, args: Sequence, params: Sequence, v: np.ndarray, dty
     return [None if g is None else _f64(tf.convert_to_tensor(g)) for g in grads]
 
 
-def _stacked_inputs(fb: ForwardBackward, ref: Reference,
-                    neighbours: list[dict[int, np.ndarray]]) -> dict[int, tf.Tensor] | None:
-    """:func:`explained_by_rounding`'s neighbours stacked along axis 0 for one call per dtype
-    (by argument position, rounded to the low dtype once, as each alone would be): an
-    elementwise target computes each part as a call on it alone would, up to the rounding
-    of vectorized kernels, itself a rounding of the same computation, which is what the
-    neighbours measure. None where it does not apply (a scalar output, an input of another
-    shape, a target drawing random numbers per call): one call per neighbour."""
+def _stacked_gradients(fb: ForwardBackward, ref: Reference,
+                       neighbours: list[dict[int, np.ndarray]],
+                       entries: np.ndarray) -> tuple[list, list] | None:
+    """:func:`explained_by_rounding`'s neighbours, at the ``entries`` (a mask of the output's
+    shape) only, stacked along axis 0: the twin's and the target's gradients there (one
+    gradient per param of ``fb``, per neighbour, of the full shape, zero elsewhere; None for
+    weights: a weight's sums over every part), from one call of each on one tape, the inputs
+    rounded to the low dtype once, as each alone would be. An elementwise target computes
+    each part as a call on it alone would, up to the rounding of vectorized kernels, itself
+    a rounding of the same computation, which is what the neighbours measure. None where it
+    does not apply (a scalar output, an input of another shape, a target drawing random
+    numbers per call) or a call fails or does not give one part per input part: the caller
+    evaluates each neighbour alone."""
     shape = ref.f0.shape
     moved = {p.arg_index for p in fb.params if not p.is_weight}
     if (not shape or not fb.target.stackable or not ref.call.stackable
             or any(tuple(fb.args[i].shape) != shape for i in moved)):
         return None
-    return {i: tf.cast(tf.constant(np.concatenate([n[i] for n in neighbours]), tf.float64),
-                       fb.dtype) for i in moved}
-
-
-def _stacked_gradients(target: Any, stacked: dict[int, tf.Tensor], fb: ForwardBackward,
-                       shape: tuple, dtype: tf.DType,
-                       with_input: bool = False) -> list[list] | None:
-    """Per part of ``stacked`` (and first, ``with_input``, at the core's input itself), one
-    gradient per param of ``fb`` (None for weights: a weight's sums over every part), from
-    one call; unmoved inputs of the output's ``shape`` repeated, the others as they are. None
-    where the call fails or its output is not one part per input part: the caller
-    evaluates each neighbour alone."""
-    m = int(next(iter(stacked.values())).shape[0] // shape[0]) + with_input
-    args = []
+    m = len(neighbours)
+    at = np.flatnonzero(entries)
+    low_args = []
     for i, a in enumerate(fb.args):
-        if i in stacked:
-            a = tf.concat([a, stacked[i]] if with_input else [stacked[i]], axis=0)
+        if i in moved:
+            a = tf.cast(tf.constant(np.concatenate([n[i].reshape(-1)[at] for n in neighbours]),
+                                    tf.float64), fb.dtype)
         elif tuple(a.shape) == shape:
-            a = tf.concat([a] * m, axis=0)
-        args.append(tf.cast(a, dtype) if a.dtype.is_floating else a)
-    inputs = [args[p.arg_index] for p in fb.params if not p.is_weight]
+            a = tf.constant(np.concatenate([a.numpy().reshape(-1)[at]] * m), a.dtype)
+        low_args.append(a)
+    v = np.concatenate([fb.v.reshape(-1)[at]] * m)
+    ys, sources, cotangents = [], [], []
     try:
         with tf.GradientTape() as tape:
-            for a in inputs:
-                tape.watch(a)
-            y = tf.convert_to_tensor(target(args))
-        if tuple(y.shape) != (m * shape[0],) + tuple(shape[1:]):
-            return None
-        v = tf.constant(np.concatenate([fb.v] * m, axis=0), dtype)
-        grads = iter(_backward(tape, y, inputs, v))
-        per_param = [None if p.is_weight else next(grads) for p in fb.params]
-        split = [[None] * m if g is None else np.split(_f64(tf.convert_to_tensor(g)), m)
-                 for g in per_param]
+            for call, dtype in ((ref.call, tf.float64), (fb.target, fb.dtype)):
+                args = [tf.cast(a, dtype) if a.dtype.is_floating else a for a in low_args]
+                inputs = [args[p.arg_index] for p in fb.params if not p.is_weight]
+                for a in inputs:
+                    tape.watch(a)
+                y = tf.convert_to_tensor(call(args))
+                if tuple(y.shape) != (m * at.size,):
+                    return None
+                ys.append(y)
+                sources.append(inputs)
+                cotangents.append(tf.constant(v, dtype))
+        grads = iter(tape.gradient(ys, sources[0] + sources[1], output_gradients=cotangents))
     except Exception:  # noqa: BLE001
         return None
-    return [[parts[j] for parts in split] for j in range(m)]
+    result = []
+    for _ in range(2):
+        per_param = []
+        for p in fb.params:
+            g = None if p.is_weight else next(grads)
+            if g is None:
+                per_param.append([None] * m)
+                continue
+            parts = np.zeros((m,) + tuple(shape))
+            parts.reshape(m, -1)[:, at] = _f64(tf.convert_to_tensor(g)).reshape(m, -1)
+            per_param.append(list(parts))
+        result.append([[parts[j] for parts in per_param] for j in range(m)])
+    return result[0], result[1]
 
 
 def _neighbour(fb: ForwardBackward, rng: np.random.Generator,

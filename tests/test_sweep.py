@@ -328,8 +328,9 @@ def test_the_rules_on_the_suspects_only_give_every_value_the_whole_batchs_verdic
 
 
 def test_neighbours_in_one_stacked_call_give_the_verdicts_of_separate_calls(monkeypatch):
-    """explained_by_rounding evaluates an elementwise target's neighbours in one stacked call
-    per dtype (_conditioning._stacked_inputs); one call per neighbour is the reference.
+    """explained_by_rounding evaluates an elementwise target's neighbours, where the float64
+    formula stands, in one stacked call per dtype on one tape (_conditioning.
+    _stacked_gradients); one call per neighbour and dtype, at every entry, is the reference.
     selu in float16 takes that rule, in a sweep and in a check at values of its bug window."""
     from gradcheck import _conditioning, _sweep
 
@@ -341,15 +342,40 @@ def test_neighbours_in_one_stacked_call_give_the_verdicts_of_separate_calls(monk
         report = gradcheck.check(tf.nn.selu, x, modes=())
         return codes, [(f.kind, f.message) for f in report.findings]
 
-    stacked, used = _conditioning._stacked_inputs, []
-    monkeypatch.setattr(_conditioning, "_stacked_inputs",
+    stacked, used = _conditioning._stacked_gradients, []
+    monkeypatch.setattr(_conditioning, "_stacked_gradients",
                         lambda *a: used.append(1) or stacked(*a))
     codes, findings = verdicts()
     assert len(used) == 2 and findings  # both took the rule, and the check shows the bug
-    monkeypatch.setattr(_conditioning, "_stacked_inputs", lambda *a: None)
+    monkeypatch.setattr(_conditioning, "_stacked_gradients", lambda *a: None)
     separate_codes, separate_findings = verdicts()
     assert np.array_equal(codes, separate_codes)
     assert findings == separate_findings
+
+
+def test_the_neighbours_are_evaluated_only_where_the_float64_formula_stands(monkeypatch):
+    """A gradient whose formula is wrong in float64 too is no rounding: explained_by_rounding
+    evaluates no neighbour for it (a sweep of a wrong custom gradient would otherwise pay
+    five float64 passes over every value for nothing); selu's float16 bug, whose float64
+    formula is right, takes the rule."""
+    from gradcheck import _conditioning
+
+    @tf.custom_gradient
+    def wrong_tanh(x):
+        return tf.tanh(x), lambda dy: dy * (1 - tf.tanh(x))  # d tanh = 1 - tanh^2
+
+    stacked, entries = _conditioning._stacked_gradients, {}
+
+    def counted(fb, ref, neighbours, where):
+        entries.setdefault(name, []).append(int(where.sum()))
+        return stacked(fb, ref, neighbours, where)
+
+    monkeypatch.setattr(_conditioning, "_stacked_gradients", counted)
+    for name, fn in (("wrong", wrong_tanh), ("selu", tf.nn.selu)):
+        report = gradcheck.sweep(fn, dtype="float16")
+        assert report.kinds == ["gradient_mismatch"], report
+    assert "wrong" not in entries
+    assert entries["selu"] and all(n > 0 for n in entries["selu"])
 
 
 def test_window_evaluations_in_one_stacked_call_give_the_verdicts_of_separate_calls(
