@@ -48,6 +48,11 @@ __all__ = ["TwinGradients", "explained_by_rounding", "mode_allowance"]
 
 _NEIGHBOURS = 4  # nearby inputs whose errors must vary as rounding's do (module docstring)
 _WINDOW = 1.0 / 16.0  # their distance, per coordinate: derived in the module docstring
+# Up to this many entries, the twin's gradient at the input rides along in the neighbours'
+# call (one call, not two): four more parts of an elementwise activation over 1024 entries
+# cost a few microseconds, a call ~200 us of dispatch. Above it the neighbours wait for the
+# formula check, and are evaluated only where it stands.
+_RIDE_ALONG = 1024
 
 
 def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
@@ -74,6 +79,12 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
     try:
         rng = np.random.default_rng((fb.seed, 16))
         neighbours = [_neighbour(fb, rng, entries) for _ in range(_NEIGHBOURS)]
+        both = None  # the twin's and the target's gradients at the neighbours
+        if elementwise and twin.value is None and np.size(analytic) <= _RIDE_ALONG:
+            both = _stacked_gradients(fb, ref, neighbours, np.ones(np.shape(analytic), bool),
+                                      with_input=True)
+            if both is not None:  # the twin at the input rode along
+                twin.keep(both[0])
         exact = project(twin.get(fb, ref))
         allowance = ANALYTIC_ULPS * machine_eps("float64") * np.abs(exact)
         with np.errstate(invalid="ignore"):
@@ -84,9 +95,10 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
         relative = [_relative(analytic, exact)]
         # Elementwise: the neighbours of the entries whose formula stands, twin and target
         # on one tape (the others' verdict is no whatever their rounding).
-        both = _stacked_gradients(fb, ref, neighbours, formula_ok) if elementwise else None
+        if both is None and elementwise:
+            both = _stacked_gradients(fb, ref, neighbours, formula_ok)
         if both is not None:
-            there, low = both
+            _, there, low = both
         else:
             low, there = [], []
             for values in neighbours:
@@ -162,64 +174,74 @@ def _gradients(target: Any, args: Sequence, params: Sequence, v: np.ndarray, dty
 
 
 def _stacked_gradients(fb: ForwardBackward, ref: Reference,
-                       neighbours: list[dict[int, np.ndarray]],
-                       entries: np.ndarray) -> tuple[list, list] | None:
-    """:func:`explained_by_rounding`'s neighbours, at the ``entries`` (a mask of the output's
-    shape) only, stacked along axis 0: the twin's and the target's gradients there (one
-    gradient per param of ``fb``, per neighbour, of the full shape, zero elsewhere; None for
-    weights: a weight's sums over every part), from one call of each on one tape, the inputs
-    rounded to the low dtype once, as each alone would be. An elementwise target computes
-    each part as a call on it alone would, up to the rounding of vectorized kernels, itself
-    a rounding of the same computation, which is what the neighbours measure. None where it
-    does not apply (a scalar output, an input of another shape, a target drawing random
-    numbers per call) or a call fails or does not give one part per input part: the caller
-    evaluates each neighbour alone."""
+                       neighbours: list[dict[int, np.ndarray]], entries: np.ndarray,
+                       with_input: bool = False) -> tuple[list | None, list, list] | None:
+    """:func:`explained_by_rounding`'s neighbours at the rows (along axis 0) holding any of
+    the ``entries`` (a mask of the output's shape), stacked along axis 0: the twin's and the
+    target's gradients there (one gradient per param of ``fb``, per neighbour, of the full
+    shape, zero in the other rows; None for weights: a weight's sums over every part), from
+    one call of each on one tape, the inputs rounded to the low dtype once, as each alone
+    would be; ``with_input`` (every row), the twin's at the input too, first (else None).
+    An elementwise target computes each part as a call on it alone would, up to the
+    rounding of vectorized kernels, itself a rounding of the same computation, which is
+    what the neighbours measure. None where it does not apply (a scalar output, an input of
+    another shape, a target drawing random numbers per call) or a call fails or does not
+    give one part per input part: the caller evaluates each neighbour alone."""
     shape = ref.f0.shape
     moved = {p.arg_index for p in fb.params if not p.is_weight}
     if (not shape or not fb.target.stackable or not ref.call.stackable
             or any(tuple(fb.args[i].shape) != shape for i in moved)):
         return None
     m = len(neighbours)
-    at = np.flatnonzero(entries)
-    low_args = []
+    rows = np.flatnonzero(np.reshape(entries, (shape[0], -1)).any(axis=1))
+    low_args, twin_args = [], []  # made before the tape: neither is recorded as the other's
     for i, a in enumerate(fb.args):
         if i in moved:
-            a = tf.cast(tf.constant(np.concatenate([n[i].reshape(-1)[at] for n in neighbours]),
-                                    tf.float64), fb.dtype)
+            low = tf.cast(tf.constant(np.concatenate([n[i][rows] for n in neighbours]),
+                                      tf.float64), fb.dtype)
         elif tuple(a.shape) == shape:
-            a = tf.constant(np.concatenate([a.numpy().reshape(-1)[at]] * m), a.dtype)
-        low_args.append(a)
-    v = np.concatenate([fb.v.reshape(-1)[at]] * m)
+            low = tf.constant(np.concatenate([a.numpy()[rows]] * m), a.dtype)
+        else:
+            low_args.append(a)
+            twin_args.append(tf.cast(a, tf.float64) if a.dtype.is_floating else a)
+            continue
+        twin = tf.concat([a, low], axis=0) if with_input else low
+        low_args.append(low)
+        twin_args.append(tf.cast(twin, tf.float64) if twin.dtype.is_floating else twin)
+    parts = {tf.float64: m + with_input, fb.dtype: m}
     ys, sources, cotangents = [], [], []
     try:
         with tf.GradientTape() as tape:
-            for call, dtype in ((ref.call, tf.float64), (fb.target, fb.dtype)):
-                args = [tf.cast(a, dtype) if a.dtype.is_floating else a for a in low_args]
+            for call, dtype, args in ((ref.call, tf.float64, twin_args),
+                                      (fb.target, fb.dtype, low_args)):
                 inputs = [args[p.arg_index] for p in fb.params if not p.is_weight]
                 for a in inputs:
                     tape.watch(a)
                 y = tf.convert_to_tensor(call(args))
-                if tuple(y.shape) != (m * at.size,):
+                if tuple(y.shape) != (parts[dtype] * rows.size,) + tuple(shape[1:]):
                     return None
                 ys.append(y)
-                sources.append(inputs)
-                cotangents.append(tf.constant(v, dtype))
-        grads = iter(tape.gradient(ys, sources[0] + sources[1], output_gradients=cotangents))
+                sources += inputs
+                cotangents.append(tf.constant(np.concatenate([fb.v[rows]] * parts[dtype]),
+                                              dtype))
+        grads = iter(tape.gradient(ys, sources, output_gradients=cotangents))
     except Exception:  # noqa: BLE001
         return None
     result = []
-    for _ in range(2):
+    for dtype in (tf.float64, fb.dtype):
+        k = parts[dtype]
         per_param = []
         for p in fb.params:
             g = None if p.is_weight else next(grads)
             if g is None:
-                per_param.append([None] * m)
+                per_param.append([None] * k)
                 continue
-            parts = np.zeros((m,) + tuple(shape))
-            parts.reshape(m, -1)[:, at] = _f64(tf.convert_to_tensor(g)).reshape(m, -1)
-            per_param.append(list(parts))
-        result.append([[parts[j] for parts in per_param] for j in range(m)])
-    return result[0], result[1]
+            full = np.zeros((k,) + tuple(shape))
+            full[:, rows] = _f64(tf.convert_to_tensor(g)).reshape((k, rows.size) + shape[1:])
+            per_param.append(list(full))
+        result.append([[each[j] for each in per_param] for j in range(k)])
+    there, low = result
+    return (there[0], there[1:], low) if with_input else (None, there, low)
 
 
 def _neighbour(fb: ForwardBackward, rng: np.random.Generator,

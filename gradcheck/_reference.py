@@ -14,7 +14,7 @@ domain, and keeps ``stack_samples`` (off once a stacked call failed or disagreed
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,7 +45,7 @@ class ReferenceCalls:
 
     def evaluate(self, directions: dict[int, np.ndarray], t: float) -> np.ndarray:
         """The reference output (float64 NumPy) at params + t * directions[param index]."""
-        args = list(self.reference_args())
+        args = self.reference_args(self.params[k].arg_index for k in directions)
         masked = None
         for k, d in directions.items():
             p = self.params[k]
@@ -62,10 +62,17 @@ class ReferenceCalls:
         with weights_set_to(self.ref_weights, values):
             return self.unsampled_nan(_f64(self.ref(args)), masked)
 
-    def reference_args(self) -> list:
+    def reference_args(self, replaced: Iterable[int] = ()) -> list:
+        """The inputs cast to the reference dtype, each made on first use and kept; None at
+        the positions ``replaced`` (the caller puts moved inputs there: a cast of the input
+        itself would be made for nothing, a full pass over it at n = 1e5)."""
         if self.ref_args is None:
-            self.ref_args = [self._cast_arg(a, self.ref_dtype) for a in self.args]
-        return self.ref_args
+            self.ref_args = [None] * len(self.args)
+        replaced = set(replaced)
+        for i, a in enumerate(self.args):
+            if i not in replaced and self.ref_args[i] is None:
+                self.ref_args[i] = self._cast_arg(a, self.ref_dtype)
+        return [None if i in replaced else a for i, a in enumerate(self.ref_args)]
 
     def moved(self, p: Any, d: np.ndarray, t: float, out: np.ndarray | None = None):
         """``p``'s value + t * d (written to ``out``), and the entries left at the input
@@ -114,7 +121,9 @@ class ReferenceCalls:
             return None
         m = len(ts)
         rider = (lambda a: a[:1]) if shape else (lambda a: a)
-        masks, args = [], list(self.reference_args())
+        masks = []
+        args = self.reference_args(self.params[k].arg_index for k in keys
+                                   if not self.params[k].is_weight)
         for k in keys:
             p = self.params[k]
             buffer = np.empty((m * (shape[0] if shape else 1) + 1,) + shape[1:])

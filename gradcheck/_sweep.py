@@ -28,6 +28,7 @@ and a layer's weights, are left to fuzzing.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from dataclasses import dataclass
@@ -239,7 +240,8 @@ class _Sweep:
 
     def sweep_values(self, consts: tuple[float, ...]) -> _Batch:
         """All the values of this dtype's sweep, then (wide dtypes) refinement rounds."""
-        batch = self.check_values(grid.values(self.dtype, self.domain, self.kinks), consts)
+        batch = self.check_values(grid.values(self.dtype, self.domain, self.kinks), consts,
+                                  _values_tensor(self.dtype, self.domain, self.kinks))
         if grid.exhaustive(self.dtype) or batch.stopped:
             return batch
         for _ in range(REFINE_ROUNDS):
@@ -277,13 +279,15 @@ class _Sweep:
 
         return with_parameters
 
-    def check_values(self, values: np.ndarray, consts: tuple[float, ...]) -> _Batch:
+    def check_values(self, values: np.ndarray, consts: tuple[float, ...],
+                     x: tf.Tensor | None = None) -> _Batch:
         """One batched check of ``values`` (stages 1 and 2 of the module docstring), in one
         run of the core: the values whose output or gradient is not finite are judged with
-        the rest (the core's verdicts are per element) and their verdicts set aside."""
+        the rest (the core's verdicts are per element) and their verdicts set aside. ``x``:
+        ``values`` as a tensor of the dtype, where the caller has it."""
         n = values.size
         self.swept += n
-        x = tf.constant(values, self.tf_dtype)
+        x = tf.constant(values, self.tf_dtype) if x is None else x
         tgt = as_target(self.target(consts), self.name, self.reference)
         # modes=(): the sweep is about values; fuzzing checks tf.function/XLA on its inputs.
         run = SweepRun(tgt, [x], True, True, self.rtol, self.atol, self.seed,
@@ -372,7 +376,9 @@ class _Sweep:
         smallest flagged |x| passes a check alone for 3 cotangent seeds of 4), and each
         candidate that does not reproduce costs a whole check."""
         bad = batch.code == code
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], bad.astype(np.int8), [0]])))
+        padded = np.zeros(bad.size + 2, np.int8)
+        padded[1:-1] = bad
+        edges = np.flatnonzero(np.diff(padded))
         starts, ends = edges[::2], edges[1::2] - 1
         longest = int(np.argmax(ends - starts))
         lo, hi = int(starts[longest]), int(ends[longest])
@@ -439,6 +445,15 @@ class _Sweep:
         kinks = f", kinks={self.kinks!r}" if self.kinks else ""
         args = f", args={self.scalars!r}" if self.scalars else ""
         return f"gradcheck.sweep({self.name}, dtype={self.dtype!r}{domain}{kinks}{args})"
+
+
+@functools.lru_cache(maxsize=8)
+def _values_tensor(dtype: str, domain: tuple[float, float] | None,
+                   kinks: tuple[float, ...]) -> tf.Tensor:
+    """``grid.values(...)`` as a tensor of the dtype, made once per process: every sweep of a
+    16-bit dtype over the whole range takes the same 63 487 values (a run of ``pytest
+    --gradcheck`` sweeps each activation in float16 and bfloat16)."""
+    return tf.constant(grid.values(dtype, domain, kinks), dtype)
 
 
 def _second_call(tgt: Any, x: tf.Tensor, v: tf.Tensor) -> tuple[np.ndarray, Any]:
