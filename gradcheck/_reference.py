@@ -99,27 +99,35 @@ class ReferenceCalls:
 
     def stacked(self, directions: dict[int, np.ndarray], ts: Sequence[float]) -> list | None:
         """``[evaluate(directions, t) for t in ts]`` from ONE call of the reference, for the
-        elementwise route: the moved inputs (all of the output's shape) and every input of
-        their shape are concatenated along axis 0 (stacked, for scalars), the others passed as
-        they are. An elementwise target computes each part as a call on it alone would, up to
-        the rounding of vectorized kernels (a few ulps, far below the rounding allowance the
-        differences carry). A copy of the first row rides along at the end: its output must be
-        the reference's at the input (within ``2 * ANALYTIC_ULPS`` roundings, two computations
-        of one value), which a target that reads its batch size or position, or couples rows,
+        elementwise route (:meth:`stacked_points`)."""
+        return self.stacked_points([(directions, t) for t in ts])
+
+    def stacked_points(self, points: Sequence[tuple[dict[int, np.ndarray], float]]
+                       ) -> list | None:
+        """``[evaluate(directions, t) for directions, t in points]`` from ONE call of the
+        reference, for the elementwise route (every point moving the same params): the moved
+        inputs (all of the output's shape) and every input of their shape are concatenated
+        along axis 0 (stacked, for scalars), the others passed as they are. An elementwise
+        target computes each part as a call on it alone would, up to the rounding of
+        vectorized kernels (a few ulps, far below the rounding allowance the differences
+        carry). A copy of the first row rides along at the end: its output must be the
+        reference's at the input (within ``2 * ANALYTIC_ULPS`` roundings, two computations of
+        one value), which a target that reads its batch size or position, or couples rows,
         does not give; the caller's probe, with separate calls, confirms the rest (see
         ``_routes.confirm_elementwise``). None where not done (a weight moves, the reference
         draws random numbers per call, the call fails or disagrees) and where the stacked
         input would exceed ``_STACK_BYTES`` (``_STACK_BYTES_HEAP_KEPT`` where the heap is
-        kept): the caller evaluates each t alone."""
-        keys = list(directions)
+        kept): the caller evaluates each point alone."""
+        keys = list(points[0][0])
         shape = self.f0.shape
         if (not self.stack_samples or not getattr(self.ref, "stackable", False)
-                or len(ts) * self.f0.size * 8 > (_STACK_BYTES_HEAP_KEPT if heap_kept()
-                                                 else _STACK_BYTES)
+                or len(points) * self.f0.size * 8 > (_STACK_BYTES_HEAP_KEPT if heap_kept()
+                                                     else _STACK_BYTES)
+                or any(list(d) != keys for d, _ in points)
                 or any(self.params[k].is_weight or self.params[k].value.shape != shape
                        for k in keys)):
             return None
-        m = len(ts)
+        m = len(points)
         rider = (lambda a: a[:1]) if shape else (lambda a: a)
         masks = []
         args = self.reference_args(self.params[k].arg_index for k in keys
@@ -128,7 +136,7 @@ class ReferenceCalls:
             p = self.params[k]
             buffer = np.empty((m * (shape[0] if shape else 1) + 1,) + shape[1:])
             parts = buffer[:-1].reshape((m,) + shape)
-            for i, t in enumerate(ts):
+            for i, (directions, t) in enumerate(points):
                 _, cut = self.moved(p, directions[k], t, out=parts[i, ...])
                 if cut is False:
                     return None

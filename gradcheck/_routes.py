@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from itertools import pairwise
 
 import numpy as np
 
@@ -27,23 +26,19 @@ from ._conditioning import explained_by_rounding
 from ._declared_gradient import analytic_source
 from ._numerics import (
     ANALYTIC_ULPS,
-    KINK_RELATIVE,
     SAFETY,
     LineVerdict,
     analytic_allowance,
     estimate,
     judge_lines,
     kinks,
-    rounding_window,
-    within_secants,
 )
 from ._records import Add, Declared, Evaluations, ForwardBackward, Reference
+from ._windows import Line, within_line_window, within_rounding_window
 
 #: The VJP of step 1's output for a cotangent, for some params (indices): ``vjp(v, params)``,
 #: on the recorded tape (no call of the target).
 Vjp = Callable[[np.ndarray, Sequence[int]], list]
-#: A per-element line: ``(s, phi, estimate, rho)``, see :func:`sample_diagonals`.
-Line = tuple
 
 
 @dataclass(frozen=True)
@@ -334,26 +329,6 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
                                           verdict.bound / s, allowance / s)
 
 
-def within_rounding_window(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: int,
-                           analytic, verdict, allowance, line: Line) -> np.ndarray:
-    """Accept a low-precision derivative that equals some secant slope of the reference
-    over the window of inputs indistinguishable in the low dtype (see
-    :func:`rounding_window` and :func:`within_secants`)."""
-    p = fb.params[k]
-    width = rounding_window(fb.eps, ref.h, p.value, ref.f0,
-                            np.abs(verdict.numerical / fb.v))
-    both = calls.stacked({k: width}, (-1.0, 1.0))  # one call where the route allows it
-    left, right = (both if both is not None
-                   else (calls.evaluate({k: width}, t) for t in (-1.0, 1.0)))
-    left, right = fb.v * left, fb.v * right
-    s, phi, _, _ = line
-    # f'' from the second difference already sampled: phi(h) - 2 phi(0) + phi(-h) =
-    # v f'' (h s)^2.
-    curvature = np.abs(phi[1] - 2 * phi[0] + phi[-1]) / (ref.h * s) ** 2
-    return within_secants(analytic, fb.v * ref.f0, left, right, width,
-                          verdict.numerical / s, verdict.bound / s, allowance, curvature)
-
-
 # -- batch rows: per row, after a probe confirms rows are independent
 
 
@@ -511,47 +486,6 @@ def check_joint(fb: ForwardBackward, ref: Reference, calls: Evaluations, joint: 
             analytic=float(analytic), numerical=float(verdict.numerical),
             bound=float(verdict.bound + allowance), params=[params[k].label for k in joint])
     return bool(verdict.strict)
-
-
-def within_line_window(fb: ForwardBackward, ref: Reference, calls: Evaluations, u, axes,
-                       analytic, phi, verdict, rounding, allowance) -> np.ndarray:
-    """Judge a low-precision directional derivative over the window of inputs the low
-    dtype cannot tell apart: the low-precision run computes exactly at some point of that
-    window. Along x + t u, with each u_i scaled by max(1, |x_i|), ANALYTIC_ULPS roundings
-    of every coordinate and of every intermediate of that size are |t| <= w =
-    ANALYTIC_ULPS eps (at least the step h).
-
-    Accepted: a slope the reference takes inside the window (the secants over its four
-    pieces of width w/2, with the slope's change over half a window, |phi''| w / 2, as
-    slack); and, as for a line crossing a kink within 2h, a line whose window holds a
-    kink is inconclusive. A tie that rounding creates (sparsemax's x0 - 1 rounding to -1
-    in float16) selects the Jacobian of a neighbouring piece, possibly one the line never
-    enters. A kink shows as secants of the window that a smooth slope cannot join: their
-    second difference exceeds KINK_RELATIVE of their first differences (smooth: O(w)
-    times it) plus its own rounding. That second difference is
-    (phi_3 - 3 phi_2 + 3 phi_1 - phi_0) / (w/2) over consecutive samples, so it carries
-    (1 + 3 + 3 + 1) rho / (w/2); no safety factor, as in kinks(): calling a smooth line
-    kinked only makes an already failing line inconclusive."""
-    width = max(ANALYTIC_ULPS * fb.eps, ref.h)
-    ts = (-width, -width / 2, width / 2, width)
-    # Per element (axes ()), the four evaluations in one stacked call where the route allows.
-    found = calls.stacked(u, ts) if axes == () else None
-    if found is None:
-        found = [calls.evaluate(u, t) for t in ts]
-    at = {0.0: phi[0], **{t: np.asarray((fb.v * f).sum(axis=axes)) for t, f in zip(ts, found)}}
-    ts = sorted(at)
-    with np.errstate(invalid="ignore", over="ignore"):
-        slopes = np.stack([(at[b] - at[a]) / (b - a) for a, b in pairwise(ts)])
-        steps = np.abs(np.diff(slopes, axis=0))
-        bends = np.abs(np.diff(slopes, n=2, axis=0))
-        kink = (bends > KINK_RELATIVE * np.maximum(steps[:-1], steps[1:])
-                + 8 * rounding / (width / 2)).any(axis=0)
-    slopes = np.where(np.isfinite(slopes), slopes, np.nan)
-    lo = np.fmin(np.nanmin(slopes, axis=0, initial=np.inf), verdict.numerical)
-    hi = np.fmax(np.nanmax(slopes, axis=0, initial=-np.inf), verdict.numerical)
-    curvature = np.abs(phi[1] - 2 * phi[0] + phi[-1]) / ref.h ** 2
-    slack = np.nan_to_num(verdict.bound, nan=0.0) + allowance + curvature * width / 2
-    return kink | ((analytic >= lo - slack) & (analytic <= hi + slack))
 
 
 def check_disconnected(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: int, *,

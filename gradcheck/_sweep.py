@@ -47,7 +47,7 @@ from ._inputs import as_tensors
 from ._numerics import ANALYTIC_ULPS
 from ._options import CheckOptions
 from ._report import KINDS, Finding, Report
-from ._sweep_run import SweepRun, kink_in_window, stencil
+from ._sweep_run import SweepRun, stencil
 from ._targets import as_target
 
 __all__ = ["sweep", "sweep_registered"]
@@ -351,8 +351,8 @@ class _Sweep:
         unjudgeable = (s > 1) & (outside | ~(scaled <= np.finfo(np.float64).max * run.h))
         code[(code == OK) & unjudgeable] = EXCLUDED
         mismatch = getattr(run, "mismatch", None)
-        if mismatch is not None and run.low_precision and (mismatch & (code == OK)).any():
-            mismatch = mismatch & ~kink_in_window(run, mismatch & (code == OK))
+        if mismatch is not None and run.low_precision:
+            mismatch = mismatch & ~run.kink  # made with the suspects' rules (kink_in_window)
         if mismatch is not None:
             # Beyond |x| = 1/h the core's step h max(1, |x|) is wider than 1: features of unit
             # size (a period of sin) alias in its differences, which then say nothing.

@@ -5,8 +5,9 @@ once. :class:`SweepRun` is that run, keeping what the core computes per element 
 (the raw gradient, the per-element mismatches), trusting the declaration that the target is
 elementwise, and running the core's low-precision rules only on the values its finite
 differences reject (:func:`_entries`: a copy of the run over them, every per-element quantity
-and random draw the batch's). :func:`kink_in_window` is the core's line rule on the
-mismatches, from the same copy of the run over them; :func:`stencil` reads the core's samples.
+and random draw the batch's). :func:`kink_in_window` is the core's line rule on them, from
+the same copy of the run, its four evaluations taken along the copy's first stacked call
+(:meth:`SweepRun.stacked`); :func:`stencil` reads the core's samples.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import tensorflow as tf
 
-from . import _routes
+from . import _routes, _windows
 from ._arrays import _all_finite, _f64
 from ._check import _Run
 from ._conditioning import TwinGradients
@@ -94,13 +95,35 @@ class SweepRun(_Run):
         self.inconclusive = not verdict.strict
         suspects = np.flatnonzero(~verdict.ok)
         self.mismatch = np.zeros(p.value.shape, bool)
+        self.kink = np.zeros(p.value.shape, bool)
         if suspects.size:
             sub = _entries(self, suspects)
+            if self.low_precision:  # the kink window's evaluations ride along the first call
+                sub.riders = [({0: _line_direction(sub)}, t)
+                              for t in _windows.line_window_ts(sub.first_order_record(),
+                                                              sub.reference_record())]
             # The core's message is not written: the sweep reports its own, per value.
             _, found = _routes.check_diagonal(sub.first_order_record(), sub.reference_record(),
                                               sub.evaluations(), 0, sub.diag[0],
                                               _entries_of_verdict(verdict, suspects))
             self.mismatch[suspects] = False if found is None else found.bad
+            if self.low_precision and found is not None:
+                self.kink[suspects] = kink_in_window(sub)
+
+    def stacked(self, directions, ts):
+        """``ReferenceCalls.stacked``, taking along the points waiting to ride (``riders``)
+        and serving a later request for them from that call (``kept``)."""
+        riders, kept = getattr(self, "riders", []), getattr(self, "kept", [])
+        served = [next((out for (d, u), out in kept if u == t and d.keys() == directions.keys()
+                        and all(np.array_equal(d[k], directions[k]) for k in d)), None)
+                  for t in ts]
+        if all(out is not None for out in served):
+            return served
+        found = self.stacked_points([(directions, t) for t in ts] + riders)
+        if found is None:
+            return None
+        self.riders, self.kept = [], kept + list(zip(riders, found[len(ts):]))
+        return found[:len(ts)]
 
 
 def _entries(run: SweepRun, where: np.ndarray) -> SweepRun:
@@ -138,8 +161,13 @@ def _entries_of(t: tf.Tensor, where: np.ndarray) -> tf.Tensor:
     return tf.constant(t.numpy()[where], dtype=t.dtype)
 
 
-def kink_in_window(run: SweepRun, suspects: np.ndarray) -> np.ndarray:
-    """The core's rule for a low-precision line (``_routes.within_line_window``) on each
+def _line_direction(run: SweepRun) -> np.ndarray:
+    """Each element's line for :func:`kink_in_window`: x + t |x| (|x| at least the tiniest)."""
+    return np.maximum(np.abs(run.params[0].value), np.finfo(np.float64).tiny)
+
+
+def kink_in_window(run: SweepRun) -> np.ndarray:
+    """The core's rule for a low-precision line (``_windows.within_line_window``) on each
     element's line x + t |x|: the inputs within ANALYTIC_ULPS roundings of |x| (the dtype's
     rounding of x and of intermediates of its size) are indistinguishable, and a kink among
     them, or a slope the reference takes there, makes the element inconclusive. A sweep meets
@@ -147,23 +175,18 @@ def kink_in_window(run: SweepRun, suspects: np.ndarray) -> np.ndarray:
     selects the slope beyond its kink at 3. Scaled by |x| rather than max(1, |x|), so a kink
     at 0 stays out of reach of x = -2e-4 (selu). The core's differences along max(1, |x|)
     (``run.diag``, the batch's own samples, cotangent and reference) are rescaled to this
-    line; only the window's four evaluations are new, on the ``suspects`` alone."""
-    inconclusive = np.zeros(suspects.shape, bool)
-    if 0 not in getattr(run, "diag", {}):
-        return inconclusive
-    where = np.flatnonzero(suspects)
-    sub = _entries(run, where)
-    s, phi, (numerical, bound), rho = sub.diag[0]
-    r = np.maximum(np.abs(sub.params[0].value), np.finfo(np.float64).tiny)
+    line; only the window's four evaluations are new, made along with the suspects' first
+    call (``SweepRun.stacked``). ``run``: a run over the suspects (:func:`_entries`)."""
+    s, phi, (numerical, bound), rho = run.diag[0]
+    r = _line_direction(run)
     k = r / s
     verdict = SimpleNamespace(numerical=numerical * k, bound=bound * k)
     # Only phi(+-h) - phi(0) enters the rule (curvature): a second difference, k^2.
     line = {0: phi[0], 1: phi[0] + (phi[1] - phi[0]) * k * k,
             -1: phi[0] + (phi[-1] - phi[0]) * k * k}
-    inconclusive[where] = _routes.within_line_window(
-        sub.first_order_record(), sub.reference_record(), sub.evaluations(), {0: r}, (),
-        sub.params[0].grad * r, line, verdict, rho, np.zeros(r.shape))
-    return inconclusive
+    return _windows.within_line_window(
+        run.first_order_record(), run.reference_record(), run.evaluations(), {0: r}, (),
+        run.params[0].grad * r, line, verdict, rho, np.zeros(r.shape))
 
 
 def stencil(run: SweepRun) -> tuple[np.ndarray, np.ndarray]:

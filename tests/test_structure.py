@@ -129,7 +129,7 @@ def test_no_module_is_over_the_size_limit():
 
 # The first-order comparison and the checks after it read the core's results as frozen records
 # (gradcheck/_records.py) and report through the callables they are handed, not through the run.
-RECORD_READERS = ("_routes", "_second_order", "_mixed", "_modes", "_conditioning")
+RECORD_READERS = ("_routes", "_windows", "_second_order", "_mixed", "_modes", "_conditioning")
 
 
 def reaching_into_objects(source: str) -> list[str]:

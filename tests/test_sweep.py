@@ -318,6 +318,7 @@ def test_the_rules_on_the_suspects_only_give_every_value_the_whole_batchs_verdic
         _, found = _routes.check_diagonal(run.first_order_record(), run.reference_record(),
                                           run.evaluations(), 0, run.diag[0])
         run.mismatch = np.zeros(run.params[0].value.shape, bool) if found is None else found.bad
+        run.kink = _sweep_run.kink_in_window(run)  # the sweep's line rule, on every value
 
     suspects_only = codes()
     monkeypatch.setattr(_sweep_run.SweepRun, "check_gradients", core_route)
@@ -427,33 +428,41 @@ def test_the_neighbours_are_evaluated_only_where_the_float64_formula_stands(monk
 def test_window_evaluations_in_one_stacked_call_give_the_verdicts_of_separate_calls(
         monkeypatch):
     """The rounding window's two evaluations and the line window's four (per element: a
-    sweep's kink_in_window) come from one stacked call where the route allows it; separate
-    calls are the reference. selu's float16 sweep takes both rules."""
+    sweep's kink_in_window) come from one stacked call where the route allows it: the
+    suspects' first call takes the line window's along (SweepRun.stacked), and its request
+    is served from it. Separate calls are the reference. selu's float16 sweep takes both
+    rules."""
     import sys
 
     from gradcheck import _reference, _sweep
 
-    stacked, callers = _reference.ReferenceCalls.stacked, []
+    stacked, calls = _reference.ReferenceCalls.stacked_points, []
     windows = ("within_rounding_window", "within_line_window")
 
-    def watched(self, directions, ts, separate=False):
-        caller = sys._getframe(1).f_code.co_name
-        if caller in windows:
-            callers.append(caller)
+    def watched(self, points, separate=False):
+        frame, callers = sys._getframe(1), []
+        while frame is not None:
+            if frame.f_code.co_name in windows:
+                callers.append(frame.f_code.co_name)
+            frame = frame.f_back
+        if callers:
+            calls.append((callers[0], len(points)))
             if separate:
                 return None
-        return stacked(self, directions, ts)
+        return stacked(self, points)
 
     def codes():
         return _sweep._Sweep(lambda: tf.nn.selu, "selu", "float16", None, (), {},
                              {}).check_values(values.values("float16"), ()).code
 
-    monkeypatch.setattr(_reference.ReferenceCalls, "stacked", watched)
+    monkeypatch.setattr(_reference.ReferenceCalls, "stacked_points", watched)
     together = codes()
-    assert set(callers) == set(windows)
-    monkeypatch.setattr(_reference.ReferenceCalls, "stacked",
-                        lambda self, d, ts: watched(self, d, ts, separate=True))
+    assert calls == [("within_rounding_window", 6)]  # 2 + the line window's 4, then served
+    monkeypatch.setattr(_reference.ReferenceCalls, "stacked_points",
+                        lambda self, points: watched(self, points, separate=True))
+    calls.clear()
     assert np.array_equal(together, codes())
+    assert {caller for caller, _ in calls} == set(windows)
     assert (together == _sweep.MISMATCH).sum() >= 100
 
 
