@@ -58,7 +58,8 @@ _RIDE_ALONG = 1024
 def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
                           project: Callable[[list], np.ndarray], analytic: np.ndarray,
                           verdict: Any, entries: tuple | None = None,
-                          elementwise: bool = False) -> np.ndarray:
+                          elementwise: bool = False,
+                          needed: np.ndarray | None = None) -> np.ndarray:
     """Where a failing low-precision derivative is the rounding of a correct float64 formula.
 
     Args:
@@ -74,6 +75,8 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
             the batch's (:func:`_draws`).
         elementwise: the target is elementwise (the core's diagonal route): the neighbours
             are evaluated in one stacked call per dtype (:func:`_stacked_gradients`).
+        needed: where the verdict is wanted (a mask of ``analytic``'s shape; None: all): an
+            elementwise target's neighbours are evaluated there only.
     """
     no = np.zeros(np.shape(analytic), dtype=bool)
     try:
@@ -90,13 +93,14 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
         with np.errstate(invalid="ignore"):
             formula_ok = np.abs(exact - verdict.numerical) <= (
                 np.nan_to_num(verdict.bound, nan=np.inf) + np.abs(allowance))
-        if not formula_ok.any():
+        wanted = formula_ok if needed is None else formula_ok & needed
+        if not wanted.any():
             return no
         relative = [_relative(analytic, exact)]
-        # Elementwise: the neighbours of the entries whose formula stands, twin and target
-        # on one tape (the others' verdict is no whatever their rounding).
+        # Elementwise: the neighbours of the entries wanted whose formula stands, twin and
+        # target on one tape (the others' verdict is no whatever their rounding).
         if both is None and elementwise:
-            both = _stacked_gradients(fb, ref, neighbours, formula_ok)
+            both = _stacked_gradients(fb, ref, neighbours, wanted)
         if both is not None:
             _, there, low = both
         else:

@@ -324,7 +324,7 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
                                          allowance / s, line)
     if low and not ok.all():
         ok = ok | explained_by_rounding(fb, ref, calls.twin, lambda g: g[k] * s, analytic,
-                                        verdict, calls.entries, elementwise=True)
+                                        verdict, calls.entries, elementwise=True, needed=~ok)
     return bool(verdict.strict), Mismatch(k, ~ok, analytic / s, verdict.numerical / s,
                                           verdict.bound / s, allowance / s)
 
