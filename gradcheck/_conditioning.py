@@ -48,11 +48,6 @@ __all__ = ["TwinGradients", "explained_by_rounding", "mode_allowance"]
 
 _NEIGHBOURS = 4  # nearby inputs whose errors must vary as rounding's do (module docstring)
 _WINDOW = 1.0 / 16.0  # their distance, per coordinate: derived in the module docstring
-# Up to this many entries, the twin's gradient at the input rides along in the neighbours'
-# call (one call, not two): four more parts of an elementwise activation over 1024 entries
-# cost a few microseconds, a call ~200 us of dispatch. Above it the neighbours wait for the
-# formula check, and are evaluated only where it stands.
-_RIDE_ALONG = 1024
 
 
 def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
@@ -81,13 +76,6 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
     no = np.zeros(np.shape(analytic), dtype=bool)
     try:
         rng = np.random.default_rng((fb.seed, 16))
-        neighbours = [_neighbour(fb, rng, entries) for _ in range(_NEIGHBOURS)]
-        both = None  # the twin's and the target's gradients at the neighbours
-        if elementwise and twin.value is None and np.size(analytic) <= _RIDE_ALONG:
-            both = _stacked_gradients(fb, ref, neighbours, np.ones(np.shape(analytic), bool),
-                                      with_input=True)
-            if both is not None:  # the twin at the input rode along
-                twin.keep(both[0])
         exact = project(twin.get(fb, ref))
         allowance = ANALYTIC_ULPS * machine_eps("float64") * np.abs(exact)
         with np.errstate(invalid="ignore"):
@@ -97,12 +85,13 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
         if not wanted.any():
             return no
         relative = [_relative(analytic, exact)]
-        # Elementwise: the neighbours of the entries wanted whose formula stands, twin and
-        # target on one tape (the others' verdict is no whatever their rounding).
-        if both is None and elementwise:
-            both = _stacked_gradients(fb, ref, neighbours, wanted)
+        # Drawn only now (a wrong formula needs none): the neighbours, of an elementwise target
+        # at the entries wanted whose formula stands only, twin and target on one tape (the
+        # others' verdict is no whatever their rounding).
+        neighbours = [_neighbour(fb, rng, entries) for _ in range(_NEIGHBOURS)]
+        both = _stacked_gradients(fb, ref, neighbours, wanted) if elementwise else None
         if both is not None:
-            _, there, low = both
+            there, low = both
         else:
             low, there = [], []
             for values in neighbours:
@@ -178,15 +167,14 @@ def _gradients(target: Any, args: Sequence, params: Sequence, v: np.ndarray, dty
 
 
 def _stacked_gradients(fb: ForwardBackward, ref: Reference,
-                       neighbours: list[dict[int, np.ndarray]], entries: np.ndarray,
-                       with_input: bool = False) -> tuple[list | None, list, list] | None:
+                       neighbours: list[dict[int, np.ndarray]],
+                       entries: np.ndarray) -> tuple[list, list] | None:
     """:func:`explained_by_rounding`'s neighbours at the rows (along axis 0) holding any of
     the ``entries`` (a mask of the output's shape), stacked along axis 0: the twin's and the
     target's gradients there (one gradient per param of ``fb``, per neighbour, of the full
     shape, zero in the other rows; None for weights: a weight's sums over every part), from
     one call of each on one tape, the inputs rounded to the low dtype once, as each alone
-    would be; ``with_input`` (every row), the twin's at the input too, first (else None).
-    An elementwise target computes each part as a call on it alone would, up to the
+    would be. An elementwise target computes each part as a call on it alone would, up to the
     rounding of vectorized kernels, itself a rounding of the same computation, which is
     what the neighbours measure. None where it does not apply (a scalar output, an input of
     another shape, a target drawing random numbers per call) or a call fails or does not
@@ -206,13 +194,9 @@ def _stacked_gradients(fb: ForwardBackward, ref: Reference,
         elif tuple(a.shape) == shape:
             low = tf.constant(np.concatenate([a.numpy()[rows]] * m), a.dtype)
         else:
-            low_args.append(a)
-            twin_args.append(tf.cast(a, tf.float64) if a.dtype.is_floating else a)
-            continue
-        twin = tf.concat([a, low], axis=0) if with_input else low
+            low = a
         low_args.append(low)
-        twin_args.append(tf.cast(twin, tf.float64) if twin.dtype.is_floating else twin)
-    parts = {tf.float64: m + with_input, fb.dtype: m}
+        twin_args.append(tf.cast(low, tf.float64) if low.dtype.is_floating else low)
     ys, sources, cotangents = [], [], []
     try:
         with tf.GradientTape() as tape:
@@ -222,30 +206,27 @@ def _stacked_gradients(fb: ForwardBackward, ref: Reference,
                 for a in inputs:
                     tape.watch(a)
                 y = tf.convert_to_tensor(call(args))
-                if tuple(y.shape) != (parts[dtype] * rows.size,) + tuple(shape[1:]):
+                if tuple(y.shape) != (m * rows.size,) + tuple(shape[1:]):
                     return None
                 ys.append(y)
                 sources += inputs
-                cotangents.append(tf.constant(np.concatenate([fb.v[rows]] * parts[dtype]),
-                                              dtype))
+                cotangents.append(tf.constant(np.concatenate([fb.v[rows]] * m), dtype))
         grads = iter(tape.gradient(ys, sources, output_gradients=cotangents))
     except Exception:  # noqa: BLE001
         return None
     result = []
-    for dtype in (tf.float64, fb.dtype):
-        k = parts[dtype]
+    for _ in range(2):  # the twin's, then the target's
         per_param = []
         for p in fb.params:
             g = None if p.is_weight else next(grads)
             if g is None:
-                per_param.append([None] * k)
+                per_param.append([None] * m)
                 continue
-            full = np.zeros((k,) + tuple(shape))
-            full[:, rows] = _f64(tf.convert_to_tensor(g)).reshape((k, rows.size) + shape[1:])
+            full = np.zeros((m,) + tuple(shape))
+            full[:, rows] = _f64(tf.convert_to_tensor(g)).reshape((m, rows.size) + shape[1:])
             per_param.append(list(full))
-        result.append([[each[j] for each in per_param] for j in range(k)])
-    there, low = result
-    return (there[0], there[1:], low) if with_input else (None, there, low)
+        result.append([[each[j] for each in per_param] for j in range(m)])
+    return result[0], result[1]
 
 
 def _neighbour(fb: ForwardBackward, rng: np.random.Generator,

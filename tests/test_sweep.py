@@ -345,17 +345,16 @@ def test_neighbours_in_one_stacked_call_give_the_verdicts_of_separate_calls(monk
 
     stacked, used = _conditioning._stacked_gradients, []
     monkeypatch.setattr(_conditioning, "_stacked_gradients",
-                        lambda *a, **k: used.append(1) or stacked(*a, **k))
+                        lambda *a: used.append(1) or stacked(*a))
     codes, findings = verdicts()
     assert len(used) == 2 and findings  # both took the rule, and the check shows the bug
-    monkeypatch.setattr(_conditioning, "_stacked_gradients", lambda *a, **k: None)
+    monkeypatch.setattr(_conditioning, "_stacked_gradients", lambda *a: None)
     separate_codes, separate_findings = verdicts()
     assert np.array_equal(codes, separate_codes)
     assert findings == separate_findings
 
 
-@pytest.mark.parametrize("with_input", [False, True])
-def test_stacked_neighbours_keep_rows_whole_so_per_feature_parameters_broadcast(with_input):
+def test_stacked_neighbours_keep_rows_whole_so_per_feature_parameters_broadcast():
     """The neighbours' stacked call takes whole rows (along axis 0) of the entries asked for:
     a per-feature parameter (PReLU's alpha, shape (features,)) broadcasts over the stacked
     rows as over the input's, and each part's gradients are those of separate calls."""
@@ -379,31 +378,22 @@ def test_stacked_neighbours_keep_rows_whole_so_per_feature_parameters_broadcast(
     neighbours = [_conditioning._neighbour(fb, rng, None) for _ in range(4)]
     entries = np.zeros(x.shape, bool)
     entries[1, 2] = entries[3, 0] = True  # rows 1 and 3
-    entries = np.ones(x.shape, bool) if with_input else entries
-    at_input, there, low = _conditioning._stacked_gradients(fb, ref, neighbours, entries,
-                                                            with_input)
-    rows = [0, 1, 2, 3] if with_input else [1, 3]
+    there, low = _conditioning._stacked_gradients(fb, ref, neighbours, entries)
+    rows = [1, 3]
     for j, values in enumerate(neighbours):
         args = _conditioning._rounded_args(fb, values)
         alone_low = _conditioning._gradients(fb.target, args, fb.params, fb.v, fb.dtype, [])
         alone_twin = _conditioning._gradients(ref.call, args, fb.params, fb.v, tf.float64, [])
         np.testing.assert_array_equal(low[j][0][rows], alone_low[0][rows])
         np.testing.assert_array_equal(there[j][0][rows], alone_twin[0][rows])
-        assert not np.any(low[j][0][[r for r in range(4) if r not in rows]])
-    if with_input:
-        np.testing.assert_array_equal(at_input[0], _conditioning._gradients(
-            ref.call, fb.args, fb.params, fb.v, tf.float64, [])[0])
-    else:
-        assert at_input is None
+        assert not np.any(low[j][0][[0, 2]])
 
 
 def test_the_neighbours_are_evaluated_only_where_the_float64_formula_stands(monkeypatch):
     """A gradient whose formula is wrong in float64 too is no rounding: explained_by_rounding
-    evaluates the neighbours of a sweep's suspects only where the formula stands (and the
-    rounding window did not accept them), so a wrong custom gradient does not pay five
-    float64 passes over every value for nothing; only a few entries (a reproducer's one)
-    take them along with the twin's gradient at the input, in one call. selu's float16 bug,
-    whose float64 formula is right, takes the rule."""
+    evaluates the neighbours only where the formula stands (and the rounding window did not
+    accept the value), so a wrong custom gradient does not pay five float64 passes over every
+    value for nothing. selu's float16 bug, whose float64 formula is right, takes the rule."""
     from gradcheck import _conditioning
 
     @tf.custom_gradient
@@ -412,17 +402,16 @@ def test_the_neighbours_are_evaluated_only_where_the_float64_formula_stands(monk
 
     stacked, calls = _conditioning._stacked_gradients, {}
 
-    def counted(fb, ref, neighbours, where, with_input=False):
-        calls.setdefault(name, []).append((with_input, int(where.sum())))
-        return stacked(fb, ref, neighbours, where, with_input)
+    def counted(fb, ref, neighbours, where):
+        calls.setdefault(name, []).append(int(where.sum()))
+        return stacked(fb, ref, neighbours, where)
 
     monkeypatch.setattr(_conditioning, "_stacked_gradients", counted)
     for name, fn in (("wrong", wrong_tanh), ("selu", tf.nn.selu)):
         report = gradcheck.sweep(fn, dtype="float16")
         assert report.kinds == ["gradient_mismatch"], report
-    assert calls["wrong"] and all(with_input and n <= _conditioning._RIDE_ALONG
-                                  for with_input, n in calls["wrong"])
-    assert any(not with_input and n > 0 for with_input, n in calls["selu"])
+    assert "wrong" not in calls
+    assert calls["selu"] and all(n > 0 for n in calls["selu"])
 
 
 def test_window_evaluations_in_one_stacked_call_give_the_verdicts_of_separate_calls(
