@@ -9,10 +9,10 @@
    finds a NaN gradient names its cause from a graph trace kept for the next sweep of the
    same function (_hints.py): the ELU is timed both repeating a sweep and as a first sweep.
    To compare with another commit, run this file with that commit's gradcheck first on
-   PYTHONPATH (see _common.gradcheck_source). Fix glibc's malloc thresholds
-   (MALLOC_MMAP_THRESHOLD_=8388608 MALLOC_TRIM_THRESHOLD_=268435456): its dynamic mmap
-   threshold otherwise follows what the previous sweep freed, and a sweep's 500 KB arrays
-   then cost page faults or not depending on the order of the targets (swish: 10 or 16 ms).
+   PYTHONPATH (see _common.gradcheck_source). A sweep fixes glibc's malloc thresholds
+   itself (_heap.py), so its arrays reuse the pages the previous sweep freed whatever the
+   order of the targets; leave MALLOC_* unset (set, they are the user's choice: the heap is
+   not kept, and the reference's stacked calls stay under 1 MiB).
 2. Every elementwise activation of keras.activations and tf.nn (the enumeration of
    tests/test_library_activations.py) swept in all four dtypes, with no domain: the findings.
 
@@ -38,8 +38,18 @@ from gradcheck import _hints, _sweep_values
 
 REPEATS = 15
 ELU = lambda x: tf.where(x > 0, x, tf.exp(x) - 1)
+
+
+@tf.custom_gradient
+def wrong_tanh(x):
+    """A custom gradient wrong wherever tanh(x) is not 0 or 1: every rule runs on a third
+    of the values (the worst case of the sweep's cost)."""
+    return tf.tanh(x), lambda dy: dy * (1 - tf.tanh(x))  # d tanh = 1 - tanh^2
+
+
 TARGETS = {"swish": lambda x: x * tf.sigmoid(x), "elu (seed, tf.where trap)": ELU,
-           "selu": tf.nn.selu, "elu, hint traced afresh": ELU}
+           "selu": tf.nn.selu, "elu, hint traced afresh": ELU,
+           "wrong custom gradient of tanh": wrong_tanh}
 #: Rows whose sweep starts with no kept trace for the NaN hint (_hints._TRACES): a first sweep
 #: of the target, where the others repeat one.
 AFRESH = {"elu, hint traced afresh"}
