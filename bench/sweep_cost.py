@@ -16,8 +16,9 @@
 2. Every elementwise activation of keras.activations and tf.nn (the enumeration of
    tests/test_library_activations.py) swept in all four dtypes, with no domain: the findings.
 
-    python bench/sweep_cost.py            # both parts
-    python bench/sweep_cost.py cost       # part 1 only
+    python bench/sweep_cost.py                  # both parts
+    python bench/sweep_cost.py cost             # part 1 only
+    python bench/sweep_cost.py library-cost     # part 1's float16 rows for part 2's targets
 """
 
 from __future__ import annotations
@@ -62,18 +63,18 @@ def forward_backward(fn, x):
     return tape.gradient(y, x).numpy()
 
 
-def cost(dtype):
+def cost(dtype, targets=TARGETS):
     """One table row per target: every target's floor and sweep are timed in turn within each
     repetition (floor, sweep, next target, ...), so a change of load hits all of them alike."""
-    xs = {name: tf.constant(_sweep_values.values(dtype), dtype) for name in TARGETS}
-    for name, fn in TARGETS.items():  # warm up: traces, kernels
+    xs = {name: tf.constant(_sweep_values.values(dtype), dtype) for name in targets}
+    for name, fn in targets.items():  # warm up: traces, kernels
         forward_backward(fn, xs[name])
         gradcheck.sweep(fn, dtype=dtype)
-    floor = {name: [] for name in TARGETS}
-    sweep = {name: [] for name in TARGETS}
+    floor = {name: [] for name in targets}
+    sweep = {name: [] for name in targets}
     reports = {}
     for _ in range(REPEATS):
-        for name, fn in TARGETS.items():
+        for name, fn in targets.items():
             start = time.perf_counter()
             forward_backward(fn, xs[name])
             floor[name].append(time.perf_counter() - start)
@@ -89,12 +90,18 @@ def cost(dtype):
               f"{s / f:.1f}x | {median:.1f}x | {', '.join(report.kinds) or 'OK'} |", flush=True)
 
 
+def library_targets() -> dict:
+    """keras' and tf.nn's elementwise activations, by name (tests/test_library_activations.py)."""
+    import test_library_activations as lib
+
+    return {name: fn for name, fn, options, skip in lib.TARGETS
+            if not skip and options.get("elementwise") is not False}
+
+
 def library():
     import test_library_activations as lib
 
-    for name, fn, options, skip in lib.TARGETS:
-        if skip or options.get("elementwise") is False:
-            continue
+    for name, fn in library_targets().items():
         for dtype in lib.DTYPES:
             report = gradcheck.sweep(fn, dtype=dtype, name=name)
             if not report.ok:
@@ -106,9 +113,12 @@ if __name__ == "__main__":
     print("| target | dtype | values swept | forward+backward ms | sweep ms | ratio (fastest) "
           "| ratio (medians) | found |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
-    for dtype in ("float16", "float32"):
-        cost(dtype)
+    if sys.argv[1:] == ["library-cost"]:
+        cost("float16", library_targets())
+    else:
+        for dtype in ("float16", "float32"):
+            cost(dtype)
     print(machine_line(), flush=True)
-    if sys.argv[1:] != ["cost"]:
+    if not sys.argv[1:]:
         print()
         library()
