@@ -28,7 +28,6 @@ and a layer's weights, are left to fuzzing.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import time
 from dataclasses import dataclass
@@ -240,8 +239,8 @@ class _Sweep:
 
     def sweep_values(self, consts: tuple[float, ...]) -> _Batch:
         """All the values of this dtype's sweep, then (wide dtypes) refinement rounds."""
-        batch = self.check_values(grid.values(self.dtype, self.domain, self.kinks), consts,
-                                  _values_tensor(self.dtype, self.domain, self.kinks))
+        values = grid.values(self.dtype, self.domain, self.kinks)
+        batch = self.check_values(values, consts, _values_tensor(values, self.tf_dtype))
         if grid.exhaustive(self.dtype) or batch.stopped:
             return batch
         for _ in range(REFINE_ROUNDS):
@@ -447,13 +446,20 @@ class _Sweep:
         return f"gradcheck.sweep({self.name}, dtype={self.dtype!r}{domain}{kinks}{args})"
 
 
-@functools.lru_cache(maxsize=8)
-def _values_tensor(dtype: str, domain: tuple[float, float] | None,
-                   kinks: tuple[float, ...]) -> tf.Tensor:
-    """``grid.values(...)`` as a tensor of the dtype, made once per process: every sweep of a
-    16-bit dtype over the whole range takes the same 63 487 values (a run of ``pytest
-    --gradcheck`` sweeps each activation in float16 and bfloat16)."""
-    return tf.constant(grid.values(dtype, domain, kinks), dtype)
+_TENSORS: dict[int, tuple[np.ndarray, tf.Tensor]] = {}  # id of a cached grid -> its tensor
+
+
+def _values_tensor(values: np.ndarray, dtype: tf.DType) -> tf.Tensor:
+    """``values`` (one of ``grid.values``'s cached, read-only arrays) as a tensor of ``dtype``,
+    made once per array: every sweep of a 16-bit dtype over the whole range takes the same
+    63 487 values (a run of ``pytest --gradcheck`` sweeps each activation in float16 and
+    bfloat16). Kept by the array's identity, checked on use."""
+    kept = _TENSORS.get(id(values))
+    if kept is None or kept[0] is not values or kept[1].dtype != dtype:
+        kept = _TENSORS[id(values)] = (values, tf.constant(values, dtype))
+        while len(_TENSORS) > 8:
+            _TENSORS.pop(next(iter(_TENSORS)))
+    return kept[1]
 
 
 def _second_call(tgt: Any, x: tf.Tensor, v: tf.Tensor) -> tuple[np.ndarray, Any]:
