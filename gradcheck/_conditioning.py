@@ -166,6 +166,24 @@ def _gradients(target: Any, args: Sequence, params: Sequence, v: np.ndarray, dty
     return [None if g is None else _f64(tf.convert_to_tensor(g)) for g in grads]
 
 
+def _rows_of(arg_shape: tuple, shape: tuple) -> bool | None:
+    """Whether an argument of ``arg_shape`` has one row per row of an output of ``shape``
+    (True: the stacked call takes its rows), none (False: it broadcasts the same along the
+    rows, a scalar, a leading size of 1, or fewer dimensions and another leading size), or
+    may have (None: fewer dimensions and the same leading size, an integer per row used
+    as ``k[:, None]``, or a shape not aligned with the output: stacking would pair rows
+    with the wrong values, so the caller evaluates each neighbour alone)."""
+    if not arg_shape:
+        return False
+    if len(arg_shape) == len(shape):
+        if arg_shape[0] == shape[0]:
+            return True
+        return False if arg_shape[0] == 1 else None
+    if len(arg_shape) < len(shape) and arg_shape[0] != shape[0]:
+        return False
+    return None
+
+
 def _stacked_gradients(fb: ForwardBackward, ref: Reference,
                        neighbours: list[dict[int, np.ndarray]],
                        entries: np.ndarray) -> tuple[list, list] | None:
@@ -188,10 +206,13 @@ def _stacked_gradients(fb: ForwardBackward, ref: Reference,
     rows = np.flatnonzero(np.reshape(entries, (shape[0], -1)).any(axis=1))
     low_args, twin_args = [], []  # made before the tape: neither is recorded as the other's
     for i, a in enumerate(fb.args):
+        rows_of_a = _rows_of(tuple(a.shape), shape)
+        if rows_of_a is None:
+            return None
         if i in moved:
             low = tf.cast(tf.constant(np.concatenate([n[i][rows] for n in neighbours]),
                                       tf.float64), fb.dtype)
-        elif tuple(a.shape) == shape:
+        elif rows_of_a:
             low = tf.constant(np.concatenate([a.numpy()[rows]] * m), a.dtype)
         else:
             low = a

@@ -112,18 +112,31 @@ class SweepRun(_Run):
 
     def stacked(self, directions, ts):
         """``ReferenceCalls.stacked``, taking along the points waiting to ride (``riders``)
-        and serving a later request for them from that call (``kept``)."""
+        and serving a later request for them from that call (``kept``). Riders that make
+        the call too large (``_STACK_BYTES``) are dropped, not the request: their own
+        request later is a call of its own."""
         riders, kept = getattr(self, "riders", []), getattr(self, "kept", [])
-        served = [next((out for (d, u), out in kept if u == t and d.keys() == directions.keys()
-                        and all(np.array_equal(d[k], directions[k]) for k in d)), None)
-                  for t in ts]
+        served = [next((out for point, out in kept if _same_point(point, (directions, t))),
+                       None) for t in ts]
         if all(out is not None for out in served):
             return served
-        found = self.stacked_points([(directions, t) for t in ts] + riders)
+        request = [(directions, t) for t in ts]
+        riders = [r for r in riders if not any(_same_point(r, point) for point in request)]
+        self.riders = []
+        found = self.stacked_points(request + riders) if riders else None
+        if found is None:
+            riders, found = [], self.stacked_points(request)
         if found is None:
             return None
-        self.riders, self.kept = [], kept + list(zip(riders, found[len(ts):]))
+        self.kept = kept + list(zip(riders, found[len(ts):]))
         return found[:len(ts)]
+
+
+def _same_point(a: tuple, b: tuple) -> bool:
+    """Whether two (directions, t) points of ``stacked_points`` are one evaluation."""
+    (da, ta), (db, tb) = a, b
+    return (ta == tb and da.keys() == db.keys()
+            and all(np.array_equal(da[k], db[k]) for k in da))
 
 
 def _entries(run: SweepRun, where: np.ndarray) -> SweepRun:

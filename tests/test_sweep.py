@@ -389,6 +389,30 @@ def test_stacked_neighbours_keep_rows_whole_so_per_feature_parameters_broadcast(
         assert not np.any(low[j][0][[0, 2]])
 
 
+def test_an_argument_with_one_value_per_row_is_cut_to_the_stacked_rows():
+    """An argument that is not moved but holds one value per row (an integer class per
+    sample, shape (batch, 1)) is cut to the rows the stacked call takes, as the input is:
+    passed whole it would broadcast against the wrong rows (or not at all) and judge each
+    row by another row's branch. selu's float16 bug in row 0, whose k takes the selu
+    branch, is found whether or not the stack holds exactly four rows; an argument whose
+    rows cannot be told (one dimension, the batch's size) is evaluated alone."""
+    from gradcheck import _conditioning
+
+    def f(x, k):
+        return tf.where(k > 0, tf.nn.selu(x), tf.cast(k, x.dtype) * x + x * x)
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-3, 3, (4, 64))
+    x[0] = rng.uniform(-3e-4, 3e-4, 64)
+    k = tf.constant([[1], [0], [0], [0]], tf.int32)
+    report = gradcheck.check(f, tf.constant(x, tf.float16), k, modes=(), elementwise=True)
+    assert report.kinds == ["gradient_mismatch"], report
+    assert _conditioning._rows_of((4, 1), (4, 64)) is True
+    assert _conditioning._rows_of((1, 64), (4, 64)) is False
+    assert _conditioning._rows_of((64,), (4, 64)) is False
+    assert _conditioning._rows_of((4,), (4, 64)) is None
+
+
 def test_the_neighbours_are_evaluated_only_where_the_float64_formula_stands(monkeypatch):
     """A gradient whose formula is wrong in float64 too is no rounding: explained_by_rounding
     evaluates the neighbours only where the formula stands (and the rounding window did not
@@ -453,6 +477,42 @@ def test_window_evaluations_in_one_stacked_call_give_the_verdicts_of_separate_ca
     assert np.array_equal(together, codes())
     assert {caller for caller, _ in calls} == set(windows)
     assert (together == _sweep.MISMATCH).sum() >= 100
+
+
+def test_riders_too_large_for_one_call_are_dropped_not_the_request(monkeypatch):
+    """Where the suspects' first call with the line window's evaluations along would exceed
+    the stack's size limit (a heap not kept: 1 MiB), the request is still stacked alone and
+    the line window makes its own stacked call, once (no rider added twice); the verdicts
+    are those of an unlimited stack."""
+    import sys
+
+    from gradcheck import _reference, _sweep
+
+    stacked, calls = _reference.ReferenceCalls.stacked_points, []
+
+    def limited(self, points, limit):
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_name not in (
+                "within_rounding_window", "within_line_window"):
+            frame = frame.f_back
+        if frame is None:
+            return stacked(self, points)
+        found = None if len(points) > limit else stacked(self, points)
+        calls.append((frame.f_code.co_name, len(points), found is not None))
+        return found
+
+    def codes(limit):
+        monkeypatch.setattr(_reference.ReferenceCalls, "stacked_points",
+                            lambda self, points: limited(self, points, limit))
+        calls.clear()
+        return _sweep._Sweep(lambda: tf.nn.selu, "selu", "float16", None, (), {},
+                             {}).check_values(values.values("float16"), ()).code
+
+    unlimited = codes(limit=6)
+    assert calls == [("within_rounding_window", 6, True)]
+    assert np.array_equal(codes(limit=4), unlimited)
+    assert calls == [("within_rounding_window", 6, False), ("within_rounding_window", 2, True),
+                     ("within_line_window", 4, True)]
 
 
 def test_a_one_element_check_skips_the_elementwise_probe(monkeypatch):
