@@ -70,8 +70,9 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
             the batch's (:func:`_draws`).
         elementwise: the target is elementwise (the core's diagonal route): the neighbours
             are evaluated in one stacked call per dtype (:func:`_stacked_gradients`).
-        needed: where the verdict is wanted (a mask of ``analytic``'s shape; None: all): an
-            elementwise target's neighbours are evaluated there only.
+        needed: where the verdict is wanted (a mask of ``analytic``'s shape; None: all): the
+            neighbours are evaluated only where some entry wanted has a float64 formula
+            that stands.
     """
     no = np.zeros(np.shape(analytic), dtype=bool)
     try:
@@ -85,11 +86,10 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
         if not wanted.any():
             return no
         relative = [_relative(analytic, exact)]
-        # Drawn only now (a wrong formula needs none): the neighbours, of an elementwise target
-        # at the entries wanted whose formula stands only, twin and target on one tape (the
-        # others' verdict is no whatever their rounding).
+        # Drawn only now (a wrong formula needs none: its verdict is no whatever the rounding);
+        # an elementwise target's twin and target on one tape.
         neighbours = [_neighbour(fb, rng, entries) for _ in range(_NEIGHBOURS)]
-        both = _stacked_gradients(fb, ref, neighbours, wanted) if elementwise else None
+        both = _stacked_gradients(fb, ref, neighbours) if elementwise else None
         if both is not None:
             there, low = both
         else:
@@ -166,54 +166,36 @@ def _gradients(target: Any, args: Sequence, params: Sequence, v: np.ndarray, dty
     return [None if g is None else _f64(tf.convert_to_tensor(g)) for g in grads]
 
 
-def _rows_of(arg_shape: tuple, shape: tuple) -> bool | None:
-    """Whether an argument of ``arg_shape`` has one row per row of an output of ``shape``
-    (True: the stacked call takes its rows), none (False: it broadcasts the same along the
-    rows, a scalar, a leading size of 1, or fewer dimensions and another leading size), or
-    may have (None: fewer dimensions and the same leading size, an integer per row used
-    as ``k[:, None]``, or a shape not aligned with the output: stacking would pair rows
-    with the wrong values, so the caller evaluates each neighbour alone)."""
-    if not arg_shape:
-        return False
-    if len(arg_shape) == len(shape):
-        if arg_shape[0] == shape[0]:
-            return True
-        return False if arg_shape[0] == 1 else None
-    if len(arg_shape) < len(shape) and arg_shape[0] != shape[0]:
-        return False
-    return None
-
-
 def _stacked_gradients(fb: ForwardBackward, ref: Reference,
-                       neighbours: list[dict[int, np.ndarray]],
-                       entries: np.ndarray) -> tuple[list, list] | None:
-    """:func:`explained_by_rounding`'s neighbours at the rows (along axis 0) holding any of
-    the ``entries`` (a mask of the output's shape), stacked along axis 0: the twin's and the
-    target's gradients there (one gradient per param of ``fb``, per neighbour, of the full
-    shape, zero in the other rows; None for weights: a weight's sums over every part), from
-    one call of each on one tape, the inputs rounded to the low dtype once, as each alone
-    would be. An elementwise target computes each part as a call on it alone would, up to the
-    rounding of vectorized kernels, itself a rounding of the same computation, which is
-    what the neighbours measure. None where it does not apply (a scalar output, an input of
-    another shape, a target drawing random numbers per call) or a call fails or does not
-    give one part per input part: the caller evaluates each neighbour alone."""
+                       neighbours: list[dict[int, np.ndarray]]) -> tuple[list, list] | None:
+    """:func:`explained_by_rounding`'s neighbours stacked along axis 0: the twin's and the
+    target's gradients at each (one gradient per param of ``fb``, per neighbour; None for
+    weights: a weight's sums over every part), from one call of each on one tape, the inputs
+    rounded to the low dtype once, as each alone would be. An elementwise target computes
+    each part as a call on it alone would, up to the rounding of vectorized kernels, itself
+    a rounding of the same computation, which is what the neighbours measure.
+
+    Every part is the whole input, and unmoved inputs of the output's shape are repeated
+    whole, the others passed as they are: a target that reduces an argument over the batch
+    (a maximum, any) or reads the batch's size sees at least what it sees alone; an argument
+    with one value per row but another shape (``(batch, 1)``) does not broadcast against
+    the stack, so the call fails and the caller evaluates each neighbour alone. Taking only
+    the rows asked for changed those targets' branches. None where it does not apply (a
+    scalar output, an input of another shape, a target drawing random numbers per call) or
+    a call fails or does not give one part per input part."""
     shape = ref.f0.shape
     moved = {p.arg_index for p in fb.params if not p.is_weight}
     if (not shape or not fb.target.stackable or not ref.call.stackable
             or any(tuple(fb.args[i].shape) != shape for i in moved)):
         return None
     m = len(neighbours)
-    rows = np.flatnonzero(np.reshape(entries, (shape[0], -1)).any(axis=1))
     low_args, twin_args = [], []  # made before the tape: neither is recorded as the other's
     for i, a in enumerate(fb.args):
-        rows_of_a = _rows_of(tuple(a.shape), shape)
-        if rows_of_a is None:
-            return None
         if i in moved:
-            low = tf.cast(tf.constant(np.concatenate([n[i][rows] for n in neighbours]),
+            low = tf.cast(tf.constant(np.concatenate([n[i] for n in neighbours]),
                                       tf.float64), fb.dtype)
-        elif rows_of_a:
-            low = tf.constant(np.concatenate([a.numpy()[rows]] * m), a.dtype)
+        elif tuple(a.shape) == shape:
+            low = tf.concat([a] * m, axis=0)
         else:
             low = a
         low_args.append(low)
@@ -227,11 +209,11 @@ def _stacked_gradients(fb: ForwardBackward, ref: Reference,
                 for a in inputs:
                     tape.watch(a)
                 y = tf.convert_to_tensor(call(args))
-                if tuple(y.shape) != (m * rows.size,) + tuple(shape[1:]):
+                if tuple(y.shape) != (m * shape[0],) + tuple(shape[1:]):
                     return None
                 ys.append(y)
                 sources += inputs
-                cotangents.append(tf.constant(np.concatenate([fb.v[rows]] * m), dtype))
+                cotangents.append(tf.constant(np.concatenate([fb.v] * m), dtype))
         grads = iter(tape.gradient(ys, sources, output_gradients=cotangents))
     except Exception:  # noqa: BLE001
         return None
@@ -240,12 +222,8 @@ def _stacked_gradients(fb: ForwardBackward, ref: Reference,
         per_param = []
         for p in fb.params:
             g = None if p.is_weight else next(grads)
-            if g is None:
-                per_param.append([None] * m)
-                continue
-            full = np.zeros((m,) + tuple(shape))
-            full[:, rows] = _f64(tf.convert_to_tensor(g)).reshape((m, rows.size) + shape[1:])
-            per_param.append(list(full))
+            per_param.append([None] * m if g is None else
+                             np.split(_f64(tf.convert_to_tensor(g)), m))
         result.append([[each[j] for each in per_param] for j in range(m)])
     return result[0], result[1]
 

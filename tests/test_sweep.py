@@ -354,10 +354,10 @@ def test_neighbours_in_one_stacked_call_give_the_verdicts_of_separate_calls(monk
     assert findings == separate_findings
 
 
-def test_stacked_neighbours_keep_rows_whole_so_per_feature_parameters_broadcast():
-    """The neighbours' stacked call takes whole rows (along axis 0) of the entries asked for:
-    a per-feature parameter (PReLU's alpha, shape (features,)) broadcasts over the stacked
-    rows as over the input's, and each part's gradients are those of separate calls."""
+def test_stacked_neighbours_give_the_gradients_of_separate_calls():
+    """The neighbours' stacked call gives, part for part, the gradients of a call per
+    neighbour, bit for bit, for the target and its float64 twin; a per-feature parameter
+    (PReLU's alpha, shape (features,)) broadcasts over the stack as over the input."""
     from gradcheck import _check, _conditioning
     from gradcheck._inputs import as_tensors
     from gradcheck._targets import as_target
@@ -376,41 +376,61 @@ def test_stacked_neighbours_keep_rows_whole_so_per_feature_parameters_broadcast(
     fb, ref = run.first_order_record(), run.reference_record()
     rng = np.random.default_rng(3)
     neighbours = [_conditioning._neighbour(fb, rng, None) for _ in range(4)]
-    entries = np.zeros(x.shape, bool)
-    entries[1, 2] = entries[3, 0] = True  # rows 1 and 3
-    there, low = _conditioning._stacked_gradients(fb, ref, neighbours, entries)
-    rows = [1, 3]
+    there, low = _conditioning._stacked_gradients(fb, ref, neighbours)
     for j, values in enumerate(neighbours):
         args = _conditioning._rounded_args(fb, values)
         alone_low = _conditioning._gradients(fb.target, args, fb.params, fb.v, fb.dtype, [])
         alone_twin = _conditioning._gradients(ref.call, args, fb.params, fb.v, tf.float64, [])
-        np.testing.assert_array_equal(low[j][0][rows], alone_low[0][rows])
-        np.testing.assert_array_equal(there[j][0][rows], alone_twin[0][rows])
-        assert not np.any(low[j][0][[0, 2]])
+        np.testing.assert_array_equal(low[j][0], alone_low[0])
+        np.testing.assert_array_equal(there[j][0], alone_twin[0])
 
 
-def test_an_argument_with_one_value_per_row_is_cut_to_the_stacked_rows():
-    """An argument that is not moved but holds one value per row (an integer class per
-    sample, shape (batch, 1)) is cut to the rows the stacked call takes, as the input is:
-    passed whole it would broadcast against the wrong rows (or not at all) and judge each
-    row by another row's branch. selu's float16 bug in row 0, whose k takes the selu
-    branch, is found whether or not the stack holds exactly four rows; an argument whose
-    rows cannot be told (one dimension, the batch's size) is evaluated alone."""
-    from gradcheck import _conditioning
+def _branch_on_batch(kind):
+    """A target whose branch per entry depends on its batch, and its inputs: float16 x with
+    row 0 in selu's bug window [-3e-4, 3e-4], row 0 taking selu's branch when the target is
+    called on its whole batch, x * x (correct) elsewhere."""
+    rng = np.random.default_rng(0 if kind != "transposed mask" else 1)
+    rows, cols = (4, 4) if kind == "transposed mask" else ((5, 64) if kind == "batch size"
+                                                         else (4, 64))
+    x = rng.uniform(0.5, 3, (rows, cols))
+    x[0] = rng.uniform(-3e-4, 3e-4, cols)
+    x = tf.constant(x, tf.float16)
+    if kind == "per-row label":  # rows below the batch's largest label take selu
+        k = tf.constant([[1], [0], [0], [0]], tf.int32)
+        return (lambda x, k: tf.where(k > 0, tf.nn.selu(x), tf.cast(k, x.dtype) * x + x * x),
+                (x, k))
+    if kind == "label reduced over the batch":
+        k = tf.constant([[0], [0], [0], [1]], tf.int32)
+        return lambda x, k: tf.where(k < tf.reduce_max(k), tf.nn.selu(x), x * x), (x, k)
+    if kind == "table reduced over the batch":
+        k = np.zeros((4, 64), np.int32)
+        k[3] = 1
+        return (lambda x, k: tf.where(tf.reduce_max(k, axis=0) - k > 0, tf.nn.selu(x), x * x),
+                (x, tf.constant(k)))
+    if kind == "transposed mask":
+        mask = np.zeros((4, 4), bool)
+        mask[:, 0] = True
+        return (lambda x, m: tf.where(tf.transpose(m), tf.nn.selu(x), x * x),
+                (x, tf.constant(mask)))
+    return lambda x: tf.where(tf.shape(x)[0] >= 5, tf.nn.selu(x), x * x), (x,)
 
-    def f(x, k):
-        return tf.where(k > 0, tf.nn.selu(x), tf.cast(k, x.dtype) * x + x * x)
 
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-3, 3, (4, 64))
-    x[0] = rng.uniform(-3e-4, 3e-4, 64)
-    k = tf.constant([[1], [0], [0], [0]], tf.int32)
-    report = gradcheck.check(f, tf.constant(x, tf.float16), k, modes=(), elementwise=True)
-    assert report.kinds == ["gradient_mismatch"], report
-    assert _conditioning._rows_of((4, 1), (4, 64)) is True
-    assert _conditioning._rows_of((1, 64), (4, 64)) is False
-    assert _conditioning._rows_of((64,), (4, 64)) is False
-    assert _conditioning._rows_of((4,), (4, 64)) is None
+@pytest.mark.parametrize("kind", ["per-row label", "label reduced over the batch",
+                                  "table reduced over the batch", "transposed mask",
+                                  "batch size"])
+def test_stacked_neighbours_keep_the_branch_a_target_takes_on_its_whole_batch(kind):
+    """explained_by_rounding's stacked call holds every row of every neighbour, and unmoved
+    arguments of the output's shape repeated whole: a target that takes its branch from an
+    argument reduced over the batch, or from its batch size, takes the branch it takes
+    alone; an argument it reads otherwise (one label per row, a transposed mask) does not
+    broadcast against the stack, and each neighbour is evaluated alone. Stacking only the
+    rows asked for made the neighbours take the other, correct branch, and selu's float16
+    bug in row 0 passed as rounding."""
+    target, inputs = _branch_on_batch(kind)
+    for elementwise in (True, None):
+        report = gradcheck.check(target, *inputs, modes=(), elementwise=elementwise)
+        assert report.kinds == ["gradient_mismatch"], (elementwise, report)
+        assert report.findings[0].details["index"][0] == 0
 
 
 def test_the_neighbours_are_evaluated_only_where_the_float64_formula_stands(monkeypatch):
@@ -426,16 +446,16 @@ def test_the_neighbours_are_evaluated_only_where_the_float64_formula_stands(monk
 
     stacked, calls = _conditioning._stacked_gradients, {}
 
-    def counted(fb, ref, neighbours, where):
-        calls.setdefault(name, []).append(int(where.sum()))
-        return stacked(fb, ref, neighbours, where)
+    def counted(fb, ref, neighbours):
+        calls.setdefault(name, []).append(len(neighbours))
+        return stacked(fb, ref, neighbours)
 
     monkeypatch.setattr(_conditioning, "_stacked_gradients", counted)
     for name, fn in (("wrong", wrong_tanh), ("selu", tf.nn.selu)):
         report = gradcheck.sweep(fn, dtype="float16")
         assert report.kinds == ["gradient_mismatch"], report
     assert "wrong" not in calls
-    assert calls["selu"] and all(n > 0 for n in calls["selu"])
+    assert calls["selu"] and all(n == 4 for n in calls["selu"])
 
 
 def test_window_evaluations_in_one_stacked_call_give_the_verdicts_of_separate_calls(
