@@ -385,34 +385,25 @@ def test_stacked_neighbours_give_the_gradients_of_separate_calls():
         np.testing.assert_array_equal(there[j][0], alone_twin[0])
 
 
-def _branch_on_batch(kind):
-    """A target whose branch per entry depends on its batch, and its inputs: float16 x with
-    row 0 in selu's bug window [-3e-4, 3e-4], row 0 taking selu's branch when the target is
-    called on its whole batch, x * x (correct) elsewhere."""
-    rng = np.random.default_rng(0 if kind != "transposed mask" else 1)
-    rows, cols = (4, 4) if kind == "transposed mask" else ((5, 64) if kind == "batch size"
-                                                         else (4, 64))
-    x = rng.uniform(0.5, 3, (rows, cols))
-    x[0] = rng.uniform(-3e-4, 3e-4, cols)
-    x = tf.constant(x, tf.float16)
-    if kind == "per-row label":  # rows below the batch's largest label take selu
-        k = tf.constant([[1], [0], [0], [0]], tf.int32)
-        return (lambda x, k: tf.where(k > 0, tf.nn.selu(x), tf.cast(k, x.dtype) * x + x * x),
-                (x, k))
-    if kind == "label reduced over the batch":
-        k = tf.constant([[0], [0], [0], [1]], tf.int32)
-        return lambda x, k: tf.where(k < tf.reduce_max(k), tf.nn.selu(x), x * x), (x, k)
-    if kind == "table reduced over the batch":
-        k = np.zeros((4, 64), np.int32)
-        k[3] = 1
-        return (lambda x, k: tf.where(tf.reduce_max(k, axis=0) - k > 0, tf.nn.selu(x), x * x),
-                (x, tf.constant(k)))
-    if kind == "transposed mask":
-        mask = np.zeros((4, 4), bool)
-        mask[:, 0] = True
-        return (lambda x, m: tf.where(tf.transpose(m), tf.nn.selu(x), x * x),
-                (x, tf.constant(mask)))
-    return lambda x: tf.where(tf.shape(x)[0] >= 5, tf.nn.selu(x), x * x), (x,)
+_MASK = np.zeros((4, 4), bool)
+_MASK[:, 0] = True  # transposed: row 0 takes selu
+_TABLE = np.zeros((4, 64), np.int32)
+_TABLE[3] = 1  # every column's maximum is 1: rows 0-2 take selu
+
+# kind -> (x's shape and generator seed, target, its arguments after x): row 0 takes selu's
+# branch when the target is called on its whole batch, the other rows mostly x * x.
+_BRANCH_ON_BATCH = {
+    "per-row label": ((4, 64), 0, lambda x, k: tf.where(
+        k > 0, tf.nn.selu(x), tf.cast(k, x.dtype) * x + x * x), ([[1], [0], [0], [0]],)),
+    "label reduced over the batch": ((4, 64), 0, lambda x, k: tf.where(
+        k < tf.reduce_max(k), tf.nn.selu(x), x * x), ([[0], [0], [0], [1]],)),
+    "table reduced over the batch": ((4, 64), 0, lambda x, k: tf.where(
+        tf.reduce_max(k, axis=0) - k > 0, tf.nn.selu(x), x * x), (_TABLE,)),
+    "transposed mask": ((4, 4), 1, lambda x, m: tf.where(
+        tf.transpose(m), tf.nn.selu(x), x * x), (_MASK,)),
+    "batch size": ((5, 64), 0, lambda x: tf.where(
+        tf.shape(x)[0] >= 5, tf.nn.selu(x), x * x), ()),
+}
 
 
 @pytest.mark.parametrize("kind", ["per-row label", "label reduced over the batch",
@@ -426,7 +417,11 @@ def test_stacked_neighbours_keep_the_branch_a_target_takes_on_its_whole_batch(ki
     broadcast against the stack, and each neighbour is evaluated alone. Stacking only the
     rows asked for made the neighbours take the other, correct branch, and selu's float16
     bug in row 0 passed as rounding."""
-    target, inputs = _branch_on_batch(kind)
+    shape, seed, target, args = _BRANCH_ON_BATCH[kind]
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.5, 3, shape)
+    x[0] = rng.uniform(-3e-4, 3e-4, shape[1])  # selu's float16 bug window
+    inputs = [tf.constant(x, tf.float16)] + [tf.constant(a) for a in args]
     for elementwise in (True, None):
         report = gradcheck.check(target, *inputs, modes=(), elementwise=elementwise)
         assert report.kinds == ["gradient_mismatch"], (elementwise, report)
@@ -455,7 +450,25 @@ def test_the_neighbours_are_evaluated_only_where_the_float64_formula_stands(monk
         report = gradcheck.sweep(fn, dtype="float16")
         assert report.kinds == ["gradient_mismatch"], report
     assert "wrong" not in calls
-    assert calls["selu"] and all(n == 4 for n in calls["selu"])
+    assert calls["selu"] and all(n == _conditioning._NEIGHBOURS for n in calls["selu"])
+
+
+def _window_calling(frame):
+    """The low-precision window (``within_rounding_window`` or ``within_line_window``) on
+    the call stack from ``frame`` up, the innermost; None outside both."""
+    while frame is not None and frame.f_code.co_name not in (
+            "within_rounding_window", "within_line_window"):
+        frame = frame.f_back
+    return None if frame is None else frame.f_code.co_name
+
+
+def _selu_sweep_codes():
+    """The verdict code of every float16 value in selu's sweep (its bug window takes both
+    low-precision windows)."""
+    from gradcheck import _sweep
+
+    return _sweep._Sweep(lambda: tf.nn.selu, "selu", "float16", None, (), {},
+                         {}).check_values(values.values("float16"), ()).code
 
 
 def test_window_evaluations_in_one_stacked_call_give_the_verdicts_of_separate_calls(
@@ -470,32 +483,23 @@ def test_window_evaluations_in_one_stacked_call_give_the_verdicts_of_separate_ca
     from gradcheck import _reference, _sweep
 
     stacked, calls = _reference.ReferenceCalls.stacked_points, []
-    windows = ("within_rounding_window", "within_line_window")
 
     def watched(self, points, separate=False):
-        frame, callers = sys._getframe(1), []
-        while frame is not None:
-            if frame.f_code.co_name in windows:
-                callers.append(frame.f_code.co_name)
-            frame = frame.f_back
-        if callers:
-            calls.append((callers[0], len(points)))
+        window = _window_calling(sys._getframe(1))
+        if window is not None:
+            calls.append((window, len(points)))
             if separate:
                 return None
         return stacked(self, points)
 
-    def codes():
-        return _sweep._Sweep(lambda: tf.nn.selu, "selu", "float16", None, (), {},
-                             {}).check_values(values.values("float16"), ()).code
-
     monkeypatch.setattr(_reference.ReferenceCalls, "stacked_points", watched)
-    together = codes()
+    together = _selu_sweep_codes()
     assert calls == [("within_rounding_window", 6)]  # 2 + the line window's 4, then served
     monkeypatch.setattr(_reference.ReferenceCalls, "stacked_points",
                         lambda self, points: watched(self, points, separate=True))
     calls.clear()
-    assert np.array_equal(together, codes())
-    assert {caller for caller, _ in calls} == set(windows)
+    assert np.array_equal(together, _selu_sweep_codes())
+    assert {caller for caller, _ in calls} == {"within_rounding_window", "within_line_window"}
     assert (together == _sweep.MISMATCH).sum() >= 100
 
 
@@ -506,27 +510,23 @@ def test_riders_too_large_for_one_call_are_dropped_not_the_request(monkeypatch):
     are those of an unlimited stack."""
     import sys
 
-    from gradcheck import _reference, _sweep
+    from gradcheck import _reference
 
     stacked, calls = _reference.ReferenceCalls.stacked_points, []
 
     def limited(self, points, limit):
-        frame = sys._getframe(1)
-        while frame is not None and frame.f_code.co_name not in (
-                "within_rounding_window", "within_line_window"):
-            frame = frame.f_back
-        if frame is None:
+        window = _window_calling(sys._getframe(1))
+        if window is None:
             return stacked(self, points)
         found = None if len(points) > limit else stacked(self, points)
-        calls.append((frame.f_code.co_name, len(points), found is not None))
+        calls.append((window, len(points), found is not None))
         return found
 
     def codes(limit):
         monkeypatch.setattr(_reference.ReferenceCalls, "stacked_points",
                             lambda self, points: limited(self, points, limit))
         calls.clear()
-        return _sweep._Sweep(lambda: tf.nn.selu, "selu", "float16", None, (), {},
-                             {}).check_values(values.values("float16"), ()).code
+        return _selu_sweep_codes()
 
     unlimited = codes(limit=6)
     assert calls == [("within_rounding_window", 6, True)]
