@@ -15,6 +15,7 @@ domain, and keeps ``stack_samples`` (off once a stacked call failed or disagreed
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ import tensorflow as tf
 from ._arrays import _f64
 from ._heap import heap_kept
 from ._numerics import ANALYTIC_ULPS
-from ._targets import weights_set_to
+from ._targets import assign_weights, weights_restored, weights_set_to
 
 # A stacked call (stacked() below) saves the reference's per-call dispatch, ~50 us a call, which is
 # most of a call at small n. Its input, tensor and output are three buffers of every copy at
@@ -43,8 +44,11 @@ class ReferenceCalls:
     def _cast_arg(self, a: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
         return tf.cast(a, dtype) if a.dtype.is_floating else a
 
-    def evaluate(self, directions: dict[int, np.ndarray], t: float) -> np.ndarray:
-        """The reference output (float64 NumPy) at params + t * directions[param index]."""
+    def evaluate(self, directions: dict[int, np.ndarray], t: float,
+                 restore: bool = True) -> np.ndarray:
+        """The reference output (float64 NumPy) at params + t * directions[param index].
+        ``restore=False``: moved weights stay assigned (the caller restores them, as
+        :meth:`samples` does once for its four evaluations)."""
         args = self.reference_args(self.params[k].arg_index for k in directions)
         masked = None
         for k, d in directions.items():
@@ -59,6 +63,9 @@ class ReferenceCalls:
         if any(self.params[k].is_weight for k in directions):
             values = [p.value + t * directions[k] if k in directions else p.value
                       for k, p in enumerate(self.params) if p.is_weight]
+        if values is not None and not restore:
+            assign_weights(self.ref_weights, values)
+            values = None
         with weights_set_to(self.ref_weights, values):
             return self.unsampled_nan(_f64(self.ref(args)), masked)
 
@@ -105,47 +112,53 @@ class ReferenceCalls:
     def stacked_points(self, points: Sequence[tuple[dict[int, np.ndarray], float]]
                        ) -> list | None:
         """``[evaluate(directions, t) for directions, t in points]`` from ONE call of the
-        reference, for the elementwise route (every point moving the same params): the moved
-        inputs (all of the output's shape) and every input of their shape are concatenated
-        along axis 0 (stacked, for scalars), the others passed as they are. An elementwise
-        target computes each part as a call on it alone would, up to the rounding of
+        reference, for a target whose batch rows are computed alone: the elementwise route
+        (its probe confirms it afterwards) and the batch-row route (batch independence
+        confirmed before, with separate calls). Every point moves the same params, all of one
+        shape whose first axis is the output's (the batch; for the elementwise route, the
+        output's very shape); the moved inputs and every input of their shape are
+        concatenated along axis 0 (stacked, for scalars), the others passed as they are. Such
+        a target computes each part as a call on it alone would, up to the rounding of
         vectorized kernels (a few ulps, far below the rounding allowance the differences
         carry). A copy of the first row rides along at the end: its output must be the
         reference's at the input (within ``2 * ANALYTIC_ULPS`` roundings, two computations of
         one value), which a target that reads its batch size or position, or couples rows,
-        does not give; the caller's probe, with separate calls, confirms the rest (see
-        ``_routes.confirm_elementwise``). None where not done (a weight moves, the reference
-        draws random numbers per call, the call fails or disagrees) and where the stacked
-        input would exceed ``_STACK_BYTES`` (``_STACK_BYTES_HEAP_KEPT`` where the heap is
-        kept): the caller evaluates each point alone."""
+        does not give. None where not done (a weight moves, the reference draws random
+        numbers per call, the call fails or disagrees) and where the stacked input or output
+        would exceed ``_STACK_BYTES`` (``_STACK_BYTES_HEAP_KEPT`` where the heap is kept):
+        the caller evaluates each point alone."""
         keys = list(points[0][0])
         shape = self.f0.shape
-        if (not self.stack_samples or not getattr(self.ref, "stackable", False)
-                or len(points) * self.f0.size * 8 > (_STACK_BYTES_HEAP_KEPT if heap_kept()
-                                                     else _STACK_BYTES)
-                or any(list(d) != keys for d, _ in points)
-                or any(self.params[k].is_weight or self.params[k].value.shape != shape
-                       for k in keys)):
+        if not keys or any(self.params[k].is_weight for k in keys):
             return None
+        in_shape = self.params[keys[0]].value.shape  # of every moved input
         m = len(points)
-        rider = (lambda a: a[:1]) if shape else (lambda a: a)
+        if (not self.stack_samples or not getattr(self.ref, "stackable", False)
+                or m * max(self.f0.size, len(keys) * int(np.prod(in_shape))) * 8
+                > (_STACK_BYTES_HEAP_KEPT if heap_kept() else _STACK_BYTES)
+                or any(list(d) != keys for d, _ in points)
+                or any(self.params[k].value.shape != in_shape for k in keys)
+                or (in_shape != shape and not (in_shape and shape
+                                               and in_shape[0] == shape[0]))):
+            return None
+        rider = (lambda a: a[:1]) if in_shape else (lambda a: a)
         masks = []
-        args = self.reference_args(self.params[k].arg_index for k in keys
-                                   if not self.params[k].is_weight)
+        args = self.reference_args(self.params[k].arg_index for k in keys)
+        moved_args = {self.params[k].arg_index for k in keys}
         for k in keys:
             p = self.params[k]
-            buffer = np.empty((m * (shape[0] if shape else 1) + 1,) + shape[1:])
-            parts = buffer[:-1].reshape((m,) + shape)
+            buffer = np.empty((m * (in_shape[0] if in_shape else 1) + 1,) + in_shape[1:])
+            parts = buffer[:-1].reshape((m,) + in_shape)
             for i, (directions, t) in enumerate(points):
                 _, cut = self.moved(p, directions[k], t, out=parts[i, ...])
                 if cut is False:
                     return None
                 masks.append((i, cut))
-            buffer[-1:] = rider(p.value).reshape((1,) + shape[1:])
+            buffer[-1:] = rider(p.value).reshape((1,) + in_shape[1:])
             args[p.arg_index] = tf.constant(buffer, self.ref_dtype)
         for i, a in enumerate(args):
-            if i not in {self.params[k].arg_index for k in keys} and a.shape == shape:
-                a = a if shape else tf.reshape(a, (1,))
+            if i not in moved_args and a.shape == in_shape:
+                a = a if in_shape else tf.reshape(a, (1,))
                 args[i] = tf.concat([a] * m + [a[:1]], axis=0)
         try:
             out = _f64(self.ref(args))
@@ -191,9 +204,12 @@ class ReferenceCalls:
     def samples(self, directions: dict[int, np.ndarray],
                 stacked: bool = False) -> dict[int, np.ndarray]:
         """The reference at t = 0, +-h, +-2h along ``directions``; ``stacked``: in one call
-        where :meth:`stacked` can (the elementwise route, whose probe confirms it)."""
+        where :meth:`stacked` can (the elementwise route, whose probe confirms it; the batch
+        rows, confirmed independent before)."""
         ts = (-2, -1, 1, 2)
         found = self.stacked(directions, [k * self.h for k in ts]) if stacked else None
         if found is None:
-            found = [self.evaluate(directions, k * self.h) for k in ts]
+            held = any(self.params[k].is_weight for k in directions)
+            with weights_restored(self.ref_weights) if held else nullcontext():
+                found = [self.evaluate(directions, k * self.h, restore=not held) for k in ts]
         return {0: self.f0, **dict(zip(ts, found))}

@@ -95,6 +95,129 @@ def test_stacked_samples_equal_separate_calls_or_are_refused(fn, stacks):
         np.testing.assert_allclose(part, run.evaluate({0: s}, t), rtol=4 * 2.0 ** -52, atol=0)
 
 
+_W = tf.constant(np.random.default_rng(1).normal(size=(5, 3)), tf.float64)
+
+
+def _dense(x):
+    return tf.matmul(x, tf.cast(_W, x.dtype))  # (batch, 5) -> (batch, 3): rows stay apart
+
+
+def _over_its_batch(x):
+    return tf.nn.softmax(x) / tf.cast(tf.shape(x)[0], x.dtype)
+
+
+def _by_row_index(x):
+    return x * tf.cast(tf.range(tf.shape(x)[0]), x.dtype)[:, None]
+
+
+def _rows_run(fn, shape=(4, 5)):
+    from gradcheck._check import _Run
+    from gradcheck._targets import as_target
+
+    x = tf.constant(np.random.default_rng(2).normal(size=shape) * 2, tf.float32)
+    run = _Run(as_target(fn), [x], False, True, None, None, 0)
+    assert run.forward_backward() and run.choose_reference()
+    return run
+
+
+@pytest.mark.parametrize("fn, stacks", [(tf.nn.softmax, True), (_dense, True),
+                                        (_over_its_batch, False), (_by_row_index, False)],
+                         ids=["softmax", "dense", "over_its_batch", "by_row_index"])
+def test_stacked_batch_rows_equal_separate_calls_or_are_refused(fn, stacks):
+    """The batch-row route's samples (input (4, 5), output (4, 5) or (4, 3)) stack the moved
+    rows along axis 0; a target that reads its batch size or a row's position gives the rider
+    row another output than the input's first row, and the stacked call is refused."""
+    run = _rows_run(fn)
+    u = np.random.default_rng(3).choice([-1.0, 1.0], size=run.params[0].value.shape)
+    ts = [k * run.h for k in (-2, -1, 1, 2)]
+    stacked = run.stacked({0: u}, ts)
+    assert (stacked is not None) is stacks
+    for t, part in zip(ts, stacked or []):  # vectorized kernels may round a value apart
+        np.testing.assert_allclose(part, run.evaluate({0: u}, t), rtol=4 * 2.0 ** -52,
+                                   atol=2.0 ** -60)
+
+
+@tf.custom_gradient
+def _row_normalized_wrong(x):
+    """x / |x| per row, with a backward that forgets the projection term (a real mistake)."""
+    norm = tf.norm(x, axis=-1, keepdims=True)
+
+    def grad(dy):
+        return dy / norm
+
+    return x / norm, grad
+
+
+@pytest.mark.parametrize("fn, ok", [(tf.nn.softmax, True), (_dense, True),
+                                    (_over_its_batch, True), (_row_normalized_wrong, False)],
+                         ids=["softmax", "dense", "over_its_batch", "row_normalized_wrong"])
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_batch_rows_from_one_stacked_call_give_the_verdicts_of_separate_calls(
+        monkeypatch, fn, ok, dtype):
+    """Rows confirmed independent (two separate calls) take their four samples from one
+    stacked call where it stands: the same verdict, and the same analytic side, as four calls."""
+    from gradcheck import _reference
+
+    x = tf.constant(np.random.default_rng(4).normal(size=(4, 5)) * 2, dtype)
+    stacked, calls = _reference.ReferenceCalls.stacked_points, []
+
+    def watched(self, points):
+        found = stacked(self, points)
+        calls.append(found is not None)
+        return found
+
+    monkeypatch.setattr(_reference.ReferenceCalls, "stacked_points", watched)
+    together = gradcheck.check(fn, x, elementwise=False, seed=0)
+    assert calls and calls[0] is (fn is not _over_its_batch)
+    monkeypatch.setattr(_reference.ReferenceCalls, "stacked_points", lambda *a: None)
+    apart = gradcheck.check(fn, x, elementwise=False, seed=0)
+    assert together.ok is apart.ok is ok, (str(together), str(apart))
+    assert together.kinds == apart.kinds
+    for a, b in zip(together.findings, apart.findings):
+        assert a.details.get("analytic") == b.details.get("analytic")
+        assert a.details.get("row") == b.details.get("row")
+
+
+def test_samples_along_a_weight_restore_it_once_and_equal_separate_evaluations(monkeypatch):
+    """Four evaluations at moved weights save and restore the weights once
+    (_targets.weights_restored), each evaluation assigning every weight: the same outputs,
+    bit for bit, as evaluations that restore the weights after each, and the weights hold
+    their values again afterwards, also when an evaluation raises."""
+    from gradcheck import _reference
+    from gradcheck._check import _Run
+    from gradcheck._targets import as_target
+
+    restored, held = _reference.weights_restored, []
+    monkeypatch.setattr(_reference, "weights_restored",
+                        lambda weights: held.append(len(weights)) or restored(weights))
+
+    layer = PReLU()
+    x = tf.constant(np.random.default_rng(5).normal(size=(3, 4)), tf.float32)
+    layer(x)
+    run = _Run(as_target(layer), [x], None, None, None, None, 0)
+    assert run.forward_backward() and run.choose_reference()
+    k = next(i for i, p in enumerate(run.params) if p.is_weight)
+    u = {k: np.random.default_rng(6).choice([-1.0, 1.0], size=run.params[k].value.shape)}
+    before = [w.numpy().copy() for w in run.ref_weights]
+    together = run.samples(u)
+    assert held == [len(run.ref_weights)]
+    assert all(np.array_equal(w.numpy(), b) for w, b in zip(run.ref_weights, before))
+    for t, part in together.items():
+        assert np.array_equal(part, run.f0 if t == 0 else run.evaluate(u, t * run.h))
+    calls, real = [], run.ref
+
+    def third_raises(args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("the target's own failure")
+        return real(args)
+
+    run.ref = third_raises
+    with pytest.raises(RuntimeError):
+        run.samples(u)
+    assert all(np.array_equal(w.numpy(), b) for w, b in zip(run.ref_weights, before))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_passes_as_a_non_elementwise_target(dtype):
     x = tf.constant(np.random.default_rng(0).normal(size=(4, 6)) * 3, dtype)
