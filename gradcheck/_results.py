@@ -49,7 +49,9 @@ def failure_text(report: Any) -> str:
         lines.append(f"  kinds seen while fuzzing: {', '.join(meta['kinds_seen'])}")
     if meta.get("examples") is not None:
         seed = f", seed {meta['seed']}" if meta.get("seed") is not None else ""
-        lines.append(f"  examples run: {meta['examples']}{seed}")
+        repeated = (f" ({meta['repeated']} repeated an input that had passed: not checked "
+                    f"again)" if meta.get("repeated") else "")
+        lines.append(f"  examples run: {meta['examples']}{repeated}{seed}")
     if meta.get("hypothesis_blob"):
         lines.append(f"  Hypothesis reproduce blob: {meta['hypothesis_blob']}")
     return "\n".join(lines)
@@ -62,6 +64,7 @@ def item_result(outcome: str, duration: float, report: Any = None,
     result = {
         "outcome": outcome,
         "examples": meta.get("examples", 0),
+        "repeated": meta.get("repeated", 0),  # examples whose input had passed: not rechecked
         "swept": meta.get("swept", 0),  # values checked by the sweep phase
         "sweep_skipped": meta.get("sweep_skipped"),  # why it did not run to the end, if so
         "duration_s": round(float(duration), 3),

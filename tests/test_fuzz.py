@@ -234,6 +234,47 @@ def test_the_declaration_beats_the_sessions_max_examples_in_fuzz_registered():
     assert fuzz_registered(item, "float64", max_examples=6).meta["examples"] == 6
 
 
+def test_an_input_that_passed_is_not_checked_again(profile, monkeypatch):
+    """Hypothesis draws the same arrays again from other choice sequences; a check is a
+    function of its input, so a repeat of one that passed is counted, not checked: checks
+    made = examples - repeated, and there is at least one repeat in 60 examples at input
+    shape (1,) here."""
+    from gradcheck import _fuzz
+
+    profile(database=None, derandomize=True)
+    checked = []
+    real = _fuzz._Fuzz.check
+    monkeypatch.setattr(_fuzz._Fuzz, "check",
+                        lambda self, inputs, *a, **k: checked.append(inputs) or real(
+                            self, inputs, *a, **k))
+    report = fuzz_registered(entry(safe_elu, kinks=(0.0,), input_shape=(1,), sweep=False),
+                             "float32", max_examples=60)
+    assert report.ok and report.meta["repeated"] >= 1
+    assert len(checked) == report.meta["examples"] - report.meta["repeated"]
+    digests = [_fuzz._digest(x) for x in checked]
+    assert len(set(digests)) == len(digests)  # no input checked twice
+
+
+def test_a_repeat_is_checked_again_where_modes_are_compared_now_and_were_not_then(monkeypatch):
+    """A repeat is skipped only after a check at least as thorough: one that passed without
+    comparing execution modes does not stand for one that compares them (after a failure,
+    every example compares them)."""
+    from gradcheck import _fuzz
+
+    fz = _fuzz._Fuzz(entry(safe_elu, kinks=(0.0,)), "float32", 10, 0, None)
+    wanted, checked = [False, False, True, True, False], []
+    monkeypatch.setattr(fz.modes, "wanted", lambda inputs: wanted.pop(0))
+    real = fz.check
+    monkeypatch.setattr(fz, "check", lambda inputs, modes=True: checked.append(modes) or real(
+        inputs, modes=modes))
+    x = (np.array([0.5, -2.0], np.float32),)
+    for _ in range(4):
+        fz.example(x)
+    assert checked == [False, True] and fz.repeated == 2
+    fz.example((np.array([0.5, -0.0], np.float32),))  # -0.0 is another input than 0.0 or -2
+    assert len(checked) == 3
+
+
 # -- misuse ends the run at once ---------------------------------------------------------------
 
 def test_a_target_returning_no_tensor_is_a_finding_at_once_instead_of_shrinking():
