@@ -140,11 +140,12 @@ def collect(args) -> list[tuple[str, object, dict, str]]:
 def soak_item(fn, options: dict, label: str, dtype: str, seeds, examples: int):
     """Fuzz one target in one dtype under each seed.
 
-    Returns (entries, examples run, text to print, seconds taken)."""
+    Returns (entries, (examples run, of them repeats of an input that had passed), text to
+    print, seconds taken)."""
     import gradcheck
 
     started = time.perf_counter()
-    entries, examples_run, text = [], 0, []
+    entries, examples_run, repeated, text = [], 0, 0, []
     for seed in seeds:
         try:
             report = gradcheck.fuzz(fn, dtype=dtype, max_examples=examples, hypothesis_seed=seed,
@@ -155,13 +156,14 @@ def soak_item(fn, options: dict, label: str, dtype: str, seeds, examples: int):
                             "crash": f"{type(exc).__name__}: {exc}"})
             continue
         examples_run += report.meta.get("examples", 0)
+        repeated += report.meta.get("repeated", 0)
         entry = {"target": label, "dtype": dtype, "seed": seed, "ok": report.ok,
                  "examples": report.meta.get("examples")}
         if not report.ok:
             entry.update(kinds=report.kinds, report=report.to_dict())
             text.append(f"\nFINDING {label} [{dtype}] seed {seed}:\n{report}")
         entries.append(entry)
-    return entries, examples_run, "\n".join(text), time.perf_counter() - started
+    return entries, (examples_run, repeated), "\n".join(text), time.perf_counter() - started
 
 
 # -- --jobs N: one process per job, each collecting the same items and running those it is given
@@ -209,10 +211,12 @@ def main(argv=None) -> int:
           f"examples each, {args.jobs} job(s)", flush=True)
 
     start = time.perf_counter()
-    results, findings, examples_run = [], 0, 0
-    for label, dtype, (entries, examples, text, took) in _run_items(args, items, seeds):
+    results, findings, examples_run, repeated = [], 0, 0, 0
+    for label, dtype, (entries, (examples, repeats), text, took) in _run_items(args, items,
+                                                                              seeds):
         results += entries
         examples_run += examples
+        repeated += repeats
         failed = [e["seed"] for e in entries if not e["ok"]]
         findings += len(failed)
         if text:
@@ -222,10 +226,12 @@ def main(argv=None) -> int:
 
     wall = time.perf_counter() - start
     print(f"\nsoak: {findings} finding(s) on correct code in {len(items) * args.seeds} fuzz "
-          f"runs ({examples_run} examples checked); wall time {wall:.0f} s", flush=True)
+          f"runs ({examples_run} examples, {examples_run - repeated} checked: {repeated} "
+          f"repeated an input that had passed); wall time {wall:.0f} s", flush=True)
     if args.json:
         args.json.write_text(json.dumps({
             "findings": findings, "runs": len(items) * args.seeds, "examples": examples_run,
+            "repeated": repeated,
             "wall_s": round(wall, 1), "seeds": list(seeds), "examples_per_seed": args.examples,
             "results": results}, indent=1))
     return 0 if findings == 0 else 1
