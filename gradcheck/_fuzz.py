@@ -269,10 +269,10 @@ class _Fuzz:
 
         self.examples += 1
         compare = self.modes.wanted(inputs)  # see _mode_sample.py
-        # Hypothesis draws the very same arrays again (8-24% of an item's examples here,
-        # from other choice sequences). A check is a function of its input (its seed is
-        # drawn from it, a layer is built per shapes), so an input that passed passes again:
-        # it is not checked twice, unless modes are compared now and were not then.
+        # Hypothesis draws the very same arrays again (8-24% of an item's examples here).
+        # Without state, a check is a function of its input (its seed too), so an input that
+        # passed is not checked twice, unless modes are compared now and were not then. (A
+        # target with state would meet the repeat in another state: one example fewer.)
         digest = _digest(inputs)
         if digest in self.passed_digests and (self.passed_digests[digest] or not compare):
             self.repeated += 1

@@ -113,20 +113,29 @@ class ReferenceCalls:
                        ) -> list | None:
         """``[evaluate(directions, t) for directions, t in points]`` from ONE call of the
         reference, for a target whose batch rows are computed alone: the elementwise route
-        (its probe confirms it afterwards) and the batch-row route (batch independence
-        confirmed before, with separate calls). Every point moves the same params, all of one
-        shape whose first axis is the output's (the batch; for the elementwise route, the
+        (its probe confirms it afterwards) and the batch-row route (rows confirmed
+        independent before, with separate calls). Every point moves the same params, all of
+        one shape whose first axis is the output's (the batch; for the elementwise route, the
         output's very shape); the moved inputs and every input of their shape are
         concatenated along axis 0 (stacked, for scalars), the others passed as they are. Such
         a target computes each part as a call on it alone would, up to the rounding of
         vectorized kernels (a few ulps, far below the rounding allowance the differences
-        carry). A copy of the first row rides along at the end: its output must be the
-        reference's at the input (within ``2 * ANALYTIC_ULPS`` roundings, two computations of
-        one value), which a target that reads its batch size or position, or couples rows,
-        does not give. None where not done (a weight moves, the reference draws random
-        numbers per call, the call fails or disagrees) and where the stacked input or output
-        would exceed ``_STACK_BYTES`` (``_STACK_BYTES_HEAP_KEPT`` where the heap is kept):
-        the caller evaluates each point alone."""
+        carry).
+
+        Two rows ride along at the end: a copy of the last part's first row, whose output
+        must be that row's output in the same call (its position moved by exactly one batch,
+        ``B``), and a copy of the input's first row, whose output must be the reference's
+        at the input; each within ``2 * ANALYTIC_ULPS`` roundings (two computations of one
+        value). A target that reads its batch size does not give that, nor one that couples
+        rows (a batch mean, say: the rows at the end break the symmetry of the parts' steps,
+        -2h to 2h, which alone would leave it unchanged), nor one that reads a row's position,
+        unless position ``j + B`` acts as ``j``: a pattern repeating every ``p`` rows moves
+        the parts at offsets ``iB`` exactly where ``p`` does not divide ``B``, which the
+        first rider shows (the input's row alone, at offset ``mB``, misses ``p = 2, B = 3``,
+        and let such a target's wrong gradient pass). None where not done (a weight moves,
+        the reference draws random numbers per call, the call fails or disagrees) and where
+        the stacked input or output would exceed ``_STACK_BYTES`` (``_STACK_BYTES_HEAP_KEPT``
+        where the heap is kept): the caller evaluates each point alone."""
         keys = list(points[0][0])
         shape = self.f0.shape
         if not keys or any(self.params[k].is_weight for k in keys):
@@ -141,41 +150,49 @@ class ReferenceCalls:
                 or (in_shape != shape and not (in_shape and shape
                                                and in_shape[0] == shape[0]))):
             return None
-        rider = (lambda a: a[:1]) if in_shape else (lambda a: a)
+        in_rows = in_shape[0] if in_shape else 1
+        last = (m - 1) * in_rows  # the last part's first row
         masks = []
         args = self.reference_args(self.params[k].arg_index for k in keys)
         moved_args = {self.params[k].arg_index for k in keys}
         for k in keys:
             p = self.params[k]
-            buffer = np.empty((m * (in_shape[0] if in_shape else 1) + 1,) + in_shape[1:])
-            parts = buffer[:-1].reshape((m,) + in_shape)
+            buffer = np.empty((m * in_rows + 2,) + in_shape[1:])
+            parts = buffer[:-2].reshape((m,) + in_shape)
             for i, (directions, t) in enumerate(points):
                 _, cut = self.moved(p, directions[k], t, out=parts[i, ...])
                 if cut is False:
                     return None
                 masks.append((i, cut))
-            buffer[-1:] = rider(p.value).reshape((1,) + in_shape[1:])
+            buffer[-2] = buffer[last]
+            buffer[-1:] = p.value.reshape((-1,) + in_shape[1:])[:1]
             args[p.arg_index] = tf.constant(buffer, self.ref_dtype)
         for i, a in enumerate(args):
             if i not in moved_args and a.shape == in_shape:
                 a = a if in_shape else tf.reshape(a, (1,))
-                args[i] = tf.concat([a] * m + [a[:1]], axis=0)
+                args[i] = tf.concat([a] * m + [a[:1], a[:1]], axis=0)
         try:
             out = _f64(self.ref(args))
         except Exception:  # noqa: BLE001 - evaluated one t at a time, which reports a failure
             self.stack_samples = False
             return None
-        first = self.f0[:1] if shape else self.f0.reshape(1)
-        size = m * (shape[0] if shape else 1) + 1
+        rows = shape[0] if shape else 1
+        if out.shape != (m * rows + 2,) + shape[1:]:
+            self.stack_samples = False
+            return None
+        riders = out[-2:]
+        expected = np.concatenate([out[(m - 1) * rows:(m - 1) * rows + 1],
+                                   self.f0.reshape((rows,) + shape[1:])[:1]])
         with np.errstate(invalid="ignore"):
-            agree = (out.shape == (size,) + shape[1:] and np.all(
-                (np.abs(out[-1:] - first) <= 2 * ANALYTIC_ULPS * self.eps_ref
-                 * np.maximum(1.0, np.abs(first))) | (np.isnan(out[-1:]) & np.isnan(first))))
+            agree = np.all((riders == expected) | (np.abs(riders - expected) <= 2 * ANALYTIC_ULPS
+                                                   * self.eps_ref
+                                                   * np.maximum(1.0, np.abs(expected)))
+                           | (np.isnan(riders) & np.isnan(expected)))
         if not agree:
             self.stack_samples = False
             return None
         self.stacked_calls += 1
-        parts = out[:-1].reshape((m,) + shape)
+        parts = out[:-2].reshape((m,) + shape)
         result = [parts[i, ...] for i in range(m)]
         for i, cut in masks:
             result[i] = self.unsampled_nan(result[i], cut)

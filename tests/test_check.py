@@ -137,6 +137,43 @@ def test_stacked_batch_rows_equal_separate_calls_or_are_refused(fn, stacks):
                                    atol=2.0 ** -60)
 
 
+def _by_position(period, factor, rowwise):
+    """Row j weighted 1 + (j mod period), reduced over the features (``rowwise``) or not; its
+    gradient ``factor`` times the true one (1.0: correct)."""
+
+    @tf.custom_gradient
+    def f(x):
+        c = 1.0 + tf.cast(tf.range(tf.shape(x)[0]) % period, x.dtype)[:, None]
+        y = tf.sin(x) * c
+
+        def grad(dy):
+            dy = dy[:, None] if rowwise else dy
+            return dy * tf.cos(x) * c * factor
+
+        return (tf.reduce_sum(y, axis=-1) if rowwise else y), grad
+
+    return f
+
+
+@pytest.mark.parametrize("batch, period", [(3, 2), (5, 2), (2, 4), (6, 4), (4, 3)])
+@pytest.mark.parametrize("rowwise, elementwise", [(True, None), (False, False),
+                                                  (False, None)],
+                         ids=["rows", "same_shape_rows", "elementwise_route"])
+def test_a_target_reading_its_row_position_is_checked_whatever_the_batch(
+        batch, period, rowwise, elementwise):
+    """Stacked parts sit at offsets iB: a pattern repeating every ``period`` rows gives them
+    other weights than a call on each alone wherever the period does not divide B. The rider
+    one batch after the last part's first row shows it, and separate calls judge: a wrong
+    gradient is found (a copy of the input's first row alone, at offset mB, let it pass for
+    (B, period) = (3, 2), (5, 2), (2, 4), (6, 4)), the right one passes."""
+    x = np.random.default_rng(0).standard_normal((batch, 4))
+    kwargs = {} if elementwise is None else {"elementwise": elementwise}
+    wrong = gradcheck.check(_by_position(period, 1.5, rowwise), x, modes=(), **kwargs)
+    assert "gradient_mismatch" in wrong.kinds, str(wrong)
+    right = gradcheck.check(_by_position(period, 1.0, rowwise), x, modes=(), **kwargs)
+    assert right.ok, str(right)
+
+
 @tf.custom_gradient
 def _row_normalized_wrong(x):
     """x / |x| per row, with a backward that forgets the projection term (a real mistake)."""
