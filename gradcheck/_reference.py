@@ -105,8 +105,8 @@ class ReferenceCalls:
         return np.where(masked, np.nan, out)
 
     def stacked(self, directions: dict[int, np.ndarray], ts: Sequence[float]) -> list | None:
-        """``[evaluate(directions, t) for t in ts]`` from ONE call of the reference, for the
-        elementwise route (:meth:`stacked_points`)."""
+        """``[evaluate(directions, t) for t in ts]`` from ONE call of the reference, where
+        :meth:`stacked_points` can."""
         return self.stacked_points([(directions, t) for t in ts])
 
     def stacked_points(self, points: Sequence[tuple[dict[int, np.ndarray], float]]
@@ -122,17 +122,16 @@ class ReferenceCalls:
         vectorized kernels (a few ulps, far below the rounding allowance the differences
         carry).
 
-        Two rows ride along at the end: a copy of the last part's first row, whose output
-        must be that row's output in the same call (its position moved by exactly one batch,
-        ``B``), and a copy of the input's first row, whose output must be the reference's
-        at the input; each within ``2 * ANALYTIC_ULPS`` roundings (two computations of one
+        Two rows ride along at the end: a copy of the input's first row, whose output must be
+        the reference's at the input, and a copy of the row one batch (``B`` rows) before it,
+        whose output must be that row's in the same call; each within ``2 * ANALYTIC_ULPS`` roundings (two computations of one
         value). A target that reads its batch size does not give that, nor one that couples
         rows (a batch mean, say: the rows at the end break the symmetry of the parts' steps,
         -2h to 2h, which alone would leave it unchanged), nor one that reads a row's position,
         unless position ``j + B`` acts as ``j``: a pattern repeating every ``p`` rows moves
         the parts at offsets ``iB`` exactly where ``p`` does not divide ``B``, which the
-        first rider shows (the input's row alone, at offset ``mB``, misses ``p = 2, B = 3``,
-        and let such a target's wrong gradient pass). None where not done (a weight moves,
+        second rider shows (the first alone, at offset ``mB``, misses ``p = 2, B = 3``, and
+        let such a target's wrong gradient pass). None where not done (a weight moves,
         the reference draws random numbers per call, the call fails or disagrees) and where
         the stacked input or output would exceed ``_STACK_BYTES`` (``_STACK_BYTES_HEAP_KEPT``
         where the heap is kept): the caller evaluates each point alone."""
@@ -151,7 +150,7 @@ class ReferenceCalls:
                                                and in_shape[0] == shape[0]))):
             return None
         in_rows = in_shape[0] if in_shape else 1
-        last = (m - 1) * in_rows  # the last part's first row
+        before = m * in_rows + 1 - in_rows  # the row one batch before the second rider
         masks = []
         args = self.reference_args(self.params[k].arg_index for k in keys)
         moved_args = {self.params[k].arg_index for k in keys}
@@ -164,8 +163,8 @@ class ReferenceCalls:
                 if cut is False:
                     return None
                 masks.append((i, cut))
-            buffer[-2] = buffer[last]
-            buffer[-1:] = p.value.reshape((-1,) + in_shape[1:])[:1]
+            buffer[-2:-1] = p.value.reshape((-1,) + in_shape[1:])[:1]
+            buffer[-1] = buffer[before]
             args[p.arg_index] = tf.constant(buffer, self.ref_dtype)
         for i, a in enumerate(args):
             if i not in moved_args and a.shape == in_shape:
@@ -181,8 +180,9 @@ class ReferenceCalls:
             self.stack_samples = False
             return None
         riders = out[-2:]
-        expected = np.concatenate([out[(m - 1) * rows:(m - 1) * rows + 1],
-                                   self.f0.reshape((rows,) + shape[1:])[:1]])
+        before = m * rows + 1 - rows
+        expected = np.concatenate([self.f0.reshape((rows,) + shape[1:])[:1],
+                                   out[before:before + 1]])
         with np.errstate(invalid="ignore"):
             agree = np.all((riders == expected) | (np.abs(riders - expected) <= 2 * ANALYTIC_ULPS
                                                    * self.eps_ref

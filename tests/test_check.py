@@ -95,6 +95,24 @@ def test_stacked_samples_equal_separate_calls_or_are_refused(fn, stacks):
         np.testing.assert_allclose(part, run.evaluate({0: s}, t), rtol=4 * 2.0 ** -52, atol=0)
 
 
+def _by_position(period, factor, rowwise):
+    """Row j weighted 1 + (j mod period), reduced over the features (``rowwise``) or not; its
+    gradient ``factor`` times the true one (1.0: correct)."""
+
+    @tf.custom_gradient
+    def f(x):
+        c = 1.0 + tf.cast(tf.range(tf.shape(x)[0]) % period, x.dtype)[:, None]
+        y = tf.sin(x) * c
+
+        def grad(dy):
+            dy = dy[:, None] if rowwise else dy
+            return dy * tf.cos(x) * c * factor
+
+        return (tf.reduce_sum(y, axis=-1) if rowwise else y), grad
+
+    return f
+
+
 _W = tf.constant(np.random.default_rng(1).normal(size=(5, 3)), tf.float64)
 
 
@@ -120,14 +138,18 @@ def _rows_run(fn, shape=(4, 5)):
     return run
 
 
-@pytest.mark.parametrize("fn, stacks", [(tf.nn.softmax, True), (_dense, True),
-                                        (_over_its_batch, False), (_by_row_index, False)],
-                         ids=["softmax", "dense", "over_its_batch", "by_row_index"])
-def test_stacked_batch_rows_equal_separate_calls_or_are_refused(fn, stacks):
-    """The batch-row route's samples (input (4, 5), output (4, 5) or (4, 3)) stack the moved
-    rows along axis 0; a target that reads its batch size or a row's position gives the rider
-    row another output than the input's first row, and the stacked call is refused."""
-    run = _rows_run(fn)
+@pytest.mark.parametrize("fn, shape, stacks", [
+    (tf.nn.softmax, (4, 5), True), (_dense, (4, 5), True), (_over_its_batch, (4, 5), False),
+    (_by_row_index, (4, 5), False), (_by_position(2, 1.0, True), (4, 5), True),
+    (_by_position(2, 1.0, True), (3, 5), False), (_by_position(3, 1.0, True), (4, 5), False)],
+    ids=["softmax", "dense", "over_its_batch", "by_row_index", "period_2_of_4",
+         "period_2_of_3", "period_3_of_4"])
+def test_stacked_batch_rows_equal_separate_calls_or_are_refused(fn, shape, stacks):
+    """The batch-row route's samples (input (B, 5), output (B, 5) or (B, 3)) stack the moved
+    rows along axis 0; a target that reads its batch size, or a row's position in a way that
+    differs one batch further on (a pattern whose period does not divide B), gives a rider
+    row another output than it should, and the stacked call is refused."""
+    run = _rows_run(fn, shape)
     u = np.random.default_rng(3).choice([-1.0, 1.0], size=run.params[0].value.shape)
     ts = [k * run.h for k in (-2, -1, 1, 2)]
     stacked = run.stacked({0: u}, ts)
@@ -135,24 +157,6 @@ def test_stacked_batch_rows_equal_separate_calls_or_are_refused(fn, stacks):
     for t, part in zip(ts, stacked or []):  # vectorized kernels may round a value apart
         np.testing.assert_allclose(part, run.evaluate({0: u}, t), rtol=4 * 2.0 ** -52,
                                    atol=2.0 ** -60)
-
-
-def _by_position(period, factor, rowwise):
-    """Row j weighted 1 + (j mod period), reduced over the features (``rowwise``) or not; its
-    gradient ``factor`` times the true one (1.0: correct)."""
-
-    @tf.custom_gradient
-    def f(x):
-        c = 1.0 + tf.cast(tf.range(tf.shape(x)[0]) % period, x.dtype)[:, None]
-        y = tf.sin(x) * c
-
-        def grad(dy):
-            dy = dy[:, None] if rowwise else dy
-            return dy * tf.cos(x) * c * factor
-
-        return (tf.reduce_sum(y, axis=-1) if rowwise else y), grad
-
-    return f
 
 
 @pytest.mark.parametrize("batch, period", [(3, 2), (5, 2), (2, 4), (6, 4), (4, 3)])
