@@ -112,75 +112,71 @@ class ReferenceCalls:
     def stacked_points(self, points: Sequence[tuple[dict[int, np.ndarray], float]]
                        ) -> list | None:
         """``[evaluate(directions, t) for directions, t in points]`` from ONE call of the
-        reference, for a target whose batch rows are computed alone: the elementwise route
-        (its probe confirms it afterwards) and the batch-row route (rows confirmed
-        independent before, with separate calls). Every point moves the same params, all of
-        one shape whose first axis is the output's (the batch; for the elementwise route, the
-        output's very shape); the moved inputs and every input of their shape are
-        concatenated along axis 0 (stacked, for scalars), the others passed as they are. Such
-        a target computes each part as a call on it alone would, up to the rounding of
+        reference, for the elementwise route (every point moving the same params, all of the
+        output's shape): the moved inputs and every input of their shape are concatenated
+        along axis 0 (stacked, for scalars), the others passed as they are. An elementwise
+        target computes each part as a call on it alone would, up to the rounding of
         vectorized kernels (a few ulps, far below the rounding allowance the differences
-        carry).
+        carry); the caller's probe, with separate calls, confirms the rest (see
+        ``_routes.confirm_elementwise``).
 
         Two rows ride along at the end: a copy of the input's first row, whose output must be
-        the reference's at the input, and a copy of the row one batch (``B`` rows) before it,
-        whose output must be that row's in the same call; each within ``2 * ANALYTIC_ULPS`` roundings (two computations of one
-        value). A target that reads its batch size does not give that, nor one that couples
-        rows (a batch mean, say: the rows at the end break the symmetry of the parts' steps,
-        -2h to 2h, which alone would leave it unchanged), nor one that reads a row's position,
-        unless position ``j + B`` acts as ``j``: a pattern repeating every ``p`` rows moves
-        the parts at offsets ``iB`` exactly where ``p`` does not divide ``B``, which the
-        second rider shows (the first alone, at offset ``mB``, misses ``p = 2, B = 3``, and
-        let such a target's wrong gradient pass). None where not done (a weight moves,
-        the reference draws random numbers per call, the call fails or disagrees) and where
-        the stacked input or output would exceed ``_STACK_BYTES`` (``_STACK_BYTES_HEAP_KEPT``
-        where the heap is kept): the caller evaluates each point alone."""
+        the reference's at the input, and a copy of the row one batch (``B`` rows) before it
+        (paired with the same row of the other inputs), whose output must be that row's in the
+        same call; each within ``2 * ANALYTIC_ULPS`` roundings (two computations of one value).
+        A target that reads its batch size does not give that, nor one that couples rows (a
+        batch mean, say: the rows at the end break the symmetry of the parts' steps, -2h to
+        2h, which alone would leave it unchanged), nor one that reads a row's position unless
+        position ``j + B`` acts as ``j``: a pattern repeating every ``p`` rows moves the parts
+        at offsets ``iB`` exactly where ``p`` does not divide ``B``, which the second rider
+        shows (the first alone, at offset ``mB``, misses ``p = 2, B = 3``, and let such a
+        target's wrong gradient pass). Riders whose output is ~0 vouch for little (a zero
+        first row hides a batch-size read): why only the elementwise route, with its probe,
+        stacks. None where not done (a weight moves, the reference draws random numbers per
+        call, the call fails or disagrees) and where the stacked input would exceed
+        ``_STACK_BYTES`` (``_STACK_BYTES_HEAP_KEPT`` where the heap is kept): the caller
+        evaluates each point alone."""
         keys = list(points[0][0])
         shape = self.f0.shape
-        if not keys or any(self.params[k].is_weight for k in keys):
-            return None
-        in_shape = self.params[keys[0]].value.shape  # of every moved input
         m = len(points)
         if (not self.stack_samples or not getattr(self.ref, "stackable", False)
-                or m * max(self.f0.size, len(keys) * int(np.prod(in_shape))) * 8
-                > (_STACK_BYTES_HEAP_KEPT if heap_kept() else _STACK_BYTES)
+                or m * self.f0.size * 8 > (_STACK_BYTES_HEAP_KEPT if heap_kept()
+                                           else _STACK_BYTES)
                 or any(list(d) != keys for d, _ in points)
-                or any(self.params[k].value.shape != in_shape for k in keys)
-                or (in_shape != shape and not (in_shape and shape
-                                               and in_shape[0] == shape[0]))):
+                or any(self.params[k].is_weight or self.params[k].value.shape != shape
+                       for k in keys)):
             return None
-        in_rows = in_shape[0] if in_shape else 1
-        before = m * in_rows + 1 - in_rows  # the row one batch before the second rider
+        rows = shape[0] if shape else 1
+        before = m * rows + 1 - rows  # the row one batch before the second rider
         masks = []
         args = self.reference_args(self.params[k].arg_index for k in keys)
         moved_args = {self.params[k].arg_index for k in keys}
         for k in keys:
             p = self.params[k]
-            buffer = np.empty((m * in_rows + 2,) + in_shape[1:])
-            parts = buffer[:-2].reshape((m,) + in_shape)
+            buffer = np.empty((m * rows + 2,) + shape[1:])
+            parts = buffer[:-2].reshape((m,) + shape)
             for i, (directions, t) in enumerate(points):
                 _, cut = self.moved(p, directions[k], t, out=parts[i, ...])
                 if cut is False:
                     return None
                 masks.append((i, cut))
-            buffer[-2:-1] = p.value.reshape((-1,) + in_shape[1:])[:1]
+            buffer[-2:-1] = p.value.reshape((-1,) + shape[1:])[:1]
             buffer[-1] = buffer[before]
             args[p.arg_index] = tf.constant(buffer, self.ref_dtype)
+        paired = 1 % rows  # the row of the others that the second rider's copy meets
         for i, a in enumerate(args):
-            if i not in moved_args and a.shape == in_shape:
-                a = a if in_shape else tf.reshape(a, (1,))
-                args[i] = tf.concat([a] * m + [a[:1], a[:1]], axis=0)
+            if i not in moved_args and a.shape == shape:
+                a = a if shape else tf.reshape(a, (1,))
+                args[i] = tf.concat([a] * m + [a[:1], a[paired:paired + 1]], axis=0)
         try:
             out = _f64(self.ref(args))
         except Exception:  # noqa: BLE001 - evaluated one t at a time, which reports a failure
             self.stack_samples = False
             return None
-        rows = shape[0] if shape else 1
         if out.shape != (m * rows + 2,) + shape[1:]:
             self.stack_samples = False
             return None
         riders = out[-2:]
-        before = m * rows + 1 - rows
         expected = np.concatenate([self.f0.reshape((rows,) + shape[1:])[:1],
                                    out[before:before + 1]])
         with np.errstate(invalid="ignore"):
@@ -221,8 +217,7 @@ class ReferenceCalls:
     def samples(self, directions: dict[int, np.ndarray],
                 stacked: bool = False) -> dict[int, np.ndarray]:
         """The reference at t = 0, +-h, +-2h along ``directions``; ``stacked``: in one call
-        where :meth:`stacked` can (the elementwise route, whose probe confirms it; the batch
-        rows, confirmed independent before)."""
+        where :meth:`stacked` can (the elementwise route, whose probe confirms it)."""
         ts = (-2, -1, 1, 2)
         found = self.stacked(directions, [k * self.h for k in ts]) if stacked else None
         if found is None:
