@@ -382,9 +382,9 @@ def confirm_batch_independent(fb: ForwardBackward, ref: Reference, calls: Evalua
 def check_rows(fb: ForwardBackward, ref: Reference, calls: Evaluations, rows: list[int], *,
                add: Add) -> bool:
     """The params ``rows`` per batch row, along one random direction; True where every row
-    was judged by central differences. One call per sample: a stacked call's riders cannot
-    vouch for rows whose output is ~0 at the input (a zero row 0 hid a target reading its
-    batch size or a row index threshold, and a wrong gradient passed: review of d3fa14a)."""
+    was judged by central differences. One call per sample, not a stacked call: its riders
+    cannot vouch for rows whose output is ~0 at the input (tried: a zero first row hid a
+    target reading its batch size or a row-index threshold, and a wrong gradient passed)."""
     params, low, batch = fb.params, _low_precision(fb, ref), _batch(ref)
     u = {k: _signed(fb.rng, params[k].value.shape) * np.maximum(
         1.0, np.abs(params[k].value)) for k in rows}
