@@ -120,19 +120,23 @@ class ReferenceCalls:
         carry); the caller's probe, with separate calls, confirms the rest (see
         ``_routes.confirm_elementwise``).
 
-        Two rows ride along at the end: a copy of the input's first row, whose output must be
-        the reference's at the input, and a copy of the row one batch (``B`` rows) before it
-        (paired with the same row of the other inputs), whose output must be that row's in the
-        same call; each within ``2 * ANALYTIC_ULPS`` roundings (two computations of one value).
-        A target that reads its batch size does not give that, nor one that couples rows (a
+        Three rows ride along at the end (each paired with the same row of the other inputs):
+        a copy of the input's first row and one of the row whose output is largest, whose
+        outputs must be the reference's at the input, and a copy of the row one batch (``B``
+        rows) before the second, whose output must be that row's in the same call; each within
+        ``2 * ANALYTIC_ULPS`` roundings (two computations of one value). A rider whose output
+        is ~0 vouches for little (a zero first row hid a batch-size read, ``x * x / B``: the
+        parts then disagree with the output at the input, which passes for a kink, and a wrong
+        gradient passed), hence the largest. A target that reads its batch size does not give
+        that, nor one that couples rows (a
         batch mean, say: the rows at the end break the symmetry of the parts' steps, -2h to
         2h, which alone would leave it unchanged), nor one that reads a row's position unless
         position ``j + B`` acts as ``j``: a pattern repeating every ``p`` rows moves the parts
         at offsets ``iB`` exactly where ``p`` does not divide ``B``, which the second rider
         shows (the first alone, at offset ``mB``, misses ``p = 2, B = 3``, and let such a
-        target's wrong gradient pass). Riders whose output is ~0 vouch for little (a zero
-        first row hides a batch-size read): why only the elementwise route, with its probe,
-        stacks. None where not done (a weight moves, the reference draws random numbers per
+        target's wrong gradient pass). Where every output is ~0 no rider vouches: the
+        elementwise route's probe, with separate calls, still stands behind it (the batch-row
+        route has none, and does not stack). None where not done (a weight moves, the reference draws random numbers per
         call, the call fails or disagrees) and where the stacked input would exceed
         ``_STACK_BYTES`` (``_STACK_BYTES_HEAP_KEPT`` where the heap is kept): the caller
         evaluates each point alone."""
@@ -148,37 +152,41 @@ class ReferenceCalls:
             return None
         rows = shape[0] if shape else 1
         before = m * rows + 1 - rows  # the row one batch before the second rider
+        f0 = self.f0.reshape((rows, -1))
+        largest = int(np.argmax(np.where(np.isfinite(f0), np.abs(f0), 0.0).max(axis=1)))
         masks = []
         args = self.reference_args(self.params[k].arg_index for k in keys)
         moved_args = {self.params[k].arg_index for k in keys}
         for k in keys:
             p = self.params[k]
-            buffer = np.empty((m * rows + 2,) + shape[1:])
-            parts = buffer[:-2].reshape((m,) + shape)
+            buffer = np.empty((m * rows + 3,) + shape[1:])
+            parts = buffer[:-3].reshape((m,) + shape)
             for i, (directions, t) in enumerate(points):
                 _, cut = self.moved(p, directions[k], t, out=parts[i, ...])
                 if cut is False:
                     return None
                 masks.append((i, cut))
-            buffer[-2:-1] = p.value.reshape((-1,) + shape[1:])[:1]
-            buffer[-1] = buffer[before]
+            by_row = p.value.reshape((-1,) + shape[1:])
+            buffer[-3], buffer[-2], buffer[-1] = by_row[0], buffer[before], by_row[largest]
             args[p.arg_index] = tf.constant(buffer, self.ref_dtype)
         paired = 1 % rows  # the row of the others that the second rider's copy meets
         for i, a in enumerate(args):
             if i not in moved_args and a.shape == shape:
                 a = a if shape else tf.reshape(a, (1,))
-                args[i] = tf.concat([a] * m + [a[:1], a[paired:paired + 1]], axis=0)
+                args[i] = tf.concat([a] * m + [a[:1], a[paired:paired + 1],
+                                               a[largest:largest + 1]], axis=0)
         try:
             out = _f64(self.ref(args))
         except Exception:  # noqa: BLE001 - evaluated one t at a time, which reports a failure
             self.stack_samples = False
             return None
-        if out.shape != (m * rows + 2,) + shape[1:]:
+        if out.shape != (m * rows + 3,) + shape[1:]:
             self.stack_samples = False
             return None
-        riders = out[-2:]
-        expected = np.concatenate([self.f0.reshape((rows,) + shape[1:])[:1],
-                                   out[before:before + 1]])
+        riders = out[-3:]
+        by_row = self.f0.reshape((rows,) + shape[1:])
+        expected = np.concatenate([by_row[:1], out[before:before + 1],
+                                   by_row[largest:largest + 1]])
         with np.errstate(invalid="ignore"):
             agree = np.all((riders == expected) | (np.abs(riders - expected) <= 2 * ANALYTIC_ULPS
                                                    * self.eps_ref
@@ -188,7 +196,7 @@ class ReferenceCalls:
             self.stack_samples = False
             return None
         self.stacked_calls += 1
-        parts = out[:-2].reshape((m,) + shape)
+        parts = out[:-3].reshape((m,) + shape)
         result = [parts[i, ...] for i in range(m)]
         for i, cut in masks:
             result[i] = self.unsampled_nan(result[i], cut)

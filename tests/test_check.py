@@ -117,11 +117,13 @@ def _by_row_index(x):
     return x * tf.cast(tf.range(tf.shape(x)[0]), x.dtype)[:, None]
 
 
-def _rows_run(fn, shape=(4, 5), elementwise=False):
+def _rows_run(fn, shape=(4, 5), elementwise=False, first_row_scale=1.0):
     from gradcheck._check import _Run
     from gradcheck._targets import as_target
 
-    x = tf.constant(np.random.default_rng(2).normal(size=shape) * 2, tf.float32)
+    x = np.random.default_rng(2).normal(size=shape) * 2
+    x[0] *= first_row_scale
+    x = tf.constant(x, tf.float32)
     run = _Run(as_target(fn), [x], elementwise, True, None, None, 0)
     assert run.forward_backward() and run.choose_reference()
     return run
@@ -131,15 +133,24 @@ def _times(x, z):
     return x * z
 
 
+def _periodic(period):
+    def f(x):
+        return x * (1.0 + tf.cast(tf.range(tf.shape(x)[0]) % period, x.dtype)[:, None])
+
+    return f
+
+
 @pytest.mark.parametrize("fn, shape, stacks", [
-    (_by_position(2, 1.0, False), (4, 5), True), (_by_position(2, 1.0, False), (3, 5), False),
-    (_by_position(3, 1.0, False), (4, 5), False), (_by_row_index, (4, 5), False)],
+    (_periodic(2), (4, 5), True), (_periodic(2), (3, 5), False),
+    (_periodic(3), (4, 5), False), (_by_row_index, (4, 5), False)],
     ids=["period_2_of_4", "period_2_of_3", "period_3_of_4", "by_row_index"])
 def test_stacked_samples_of_a_target_reading_its_row_position(fn, shape, stacks):
     """A pattern over the rows whose period divides the batch B gives the parts at offsets iB
     the values of separate calls: it stacks; otherwise the rider one batch after its twin row
-    differs from it, and the stacked call is refused."""
-    run = _rows_run(fn, shape, elementwise=True)
+    differs from it, and the stacked call is refused. (Row 0 holds the largest output here:
+    the rider of the largest row sits at offset mB + 2, where a row of another parity would
+    read another weight and refuse the call, slower but never wrong.)"""
+    run = _rows_run(fn, shape, elementwise=True, first_row_scale=10.0)
     s = np.maximum(1.0, np.abs(run.params[0].value))
     ts = [k * run.h for k in (-2, -1, 1, 2)]
     stacked = run.stacked({0: s}, ts)
@@ -164,6 +175,37 @@ def test_stacked_samples_pair_the_riders_with_the_rows_of_the_other_inputs():
     assert stacked is not None
     for t, part in zip(ts, stacked):
         np.testing.assert_allclose(part, run.evaluate({0: s}, t), rtol=4 * 2.0 ** -52, atol=0)
+
+
+def _squares_over_batch(factor):
+    """x * x / B: elementwise, and reads its batch size B; its gradient ``factor`` times the
+    true one."""
+
+    @tf.custom_gradient
+    def f(x):
+        n = tf.cast(tf.shape(x)[0], x.dtype)
+
+        def grad(dy):
+            return dy * 2 * x / n * factor
+
+        return x * x / n, grad
+
+    return f
+
+
+@pytest.mark.parametrize("elementwise", [None, True])
+@pytest.mark.parametrize("first_row", [0.0, 1.0])
+def test_an_elementwise_target_reading_its_batch_size_is_judged_right(elementwise, first_row):
+    """The stacked call's riders include the row whose output is largest: with a zero first
+    row, a rider of row 0 alone read 0 whatever the batch size, the parts (at another batch
+    size) then disagreed with the output at the input, which passed for a kink, and a wrong
+    gradient passed (review finding, before this session too)."""
+    x = np.random.default_rng(1).standard_normal((3, 3)) + 2
+    x[0] = first_row
+    wrong = gradcheck.check(_squares_over_batch(2.0), x, modes=(), elementwise=elementwise)
+    assert wrong.kinds == ["gradient_mismatch"], str(wrong)
+    right = gradcheck.check(_squares_over_batch(1.0), x, modes=(), elementwise=elementwise)
+    assert right.ok, str(right)
 
 
 def _threshold_rows(factor):
