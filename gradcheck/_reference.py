@@ -144,6 +144,7 @@ class ReferenceCalls:
         shape = self.f0.shape
         m = len(points)
         if (not self.stack_samples or not getattr(self.ref, "stackable", False)
+                or not self.f0.size  # an empty input: no row to ride along
                 or m * self.f0.size * 8 > (_STACK_BYTES_HEAP_KEPT if heap_kept()
                                            else _STACK_BYTES)
                 or any(list(d) != keys for d, _ in points)

@@ -129,6 +129,14 @@ def _rows_run(fn, shape=(4, 5), elementwise=False, first_row_scale=1.0):
     return run
 
 
+@pytest.mark.parametrize("shape", [(3, 0), (0,), (0, 4)])
+def test_an_empty_input_is_not_reported_as_the_targets_error(shape):
+    """No stacked call on an empty input: its riders (rows of the input) do not exist, and
+    the failure to build them was reported as the target raising a ValueError."""
+    report = gradcheck.check(swish, tf.zeros(shape), modes=())
+    assert "error" not in report.kinds, str(report)
+
+
 def _times(x, z):
     return x * z
 
