@@ -24,11 +24,9 @@ found for one item is replayed first for that item on the next run.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 import time
 import warnings
-import zlib
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -37,7 +35,7 @@ from hypothesis import seed as seeded
 from hypothesis.errors import Flaky
 from hypothesis.reporting import with_reporter
 
-from ._arrays import _shapes
+from ._arrays import _digest, _seed_of, _shapes
 from ._declare import Registered
 from ._fuzz_target import dtype_arg, resolve_target
 from ._mode_sample import ModeSample
@@ -571,24 +569,6 @@ def _shape_text(shapes: tuple[tuple[int, ...], ...]) -> str:
 
 def _unprefixed(message: str, name: str) -> str:
     return message[len(name) + 2:] if message.startswith(f"{name}: ") else message
-
-
-def _seed_of(inputs: Sequence[np.ndarray]) -> int:
-    """A check seed that depends only on the input, so a replay reaches the same verdict."""
-    digest = 0
-    for a in inputs:
-        digest = zlib.crc32(f"{a.dtype.name}{a.shape}".encode(), digest)
-        digest = zlib.crc32(np.ascontiguousarray(a).tobytes(), digest)
-    return digest & 0x7FFFFFFF
-
-
-def _digest(inputs: Sequence[np.ndarray]) -> bytes:
-    """Which input this is: dtypes, shapes and bytes (so -0.0 is not 0.0), hashed."""
-    digest = hashlib.blake2b(digest_size=16)
-    for a in inputs:
-        digest.update(f"{a.dtype.name}{a.shape}".encode())
-        digest.update(np.ascontiguousarray(a).tobytes())
-    return digest.digest()
 
 
 def _blob_of(error: BaseException) -> str | None:

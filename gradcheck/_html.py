@@ -130,8 +130,10 @@ def _item(result: Mapping[str, Any], png: str | None, figure_error: str | None) 
     swept = f' · {result["swept"]} values swept' if result.get("swept") else ""
     if result.get("sweep_skipped"):
         swept = f' · not swept: {_e(result["sweep_skipped"])}'
+    repeated = (f' ({result["repeated"]} repeated an input that had passed: not checked '
+                f'again)' if result.get("repeated") else "")
     facts = (f'<span class="outcome">{_e(outcome)}</span> · {result.get("examples", 0)} '
-             f'examples{swept} · {float(result.get("duration_s", 0.0)):.2f} s')
+             f'examples{repeated}{swept} · {float(result.get("duration_s", 0.0)):.2f} s')
     parts = [f'<h3 id="{_anchor(nodeid)}">{_e(nodeid)}</h3>',
              f'<p class="{_css(outcome)}">{facts}</p>']
     for why in ("reason", "xfail_reason"):  # crashed / interrupted, or a known failure

@@ -336,3 +336,20 @@ def test_the_html_page_shows_why_an_item_is_xfailed_and_how_many_values_it_swept
     page = render({"results": [result], "summary": {"xfailed": 1}})
     assert "float16 overflow, known" in page and "63487 values swept" in page
     assert 'class="xfailed"' in page
+
+
+def test_the_html_page_and_the_failure_text_say_how_many_examples_repeated_an_input():
+    """An example whose input had passed is not checked again (_fuzz.py): every report that
+    counts examples says how many of them were such repeats."""
+    from types import SimpleNamespace
+
+    from gradcheck._html import render
+    from gradcheck._results import failure_text
+
+    result = {"nodeid": "a.py::f[float32]", "target": "a:f", "dtype": "float32",
+              "outcome": "passed", "examples": 100, "repeated": 9, "duration_s": 0.5,
+              "findings": []}
+    page = render({"results": [result], "summary": {"passed": 1}})
+    assert "100 examples (9 repeated an input that had passed: not checked again)" in page
+    text = failure_text(SimpleNamespace(meta={"examples": 100, "repeated": 9}))
+    assert "examples run: 100 (9 repeated an input that had passed: not checked again)" in text
