@@ -1,0 +1,156 @@
+"""Normalizations: Jacobians far larger than their inputs, and no false alarm for it.
+
+A layer that divides by sqrt(variance + epsilon) (LayerNormalization, a user's RowNorm) scales
+by 1/sqrt(epsilon) at a row of equal values, Hypothesis's favourite input: 31.6 for Keras'
+epsilon of 1e-3. Its float32 gradient rounds terms that large and cancels them down to values
+far smaller. The analytic side's allowance must follow the terms (``_routes.terms_allowance``),
+while a wrong gradient of the same layer is still caught there. Each "false alarm" test
+failed before the rule it names (checked with that commit's gradcheck first on PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+import gradcheck  # noqa: E402
+
+
+class RowNorm(keras.layers.Layer):
+    """A layer normalization as users write it; ``error`` scales its custom gradient."""
+
+    def __init__(self, epsilon=1e-3, error=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon, self.error = epsilon, error
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon, "error": self.error}
+
+    def call(self, x):
+        @tf.custom_gradient
+        def normalize(x):
+            mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+            inv = tf.math.rsqrt(tf.reduce_mean(tf.square(x - mean), axis=-1, keepdims=True)
+                                + self.epsilon)
+            xhat = (x - mean) * inv
+
+            def grad(dy):
+                centred = dy - tf.reduce_mean(dy, axis=-1, keepdims=True)
+                along = xhat * tf.reduce_mean(dy * xhat, axis=-1, keepdims=True)
+                return inv * (centred - along) * (1.0 + self.error)
+
+            return xhat, grad
+
+        return normalize(x)
+
+
+def with_equal_rows(dtype, seed=0):
+    """Random rows, then rows of zeros, of -0.0 and of one repeated value."""
+    x = np.random.default_rng(seed).normal(size=(6, 4))
+    x[2:4] = 0.0
+    x[3] = -0.0
+    x[5] = 0.75
+    return x.astype(dtype)
+
+
+LAYERS = {"RowNorm": RowNorm, "LayerNormalization": keras.layers.LayerNormalization}
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_rows_of_equal_values_are_not_a_false_alarm(name, seed):
+    report = gradcheck.check(LAYERS[name](dtype="float32"), with_equal_rows("float32"),
+                             elementwise=False, batch_independent=True, seed=seed)
+    assert report.ok, str(report)
+
+
+def test_keras_layer_normalization_fuzzed_from_zeros_passes():
+    report = gradcheck.fuzz(keras.layers.LayerNormalization, input_shape=(None, 3),
+                            dtype="float32", max_examples=40, hypothesis_seed=0)
+    assert report.ok, str(report)
+
+
+def near_equal_rows(dtype):
+    """Rows whose variance is far below epsilon, none of them symmetric about its mean."""
+    x = np.zeros((6, 4))
+    x[:, 3] = 1e-3
+    x[1, 2] = -2e-3
+    x[2] = [0.5, 0.5, 0.5, 0.5005]
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("error", [1e-4, -1e-4])
+def test_guard_a_wrong_gradient_next_to_rows_of_equal_values_is_caught(error, seed):
+    """The terms' allowance is ANALYTIC_ULPS roundings of terms of size |dy| / sqrt(eps):
+    about 1e-6 of them in float32, so an error of 1e-4 still shows."""
+    report = gradcheck.check(RowNorm(error=error, dtype="float32"), near_equal_rows("float32"),
+                             elementwise=False, batch_independent=True, seed=seed)
+    assert report.kinds == ["gradient_mismatch"], str(report)
+
+
+# -- dy-linearity where the Jacobian is large: x / |x| next to a tiny row
+
+
+def l2_normalize(x):
+    """Keras' UnitNormalization as users write it: x / max(|x|, 1e-12) per row."""
+    return x * tf.math.rsqrt(tf.maximum(tf.reduce_sum(tf.square(x), -1, keepdims=True),
+                                        tf.cast(1e-24, x.dtype)))
+
+
+def l2_normalize_ignoring_dy(x):
+    @tf.custom_gradient
+    def normalize(x):
+        y = l2_normalize(x)
+
+        def grad(dy):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                z = l2_normalize(x)
+            return tape.gradient(z, x)  # the VJP for dy = 1: ignores dy
+
+        return y, grad
+
+    return normalize(x)
+
+
+#: Rows of one tiny value among zeros, where x / |x| has a Jacobian of size 1 / |x|, and its
+#: float32 VJP rounds terms that large to entries that should be 0 (from Keras'
+#: UnitNormalization, fuzzed: "does not scale with the upstream gradient", -0.0156 + 0.0156
+#: vs 0.0039, before the twin's errors were allowed for).
+TINY_ROWS = {
+    "float32": ([[0.0, 0.0, 5.394796517066425e-06]], 167811043),
+    "bfloat16": ([[0.0, 2.2649765014648438e-06, 0.0]], 473168895),
+}
+
+
+@pytest.mark.parametrize("dtype", sorted(TINY_ROWS))
+@pytest.mark.parametrize("target", ["keras", "user"])
+def test_rounding_of_a_large_jacobian_is_not_a_dy_linearity_finding(target, dtype):
+    rows, seed = TINY_ROWS[dtype]
+    fn = (keras.layers.UnitNormalization(dtype=dtype) if target == "keras" else l2_normalize)
+    report = gradcheck.check(fn, tf.constant(rows, dtype), elementwise=False,
+                             batch_independent=True, seed=seed)
+    assert report.ok, str(report)
+
+
+def test_almost_equal_values_in_a_group_are_not_a_dy_linearity_finding():
+    """GroupNormalization, fuzzed: a group (-9.0625, -9.0) has a variance of 1e-3, next to
+    epsilon, so the normalization scales by ~22 terms of size |x| = 9."""
+    layer = keras.layers.GroupNormalization(groups=2, dtype="float32")
+    report = gradcheck.check(layer, np.array([[0.0, 1.0, -9.0625, -9.0]], np.float32),
+                             elementwise=False, batch_independent=True, seed=1345811135)
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_guard_a_gradient_ignoring_dy_next_to_a_tiny_row_is_still_named(dtype):
+    rows, seed = TINY_ROWS["bfloat16" if dtype == "bfloat16" else "float32"]
+    x = np.asarray(rows, np.float64) * 1e3  # |x| of about 5e-3: above float16's tiny
+    report = gradcheck.check(l2_normalize_ignoring_dy, tf.constant(x, dtype),
+                             elementwise=False, batch_independent=True, seed=seed)
+    assert report.kinds == ["gradient_mismatch"], str(report)
+    assert report.findings[0].details["cause"] == "not_linear_in_dy", str(report)
