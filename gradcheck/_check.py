@@ -521,10 +521,12 @@ class _Run(ReferenceCalls):
         return Declared(self.elementwise, self.batch_independent, self.domain)
 
     def verdict(self, samples, analytic, rounding, allowance, directional=False,
-                estimated=None):
-        """``_routes.judge`` with this run's step, domain cut, noise and rtol/atol."""
+                estimated=None, step=None):
+        """``_routes.judge`` with this run's step (``step``: samples taken at another), domain
+        cut, noise and rtol/atol."""
         return _routes.judge(samples, analytic, rounding, allowance, directional, estimated,
-                             h=self.h, cut_by_domain=self.cut_by_domain,
+                             h=self.h if step is None else step,
+                             cut_by_domain=self.cut_by_domain,
                              noise=self.noise_relative, rtol=self.rtol, atol=self.atol)
 
     def confirm_elementwise(self, diag: list[int]) -> bool:

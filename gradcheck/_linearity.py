@@ -11,8 +11,12 @@ Tolerance: each of the three VJPs is a chain of operations in the input's dtype,
 ``ANALYTIC_ULPS`` roundings (the core's allowance for an analytic chain) of its terms. A term of
 an input's gradient is at most ``|v|max * max(1, |x|max, |y|max)`` (the scale of the chain-rule
 terms that the mode check uses too); a weight entry sums one such term per output it feeds, at
-most ``y.size``. So an entry may miss linearity by ``ANALYTIC_ULPS * eps * (|g1| + |g2| + |g12|
-+ 3 * terms * scale)``. A gradient that ignores ``dy`` misses it by about ``|g|`` itself.
+most ``y.size``. A term is also taken to be as large as the param's largest gradient entry:
+where the Jacobian is far larger than the input (``x / max(|x|, eps)`` scales a row by
+``1 / |x|``, a normalization at a zero row by ``1 / sqrt(eps)``), entries that cancel to 0
+are rounded at that size. So an entry may miss linearity by ``ANALYTIC_ULPS * eps * (|g1| +
+|g2| + |g12| + 3 * terms)``. A gradient that ignores ``dy`` misses it by about ``|g|`` itself,
+so it still shows wherever its entries exceed ``ANALYTIC_ULPS * eps`` of the largest one.
 
 Terms can be far larger than that scale where the Jacobian is (a normalization divides by its
 row's norm: ``x / max(|x|, eps)`` near a tiny row, a group of almost equal values): the
@@ -113,10 +117,11 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
         if b.shape != p.grad.shape or c.shape != p.grad.shape:
             continue
         a = p.grad
-        terms = fb.y64.size if p.is_weight else 1
+        largest = max(_max_abs_finite(g) for g in (a, b, c))
+        terms = max(fb.y64.size * scale if p.is_weight else scale, largest)
         with np.errstate(invalid="ignore", over="ignore"):
             defect = np.abs(a + b - c)
-            tol = ANALYTIC_ULPS * eps * (np.abs(a) + np.abs(b) + np.abs(c) + 3 * terms * scale)
+            tol = ANALYTIC_ULPS * eps * (np.abs(a) + np.abs(b) + np.abs(c) + 3 * terms)
             bad = defect > tol  # NaN/Inf entries are not judged here
         if bad.any():
             errors = twins.errors(k, (a, b, c))

@@ -223,14 +223,16 @@ class ReferenceCalls:
         outside = (moved < self.domain[0]) | (moved > self.domain[1])
         return outside if outside.any() else None
 
-    def samples(self, directions: dict[int, np.ndarray],
-                stacked: bool = False) -> dict[int, np.ndarray]:
-        """The reference at t = 0, +-h, +-2h along ``directions``; ``stacked``: in one call
-        where :meth:`stacked` can (the elementwise route, whose probe confirms it)."""
+    def samples(self, directions: dict[int, np.ndarray], stacked: bool = False,
+                step: float | None = None) -> dict[int, np.ndarray]:
+        """The reference at t = 0, +-h, +-2h along ``directions`` (``step``: another h);
+        ``stacked``: in one call where :meth:`stacked` can (the elementwise route, whose probe
+        confirms it)."""
         ts = (-2, -1, 1, 2)
-        found = self.stacked(directions, [k * self.h for k in ts]) if stacked else None
+        h = self.h if step is None else step
+        found = self.stacked(directions, [k * h for k in ts]) if stacked else None
         if found is None:
             held = any(self.params[k].is_weight for k in directions)
             with weights_restored(self.ref_weights) if held else nullcontext():
-                found = [self.evaluate(directions, k * self.h, restore=not held) for k in ts]
+                found = [self.evaluate(directions, k * h, restore=not held) for k in ts]
         return {0: self.f0, **dict(zip(ts, found))}

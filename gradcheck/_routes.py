@@ -24,6 +24,7 @@ import numpy as np
 from ._arrays import _abs, _abs_diff, _all_finite, _f64, _index, _signed
 from ._conditioning import explained_by_rounding
 from ._declared_gradient import analytic_source
+from ._lines import batch_size, directional_allowance, low_precision, refined, terms_allowance
 from ._numerics import (
     ANALYTIC_ULPS,
     SAFETY,
@@ -93,7 +94,7 @@ def compare(fb: ForwardBackward, ref: Reference, calls: Evaluations, declared: D
     # Batch rows: the primary input and inputs of its very shape. A parameter whose first
     # axis merely has the batch size (4 features, batch of 4) is not batched.
     primary = params[0]
-    batch = _batch(ref)
+    batch = batch_size(ref)
     rows = [k for k in rest if _has_batch_rows(fb, ref, declared) and not params[k].is_weight
             and not primary.is_weight and params[k].value.shape == primary.value.shape
             and params[k].value.ndim and batch >= 1 and params[k].value.shape[0] == batch]
@@ -117,14 +118,6 @@ def _has_batch_rows(fb: ForwardBackward, ref: Reference, declared: Declared) -> 
         x = fb.params[0].value
         return bool(x.ndim and ref.f0.ndim and ref.f0.shape[0] == x.shape[0])
     return declared.batch_independent
-
-
-def _batch(ref: Reference) -> int:
-    return ref.f0.shape[0] if ref.f0.ndim else 0
-
-
-def _low_precision(fb: ForwardBackward, ref: Reference) -> bool:
-    return ref.dtype != fb.dtype  # the reference is the target's float64 twin
 
 
 def judge(samples, analytic, rounding, allowance, directional=False, estimated=None, *,
@@ -305,7 +298,7 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
     whether every element was judged by central differences, and the elements it rejects
     (None where it accepts them all at once), to report (:func:`report_mismatch`) or keep."""
     p = fb.params[k]
-    low = _low_precision(fb, ref)
+    low = low_precision(fb, ref)
     s, phi, estimated, rho = line
     analytic = p.grad * s  # derivative along t of x + t*s: grad . s elementwise
     magnitude = 1.0
@@ -385,7 +378,7 @@ def check_rows(fb: ForwardBackward, ref: Reference, calls: Evaluations, rows: li
     was judged by central differences. One call per sample, not a stacked call: its riders
     cannot vouch for rows whose output is ~0 at the input (tried: a zero first row hid a
     target reading its batch size or a row-index threshold, and a wrong gradient passed)."""
-    params, low, batch = fb.params, _low_precision(fb, ref), _batch(ref)
+    params, low, batch = fb.params, low_precision(fb, ref), batch_size(ref)
     u = {k: _signed(fb.rng, params[k].value.shape) * np.maximum(
         1.0, np.abs(params[k].value)) for k in rows}
     axes = tuple(range(1, ref.f0.ndim))
@@ -398,6 +391,7 @@ def check_rows(fb: ForwardBackward, ref: Reference, calls: Evaluations, rows: li
                                for k in rows), terms_allowance(fb, ref, samples, axes))
     rounding = calls.rounding(axes, 1.0) * scale
     verdict = ref.judge(phi, analytic, rounding, allowance, directional=True)
+    verdict = refined(fb, ref, calls, u, axes, phi, analytic, rounding, allowance, verdict)
     ok = verdict.ok if not low else _line_rules(
         fb, ref, calls, u, axes, analytic, phi, verdict, rounding, allowance, lambda g: sum(
             (g[k] * u[k]).reshape(batch, -1).sum(axis=1) for k in rows))
@@ -425,61 +419,6 @@ def _line_rules(fb, ref, calls, u, axes, analytic, phi, verdict, rounding, allow
         fb, ref, calls.twin, project, analytic, verdict, calls.entries)
 
 
-def directional_allowance(fb: ForwardBackward, ref: Reference, k: int, u: np.ndarray,
-                          row_axes: bool = False):
-    """The analytic side's rounding, projected on u: ANALYTIC_ULPS roundings of each |g|
-    entry, and in a low dtype also of the terms the gradient is summed from.
-
-    A batch row's gradient entry sums terms of at most |dy| * max(1, |x|) within the row
-    (softmax-like reductions weight them by probabilities). A weight or broadcast parameter
-    sums over every output it feeds, each term as large as |dy| * max(1, |x|, |f|) times
-    one more max(1, |x|): a parameter multiplies the input before the nonlinearity
-    (sigmoid(b x), W x), so its chain rule carries that factor (d/db x sigmoid(b x) =
-    x^2 s(1 - s), with s(1 - s) rounding to 0 once s rounds to 1). Values below the dtype's
-    smallest normal number are unresolvable: |dy| * tiny per term."""
-    p = fb.params[k]
-    low = _low_precision(fb, ref)
-    per = np.abs(p.grad) * np.abs(u)
-    if low and row_axes:
-        vmax = np.abs(fb.v).reshape(_batch(ref), -1).max(axis=1)
-        vmax = vmax.reshape((-1,) + (1,) * (p.value.ndim - 1))
-        per = per + vmax * np.maximum(1.0, np.abs(p.value)) * np.abs(u)
-    per = ANALYTIC_ULPS * fb.eps * per
-    if row_axes:
-        return per.reshape(_batch(ref), -1).sum(axis=1)
-    total = per.sum()
-    if low:
-        size = np.maximum(1.0, np.abs(ref.f0))
-        primary = fb.params[0]
-        lever = 1.0
-        if not primary.is_weight:
-            lever = max(1.0, float(np.max(np.abs(primary.value), initial=0.0)))
-            if primary.value.shape == ref.f0.shape:
-                size = np.maximum(size, np.abs(primary.value))
-        terms = np.abs(fb.v) * (ANALYTIC_ULPS * fb.eps * size * lever + fb.tiny)
-        total += np.abs(u).sum() * terms.sum()
-    return total
-
-def terms_allowance(fb: ForwardBackward, ref: Reference, samples: Mapping[int, np.ndarray],
-                    axes: tuple[int, ...] | None):
-    """The analytic side's rounding as the terms of the directional derivative set it: phi'(0)
-    = sum_j v_j (J u)_j, per row (``axes``) or whole (None), and each term carries
-    ``ANALYTIC_ULPS`` roundings of the input's dtype. The terms' sizes |v_j (J u)_j| come
-    from the reference's central difference at +-h (float64, accurate far beyond what a
-    magnitude needs). They are a lower bound on what the analytic VJP is summed from
-    (|(J u)_j| <= sum_i |J_ji| |u_i|), so this never allows more than a backward-stable
-    computation rounds. :func:`directional_allowance` estimates the same rounding from the
-    gradient's own entries and input-sized terms; the routes keep the larger of the two (not
-    their sum: where nothing cancels they are one quantity counted twice). This one is the
-    larger where the Jacobian itself is: a normalization at zero variance scales by
-    1/sqrt(epsilon) (31.6 for Keras' LayerNormalization), and its gradient cancels such terms
-    down to values far smaller than they are. Samples that are not finite add nothing."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        terms = np.abs((np.asarray(samples[1]) - samples[-1]) * fb.v) / (2 * ref.h)
-    terms = np.where(np.isfinite(terms), terms, 0.0).sum(axis=axes)
-    return ANALYTIC_ULPS * fb.eps * terms
-
-
 # -- everything else: one random direction through all remaining params at once
 
 
@@ -487,7 +426,7 @@ def check_joint(fb: ForwardBackward, ref: Reference, calls: Evaluations, joint: 
                 add: Add) -> bool:
     """The params ``joint`` together, along one random direction; True where the line was
     judged by central differences."""
-    params, low = fb.params, _low_precision(fb, ref)
+    params, low = fb.params, low_precision(fb, ref)
     u = {k: _signed(fb.rng, params[k].value.shape) * np.maximum(
         1.0, np.abs(params[k].value)) for k in joint}
     samples = calls.samples(u)
@@ -499,6 +438,7 @@ def check_joint(fb: ForwardBackward, ref: Reference, calls: Evaluations, joint: 
                            terms_allowance(fb, ref, samples, None))
     rounding = calls.rounding(None, scale)
     verdict = ref.judge(phi, analytic, rounding, allowance, directional=True)
+    verdict = refined(fb, ref, calls, u, None, phi, analytic, rounding, allowance, verdict)
     ok = verdict.ok if not low else _line_rules(
         fb, ref, calls, u, None, analytic, phi, verdict, rounding, allowance,
         lambda g: np.asarray(sum(float((g[k] * u[k]).sum()) for k in joint)))

@@ -154,3 +154,57 @@ def test_guard_a_gradient_ignoring_dy_next_to_a_tiny_row_is_still_named(dtype):
                              elementwise=False, batch_independent=True, seed=seed)
     assert report.kinds == ["gradient_mismatch"], str(report)
     assert report.findings[0].details["cause"] == "not_linear_in_dy", str(report)
+
+
+# -- a ramp narrower than the step: x / max(|x|, eps) at a zero row, in float64
+
+
+def tf_l2_normalize(x):
+    return tf.math.l2_normalize(x, axis=-1)  # x * rsqrt(max(sum(x^2), 1e-12))
+
+
+def l2_normalize_wrong_by(error):
+    @tf.custom_gradient
+    def normalize(x):
+        with tf.GradientTape(persistent=True) as tape:  # gradcheck asks for several VJPs
+            tape.watch(x)
+            y = tf_l2_normalize(x)
+
+        def grad(dy):
+            return tape.gradient(y, x, output_gradients=dy) * (1.0 + error)
+
+        return y, grad
+
+    return normalize
+
+
+@pytest.mark.parametrize("target", ["tf.math.l2_normalize", "UnitNormalization"])
+def test_a_derivative_steeper_than_the_step_resolves_is_not_a_false_alarm(target):
+    """At a zero row the slope is 1 / eps (1e6, 1e12) over |x| < eps: float64's step of
+    6e-6 sees the whole rise and reads a slope of ~1 / h; shorter steps resolve it."""
+    fn = (tf_l2_normalize if target == "tf.math.l2_normalize"
+          else keras.layers.UnitNormalization(dtype="float64"))
+    x = np.zeros((3, 4))
+    x[1] = [0.5, -1.0, 2.0, 0.0]
+    for seed in range(3):
+        report = gradcheck.check(fn, x, elementwise=False, batch_independent=True, seed=seed)
+        assert report.ok, str(report)
+
+
+def test_tf_l2_normalize_fuzzed_in_float64_passes():
+    report = gradcheck.fuzz(tf_l2_normalize, dtype="float64", elementwise=False,
+                            max_examples=40, hypothesis_seed=0)
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("error", [1e-3, -1e-6])
+def test_guard_a_wrong_steep_derivative_is_caught_at_the_shorter_step(error):
+    x = np.zeros((2, 3))
+    report = gradcheck.check(l2_normalize_wrong_by(error), x, elementwise=False,
+                             batch_independent=True)
+    assert report.kinds == ["gradient_mismatch"], str(report)
+    # judged at the step that resolved it: the slope 1e6, not h's ~1 / h
+    details = report.findings[0].details
+    assert abs(details["numerical"]) > 1e5 and details["bound"] < 1e-3 * abs(
+        details["numerical"]), str(report)
+

@@ -1,0 +1,133 @@
+"""The directional routes' lines (per batch row, or one direction through everything else):
+how much the analytic side may round, and shorter steps where the step h did not resolve a
+derivative. Read the run's records, as ``_routes`` does, and evaluate the reference through its
+``calls``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+import numpy as np
+
+from ._numerics import ANALYTIC_ULPS, LineVerdict, machine_eps
+from ._records import ForwardBackward, Reference
+
+__all__ = ["batch_size", "directional_allowance", "low_precision", "refined",
+           "terms_allowance"]
+
+
+def batch_size(ref: Reference) -> int:
+    """The reference output's batch (its first axis; 0 for a scalar)."""
+    return ref.f0.shape[0] if ref.f0.ndim else 0
+
+
+def low_precision(fb: ForwardBackward, ref: Reference) -> bool:
+    """The reference is the target's float64 twin, the input's dtype lower."""
+    return ref.dtype != fb.dtype
+
+
+def directional_allowance(fb: ForwardBackward, ref: Reference, k: int, u: np.ndarray,
+                          row_axes: bool = False):
+    """The analytic side's rounding, projected on u: ANALYTIC_ULPS roundings of each |g|
+    entry, and in a low dtype also of the terms the gradient is summed from.
+
+    A batch row's gradient entry sums terms of at most |dy| * max(1, |x|) within the row
+    (softmax-like reductions weight them by probabilities). A weight or broadcast parameter
+    sums over every output it feeds, each term as large as |dy| * max(1, |x|, |f|) times
+    one more max(1, |x|): a parameter multiplies the input before the nonlinearity
+    (sigmoid(b x), W x), so its chain rule carries that factor (d/db x sigmoid(b x) =
+    x^2 s(1 - s), with s(1 - s) rounding to 0 once s rounds to 1). Values below the dtype's
+    smallest normal number are unresolvable: |dy| * tiny per term."""
+    p = fb.params[k]
+    low = low_precision(fb, ref)
+    per = np.abs(p.grad) * np.abs(u)
+    if low and row_axes:
+        vmax = np.abs(fb.v).reshape(batch_size(ref), -1).max(axis=1)
+        vmax = vmax.reshape((-1,) + (1,) * (p.value.ndim - 1))
+        per = per + vmax * np.maximum(1.0, np.abs(p.value)) * np.abs(u)
+    per = ANALYTIC_ULPS * fb.eps * per
+    if row_axes:
+        return per.reshape(batch_size(ref), -1).sum(axis=1)
+    total = per.sum()
+    if low:
+        size = np.maximum(1.0, np.abs(ref.f0))
+        primary = fb.params[0]
+        lever = 1.0
+        if not primary.is_weight:
+            lever = max(1.0, float(np.max(np.abs(primary.value), initial=0.0)))
+            if primary.value.shape == ref.f0.shape:
+                size = np.maximum(size, np.abs(primary.value))
+        terms = np.abs(fb.v) * (ANALYTIC_ULPS * fb.eps * size * lever + fb.tiny)
+        total += np.abs(u).sum() * terms.sum()
+    return total
+
+def terms_allowance(fb: ForwardBackward, ref: Reference, samples: Mapping[int, np.ndarray],
+                    axes: tuple[int, ...] | None):
+    """The analytic side's rounding as the terms of the directional derivative set it: phi'(0)
+    = sum_j v_j (J u)_j, per row (``axes``) or whole (None), and each term carries
+    ``ANALYTIC_ULPS`` roundings of the input's dtype. The terms' sizes |v_j (J u)_j| come
+    from the reference's central difference at +-h (float64, accurate far beyond what a
+    magnitude needs). They are a lower bound on what the analytic VJP is summed from
+    (|(J u)_j| <= sum_i |J_ji| |u_i|), so this never allows more than a backward-stable
+    computation rounds. :func:`directional_allowance` estimates the same rounding from the
+    gradient's own entries and input-sized terms; the routes keep the larger of the two (not
+    their sum: where nothing cancels they are one quantity counted twice). This one is the
+    larger where the Jacobian itself is: a normalization at zero variance scales by
+    1/sqrt(epsilon) (31.6 for Keras' LayerNormalization), and its gradient cancels such terms
+    down to values far smaller than they are. Samples that are not finite add nothing."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        terms = np.abs((np.asarray(samples[1]) - samples[-1]) * fb.v) / (2 * ref.h)
+    terms = np.where(np.isfinite(terms), terms, 0.0).sum(axis=axes)
+    return ANALYTIC_ULPS * fb.eps * terms
+
+
+
+#: D(2h) / D(h) is 1 + O(h^2) where the function is smooth at the step's scale, and 1/2 where
+#: its whole change over +-2h happens within +-h (a ramp narrower than h: a norm floored at
+#: epsilon, x / max(|x|, 1e-12), at a zero row). Below the geometric middle of the two, the
+#: step did not resolve the derivative.
+UNRESOLVED_RATIO = 2.0 ** -0.5
+
+#: Shorter steps tried where it did not, relative to h: each 1000 times shorter, so three
+#: tries reach a feature of 1e-12 (Keras' UnitNormalization) from float64's h = 6e-6, while
+#: a float64 reference's rounding over the shortest, rho / (1e-9 h), stays ~1e-7 of |dy|.
+REFINEMENTS = (1e-3, 1e-6, 1e-9)
+
+
+def refined(fb, ref, calls, u, axes, phi, analytic, rounding, allowance,
+            verdict: LineVerdict) -> LineVerdict:
+    """A directional line's verdict, judged again at shorter steps where it failed and its
+    step h did not resolve the derivative (:data:`UNRESOLVED_RATIO`): the derivative is the
+    difference quotient's limit, so a shorter step that resolves it (its own ratio near 1)
+    judges the analytic value by the same rule, with the same rounding (its bound grows as
+    rho / step). Only over a float64 reference, whose rounding leaves that bound tight; a
+    line no step resolves (a jump: its ratio is 1/2 at every step) keeps its verdict.
+    ``verdict.strict`` is kept: the line still needed more than the step h."""
+    if ref.eps_ref > machine_eps("float64"):
+        return verdict
+    todo = ~verdict.ok & _unresolved(phi, ref.h)
+    for factor in REFINEMENTS:
+        if not todo.any():
+            break
+        step = ref.h * factor
+        again = {t: np.asarray((fb.v * f).sum(axis=axes))
+                 for t, f in calls.samples(u, step=step).items()}
+        resolved = todo & ~_unresolved(again, step)
+        if resolved.any():
+            new = ref.judge(again, analytic, rounding, allowance, directional=True, step=step)
+            verdict = replace(verdict, **{name: np.where(resolved, getattr(new, name),
+                                                         getattr(verdict, name))
+                                          for name in ("ok", "numerical", "bound", "kink",
+                                                       "finite")})
+        todo = todo & ~resolved
+    return verdict
+
+
+def _unresolved(phi: Mapping[int, np.ndarray], h: float) -> np.ndarray:
+    """Where D(2h) / D(h) is below :data:`UNRESOLVED_RATIO` (finite samples only)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        near = np.abs(np.asarray(phi[1]) - phi[-1]) / (2 * h)
+        far = np.abs(np.asarray(phi[2]) - phi[-2]) / (4 * h)
+        return np.asarray(np.isfinite(near) & np.isfinite(far) & (far < UNRESOLVED_RATIO * near))
