@@ -158,7 +158,8 @@ def soak_item(fn, options: dict, label: str, dtype: str, seeds, examples: int):
         examples_run += report.meta.get("examples", 0)
         repeated += report.meta.get("repeated", 0)
         entry = {"target": label, "dtype": dtype, "seed": seed, "ok": report.ok,
-                 "examples": report.meta.get("examples")}
+                 "examples": report.meta.get("examples"),
+                 "repeated": report.meta.get("repeated", 0)}
         if not report.ok:
             entry.update(kinds=report.kinds, report=report.to_dict())
             text.append(f"\nFINDING {label} [{dtype}] seed {seed}:\n{report}")

@@ -113,19 +113,28 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
 def mode_allowance(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
                    param_index: int | None) -> float:
     """Twice the eager run's own error against the float64 twin (output, or the gradient of
-    ``fb.params[param_index]``), its largest entry; 0 without a float64 twin."""
+    ``fb.params[param_index]``), its largest entry at the input and at ``_NEIGHBOURS``
+    inputs nearby (drawn as :func:`explained_by_rounding` draws them); 0 without a float64
+    twin. One input's error can be small by chance (a row of two entries rounds twice),
+    while a compiled mode rounds the same graph in another order: the largest of five
+    samples of that rounding is its size. Asked for only where a mode already differs by
+    more than the analytic chain's own allowance."""
     if ref.dtype != tf.float64 or fb.dtype == tf.float64:
         return 0.0
     try:
         if param_index is None:
-            ours, exact = fb.y64, ref.f0
+            pairs = [(fb.y64, ref.f0)] + [(y, y64) for y, _, y64, _ in twin.nearby(fb, ref)]
         else:
-            ours, exact = fb.params[param_index].grad, twin.get(fb, ref)[param_index]
-        if ours is None or exact is None:
-            return 0.0
-        with np.errstate(invalid="ignore", over="ignore"):
-            error = np.abs(ours - exact)
-        return 2.0 * float(np.max(error, where=np.isfinite(error), initial=0.0))
+            pairs = [(fb.params[param_index].grad, twin.get(fb, ref)[param_index])]
+            pairs += [(g[param_index], g64[param_index]) for _, g, _, g64 in twin.nearby(fb, ref)]
+        largest = 0.0
+        for ours, exact in pairs:
+            if ours is None or exact is None or np.shape(ours) != np.shape(exact):
+                continue
+            with np.errstate(invalid="ignore", over="ignore"):
+                error = np.abs(ours - exact)
+            largest = max(largest, float(np.max(error, where=np.isfinite(error), initial=0.0)))
+        return 2.0 * largest
     except Exception:  # noqa: BLE001
         return 0.0
 
@@ -157,6 +166,7 @@ class TwinGradients:
 
     def __init__(self) -> None:
         self.value: list | None = None
+        self.neighbours: list | None = None  # :meth:`nearby`'s, made on first use
 
     def get(self, fb: ForwardBackward, ref: Reference) -> list:
         """The gradients of ``ref.call`` at ``fb.args`` with cotangent ``fb.v``."""
@@ -169,6 +179,20 @@ class TwinGradients:
         """Keep ``value``, computed along with other evaluations (a stacked call)."""
         self.value = value
 
+    def nearby(self, fb: ForwardBackward, ref: Reference) -> list:
+        """At ``_NEIGHBOURS`` inputs near the core's (rounded to its dtype), the target's
+        output and gradients and the twin's: ``(y, grads, y64, grads64)`` each, float64."""
+        if self.neighbours is None:
+            rng = np.random.default_rng((fb.seed, 24))  # its own stream, as rounding's own
+            weights = [p.weight for p in fb.params if p.is_weight]
+            self.neighbours = []
+            for _ in range(_NEIGHBOURS):
+                args = _rounded_args(fb, _neighbour(fb, rng, None))
+                self.neighbours.append(
+                    _evaluated(fb.target, args, fb.params, fb.v, fb.dtype, weights)
+                    + _evaluated(ref.call, args, fb.params, fb.v, tf.float64, ref.weights))
+        return self.neighbours
+
 
 # --------------------------------------------------------------------------------------------
 
@@ -176,6 +200,13 @@ class TwinGradients:
 def _gradients(target: Any, args: Sequence, params: Sequence, v: np.ndarray, dtype: tf.DType,
                weights: Sequence) -> list:
     """One gradient per param of ``params`` (None where there is none), float64 NumPy."""
+    return _evaluated(target, args, params, v, dtype, weights)[1]
+
+
+def _evaluated(target: Any, args: Sequence, params: Sequence, v: np.ndarray, dtype: tf.DType,
+               weights: Sequence) -> tuple[np.ndarray, list]:
+    """The output, and one gradient per param of ``params`` (None where there is none), as
+    float64 NumPy, of one call of ``target`` in ``dtype`` with the cotangent ``v``."""
     args = [tf.cast(a, dtype) if a.dtype.is_floating else a for a in args]
     inputs = [args[p.arg_index] for p in params if not p.is_weight]
     with tf.GradientTape() as tape:
@@ -183,7 +214,7 @@ def _gradients(target: Any, args: Sequence, params: Sequence, v: np.ndarray, dty
             tape.watch(a)
         y = tf.convert_to_tensor(target(args))
     grads = _backward(tape, y, inputs + list(weights), tf.constant(v, dtype))
-    return [None if g is None else _f64(tf.convert_to_tensor(g)) for g in grads]
+    return _f64(y), [None if g is None else _f64(tf.convert_to_tensor(g)) for g in grads]
 
 
 def _stacked_gradients(fb: ForwardBackward, ref: Reference,

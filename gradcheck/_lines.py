@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ._numerics import ANALYTIC_ULPS, LineVerdict, machine_eps
+from ._numerics import ANALYTIC_ULPS, SAFETY, LineVerdict, machine_eps
 from ._records import ForwardBackward, Reference
 
 __all__ = ["batch_size", "directional_allowance", "low_precision", "refined",
@@ -91,43 +91,75 @@ def terms_allowance(fb: ForwardBackward, ref: Reference, samples: Mapping[int, n
 UNRESOLVED_RATIO = 2.0 ** -0.5
 
 #: Shorter steps tried where it did not, relative to h: each 1000 times shorter, so three
-#: tries reach a feature of 1e-12 (Keras' UnitNormalization) from float64's h = 6e-6, while
-#: a float64 reference's rounding over the shortest, rho / (1e-9 h), stays ~1e-7 of |dy|.
-REFINEMENTS = (1e-3, 1e-6, 1e-9)
+#: tries reach a feature of 1e-12 (Keras' UnitNormalization) from float64's h = 6e-6, and the
+#: fourth confirms it, while a float64 reference's rounding over the shortest, rho / (1e-12
+#: h), stays ~1e-4 of |dy| against a slope of 1e12.
+REFINEMENTS = (1e-3, 1e-6, 1e-9, 1e-12)
 
 
 def refined(fb, ref, calls, u, axes, phi, analytic, rounding, allowance,
-            verdict: LineVerdict) -> LineVerdict:
-    """A directional line's verdict, judged again at shorter steps where it failed and its
-    step h did not resolve the derivative (:data:`UNRESOLVED_RATIO`): the derivative is the
-    difference quotient's limit, so a shorter step that resolves it (its own ratio near 1)
-    judges the analytic value by the same rule, with the same rounding (its bound grows as
-    rho / step). Only over a float64 reference, whose rounding leaves that bound tight; a
-    line no step resolves (a jump: its ratio is 1/2 at every step) keeps its verdict.
-    ``verdict.strict`` is kept: the line still needed more than the step h."""
+            verdict: LineVerdict, directional: bool = True) -> LineVerdict:
+    """A line's verdict (per row or whole along ``u``, summed over ``axes``; per element with
+    ``axes`` ``()`` and ``directional`` False), judged again at shorter steps where it failed
+    and its step h did not resolve the derivative (:data:`UNRESOLVED_RATIO`).
+
+    The derivative is the difference quotient's limit: a shorter step that resolves it (its
+    own ratio near 1, its difference above its rounding) judges the analytic value by the same
+    rule, with the same rounding (its bound grows as rho / step), once the next shorter step
+    resolves it too and the two estimates agree within their bounds. That confirmation keeps
+    out chance: where no step is short enough (sin at |x| = 3e13, whose step max(1, |x|) h
+    spans millions of periods at every level tried), each level's estimate is noise, and two
+    of them agreeing (and with a wrong analytic value) is not what noise does. Only over a
+    float64 reference, whose rounding leaves the bounds tight; a line no step resolves (a
+    jump: its ratio is 1/2 at every step) keeps its verdict. ``verdict.strict`` is kept: the
+    line still needed more than the step h."""
     if ref.eps_ref > machine_eps("float64"):
         return verdict
-    todo = ~verdict.ok & _unresolved(phi, ref.h)
+    todo = ~verdict.ok & _unresolved(phi, ref.h, rounding)
+    before = None  # the last level's (resolved, verdict)
     for factor in REFINEMENTS:
         if not todo.any():
             break
         step = ref.h * factor
         again = {t: np.asarray((fb.v * f).sum(axis=axes))
                  for t, f in calls.samples(u, step=step).items()}
-        resolved = todo & ~_unresolved(again, step)
-        if resolved.any():
-            new = ref.judge(again, analytic, rounding, allowance, directional=True, step=step)
-            verdict = replace(verdict, **{name: np.where(resolved, getattr(new, name),
+        resolved = todo & _resolved(again, step, rounding)
+        new = ref.judge(again, analytic, rounding, allowance, directional=directional,
+                        step=step) if resolved.any() else None
+        if before is not None and new is not None:
+            with np.errstate(invalid="ignore"):
+                confirmed = resolved & before[0] & (
+                    np.abs(new.numerical - before[1].numerical) <= new.bound + before[1].bound)
+            verdict = replace(verdict, **{name: np.where(confirmed, getattr(before[1], name),
                                                          getattr(verdict, name))
                                           for name in ("ok", "numerical", "bound", "kink",
                                                        "finite")})
-        todo = todo & ~resolved
+            todo = todo & ~confirmed
+        before = (resolved, new) if new is not None else None
     return verdict
 
 
-def _unresolved(phi: Mapping[int, np.ndarray], h: float) -> np.ndarray:
-    """Where D(2h) / D(h) is below :data:`UNRESOLVED_RATIO` (finite samples only)."""
+def _unresolved(phi: Mapping[int, np.ndarray], h: float, rounding) -> np.ndarray:
+    """Where D(2h) / D(h) is below :data:`UNRESOLVED_RATIO` by more than the samples'
+    rounding can make of it (finite samples only)."""
+    near, far, noise = _quotients(phi, h, rounding)
+    with np.errstate(invalid="ignore"):
+        return np.asarray((far < UNRESOLVED_RATIO * near) & (near - far > noise))
+
+
+def _resolved(phi: Mapping[int, np.ndarray], h: float, rounding) -> np.ndarray:
+    """Where D(2h) / D(h) is at least :data:`UNRESOLVED_RATIO` and D(h) stands out of the
+    samples' rounding: a step whose differences are rounding resolves nothing."""
+    near, far, noise = _quotients(phi, h, rounding)
+    with np.errstate(invalid="ignore"):
+        return np.asarray((far >= UNRESOLVED_RATIO * near) & (near > noise))
+
+
+def _quotients(phi: Mapping[int, np.ndarray], h: float, rounding):
+    """|D(h)|, |D(2h)| (NaN where a sample is not finite) and what rounding may make of
+    them: each is a difference of two samples rounded by ``rounding``, over 2h or more, and
+    a bound on rounding carries ``SAFETY`` (see ``estimate``)."""
     with np.errstate(invalid="ignore", over="ignore"):
         near = np.abs(np.asarray(phi[1]) - phi[-1]) / (2 * h)
         far = np.abs(np.asarray(phi[2]) - phi[-2]) / (4 * h)
-        return np.asarray(np.isfinite(near) & np.isfinite(far) & (far < UNRESOLVED_RATIO * near))
+    return near, far, SAFETY * 2 * np.asarray(rounding) / (2 * h)

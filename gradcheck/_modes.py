@@ -28,9 +28,10 @@ intermediates the tensor is computed from: the largest input entry for the outpu
 sigmoid(x)``, ``(x - mean) / std``), and ``|v|max * max(1, |x|max, |y|max)`` for a gradient
 (the scale of the chain-rule terms, as in the core's low-precision floor). Entries that are
 NaN/Inf eagerly must be NaN/Inf in the mode as well, and finite ones finite. Where a float64
-twin exists, the tolerance also grows by twice the eager run's own error against it
-(``_conditioning.mode_allowance``): a computation whose intermediates cancel rounds far beyond
-a few ulps in every mode alike. Real mode bugs are not subtle (a stale Python value captured
+twin exists, the tolerance also grows by twice the eager run's own error against it, the
+largest at the input and at four inputs nearby (``_conditioning.mode_allowance``): a
+computation whose intermediates cancel rounds far beyond a few ulps in every mode alike, and
+one input's error is only one sample of that rounding. Real mode bugs are not subtle (a stale Python value captured
 at trace time, a different branch): they differ by O(1), far beyond a few ulps.
 
 A target that cannot run in a mode (a ``.numpy()`` call, ``float(tensor)``, Python control

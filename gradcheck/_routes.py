@@ -309,6 +309,10 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
     allowance = analytic_allowance(analytic, fb.eps, low, magnitude, fb.tiny, fb.v, s)
     if verdict is None:
         verdict = ref.judge(phi, analytic, rho, allowance, estimated=estimated)
+    if verdict.ok.all():
+        return bool(verdict.strict), None
+    verdict = refined(fb, ref, calls, {k: s}, (), phi, analytic, rho, allowance, verdict,
+                      directional=False)
     ok = verdict.ok
     if ok.all():
         return bool(verdict.strict), None

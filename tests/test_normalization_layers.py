@@ -208,3 +208,68 @@ def test_guard_a_wrong_steep_derivative_is_caught_at_the_shorter_step(error):
     assert abs(details["numerical"]) > 1e5 and details["bound"] < 1e-3 * abs(
         details["numerical"]), str(report)
 
+
+
+# -- execution modes: one input's eager error is one sample of the rounding
+
+
+def std_norm(x):
+    """(x - mean) / (std + 1e-6): at [0, 0.002] its float32 gradient cancels terms ~1000."""
+    mean = tf.reduce_mean(x, -1, keepdims=True)
+    return (x - mean) / (tf.math.reduce_std(x, -1, keepdims=True) + 1e-6)
+
+
+def std_norm_traced_differently(x):
+    """A mode bug: the traced graph adds another epsilon."""
+    epsilon = 1e-6 if tf.executing_eagerly() else 2e-6
+    mean = tf.reduce_mean(x, -1, keepdims=True)
+    return (x - mean) / (tf.math.reduce_std(x, -1, keepdims=True) + epsilon)
+
+
+def test_modes_may_differ_by_the_rounding_eager_shows_nearby():
+    """Fuzzed: tf.function's gradient -0.199523926 vs -0.199554443 eagerly, a difference of
+    3.05e-5 where the eager error against float64 at this input allowed 2.4e-5."""
+    x = np.array([[0.0, 0.001953125]], np.float32)
+    report = gradcheck.check(std_norm, x, elementwise=False, batch_independent=True,
+                             seed=1875893007)
+    assert report.ok, str(report)
+
+
+def test_guard_a_mode_bug_in_a_cancelling_computation_is_still_caught():
+    x = np.array([[0.0, 0.001953125], [1.0, 1.5]], np.float32)
+    report = gradcheck.check(std_norm_traced_differently, x, elementwise=False,
+                             batch_independent=True, seed=1875893007)
+    assert report.kinds == ["mode_mismatch"], str(report)
+
+
+# -- the same, per element: x / sqrt(x^2 + 1e-12) rises by 2 within |x| < 1e-6
+
+
+def smooth_sign(x):
+    return x * tf.math.rsqrt(tf.square(x) + 1e-12)
+
+
+def smooth_sign_wrong_by(error):
+    @tf.custom_gradient
+    def wrong(x):
+        def grad(dy):
+            return dy * 1e-12 * tf.math.rsqrt(tf.square(x) + 1e-12) ** 3 * (1.0 + error)
+
+        return smooth_sign(x), grad
+
+    return wrong
+
+
+STEEP = [0.0, 1e-7, -5e-7, 2e-6, 1.0]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_an_elementwise_derivative_steeper_than_the_step_is_not_a_false_alarm(dtype):
+    report = gradcheck.check(smooth_sign, np.array(STEEP, dtype), modes=())
+    assert report.ok, str(report)
+
+
+def test_guard_a_wrong_steep_elementwise_derivative_is_caught_at_the_shorter_step():
+    report = gradcheck.check(smooth_sign_wrong_by(1e-3), np.array(STEEP), modes=())
+    assert report.kinds == ["gradient_mismatch"], str(report)
+    assert abs(report.findings[0].details["numerical"]) > 5e5, str(report)  # not ~1 / h

@@ -58,10 +58,14 @@ def test_a_correct_prelu_passes_in_every_dtype():
 
 
 def test_a_wrong_custom_parameter_gradient_is_a_gradient_mismatch():
-    # bfloat16's wide rounding floors need more examples (the same under Keras 3): the search
-    # stops at the first failure, so the others cost a few.
+    # bfloat16's wide rounding floors need more examples (the same under Keras 3): its
+    # weight floor grows with max(1, |x|)^2, so only inputs of small magnitude show the bug.
+    # Which examples come first also moves with gradcheck's own source (Hypothesis mixes the
+    # literals of the code under test into its draws): 50 found it on 10 of 12 seeds after
+    # one such edit, 150 leave room. The search stops at the first failure.
     for dtype in DTYPES:
-        report = gradcheck.fuzz(PReLUWrongAlphaGradient, dtype=dtype, max_examples=50)
+        examples = 150 if dtype == "bfloat16" else 50
+        report = gradcheck.fuzz(PReLUWrongAlphaGradient, dtype=dtype, max_examples=examples)
         assert "gradient_mismatch" in report.kinds, str(report)
         assert "for weight '" in str(report) and "alpha:0'" in str(report), str(report)
 
