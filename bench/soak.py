@@ -13,6 +13,7 @@ kink handling or edge-value generation, e.g.::
     .venv/bin/python bench/soak.py --seeds 3 --examples 50 --only swish
     .venv/bin/python bench/soak.py --no-library --dtypes float16,bfloat16 --json soak.json
     .venv/bin/python bench/soak.py --jobs 8                 # on a machine with cores to spare
+    .venv/bin/python bench/soak.py --layers --no-examples --no-library --seeds 2 --examples 40
 
 Exit status: 0 when nothing was found, 1 otherwise.
 """
@@ -52,6 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="skip the correct examples of examples/")
     parser.add_argument("--no-library", action="store_true",
                         help="skip the keras.activations / tf.nn activations")
+    parser.add_argument("--layers", action="store_true",
+                        help="also Keras' own layers and normalizations (keras_layer_targets)")
     parser.add_argument("--examples-dir", type=Path, default=ROOT / "examples",
                         help="where the correct examples live (default: examples/)")
     parser.add_argument("--jobs", "-j", type=int, default=1,
@@ -108,6 +111,52 @@ def library_targets():
     return found
 
 
+def keras_layer_targets():
+    """(label, target, options, dtypes): Keras' own layers, as a user declares them (a class,
+    ``init``, ``input_shape``), and the row normalizations users copy. Correct code, so every
+    finding is a false positive, except where a dtype is left out below for a genuine bug
+    (a finding there is right):
+
+    * a norm floored at epsilon = 1e-12 (UnitNormalization, tf.math.l2_normalize,
+      keras.ops.normalize): in float16 the epsilon rounds to 0, so a zero row gives 0 / 0 =
+      NaN;
+    * recurrent layers in bfloat16: TensorFlow's CPU kernels do not run them (an error)."""
+    import keras
+    import tensorflow as tf
+
+    layers, no_float16 = keras.layers, ("bfloat16", "float32", "float64")
+    no_bfloat16 = ("float16", "float32", "float64")
+    rows, sequences = {"input_shape": (None, 4)}, {"input_shape": (None, 3, 2)}
+    table = [
+        ("Dense", layers.Dense, {"units": 3}, rows, DTYPES),
+        ("Dense(tanh)", layers.Dense, {"units": 3, "activation": "tanh"}, rows, DTYPES),
+        ("Dense(relu)", layers.Dense, {"units": 3, "activation": "relu"}, rows, DTYPES),
+        ("EinsumDense", layers.EinsumDense, {"equation": "ab,bc->ac", "output_shape": 3},
+         rows, DTYPES),
+        ("LayerNormalization", layers.LayerNormalization, {}, rows, DTYPES),
+        ("BatchNormalization", layers.BatchNormalization, {}, rows, DTYPES),
+        ("GroupNormalization", layers.GroupNormalization, {"groups": 2}, rows, DTYPES),
+        ("UnitNormalization", layers.UnitNormalization, {}, rows, no_float16),
+        ("PReLU", layers.PReLU, {}, rows, DTYPES),
+        ("LeakyReLU", layers.LeakyReLU, {}, rows, DTYPES),
+        ("Softmax", layers.Softmax, {}, rows, DTYPES),
+        ("Conv1D", layers.Conv1D, {"filters": 2, "kernel_size": 2}, sequences, DTYPES),
+        ("SimpleRNN", layers.SimpleRNN, {"units": 2}, sequences, no_bfloat16),
+        ("GRU", layers.GRU, {"units": 2}, sequences, no_bfloat16),
+        ("MaxPooling1D", layers.MaxPooling1D, {"pool_size": 2}, {"input_shape": (None, 4, 2)},
+         DTYPES),
+    ]
+    found = [(f"keras.layers.{name}", cls, {"init": init, "elementwise": False, **shape}, dtypes)
+             for name, cls, init, shape, dtypes in table]
+    found += [
+        ("tf.math.l2_normalize", lambda x: tf.math.l2_normalize(x, axis=-1),
+         {"elementwise": False}, no_float16),
+        ("keras.ops.normalize", lambda x: keras.ops.normalize(x, axis=-1),
+         {"elementwise": False}, no_float16),
+    ]
+    return found
+
+
 def _setup():
     """Import gradcheck with a soak profile: no example database, so that no run replays
     another run's failure and every seed is independent."""
@@ -131,6 +180,8 @@ def collect(args) -> list[tuple[str, object, dict, str]]:
         targets += example_targets(args.examples_dir)
     if not args.no_library:
         targets += library_targets()
+    if args.layers:
+        targets += keras_layer_targets()
     if args.only:
         targets = [t for t in targets if any(text in t[0] for text in args.only)]
     return [(label, fn, options, dtype) for label, fn, options, dtypes in targets
