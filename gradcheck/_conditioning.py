@@ -114,7 +114,8 @@ def mode_allowance(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
                    param_index: int | None) -> float:
     """Twice the eager run's own error against the float64 twin (output, or the gradient of
     ``fb.params[param_index]``), its largest entry at the input and at ``_NEIGHBOURS``
-    inputs nearby (drawn as :func:`explained_by_rounding` draws them); 0 without a float64
+    inputs nearby (:meth:`TwinGradients.nearby`, drawn by the same rule as
+    :func:`explained_by_rounding`'s from a stream of their own); 0 without a float64
     twin. One input's error can be small by chance (a row of two entries rounds twice),
     while a compiled mode rounds the same graph in another order: the largest of five
     samples of that rounding is its size. Asked for only where a mode already differs by
@@ -139,7 +140,8 @@ def mode_allowance(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
         return 0.0
 
 
-def twin_vjps(fb: ForwardBackward, ref: Reference, cotangents: Sequence[np.ndarray]) -> list:
+def twin_vjps(fb: ForwardBackward, ref: Reference,
+              cotangents: Sequence[np.ndarray]) -> list | None:
     """The float64 twin's VJPs at the core's input for each of ``cotangents``: per cotangent,
     one float64 array per param (None where there is none), from one call on one tape. None
     without a float64 twin (the reference is the target in its own dtype)."""

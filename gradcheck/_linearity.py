@@ -15,8 +15,9 @@ most ``y.size``. A term is also taken to be as large as the param's largest grad
 where the Jacobian is far larger than the input (``x / max(|x|, eps)`` scales a row by
 ``1 / |x|``, a normalization at a zero row by ``1 / sqrt(eps)``), entries that cancel to 0
 are rounded at that size. So an entry may miss linearity by ``ANALYTIC_ULPS * eps * (|g1| +
-|g2| + |g12| + 3 * terms)``. A gradient that ignores ``dy`` misses it by about ``|g|`` itself,
-so it still shows wherever its entries exceed ``ANALYTIC_ULPS * eps`` of the largest one.
+|g2| + |g12| + 3 * term_size)``, ``term_size`` the larger of the two. A gradient that ignores
+``dy`` misses it by about ``|g|`` itself, so it still shows wherever its entries exceed
+``ANALYTIC_ULPS * eps`` of the largest one.
 
 Terms can be far larger than that scale where the Jacobian is (a normalization divides by its
 row's norm: ``x / max(|x|, eps)`` near a tiny row, a group of almost equal values): the
@@ -41,10 +42,10 @@ from ._arrays import _f64, _index, _max_abs_finite, _signed
 from ._numerics import ANALYTIC_ULPS, machine_eps
 from ._records import Add, ForwardBackward
 
+__all__ = ["check_dy_linearity", "compare_then_linearity"]
+
 #: The float64 twin's VJPs for some cotangents (``_conditioning.twin_vjps``), or None.
 Twin = Callable[[Sequence[np.ndarray]], list | None]
-
-__all__ = ["check_dy_linearity", "compare_then_linearity"]
 
 
 def compare_then_linearity(run: Any) -> bool | None:
@@ -118,10 +119,10 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
             continue
         a = p.grad
         largest = max(_max_abs_finite(g) for g in (a, b, c))
-        terms = max(fb.y64.size * scale if p.is_weight else scale, largest)
+        term_size = max(fb.y64.size * scale if p.is_weight else scale, largest)
         with np.errstate(invalid="ignore", over="ignore"):
             defect = np.abs(a + b - c)
-            tol = ANALYTIC_ULPS * eps * (np.abs(a) + np.abs(b) + np.abs(c) + 3 * terms)
+            tol = ANALYTIC_ULPS * eps * (np.abs(a) + np.abs(b) + np.abs(c) + 3 * term_size)
             bad = defect > tol  # NaN/Inf entries are not judged here
         if bad.any():
             errors = twins.errors(k, (a, b, c))

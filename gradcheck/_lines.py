@@ -7,6 +7,7 @@ derivative. Read the run's records, as ``_routes`` does, and evaluate the refere
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 from dataclasses import replace
 
 import numpy as np
@@ -63,15 +64,19 @@ def directional_allowance(fb: ForwardBackward, ref: Reference, k: int, u: np.nda
         total += np.abs(u).sum() * terms.sum()
     return total
 
+
 def terms_allowance(fb: ForwardBackward, ref: Reference, samples: Mapping[int, np.ndarray],
                     axes: tuple[int, ...] | None):
     """The analytic side's rounding as the terms of the directional derivative set it: phi'(0)
     = sum_j v_j (J u)_j, per row (``axes``) or whole (None), and each term carries
     ``ANALYTIC_ULPS`` roundings of the input's dtype. The terms' sizes |v_j (J u)_j| come
     from the reference's central difference at +-h (float64, accurate far beyond what a
-    magnitude needs). They are a lower bound on what the analytic VJP is summed from
-    (|(J u)_j| <= sum_i |J_ji| |u_i|), so this never allows more than a backward-stable
-    computation rounds. :func:`directional_allowance` estimates the same rounding from the
+    magnitude needs). In exact arithmetic they are at most what the projection v.J.u of the
+    analytic VJP is summed from (|(J u)_j| <= sum_i |J_ji| |u_i|); the intermediates a
+    backward pass rounds can be larger still. Where the step crosses a jump or a ramp
+    narrower than h the difference reads up to the rise over 2h, more than the derivative:
+    ANALYTIC_ULPS eps of that rise over 2h, negligible next to a steep slope's own size
+    outside bfloat16. :func:`directional_allowance` estimates the same rounding from the
     gradient's own entries and input-sized terms; the routes keep the larger of the two (not
     their sum: where nothing cancels they are one quantity counted twice). This one is the
     larger where the Jacobian itself is: a normalization at zero variance scales by
@@ -81,7 +86,6 @@ def terms_allowance(fb: ForwardBackward, ref: Reference, samples: Mapping[int, n
         terms = np.abs((np.asarray(samples[1]) - samples[-1]) * fb.v) / (2 * ref.h)
     terms = np.where(np.isfinite(terms), terms, 0.0).sum(axis=axes)
     return ANALYTIC_ULPS * fb.eps * terms
-
 
 
 #: D(2h) / D(h) is 1 + O(h^2) where the function is smooth at the step's scale, and 1/2 where
@@ -97,24 +101,28 @@ UNRESOLVED_RATIO = 2.0 ** -0.5
 REFINEMENTS = (1e-3, 1e-6, 1e-9, 1e-12)
 
 
-def refined(fb, ref, calls, u, axes, phi, analytic, rounding, allowance,
-            verdict: LineVerdict, directional: bool = True) -> LineVerdict:
+def refined(fb: ForwardBackward, ref: Reference, calls: Any, u: dict[int, np.ndarray],
+            axes: tuple[int, ...] | None, phi: Mapping[int, np.ndarray], analytic: np.ndarray,
+            rounding: Any, allowance: Any, verdict: LineVerdict,
+            directional: bool = True) -> tuple[LineVerdict, np.ndarray]:
     """A line's verdict (per row or whole along ``u``, summed over ``axes``; per element with
     ``axes`` ``()`` and ``directional`` False), judged again at shorter steps where it failed
-    and its step h did not resolve the derivative (:data:`UNRESOLVED_RATIO`).
+    and its step h did not resolve the derivative (:data:`UNRESOLVED_RATIO`); and where it
+    was (``settled``: the caller's window rules, built at the step h, do not apply there).
 
-    The derivative is the difference quotient's limit: a shorter step that resolves it (its
-    own ratio near 1, its difference above its rounding) judges the analytic value by the same
-    rule, with the same rounding (its bound grows as rho / step), once the next shorter step
-    resolves it too and the two estimates agree within their bounds. That confirmation keeps
-    out chance: where no step is short enough (sin at |x| = 3e13, whose step max(1, |x|) h
-    spans millions of periods at every level tried), each level's estimate is noise, and two
-    of them agreeing (and with a wrong analytic value) is not what noise does. Only over a
-    float64 reference, whose rounding leaves the bounds tight; a line no step resolves (a
-    jump: its ratio is 1/2 at every step) keeps its verdict. ``verdict.strict`` is kept: the
-    line still needed more than the step h."""
+    The derivative is the difference quotient's limit. A shorter step resolves it where its
+    own ratio D(2h) / D(h) lies within a factor 2^(1/2) of 1 and its difference stands out of
+    its rounding; two consecutive levels that both resolve it and agree within their bounds
+    settle it: the analytic value must pass the central test at both (the same rule and
+    rounding, whose bound grows as rho / step), and the shorter level's estimate is kept.
+    Agreement keeps out chance: where no step is short enough (sin at |x| = 3e13, whose step
+    max(1, |x|) h spans millions of periods at every level tried), each level's estimate is
+    noise. Only over a float64 reference, whose rounding leaves the bounds tight; a line no
+    step resolves (a jump: its ratio is 1/2 at every step) keeps its verdict.
+    ``verdict.strict`` is kept: the line still needed more than the step h."""
+    settled = np.zeros(np.shape(verdict.ok), dtype=bool)
     if ref.eps_ref > machine_eps("float64"):
-        return verdict
+        return verdict, settled
     todo = ~verdict.ok & _unresolved(phi, ref.h, rounding)
     before = None  # the last level's (resolved, verdict)
     for factor in REFINEMENTS:
@@ -130,13 +138,14 @@ def refined(fb, ref, calls, u, axes, phi, analytic, rounding, allowance,
             with np.errstate(invalid="ignore"):
                 confirmed = resolved & before[0] & (
                     np.abs(new.numerical - before[1].numerical) <= new.bound + before[1].bound)
-            verdict = replace(verdict, **{name: np.where(confirmed, getattr(before[1], name),
-                                                         getattr(verdict, name))
-                                          for name in ("ok", "numerical", "bound", "kink",
-                                                       "finite")})
+            verdict = replace(
+                verdict, ok=np.where(confirmed, new.ok & before[1].ok, verdict.ok),
+                **{name: np.where(confirmed, getattr(new, name), getattr(verdict, name))
+                   for name in ("numerical", "bound", "kink", "finite")})
+            settled |= confirmed
             todo = todo & ~confirmed
         before = (resolved, new) if new is not None else None
-    return verdict
+    return verdict, settled
 
 
 def _unresolved(phi: Mapping[int, np.ndarray], h: float, rounding) -> np.ndarray:
@@ -148,11 +157,13 @@ def _unresolved(phi: Mapping[int, np.ndarray], h: float, rounding) -> np.ndarray
 
 
 def _resolved(phi: Mapping[int, np.ndarray], h: float, rounding) -> np.ndarray:
-    """Where D(2h) / D(h) is at least :data:`UNRESOLVED_RATIO` and D(h) stands out of the
-    samples' rounding: a step whose differences are rounding resolves nothing."""
+    """Where D(2h) / D(h) lies within a factor 1 / :data:`UNRESOLVED_RATIO` of 1 and D(h)
+    stands out of the samples' rounding: a step whose differences are rounding resolves
+    nothing, and one whose 2h sample meets a feature the h sample misses neither."""
     near, far, noise = _quotients(phi, h, rounding)
     with np.errstate(invalid="ignore"):
-        return np.asarray((far >= UNRESOLVED_RATIO * near) & (near > noise))
+        return np.asarray((far >= UNRESOLVED_RATIO * near)
+                          & (UNRESOLVED_RATIO * far <= near) & (near > noise))
 
 
 def _quotients(phi: Mapping[int, np.ndarray], h: float, rounding):

@@ -31,8 +31,9 @@ NaN/Inf eagerly must be NaN/Inf in the mode as well, and finite ones finite. Whe
 twin exists, the tolerance also grows by twice the eager run's own error against it, the
 largest at the input and at four inputs nearby (``_conditioning.mode_allowance``): a
 computation whose intermediates cancel rounds far beyond a few ulps in every mode alike, and
-one input's error is only one sample of that rounding. Real mode bugs are not subtle (a stale Python value captured
-at trace time, a different branch): they differ by O(1), far beyond a few ulps.
+one input's error is only one sample of that rounding. Real mode bugs are not subtle (a stale
+Python value captured at trace time, a different branch): they differ by O(1), far beyond a
+few ulps.
 
 A target that cannot run in a mode (a ``.numpy()`` call, ``float(tensor)``, Python control
 flow on a tensor value, a variable created per call, an op XLA cannot compile) is reported as

@@ -311,17 +311,19 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
         verdict = ref.judge(phi, analytic, rho, allowance, estimated=estimated)
     if verdict.ok.all():
         return bool(verdict.strict), None
-    verdict = refined(fb, ref, calls, {k: s}, (), phi, analytic, rho, allowance, verdict,
-                      directional=False)
+    verdict, settled = refined(fb, ref, calls, {k: s}, (), phi, analytic, rho, allowance,
+                               verdict, directional=False)
     ok = verdict.ok
     if ok.all():
         return bool(verdict.strict), None
+    # The low-precision rules work at the step h: not where a shorter step settled the value.
     if low:
-        ok = ok | within_rounding_window(fb, ref, calls, k, analytic / s, verdict,
-                                         allowance / s, line)
+        ok = ok | (within_rounding_window(fb, ref, calls, k, analytic / s, verdict,
+                                          allowance / s, line) & ~settled)
     if low and not ok.all():
-        ok = ok | explained_by_rounding(fb, ref, calls.twin, lambda g: g[k] * s, analytic,
-                                        verdict, calls.entries, elementwise=True, needed=~ok)
+        ok = ok | (explained_by_rounding(fb, ref, calls.twin, lambda g: g[k] * s, analytic,
+                                         verdict, calls.entries, elementwise=True,
+                                         needed=~ok & ~settled) & ~settled)
     return bool(verdict.strict), Mismatch(k, ~ok, analytic / s, verdict.numerical / s,
                                           verdict.bound / s, allowance / s)
 
@@ -395,9 +397,11 @@ def check_rows(fb: ForwardBackward, ref: Reference, calls: Evaluations, rows: li
                                for k in rows), terms_allowance(fb, ref, samples, axes))
     rounding = calls.rounding(axes, 1.0) * scale
     verdict = ref.judge(phi, analytic, rounding, allowance, directional=True)
-    verdict = refined(fb, ref, calls, u, axes, phi, analytic, rounding, allowance, verdict)
+    verdict, settled = refined(fb, ref, calls, u, axes, phi, analytic, rounding, allowance,
+                               verdict)
     ok = verdict.ok if not low else _line_rules(
-        fb, ref, calls, u, axes, analytic, phi, verdict, rounding, allowance, lambda g: sum(
+        fb, ref, calls, u, axes, analytic, phi, verdict, rounding, allowance, settled,
+        lambda g: sum(
             (g[k] * u[k]).reshape(batch, -1).sum(axis=1) for k in rows))
     if not ok.all():
         b = int(np.argmax(~ok))
@@ -412,15 +416,16 @@ def check_rows(fb: ForwardBackward, ref: Reference, calls: Evaluations, rows: li
 
 
 def _line_rules(fb, ref, calls, u, axes, analytic, phi, verdict, rounding, allowance,
-                project) -> np.ndarray:
+                settled, project) -> np.ndarray:
     """A low-precision line's verdict per row (``axes``) or whole (None): the central test's,
-    else the rounding window along it, else ``explained_by_rounding`` (``project``)."""
+    else the rounding window along it, else ``explained_by_rounding`` (``project``); the
+    last two, which work at the step h, not where a shorter step ``settled`` it."""
     ok = verdict.ok
     if not ok.all():
-        ok = ok | within_line_window(fb, ref, calls, u, axes, analytic, phi, verdict,
-                                     rounding, allowance)
-    return ok if ok.all() else ok | explained_by_rounding(
-        fb, ref, calls.twin, project, analytic, verdict, calls.entries)
+        ok = ok | (within_line_window(fb, ref, calls, u, axes, analytic, phi, verdict,
+                                      rounding, allowance) & ~settled)
+    return ok if ok.all() else ok | (explained_by_rounding(
+        fb, ref, calls.twin, project, analytic, verdict, calls.entries) & ~settled)
 
 
 # -- everything else: one random direction through all remaining params at once
@@ -442,9 +447,10 @@ def check_joint(fb: ForwardBackward, ref: Reference, calls: Evaluations, joint: 
                            terms_allowance(fb, ref, samples, None))
     rounding = calls.rounding(None, scale)
     verdict = ref.judge(phi, analytic, rounding, allowance, directional=True)
-    verdict = refined(fb, ref, calls, u, None, phi, analytic, rounding, allowance, verdict)
+    verdict, settled = refined(fb, ref, calls, u, None, phi, analytic, rounding, allowance,
+                               verdict)
     ok = verdict.ok if not low else _line_rules(
-        fb, ref, calls, u, None, analytic, phi, verdict, rounding, allowance,
+        fb, ref, calls, u, None, analytic, phi, verdict, rounding, allowance, settled,
         lambda g: np.asarray(sum(float((g[k] * u[k]).sum()) for k in joint)))
     if not ok.all():
         labels = ", ".join(params[k].label for k in joint)
