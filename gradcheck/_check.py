@@ -19,7 +19,6 @@ Each route costs a constant number of target calls, independent of the number of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -28,7 +27,7 @@ import tensorflow as tf
 from . import _routes
 from ._arrays import (_abs, _all_finite, _backward, _f64, _index, _signed, _smallest_normal,
                       _tail)
-from ._conditioning import TwinGradients, twin_vjps
+from ._conditioning import TwinGradients
 from ._declared_gradient import DeclarationError, analytic_source, declared_gradient_checked
 from ._determinism import execute_probing
 from ._heap import keep_heap
@@ -210,7 +209,6 @@ class _Run(ReferenceCalls):
         self.y64: np.ndarray | None = None
         self.v: np.ndarray | None = None
         self.cotangent: tf.Tensor | None = None  # v in the output's dtype, as backward took it
-        self.ref_dtype: tf.DType | None = None  # step 2's reference dtype, once chosen
 
     def add(self, kind: str, message: str, **details: Any) -> None:
         if self.inputs_shown is None:  # built on the first finding: tolist() is not free
@@ -258,11 +256,7 @@ class _Run(ReferenceCalls):
     def check_linearity(self) -> bool:
         """``_linearity.check_dy_linearity`` on step 1's results; a param it flags is not
         compared further (its grad dropped). True when it flagged one."""
-        twin = None
-        if self.ref_dtype is not None:  # the float64 twin, where step 2 found one
-            twin = partial(twin_vjps, self.first_order_record(), self.reference_record())
-        flagged = check_dy_linearity(self.first_order_record(), self.vjp, add=self.add,
-                                     twin=twin)
+        flagged = check_dy_linearity(self.first_order_record(), self.vjp, add=self.add)
         for k in flagged:
             self.params[k].grad = None
         return bool(flagged)

@@ -44,7 +44,7 @@ from ._arrays import _backward, _f64, _signed
 from ._numerics import ANALYTIC_ULPS, SAFETY, machine_eps
 from ._records import ForwardBackward, Reference
 
-__all__ = ["TwinGradients", "explained_by_rounding", "mode_allowance", "twin_vjps"]
+__all__ = ["TwinGradients", "explained_by_rounding", "mode_allowance"]
 
 _NEIGHBOURS = 4  # nearby inputs whose errors must vary as rounding's do (module docstring)
 _WINDOW = 1.0 / 16.0  # their distance, per coordinate: derived in the module docstring
@@ -138,27 +138,6 @@ def mode_allowance(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
         return 2.0 * largest
     except Exception:  # noqa: BLE001
         return 0.0
-
-
-def twin_vjps(fb: ForwardBackward, ref: Reference,
-              cotangents: Sequence[np.ndarray]) -> list | None:
-    """The float64 twin's VJPs at the core's input for each of ``cotangents``: per cotangent,
-    one float64 array per param (None where there is none), from one call on one tape. None
-    without a float64 twin (the reference is the target in its own dtype)."""
-    if ref.dtype != tf.float64 or fb.dtype == tf.float64:
-        return None
-    args = [tf.cast(a, tf.float64) if a.dtype.is_floating else a for a in fb.args]
-    inputs = [args[p.arg_index] for p in fb.params if not p.is_weight]
-    with tf.GradientTape(persistent=True) as tape:
-        for a in inputs:
-            tape.watch(a)
-        y = tf.convert_to_tensor(ref.call(args))
-    sources = inputs + list(ref.weights)
-    found = []
-    for v in cotangents:
-        grads = _backward(tape, y, sources, tf.constant(v, tf.float64))
-        found.append([None if g is None else _f64(tf.convert_to_tensor(g)) for g in grads])
-    return found
 
 
 class TwinGradients:

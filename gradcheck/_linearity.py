@@ -11,24 +11,15 @@ Tolerance: each of the three VJPs is a chain of operations in the input's dtype,
 ``ANALYTIC_ULPS`` roundings (the core's allowance for an analytic chain) of its terms. A term of
 an input's gradient is at most ``|v|max * max(1, |x|max, |y|max)`` (the scale of the chain-rule
 terms that the mode check uses too); a weight entry sums one such term per output it feeds, at
-most ``y.size``. A term is also taken to be as large as the param's largest gradient entry:
-where the Jacobian is far larger than the input (``x / max(|x|, eps)`` scales a row by
-``1 / |x|``, a normalization at a zero row by ``1 / sqrt(eps)``), entries that cancel to 0
-are rounded at that size. So an entry may miss linearity by ``ANALYTIC_ULPS * eps * (|g1| +
+most ``y.size``. A term is also taken to be as large as the largest gradient entry of its
+row (along the batch axis; of the whole param for a weight): where the Jacobian is far larger
+than the input (``x / max(|x|, eps)`` scales a row by ``1 / |x|``, a normalization at a zero
+row by ``1 / sqrt(eps)``), entries that cancel to 0 are rounded at that size. Per row, not
+over the batch: one steep row would otherwise blunt the check of every other (a VJP bending
+``dy`` in bfloat16 only passed next to a zero row). So an entry may miss linearity by ``ANALYTIC_ULPS * eps * (|g1| +
 |g2| + |g12| + 3 * term_size)``, ``term_size`` the larger of the two. A gradient that ignores
 ``dy`` misses it by about ``|g|`` itself, so it still shows wherever its entries exceed
-``ANALYTIC_ULPS * eps`` of the largest one.
-
-Terms can be far larger than that scale where the Jacobian is (a normalization divides by its
-row's norm: ``x / max(|x|, eps)`` near a tiny row, a group of almost equal values): the
-rounding of correct code then exceeds the tolerance. So, in a low dtype with a float64 twin
-(``twin``: the twin's VJPs for given cotangents), an entry that misses it is measured against
-the twin: the twin's three VJPs are linear to float64's precision, so the low dtype's defect
-is at most the sum of its three errors against them, ``|g1 - t1| + |g2 - t2| + |g12 - t12|``,
-which is added to the tolerance. A gradient that ignores ``dy`` does so in float64 too: its
-errors against the twin stay rounding-sized while its defect is ``|g|``, so it is still
-flagged. Where the errors are large instead (a low-dtype branch of its own), the comparison
-with finite differences judges the gradient itself; linearity only names a cause.
+``3 * ANALYTIC_ULPS * eps`` of their row's largest one.
 """
 
 from __future__ import annotations
@@ -43,9 +34,6 @@ from ._numerics import ANALYTIC_ULPS, machine_eps
 from ._records import Add, ForwardBackward
 
 __all__ = ["check_dy_linearity", "compare_then_linearity"]
-
-#: The float64 twin's VJPs for some cotangents (``_conditioning.twin_vjps``), or None.
-Twin = Callable[[Sequence[np.ndarray]], list | None]
 
 
 def compare_then_linearity(run: Any) -> bool | None:
@@ -85,14 +73,12 @@ def compare_then_linearity(run: Any) -> bool | None:
 
 
 def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence],
-                       *, add: Add, twin: Twin | None = None) -> list[int]:
+                       *, add: Add) -> list[int]:
     """Report each param whose VJP is not linear in the cotangent; their indices (the run
     stops checking them: finite differences would only restate it as a generic mismatch).
 
     ``vjp(v)``: the gradients of step 1's output for the cotangent ``v``, one per param (on
-    its recorded tape: no call of the target). ``twin(cotangents)``: the float64 twin's
-    gradients for each cotangent, or None where there is no twin (module docstring); asked
-    only where an entry misses the tolerance."""
+    its recorded tape: no call of the target)."""
     usable = [p for p in fb.params if p.grad is not None]
     if not usable or not fb.y64.size:
         return []
@@ -110,7 +96,6 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
     y_max = _max_abs_finite(fb.y64)
     scale = float(np.max(np.abs(fb.v))) * max(x_max, y_max)
     found = []
-    twins = _Twins(twin, (fb.v, v2, fb.v + v2))
     for k, (p, b, c) in enumerate(zip(fb.params, g2, g12)):
         if p.grad is None or b is None or c is None:
             continue
@@ -118,18 +103,14 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
         if b.shape != p.grad.shape or c.shape != p.grad.shape:
             continue
         a = p.grad
-        largest = max(_max_abs_finite(g) for g in (a, b, c))
-        term_size = max(fb.y64.size * scale if p.is_weight else scale, largest)
+        rows = (not p.is_weight and a.ndim >= 1 and fb.y64.ndim >= 1
+                and a.shape[0] == fb.y64.shape[0])
+        term_size = np.maximum(fb.y64.size * scale if p.is_weight else scale,
+                               _largest(a, b, c, per_row=rows))
         with np.errstate(invalid="ignore", over="ignore"):
             defect = np.abs(a + b - c)
             tol = ANALYTIC_ULPS * eps * (np.abs(a) + np.abs(b) + np.abs(c) + 3 * term_size)
             bad = defect > tol  # NaN/Inf entries are not judged here
-        if bad.any():
-            errors = twins.errors(k, (a, b, c))
-            if errors is not None:
-                with np.errstate(invalid="ignore", over="ignore"):
-                    tol = tol + errors
-                    bad = defect > tol
         if not bad.any():
             continue
         j = int(np.argmax(np.where(bad, defect - tol, -np.inf)))
@@ -146,23 +127,13 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
     return found
 
 
-class _Twins:
-    """The twin's three VJPs, asked for once and only where an entry needs them."""
-
-    def __init__(self, twin: Twin | None, cotangents: tuple) -> None:
-        self.twin, self.cotangents, self.value = twin, cotangents, None
-
-    def errors(self, k: int, grads: tuple) -> np.ndarray | None:
-        """``|g1 - t1| + |g2 - t2| + |g12 - t12|`` for param ``k``; None without a twin."""
-        if self.twin is None:
-            return None
-        if self.value is None:
-            try:
-                self.value = self.twin(self.cotangents) or ()
-            except Exception:  # noqa: BLE001 - no twin to measure against: the rule stands
-                self.value = ()
-        if not self.value or any(g[k] is None or g[k].shape != grads[0].shape
-                                 for g in self.value):
-            return None
-        with np.errstate(invalid="ignore", over="ignore"):
-            return sum(np.abs(ours - g[k]) for ours, g in zip(grads, self.value))
+def _largest(*grads: np.ndarray, per_row: bool) -> np.ndarray | float:
+    """The largest finite |entry| of ``grads``: per row along axis 0 (shaped to broadcast
+    against a gradient), or over everything."""
+    if not per_row:
+        return max(_max_abs_finite(g) for g in grads)
+    with np.errstate(invalid="ignore"):
+        stacked = np.abs(np.stack(grads))
+    stacked[~np.isfinite(stacked)] = 0.0
+    axes = (0,) + tuple(range(2, stacked.ndim))
+    return stacked.max(axis=axes, initial=0.0).reshape((-1,) + (1,) * (grads[0].ndim - 1))

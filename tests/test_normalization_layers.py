@@ -137,6 +137,10 @@ def test_rounding_of_a_large_jacobian_is_not_a_dy_linearity_finding(target, dtyp
     assert report.ok, str(report)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known false alarm: the terms (~200 |dy|) exceed both |dy| max(1, |x|) and the largest "
+    "gradient entry; allowing the VJPs' errors against the float64 twin removed it, but also "
+    "hid a dy-bending gradient wrong in float16/bfloat16 only (review), so it was not kept"))
 def test_almost_equal_values_in_a_group_are_not_a_dy_linearity_finding():
     """GroupNormalization, fuzzed: a group (-9.0625, -9.0) has a variance of 1e-3, next to
     epsilon, so the normalization scales by ~22 terms of size |x| = 9."""
@@ -300,3 +304,33 @@ def test_a_ramp_narrower_than_the_step_is_judged_at_the_step_that_resolves_it(
     report = gradcheck.check(tanh_ramp(width, factor), np.array([0.0, 0.25], dtype),
                              modes=())
     assert report.kinds == ([] if factor == 1.0 else ["gradient_mismatch"]), str(report)
+
+
+def layer_norm(x):
+    mean = tf.reduce_mean(x, 1, keepdims=True)
+    centred = x - mean
+    return centred / tf.sqrt(tf.reduce_mean(centred * centred, 1, keepdims=True) + 1e-3)
+
+
+@tf.custom_gradient
+def layer_norm_bending_dy_in_low_precision(x):
+    """Right in float64; in a lower dtype the VJP takes dy |dy| / max |dy|, not dy."""
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y = layer_norm(x)
+
+    def grad(dy):
+        if y.dtype != tf.float64:
+            dy = dy * tf.abs(dy) / tf.reduce_max(tf.abs(dy))
+        return tape.gradient(y, x, output_gradients=dy)
+
+    return y, grad
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_guard_a_vjp_bending_dy_in_a_low_dtype_only_is_named(dtype):
+    """Review: with the VJPs' errors against the float64 twin allowed, this passed."""
+    x = tf.constant([[0, 0, 0, 0], [1, 1.001, 0.999, 1], [0.3, -1.2, 2, 0.1]], dtype)
+    report = gradcheck.check(layer_norm_bending_dy_in_low_precision, x, modes=(),
+                             elementwise=False, batch_independent=True)
+    assert report.kinds == ["gradient_mismatch"], str(report)
