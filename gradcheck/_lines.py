@@ -1,19 +1,19 @@
-"""The directional routes' lines (per batch row, or one direction through everything else):
-how much the analytic side may round, and shorter steps where the step h did not resolve a
-derivative. Read the run's records, as ``_routes`` does, and evaluate the reference through its
-``calls``.
+"""Step 3's lines beyond the central test: how much the analytic side may round along a batch
+row or one direction through everything else (the directional routes), and shorter steps
+where the step h did not resolve a derivative (those routes and the per-element one). Read the
+run's records, as ``_routes`` does, and evaluate the reference through its ``calls``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
 from ._numerics import ANALYTIC_ULPS, SAFETY, LineVerdict, machine_eps
-from ._records import ForwardBackward, Reference
+from ._records import Evaluations, ForwardBackward, Reference
 
 __all__ = ["batch_size", "directional_allowance", "low_precision", "refined",
            "terms_allowance"]
@@ -101,7 +101,7 @@ UNRESOLVED_RATIO = 2.0 ** -0.5
 REFINEMENTS = (1e-3, 1e-6, 1e-9, 1e-12)
 
 
-def refined(fb: ForwardBackward, ref: Reference, calls: Any, u: dict[int, np.ndarray],
+def refined(fb: ForwardBackward, ref: Reference, calls: Evaluations, u: dict[int, np.ndarray],
             axes: tuple[int, ...] | None, phi: Mapping[int, np.ndarray], analytic: np.ndarray,
             rounding: Any, allowance: Any, verdict: LineVerdict,
             directional: bool = True) -> tuple[LineVerdict, np.ndarray]:
@@ -168,9 +168,9 @@ def _resolved(phi: Mapping[int, np.ndarray], h: float, rounding) -> np.ndarray:
 
 def _quotients(phi: Mapping[int, np.ndarray], h: float, rounding):
     """|D(h)|, |D(2h)| (NaN where a sample is not finite) and what rounding may make of
-    them: each is a difference of two samples rounded by ``rounding``, over 2h or more, and
-    a bound on rounding carries ``SAFETY`` (see ``estimate``)."""
+    them: each is a difference of two samples rounded by ``rounding`` (2 rho), over 2h or
+    more, so at most rho / h; a bound on rounding carries ``SAFETY`` (see ``estimate``)."""
     with np.errstate(invalid="ignore", over="ignore"):
         near = np.abs(np.asarray(phi[1]) - phi[-1]) / (2 * h)
         far = np.abs(np.asarray(phi[2]) - phi[-2]) / (4 * h)
-    return near, far, SAFETY * 2 * np.asarray(rounding) / (2 * h)
+    return near, far, SAFETY * np.asarray(rounding) / h

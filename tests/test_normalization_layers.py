@@ -3,9 +3,15 @@
 A layer that divides by sqrt(variance + epsilon) (LayerNormalization, a user's RowNorm) scales
 by 1/sqrt(epsilon) at a row of equal values, Hypothesis's favourite input: 31.6 for Keras'
 epsilon of 1e-3. Its float32 gradient rounds terms that large and cancels them down to values
-far smaller. The analytic side's allowance must follow the terms (``_routes.terms_allowance``),
-while a wrong gradient of the same layer is still caught there. Each "false alarm" test
-failed before the rule it names (checked with that commit's gradcheck first on PYTHONPATH).
+far smaller. The analytic side's allowance must follow the terms (``_lines.terms_allowance``),
+while a wrong gradient of the same layer is still caught there. The same goes for x / |x|
+next to a tiny row (dy-linearity), slopes steeper than the step resolves (``_lines.refined``)
+and execution modes that round cancelling terms differently.
+
+Each "false alarm" test failed on 69eff06, before these rules (checked with its export first
+on PYTHONPATH), except ``test_rows_of_equal_values_are_not_a_false_alarm``: there the allowance
+was exceeded only at some cotangents, which the fuzzed reproducer next to it hits; it widens
+the net around that one. "Guard" tests pass on both: a rule must not hide the bug they hold.
 """
 
 from __future__ import annotations
