@@ -1,13 +1,14 @@
 """Step 3's lines beyond the central test: how much the analytic side may round along a batch
 row or one direction through everything else (the directional routes), and shorter steps
-where the step h did not resolve a derivative (those routes and the per-element one). Read the
-run's records, as ``_routes`` does, and evaluate the reference through its ``calls``.
+where the step h did not resolve a derivative (those routes and the per-element one), and a
+low dtype's lines whose formula fails in float64 too (every route). Read the run's records,
+as ``_routes`` does, and evaluate the reference through its ``calls``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -15,8 +16,8 @@ import numpy as np
 from ._numerics import ANALYTIC_ULPS, SAFETY, LineVerdict, machine_eps
 from ._records import Evaluations, ForwardBackward, Reference
 
-__all__ = ["batch_size", "directional_allowance", "low_precision", "refined",
-           "terms_allowance"]
+__all__ = ["WrongFormula", "batch_size", "directional_allowance", "low_precision", "refined",
+           "terms_allowance", "wrong_formula"]
 
 
 def batch_size(ref: Reference) -> int:
@@ -174,3 +175,87 @@ def _quotients(phi: Mapping[int, np.ndarray], h: float, rounding):
         near = np.abs(np.asarray(phi[1]) - phi[-1]) / (2 * h)
         far = np.abs(np.asarray(phi[2]) - phi[-2]) / (4 * h)
     return near, far, SAFETY * np.asarray(rounding) / h
+
+
+@dataclass(frozen=True)
+class WrongFormula:
+    """Low-precision lines whose formula fails in float64 too (:func:`wrong_formula`)."""
+
+    wrong: np.ndarray      # bool, per line
+    exact: np.ndarray      # the float64 twin's derivative along each line
+    allowance: np.ndarray  # the analytic side's allowance it was held to (beyond the bound)
+
+
+def wrong_formula(fb: ForwardBackward, ref: Reference, calls: Evaluations,
+                  u: dict[int, np.ndarray], axes: tuple[int, ...] | None,
+                  phi: Mapping[int, np.ndarray], analytic: np.ndarray, rounding: Any,
+                  terms: Any, verdict: LineVerdict, passed: np.ndarray,
+                  project: Callable[[list], np.ndarray],
+                  directional: bool = True) -> WrongFormula | None:
+    """Of the low-precision lines that ``passed`` outside the numerical bound (on the low
+    dtype's allowance), those whose gradient formula is wrong: None where there is none.
+    Lines are per row or whole along ``u`` (summed over ``axes``), or per element (``axes``
+    ``()``, ``directional`` False, ``terms`` 0).
+
+    In a low dtype a weight's analytic side is allowed the worst-case rounding of every term
+    it could be summed from (:func:`directional_allowance`), a product of sums that grows
+    with max(1, |x|)^2: a weight gradient off by x0.5 passed in bfloat16, x1.1 in float16.
+    The float64 twin runs the same code on the same inputs and weights, so its gradient
+    ``exact`` is the formula's value without the low dtype's rounding, and the analytic
+    value's distance from it is that rounding, measured. A line is wrong where both hold:
+
+    * the twin's derivative fails the line as a float64 check at this input would judge it
+      (the same samples, kink rule and shorter steps; float64's allowance: ``ANALYTIC_ULPS``
+      roundings of its |g| |u| terms and of ``terms``, the directional derivative's terms
+      that :func:`terms_allowance` measured, at float64's eps);
+    * the analytic value misses the numerical one by more than the bound, that allowance
+      and its own distance from ``exact``: then the miss is not the low dtype's rounding
+      (by the triangle inequality the twin misses it by more than the bound too);
+
+    and both hold again at a step ``REFINEMENTS[0]`` times shorter. A wrong formula misses
+    by the same amount at every step, while a difference quotient's truncation error shrinks
+    with the step squared: at the coarse, tiny or subnormal values a low dtype's inputs hold
+    (a row of norm 9e-5 that the step moves by 7%), the Richardson bound at h alone misjudged
+    a right float64 formula (``tf.math.l2_normalize`` in bfloat16).
+
+    The same holds per element, whose low-dtype allowance scales with max(1, |x|, |f|): a
+    derivative 10% wrong passed in bfloat16 wherever |x| exceeded a few units.
+
+    A gradient wrong in the low dtype alone is far from ``exact`` by its own error, so this
+    rule leaves it where it was (the floor, the windows, ``explained_by_rounding``)."""
+    with np.errstate(invalid="ignore"):
+        loose = passed & (_abs(analytic - verdict.numerical) > verdict.bound)
+    if not np.any(loose):
+        return None
+    try:
+        grads = calls.twin.get(fb, ref)
+        exact = np.asarray(project(grads), dtype=float)
+        sizes = np.asarray(project([g if g is None or k not in u else np.abs(g) * np.sign(u[k])
+                                    for k, g in enumerate(grads)]), dtype=float)
+    except Exception:  # noqa: BLE001 - no twin gradient to measure against: nothing claimed
+        return None
+    eps64 = machine_eps("float64")
+    allowance = np.maximum(ANALYTIC_ULPS * eps64 * np.abs(sizes),
+                           np.asarray(terms) * (eps64 / fb.eps))
+    twin = ref.judge(phi, exact, rounding, allowance, directional=directional)
+    twin, _ = refined(fb, ref, calls, u, axes, phi, exact, rounding, allowance, twin,
+                      directional=directional)
+    with np.errstate(invalid="ignore"):
+        held = allowance + _abs(analytic - exact)
+    tight = ref.judge(phi, analytic, rounding, held, directional=directional)
+    wrong = loose & ~twin.ok & ~tight.ok
+    if np.any(wrong):  # a wrong formula misses at every step; truncation shrinks with it
+        step = ref.h * REFINEMENTS[0]
+        again = {t: np.asarray((fb.v * f).sum(axis=axes))
+                 for t, f in calls.samples(u, step=step).items()}
+        wrong &= ~ref.judge(again, exact, rounding, allowance, directional=directional,
+                            step=step).ok
+        wrong &= ~ref.judge(again, analytic, rounding, held, directional=directional,
+                            step=step).ok
+    if not np.any(wrong):
+        return None
+    return WrongFormula(wrong, exact, held)
+
+
+def _abs(a) -> np.ndarray:
+    return np.abs(np.asarray(a, dtype=float))

@@ -24,7 +24,15 @@ import numpy as np
 from ._arrays import _abs, _abs_diff, _all_finite, _f64, _index, _signed
 from ._conditioning import explained_by_rounding
 from ._declared_gradient import analytic_source
-from ._lines import batch_size, directional_allowance, low_precision, refined, terms_allowance
+from ._lines import (
+    WrongFormula,
+    batch_size,
+    directional_allowance,
+    low_precision,
+    refined,
+    terms_allowance,
+    wrong_formula,
+)
 from ._numerics import (
     ANALYTIC_ULPS,
     SAFETY,
@@ -67,6 +75,9 @@ class Mismatch:
     numerical: np.ndarray
     bound: np.ndarray        # the numerical side's error bound
     allowance: np.ndarray    # the analytic side's rounding
+    #: Where a low dtype's formula is wrong in float64 too (``_lines.wrong_formula``): the
+    #: float64 twin's value per element (NaN elsewhere); None where there is none.
+    formula: np.ndarray | None = None
 
 
 def compare(fb: ForwardBackward, ref: Reference, calls: Evaluations, declared: Declared, *,
@@ -309,23 +320,33 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
     allowance = analytic_allowance(analytic, fb.eps, low, magnitude, fb.tiny, fb.v, s)
     if verdict is None:
         verdict = ref.judge(phi, analytic, rho, allowance, estimated=estimated)
-    if verdict.ok.all():
+    if verdict.ok.all() and not low:
         return bool(verdict.strict), None
-    verdict, settled = refined(fb, ref, calls, {k: s}, (), phi, analytic, rho, allowance,
-                               verdict, directional=False)
+    settled = np.zeros(verdict.ok.shape, dtype=bool)
+    if not verdict.ok.all():
+        verdict, settled = refined(fb, ref, calls, {k: s}, (), phi, analytic, rho, allowance,
+                                   verdict, directional=False)
     ok = verdict.ok
-    if ok.all():
-        return bool(verdict.strict), None
     # The low-precision rules work at the step h: not where a shorter step settled the value.
-    if low:
+    if low and not ok.all():
         ok = ok | (within_rounding_window(fb, ref, calls, k, analytic / s, verdict,
                                           allowance / s, line) & ~settled)
     if low and not ok.all():
         ok = ok | (explained_by_rounding(fb, ref, calls.twin, lambda g: g[k] * s, analytic,
                                          verdict, calls.entries, elementwise=True,
                                          needed=~ok & ~settled) & ~settled)
+    wrong = None if not low else wrong_formula(
+        fb, ref, calls, {k: s}, (), phi, analytic, rho, 0.0, verdict, ok,
+        lambda g: g[k] * s, directional=False)
+    formula = None
+    if wrong is not None:
+        ok = ok & ~wrong.wrong
+        allowance = _shown(allowance, wrong)
+        formula = np.where(wrong.wrong, wrong.exact / s, np.nan)
+    if ok.all():
+        return bool(verdict.strict), None
     return bool(verdict.strict), Mismatch(k, ~ok, analytic / s, verdict.numerical / s,
-                                          verdict.bound / s, allowance / s)
+                                          verdict.bound / s, allowance / s, formula)
 
 
 # -- batch rows: per row, after a probe confirms rows are independent
@@ -393,39 +414,71 @@ def check_rows(fb: ForwardBackward, ref: Reference, calls: Evaluations, rows: li
     analytic = sum((params[k].grad * u[k]).reshape(batch, -1).sum(axis=1) for k in rows)
     scale = np.max([np.maximum(1.0, np.abs(params[k].value)).reshape(batch, -1)
                     .max(axis=1) for k in rows], axis=0)
+    terms = terms_allowance(fb, ref, samples, axes)
     allowance = np.maximum(sum(directional_allowance(fb, ref, k, u[k], row_axes=True)
-                               for k in rows), terms_allowance(fb, ref, samples, axes))
+                               for k in rows), terms)
     rounding = calls.rounding(axes, 1.0) * scale
     verdict = ref.judge(phi, analytic, rounding, allowance, directional=True)
     verdict, settled = refined(fb, ref, calls, u, axes, phi, analytic, rounding, allowance,
                                verdict)
-    ok = verdict.ok if not low else _line_rules(
-        fb, ref, calls, u, axes, analytic, phi, verdict, rounding, allowance, settled,
+    ok, wrong = (verdict.ok, None) if not low else _line_rules(
+        fb, ref, calls, u, axes, analytic, phi, verdict, rounding, allowance, terms, settled,
         lambda g: sum(
             (g[k] * u[k]).reshape(batch, -1).sum(axis=1) for k in rows))
     if not ok.all():
         b = int(np.argmax(~ok))
+        bound = verdict.bound[b] + _shown(allowance, wrong)[b]
         add("gradient_mismatch",
             f"gradient mismatch in batch row {b}: along a random direction, analytic "
             f"({analytic_source(fb.target.fn)}) {analytic[b]:.9g} vs numerical (finite "
-            f"differences) {verdict.numerical[b]:.9g} ± {verdict.bound[b] + allowance[b]:.3g}; "
-            f"{int((~ok).sum())} / {ok.size} rows mismatched",
+            f"differences) {verdict.numerical[b]:.9g} ± {bound:.3g}"
+            f"{_formula_clause(fb, wrong, b)}; {int((~ok).sum())} / {ok.size} rows mismatched",
             row=b, analytic=analytic[b], numerical=verdict.numerical[b],
-            bound=verdict.bound[b] + allowance[b], params=[params[k].label for k in rows])
+            bound=bound, params=[params[k].label for k in rows])
     return bool(verdict.strict)
 
 
-def _line_rules(fb, ref, calls, u, axes, analytic, phi, verdict, rounding, allowance,
-                settled, project) -> np.ndarray:
+def _line_rules(fb, ref, calls, u, axes, analytic, phi, verdict, rounding, allowance, terms,
+                settled, project) -> tuple[np.ndarray, WrongFormula | None]:
     """A low-precision line's verdict per row (``axes``) or whole (None): the central test's,
     else the rounding window along it, else ``explained_by_rounding`` (``project``); the
-    last two, which work at the step h, not where a shorter step ``settled`` it."""
+    last two, which work at the step h, not where a shorter step ``settled`` it. Then a line
+    that passed on the low dtype's allowance fails where its formula is wrong in float64
+    too (``wrong_formula``), which is returned with it."""
     ok = verdict.ok
     if not ok.all():
         ok = ok | (within_line_window(fb, ref, calls, u, axes, analytic, phi, verdict,
                                       rounding, allowance) & ~settled)
-    return ok if ok.all() else ok | (explained_by_rounding(
-        fb, ref, calls.twin, project, analytic, verdict, calls.entries) & ~settled)
+    if not ok.all():
+        ok = ok | (explained_by_rounding(fb, ref, calls.twin, project, analytic, verdict,
+                                         calls.entries) & ~settled)
+    wrong = wrong_formula(fb, ref, calls, u, axes, phi, analytic, rounding, terms, verdict,
+                          ok, project)
+    return (ok, None) if wrong is None else (ok & ~wrong.wrong, wrong)
+
+
+def _shown(allowance, wrong: WrongFormula | None):
+    """The analytic side's allowance each line was last held to."""
+    return allowance if wrong is None else np.where(wrong.wrong, wrong.allowance, allowance)
+
+
+def _element_formula_clause(fb: ForwardBackward, formula: np.ndarray | None, j: int,
+                            dy: float) -> str:
+    """What an element failed by ``wrong_formula`` adds to its message."""
+    if formula is None or not np.isfinite(formula.flat[j]):
+        return ""
+    return (f"; the same code in float64 gives the derivative {formula.flat[j] / dy:.9g}, "
+            f"wrong as well: a wrong formula, not {fb.dtype.name}'s rounding")
+
+
+def _formula_clause(fb: ForwardBackward, wrong: WrongFormula | None, i: int | None) -> str:
+    """What a line failed by ``wrong_formula`` adds to its message."""
+    if wrong is None or not wrong.wrong[() if i is None else i]:
+        return ""
+    exact = wrong.exact[() if i is None else i]
+    return (f"; the same code in float64 gives {float(exact):.9g}, wrong as well, and the "
+            f"analytic value misses by more than its distance from that: a wrong formula, "
+            f"not {fb.dtype.name}'s rounding")
 
 
 # -- everything else: one random direction through all remaining params at once
@@ -443,24 +496,25 @@ def check_joint(fb: ForwardBackward, ref: Reference, calls: Evaluations, joint: 
     analytic = np.asarray(sum(float((params[k].grad * u[k]).sum()) for k in joint))
     scale = max(float(np.max(np.maximum(1.0, np.abs(params[k].value)), initial=1.0))
                 for k in joint)
-    allowance = np.maximum(sum(directional_allowance(fb, ref, k, u[k]) for k in joint),
-                           terms_allowance(fb, ref, samples, None))
+    terms = terms_allowance(fb, ref, samples, None)
+    allowance = np.maximum(sum(directional_allowance(fb, ref, k, u[k]) for k in joint), terms)
     rounding = calls.rounding(None, scale)
     verdict = ref.judge(phi, analytic, rounding, allowance, directional=True)
     verdict, settled = refined(fb, ref, calls, u, None, phi, analytic, rounding, allowance,
                                verdict)
-    ok = verdict.ok if not low else _line_rules(
-        fb, ref, calls, u, None, analytic, phi, verdict, rounding, allowance, settled,
+    ok, wrong = (verdict.ok, None) if not low else _line_rules(
+        fb, ref, calls, u, None, analytic, phi, verdict, rounding, allowance, terms, settled,
         lambda g: np.asarray(sum(float((g[k] * u[k]).sum()) for k in joint)))
     if not ok.all():
         labels = ", ".join(params[k].label for k in joint)
+        bound = float(verdict.bound + _shown(allowance, wrong))
         add("gradient_mismatch",
             f"gradient mismatch for {labels}: along a random direction, analytic "
             f"({analytic_source(fb.target.fn)}) {float(analytic):.9g} vs numerical (finite "
-            f"differences) {float(verdict.numerical):.9g} ± "
-            f"{float(verdict.bound + allowance):.3g}",
+            f"differences) {float(verdict.numerical):.9g} ± {bound:.3g}"
+            f"{_formula_clause(fb, wrong, None)}",
             analytic=float(analytic), numerical=float(verdict.numerical),
-            bound=float(verdict.bound + allowance), params=[params[k].label for k in joint])
+            bound=bound, params=[params[k].label for k in joint])
     return bool(verdict.strict)
 
 
@@ -502,7 +556,8 @@ def report_mismatch(fb: ForwardBackward, ref: Reference, found: Mismatch, *, add
         f"{analytic.flat[j]:.9g} vs numerical (finite differences, "
         f"{ref.dtype.name}) {numerical.flat[j]:.9g} ± "
         f"{bound.flat[j] + allowance.flat[j]:.3g}, upstream dy = {dy:.4g} "
-        f"(derivative {analytic.flat[j] / dy:.9g} vs {numerical.flat[j] / dy:.9g}); "
+        f"(derivative {analytic.flat[j] / dy:.9g} vs {numerical.flat[j] / dy:.9g})"
+        f"{_element_formula_clause(fb, found.formula, j, dy)}; "
         f"{int(bad.sum())} / {bad.size} elements ({100 * bad.mean():.1f}%) mismatched",
         param=p.label, index=list(idx), x=p.value.flat[j], dy=dy,
         analytic=analytic.flat[j], numerical=numerical.flat[j],
