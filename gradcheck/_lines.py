@@ -208,9 +208,12 @@ def wrong_formula(fb: ForwardBackward, ref: Reference, calls: Evaluations,
       (the same samples, kink rule and shorter steps; float64's allowance: ``ANALYTIC_ULPS``
       roundings of its |g| |u| terms and of ``terms``, the directional derivative's terms
       that :func:`terms_allowance` measured, at float64's eps);
-    * the analytic value misses the numerical one by more than the bound, that allowance
-      and its own distance from ``exact``: then the miss is not the low dtype's rounding
-      (by the triangle inequality the twin misses it by more than the bound too);
+    * the analytic value misses the numerical one by more than the bound plus that
+      allowance and its own distance from ``exact``, and by more than the bound plus
+      ``ANALYTIC_ULPS`` roundings of its own |g| |u| terms (what every analytic chain is
+      allowed, in any dtype): then the miss is not the low dtype's rounding (by the
+      triangle inequality the twin misses it by more than the bound too). Lines within the
+      latter are not looked at: no twin is computed where none could fail;
 
     and both hold again at a step ``REFINEMENTS[0]`` times shorter. A wrong formula misses
     by the same amount at every step, while a difference quotient's truncation error shrinks
@@ -223,25 +226,24 @@ def wrong_formula(fb: ForwardBackward, ref: Reference, calls: Evaluations,
 
     A gradient wrong in the low dtype alone is far from ``exact`` by its own error, so this
     rule leaves it where it was (the floor, the windows, ``explained_by_rounding``)."""
+    own = ANALYTIC_ULPS * fb.eps * _sizes(project, [p.grad for p in fb.params], u)
     with np.errstate(invalid="ignore"):
-        loose = passed & (_abs(analytic - verdict.numerical) > verdict.bound)
+        loose = passed & (_abs(analytic - verdict.numerical) > verdict.bound + own)
     if not np.any(loose):
         return None
     try:
         grads = calls.twin.get(fb, ref)
         exact = np.asarray(project(grads), dtype=float)
-        sizes = np.asarray(project([g if g is None or k not in u else np.abs(g) * np.sign(u[k])
-                                    for k, g in enumerate(grads)]), dtype=float)
+        sizes = _sizes(project, grads, u)
     except Exception:  # noqa: BLE001 - no twin gradient to measure against: nothing claimed
         return None
     eps64 = machine_eps("float64")
-    allowance = np.maximum(ANALYTIC_ULPS * eps64 * np.abs(sizes),
-                           np.asarray(terms) * (eps64 / fb.eps))
+    allowance = np.maximum(ANALYTIC_ULPS * eps64 * sizes, np.asarray(terms) * (eps64 / fb.eps))
     twin = ref.judge(phi, exact, rounding, allowance, directional=directional)
     twin, _ = refined(fb, ref, calls, u, axes, phi, exact, rounding, allowance, twin,
                       directional=directional)
     with np.errstate(invalid="ignore"):
-        held = allowance + _abs(analytic - exact)
+        held = np.maximum(own, allowance + _abs(analytic - exact))
     tight = ref.judge(phi, analytic, rounding, held, directional=directional)
     wrong = loose & ~twin.ok & ~tight.ok
     if np.any(wrong):  # a wrong formula misses at every step; truncation shrinks with it
@@ -255,6 +257,13 @@ def wrong_formula(fb: ForwardBackward, ref: Reference, calls: Evaluations,
     if not np.any(wrong):
         return None
     return WrongFormula(wrong, exact, held)
+
+
+def _sizes(project: Callable[[list], np.ndarray], grads: list,
+           u: dict[int, np.ndarray]) -> np.ndarray:
+    """The line's sum of |g| |u| (``project`` of |g| sign(u))."""
+    return _abs(project([g if g is None or k not in u else np.abs(g) * np.sign(u[k])
+                         for k, g in enumerate(grads)]))
 
 
 def _abs(a) -> np.ndarray:

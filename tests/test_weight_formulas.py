@@ -116,13 +116,20 @@ def check(name, dtype, factor, x, seed=3):
                            batch_independent=True, seed=seed, modes=())
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("factor", [0.5, 1.1])
+#: Errors beyond ANALYTIC_ULPS roundings (8 ulps: 0.8% in float16, 6% in bfloat16) of the
+#: line's |g| |u| terms, the allowance every analytic chain keeps. Along a random direction
+#: through a matrix those terms sum to several times the derivative itself (DenseTanh in
+#: bfloat16: 16 against 1.9), so bfloat16 is asked to find x2, not x1.1.
+FACTORS = [(dtype, factor) for dtype in DTYPES
+           for factor in ((0.5, 2.0) if dtype == "bfloat16" else (0.5, 1.1))]
+
+
+@pytest.mark.parametrize(("dtype", "factor"), FACTORS)
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_a_weight_gradient_with_a_wrong_formula_is_found_in_a_low_dtype(name, factor, dtype):
-    """Along 4 random directions (seeds): an error of 10% can fall within bfloat16's own
-    rounding along one of them (DenseTanh, seed 3: the analytic value is 0.027 from the
-    float64 formula's, the error 0.013), never along more."""
+    """Along 4 random directions (seeds): an error can fall within the low dtype's own
+    rounding along one of them (DenseTanh x1.1 in bfloat16, seed 3: the analytic value is
+    0.027 from the float64 formula's, the error 0.013), never along more."""
     reports = [check(name, dtype, factor, inputs(dtype), seed=seed) for seed in range(4)]
     found = [r for r in reports if not r.ok]
     assert len(found) >= 3, "\n".join(map(str, reports))
@@ -132,7 +139,7 @@ def test_a_weight_gradient_with_a_wrong_formula_is_found_in_a_low_dtype(name, fa
 
 
 def test_the_message_says_the_formula_is_wrong_in_float64_too():
-    report = check("DenseTanh", "bfloat16", 1.1, inputs("bfloat16"), seed=0)
+    report = check("DenseTanh", "bfloat16", 0.5, inputs("bfloat16"), seed=0)
     message = report.findings[0].message
     assert "the same code in float64 gives" in message, message
     assert "a wrong formula, not bfloat16's rounding" in message, message
@@ -230,8 +237,8 @@ def elu_off_by(error):
 ACTIVATIONS = {"swish": swish_off_by, "elu": elu_off_by}
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("error", [0.02, 0.1])
+@pytest.mark.parametrize(("dtype", "error"), [("float16", 0.02), ("float16", 0.1),
+                                               ("bfloat16", 0.1), ("bfloat16", 0.25)])
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
 def test_a_derivative_with_a_wrong_formula_is_found_per_element(name, error, dtype):
     report = gradcheck.check(ACTIVATIONS[name](error), tf.constant(np.linspace(-8, 8, 37), dtype),
