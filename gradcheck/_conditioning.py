@@ -30,7 +30,14 @@ of percent. Formula errors do not rely on it: (1) judges them.
 
 For execution modes, the same float64 graph gives the eager run's own error: a compiled mode
 rounds the same graph in another order, so it may differ from eager by the eager error on
-each side (:func:`mode_allowance`).
+each side (:func:`mode_allowance`). There the window is also taken a few ulps wide: a
+variance computed as ``mean(x^2) - mean(x)^2`` at a constant row cancels exactly eagerly (0,
+so no error at the input) while a traced graph that reduces in another order leaves an ulp
+of ``x^2``, which ``1 / sqrt(var + 1e-3)`` multiplies by 3e4; a 4% window breaks the constant
+row and with it that conditioning. Inputs moved by up to ``_ULPS`` of their own dtype keep
+it and break the exact cancellation. A float64 target has no wider twin: there the spread
+of its own results over those inputs, where its true value moves by a few ulps' worth of
+its derivative only, is the size of its rounding.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ __all__ = ["TwinGradients", "explained_by_rounding", "mode_allowance"]
 
 _NEIGHBOURS = 4  # nearby inputs whose errors must vary as rounding's do (module docstring)
 _WINDOW = 1.0 / 16.0  # their distance, per coordinate: derived in the module docstring
+_ULPS = 2.0  # the mode allowance's adjacent inputs: up to 2 ulps away per coordinate
 
 
 def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
@@ -113,37 +121,45 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
 def mode_allowance(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
                    param_index: int | None) -> float:
     """Twice the eager run's own error against the float64 twin (output, or the gradient of
-    ``fb.params[param_index]``), its largest entry at the input and at ``_NEIGHBOURS``
-    inputs nearby (:meth:`TwinGradients.nearby`, drawn by the same rule as
-    :func:`explained_by_rounding`'s from a stream of their own); 0 without a float64
-    twin. One input's error can be small by chance (a row of two entries rounds twice),
-    while a compiled mode rounds the same graph in another order: the largest of five
-    samples of that rounding is its size. Asked for only where a mode already differs by
-    more than the analytic chain's own allowance."""
+    ``fb.params[param_index]``), its largest entry at the input, at ``_NEIGHBOURS`` inputs
+    nearby (:meth:`TwinGradients.nearby`, drawn by the same rule as
+    :func:`explained_by_rounding`'s from a stream of their own) and at ``_NEIGHBOURS``
+    inputs a few ulps away (:meth:`TwinGradients.adjacent`: the input's exact cancellations
+    break, its conditioning stays). One input's error can be small by chance (a row of two
+    entries rounds twice; a constant row's ``mean(x^2) - mean(x)^2`` cancels to exactly 0),
+    while a compiled mode rounds the same graph in another order: the largest of nine
+    samples of that rounding is its size. Without a float64 twin (a float64 target), the
+    largest difference of the target's own results at the adjacent inputs from those at the
+    input is. Asked for only where a mode already differs by more than the analytic chain's
+    own allowance."""
+    def pick(y, grads):
+        return y if param_index is None else grads[param_index]
+
+    ours = pick(fb.y64, [p.grad for p in fb.params])
+    try:
+        adjacent = twin.adjacent(fb, ref)
+    except Exception:  # noqa: BLE001 - an input the target fails at: the others alone
+        adjacent = []
     if ref.dtype != tf.float64 or fb.dtype == tf.float64:
-        return 0.0
-    try:
-        if param_index is None:
-            pairs = [(fb.y64, ref.f0)]
-        else:
-            pairs = [(fb.params[param_index].grad, twin.get(fb, ref)[param_index])]
-    except Exception:  # noqa: BLE001
-        return 0.0
-    try:
-        nearby = twin.nearby(fb, ref)
-    except Exception:  # noqa: BLE001 - a neighbour the target fails at: the input's alone
-        nearby = []
-    if param_index is None:
-        pairs += [(y, y64) for y, _, y64, _ in nearby]
+        pairs = [(pick(y, grads), ours) for y, grads, *_ in adjacent]
     else:
-        pairs += [(g[param_index], g64[param_index]) for _, g, _, g64 in nearby]
+        try:
+            pairs = [(ours, ref.f0 if param_index is None
+                      else twin.get(fb, ref)[param_index])]
+        except Exception:  # noqa: BLE001
+            return 0.0
+        try:
+            nearby = twin.nearby(fb, ref)
+        except Exception:  # noqa: BLE001 - a neighbour the target fails at: the input's alone
+            nearby = []
+        pairs += [(pick(y, g), pick(y64, g64)) for y, g, y64, g64 in nearby + adjacent]
     try:
         largest = 0.0
-        for ours, exact in pairs:
-            if ours is None or exact is None or np.shape(ours) != np.shape(exact):
+        for found, exact in pairs:
+            if found is None or exact is None or np.shape(found) != np.shape(exact):
                 continue
             with np.errstate(invalid="ignore", over="ignore"):
-                error = np.abs(ours - exact)
+                error = np.abs(found - exact)
             largest = max(largest, float(np.max(error, where=np.isfinite(error), initial=0.0)))
         return 2.0 * largest
     except Exception:  # noqa: BLE001
@@ -158,6 +174,7 @@ class TwinGradients:
     def __init__(self) -> None:
         self.value: list | None = None
         self.neighbours: list | None = None  # :meth:`nearby`'s, made on first use
+        self.ulp_neighbours: list | None = None  # :meth:`adjacent`'s, made on first use
 
     def get(self, fb: ForwardBackward, ref: Reference) -> list:
         """The gradients of ``ref.call`` at ``fb.args`` with cotangent ``fb.v``."""
@@ -183,6 +200,25 @@ class TwinGradients:
                     _evaluated(fb.target, args, fb.params, fb.v, fb.dtype, weights)
                     + _evaluated(ref.call, args, fb.params, fb.v, tf.float64, ref.weights))
         return self.neighbours
+
+    def adjacent(self, fb: ForwardBackward, ref: Reference) -> list:
+        """At ``_NEIGHBOURS`` inputs up to ``_ULPS`` ulps of the core's dtype away (rounded
+        to it), the target's output and gradients, and the twin's where there is one:
+        ``(y, grads, y64, grads64)`` each, float64 (the last two None without a twin)."""
+        if self.ulp_neighbours is None:
+            rng = np.random.default_rng((fb.seed, 32))  # its own stream, as nearby's own
+            weights = [p.weight for p in fb.params if p.is_weight]
+            twin = ref.dtype == tf.float64 and fb.dtype != tf.float64
+            spread = _ULPS * machine_eps(fb.dtype.name)
+            self.ulp_neighbours = []
+            for _ in range(_NEIGHBOURS):
+                args = _rounded_args(fb, {p.arg_index: p.value * (1.0 + spread * _signed(
+                    rng, p.value.shape)) for p in fb.params if not p.is_weight})
+                self.ulp_neighbours.append(
+                    _evaluated(fb.target, args, fb.params, fb.v, fb.dtype, weights)
+                    + (_evaluated(ref.call, args, fb.params, fb.v, tf.float64, ref.weights)
+                       if twin else (None, None)))
+        return self.ulp_neighbours
 
 
 # --------------------------------------------------------------------------------------------
