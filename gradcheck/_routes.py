@@ -335,9 +335,15 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
         ok = ok | (explained_by_rounding(fb, ref, calls.twin, lambda g: g[k] * s, analytic,
                                          verdict, calls.entries, elementwise=True,
                                          needed=~ok & ~settled) & ~settled)
+    def exact_at(where: np.ndarray) -> np.ndarray | None:
+        rows = np.unique(np.nonzero(where)[0]) if where.ndim else None
+        grads = None if rows is None else calls.twin.at_rows(fb, ref, rows)
+        return None if grads is None else (grads[k] * s[rows])[where[rows]]
+
     wrong = None if not low else wrong_formula(
         fb, ref, calls, {k: s}, (), phi, analytic, rho, 0.0, verdict, ok,
-        lambda g: g[k] * s, directional=False)
+        lambda g: g[k] * s, directional=False,
+        exact_at=exact_at if p.value.shape == ref.f0.shape else None)
     formula = None
     if wrong is not None:
         ok = ok & ~wrong.wrong
