@@ -55,7 +55,11 @@ __all__ = ["TwinGradients", "explained_by_rounding", "mode_allowance"]
 
 _NEIGHBOURS = 4  # nearby inputs whose errors must vary as rounding's do (module docstring)
 _WINDOW = 1.0 / 16.0  # their distance, per coordinate: derived in the module docstring
-_ULPS = 2.0  # the mode allowance's adjacent inputs: up to 2 ulps away per coordinate
+#: The mode allowance's adjacent inputs: each coordinate moved by up to 2 ulps of its dtype
+#: (before rounding to it). One ulp, drawn uniformly, rounds back to the input for half the
+#: coordinates; two move most, which breaks an exact cancellation (a constant row), while
+#: the true values, and the conditioning, move by a few eps only.
+_ULPS = 2.0
 
 
 def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
