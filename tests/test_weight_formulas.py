@@ -290,3 +290,34 @@ def test_a_right_formula_at_rows_of_tiny_norm_is_not_called_wrong(case):
     report = gradcheck.check(fn, tf.constant(np.array(x), dtype), elementwise=False,
                              batch_independent=True, seed=seed)
     assert report.ok, str(report)
+
+
+def sin_times(error):
+    """sin(x * b), its dx off by ``error``: b a second input, broadcast along x's last axis."""
+
+    @tf.custom_gradient
+    def sin_times(x, b):
+        def grad(dy):
+            c = tf.cos(x * b)
+            return dy * b * c * (1 + error), tf.reduce_sum(dy * x * c, axis=0)
+
+        return tf.sin(x * b), grad
+
+    return sin_times
+
+
+@pytest.mark.parametrize("error", [0.15, 0.0])
+@pytest.mark.parametrize("shape", [(37,), (12, 3)])
+def test_per_element_lines_with_a_second_input_are_judged_at_their_rows(shape, error):
+    """The float64 twin is asked at the rows of the elements in question alone
+    (``TwinGradients.at_rows``): a rank-1 input (its entries are the rows), and a second
+    input without the batch axis, passed whole."""
+    x = np.linspace(-40.0, 40.0, int(np.prod(shape))).reshape(shape)
+    b = np.array([0.7, 1.3, 0.4][: shape[-1]] if len(shape) > 1 else 0.7)
+    report = gradcheck.check(sin_times(error), tf.constant(x, "bfloat16"),
+                             tf.constant(b, "bfloat16"), seed=4, modes=())
+    if error:
+        assert report.kinds == ["gradient_mismatch"], str(report)
+        assert "a wrong formula, not bfloat16's rounding" in report.findings[0].message
+    else:
+        assert report.ok, str(report)
