@@ -242,8 +242,9 @@ def _traced(fb: ForwardBackward, mode: str, shapes_policy: str):
     hit = _CACHE.get(key)
     if hit is None or hit[0] is not owner:
         signature = [tf.TensorSpec(shape, t.dtype) for shape, t in zip(shapes, tensors)]
-        fn = tf.function(_forward_backward(fb.target, floats, weights), input_signature=signature,
-                         jit_compile=(mode == "xla"), reduce_retracing=False)
+        fn = tf.function(_forward_backward(fb.target, floats, weights),
+                         input_signature=signature, jit_compile=(mode == "xla"),
+                         reduce_retracing=False)
         hit = _CACHE[key] = (owner, fn)
         _CONCRETE.pop(key, None)
         while len(_CACHE) > _CACHE_SIZE:
@@ -427,8 +428,8 @@ def _scales_with_eps(found: _Found, mode: str, param_index: int | None,
     within ``SAFETY`` either way (NUMERICS.md's factor between an estimate and what it must
     cover: two samples of rounding differ by that much). A different formula within that
     of the rounding at this input is indistinguishable from it here. Only where the eager
-    run's own error did not cover it; the twin's trace is made for it alone (not kept: one
-    per such check)."""
+    run's own error did not cover it; the twin's trace is made for it alone, with the
+    input's exact shapes (not kept: one per such check)."""
     fb, ref = found.fb, found.ref
     if ref.dtype != tf.float64 or fb.dtype == tf.float64:
         return False

@@ -335,15 +335,11 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
         ok = ok | (explained_by_rounding(fb, ref, calls.twin, lambda g: g[k] * s, analytic,
                                          verdict, calls.entries, elementwise=True,
                                          needed=~ok & ~settled) & ~settled)
-    def exact_at(where: np.ndarray) -> np.ndarray | None:
-        rows = np.unique(np.nonzero(where)[0]) if where.ndim else None
-        grads = None if rows is None else calls.twin.at_rows(fb, ref, rows)
-        return None if grads is None else (grads[k] * s[rows])[where[rows]]
-
     wrong = None if not low else wrong_formula(
         fb, ref, calls, {k: s}, (), phi, analytic, rho, 0.0, verdict, ok,
         lambda g: g[k] * s, directional=False,
-        exact_at=exact_at if p.value.shape == ref.f0.shape else None)
+        exact_at=_twin_at_rows(fb, ref, calls, k, s) if p.value.shape == ref.f0.shape
+        else None)
     formula = None
     if wrong is not None:
         ok = ok & ~wrong.wrong
@@ -353,6 +349,19 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
         return bool(verdict.strict), None
     return bool(verdict.strict), Mismatch(k, ~ok, analytic / s, verdict.numerical / s,
                                           verdict.bound / s, allowance / s, formula)
+
+
+def _twin_at_rows(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: int,
+                  s: np.ndarray) -> Callable[[np.ndarray], np.ndarray | None]:
+    """``wrong_formula``'s ``exact_at`` for param ``k`` per element (step ``s``): the twin's
+    values at the masked elements, from a call on their rows alone
+    (``TwinGradients.at_rows``); None where that call does not stand for the whole one."""
+    def exact_at(where: np.ndarray) -> np.ndarray | None:
+        rows = np.unique(np.nonzero(where)[0]) if where.ndim else None
+        grads = None if rows is None else calls.twin.at_rows(fb, ref, rows)
+        return None if grads is None else (grads[k] * s[rows])[where[rows]]
+
+    return exact_at
 
 
 # -- batch rows: per row, after a probe confirms rows are independent

@@ -153,7 +153,9 @@ def test_the_message_says_the_formula_is_wrong_in_float64_too():
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_the_right_weight_gradient_passes_at_large_inputs(name, seed, dtype):
     """Guard: where rounding is largest (inputs up to 60, tanh saturated), the correct
-    formula is still within its measured rounding."""
+    formula is still within its measured rounding. ScaledTanh's and DenseTanh's lines go
+    past their own 8 ulps here, so the twin is consulted (at the rows, or whole); the
+    PReLU's, exact in every dtype, never do."""
     report = check(name, dtype, 1.0, inputs(dtype, seed, scale=60.0), seed=seed)
     assert report.ok, str(report)
 
@@ -245,7 +247,7 @@ def test_a_derivative_with_a_wrong_formula_is_found_per_element(name, error, dty
                              seed=1, modes=())
     assert report.kinds == ["gradient_mismatch"], str(report)
     message = report.findings[0].message
-    assert f"the same code in float64 gives the derivative" in message, message
+    assert "the same code in float64 gives the derivative" in message, message
     assert f"a wrong formula, not {dtype}'s rounding" in message, message
 
 
