@@ -46,6 +46,7 @@ from ._report import Finding, GradcheckError, Report
 from ._reproducer import check_reproducer
 from ._second_order import check_second_order
 from ._targets import Target, as_target
+from ._traced_reference import traced_values
 from ._training import run_per_training_mode
 
 __all__ = ["check", "check_with", "assert_gradients"]
@@ -435,11 +436,14 @@ class _Run(ReferenceCalls):
         self.f0 = None  # the reference output at the input itself
         self.ref_args = None  # the inputs cast to the reference dtype, made on first use
         self.v_size = None  # |v| max(1, |f0|), the scale of phi's rounding, made on first use
+        self.values = self.tgt  # what finite differences call (_reference.py)
         if self.dtype != tf.float64:
             found = self.tgt.float64_reference(self.args, self.ref_weights, self.y.shape, self.y)
             if found is not None:
                 self.ref, self.ref_weights, y = found
-                self.ref_dtype, self.f0 = tf.float64, _f64(y)
+                self.ref_dtype, self.values = tf.float64, self.ref
+                traced = traced_values(self.ref, self.reference_args(), y)
+                self.values, self.f0 = (self.ref, _f64(y)) if traced is None else traced
         self.report.reference_dtype = self.ref_dtype.name
         self.low_precision = self.ref_dtype != self.dtype
         # A target that computes in a lower precision than it claims (output dtype mismatch)

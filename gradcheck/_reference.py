@@ -7,9 +7,10 @@ declared domain of the first input: the entries (elementwise) or rows (batch-ind
 would are left at the input and their outputs are NaN, so the differences there are one-sided.
 
 A mixin of the core's run (``_check._Run``): it uses the run's params, reference (``ref``,
-``ref_weights``, ``ref_dtype``, ``f0``, ``eps_ref``), step ``h``, declared structure and
-domain, and keeps ``stack_samples`` (off once a stacked call failed or disagreed) and
-``stacked_calls`` (how many stood).
+``ref_weights``, ``ref_dtype``, ``f0``, ``eps_ref``; ``values``: what is called for its
+values, the reference itself or its traced graph, ``_traced_reference.py``), step ``h``,
+declared structure and domain, and keeps ``stack_samples`` (off once a stacked call failed
+or disagreed) and ``stacked_calls`` (how many stood).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class ReferenceCalls:
             assign_weights(self.ref_weights, values)
             values = None
         with weights_set_to(self.ref_weights, values):
-            return self.unsampled_nan(_f64(self.ref(args)), masked)
+            return self.unsampled_nan(_f64(self.values(args)), masked)
 
     def reference_args(self, replaced: Iterable[int] = ()) -> list:
         """The inputs cast to the reference dtype, each made on first use and kept; None at
@@ -177,7 +178,7 @@ class ReferenceCalls:
                 args[i] = tf.concat([a] * m + [a[:1], a[paired:paired + 1],
                                                a[largest:largest + 1]], axis=0)
         try:
-            out = _f64(self.ref(args))
+            out = _f64(self.values(args))
         except Exception:  # noqa: BLE001 - evaluated one t at a time, which reports a failure
             self.stack_samples = False
             return None
