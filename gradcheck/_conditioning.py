@@ -97,7 +97,7 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
         wanted = formula_ok if needed is None else formula_ok & needed
         if not wanted.any():
             return no
-        relative = [_relative(analytic, exact)]
+        pairs = [(np.asarray(analytic), exact)]
         # Drawn only now (a wrong formula needs none: its verdict is no whatever the rounding);
         # an elementwise target's twin and target on one tape.
         neighbours = [_neighbour(fb, rng, entries) for _ in range(_NEIGHBOURS)]
@@ -113,13 +113,10 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
                 there.append(_gradients(ref.call, args, fb.params, fb.v, tf.float64,
                                         ref.weights))
         for low_grads, ref_grads in zip(low, there):
-            relative.append(_relative(project(low_grads), project(ref_grads)))
+            pairs.append((project(low_grads), project(ref_grads)))
+        return formula_ok & _like_rounding(pairs, fb.eps)
     except Exception:  # noqa: BLE001 - cannot measure the rounding: explain nothing
         return no
-    stack = np.stack(relative)
-    with np.errstate(invalid="ignore"):
-        spread = np.fmax.reduce(stack, axis=0) - np.fmin.reduce(stack, axis=0)
-        return formula_ok & (np.abs(relative[0]) <= SAFETY * spread)
 
 
 def mode_allowance(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
@@ -385,6 +382,30 @@ def _draws(rng: np.random.Generator, shape: tuple, entries: tuple | None) -> np.
     return r.reshape(shape)
 
 
-def _relative(value: np.ndarray, exact: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (np.asarray(value) - exact) / np.abs(exact)
+def _like_rounding(pairs: Sequence[tuple[np.ndarray, np.ndarray]], eps: float) -> np.ndarray:
+    """Per entry, whether the low-precision error ``value - exact`` at the input (the first of
+    ``pairs``; the neighbours' follow) looks like rounding (module docstring, 2): relative to
+    ``|exact|``, within ``SAFETY`` of its spread over the neighbours.
+
+    Where the derivative vanishes over the whole window (a row of one entry normalized,
+    ``x / |x|``), it is 0 in exact arithmetic while the terms it is computed from
+    (``1/|x| - x^2/|x|^3``) are not: the low dtype rounds them to a few of its ulps, the twin
+    to a few of float64's, and an error relative to the twin's value only compares the two
+    roundings. There (every ``|exact|`` within ``SAFETY * eps64 / eps`` of the largest low
+    error: the twin's value can be float64's rounding of the terms that gave it), the
+    error is rounding where it is the twin's rounding scaled by ``eps / eps64`` within
+    ``SAFETY`` (``_modes._scales_with_eps``'s rule: two dtypes rounding the same terms),
+    or, where the twin rounds to exactly 0 everywhere, where it spreads over the
+    neighbours as its own size. A rule keeps its size whatever the neighbour, and is of
+    another size than float64's rounding."""
+    errors = np.stack([np.asarray(value) - exact for value, exact in pairs])
+    exacts = np.stack([np.abs(exact) for _, exact in pairs])
+    ratio = machine_eps("float64") / eps
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        largest_exact, largest_error = exacts.max(axis=0), np.abs(errors).max(axis=0)
+        flat = largest_exact <= SAFETY * ratio * largest_error
+        stack = errors / np.where(flat, 1.0, exacts)
+        spread = np.fmax.reduce(stack, axis=0) - np.fmin.reduce(stack, axis=0)
+        like = np.abs(stack[0]) <= SAFETY * spread
+        scaled = largest_exact / ratio
+        return like | (flat & (np.abs(errors[0]) <= SAFETY * scaled))

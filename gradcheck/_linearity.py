@@ -3,23 +3,43 @@
 A custom gradient that forgets to multiply by ``dy`` (or squares it, or adds a constant) is
 wrong for every cotangent but the one it happens to match; finite differences show it only as
 a mismatch somewhere. Linearity names the cause: with the core's cotangent ``v1``, a second
-random one ``v2`` and their sum, ``g(v1) + g(v2)`` must equal ``g(v1 + v2)``. Two more backward
-passes on the core's recorded tape, no call of the target, made only where the comparison with
-finite differences could have let such a gradient through (:func:`compare_then_linearity`).
+one ``v2`` and their sum, ``g(v1) + g(v2)`` must equal ``g(v1 + v2)``. Backward passes on the
+core's recorded tape, no call of the target, made only where the comparison with finite
+differences could have let such a gradient through (:func:`compare_then_linearity`).
 
-Tolerance: each of the three VJPs is a chain of operations in the input's dtype, each within
-``ANALYTIC_ULPS`` roundings (the core's allowance for an analytic chain) of its terms. A term of
-an input's gradient is at most ``|v|max * max(1, |x|max, |y|max)`` (the scale of the chain-rule
-terms that the mode check uses too); a weight entry sums one such term per output it feeds, at
-most ``y.size``. A term is also taken to be as large as the largest gradient entry of its
-row (along the batch axis; of the whole param for a weight): where the Jacobian is far larger
-than the input (``x / max(|x|, eps)`` scales a row by ``1 / |x|``, a normalization at a zero
-row by ``1 / sqrt(eps)``), entries that cancel to 0 are rounded at that size. Per row, not
-over the batch: one steep row would otherwise blunt the check of every other (a VJP bending
-``dy`` in bfloat16 only passed next to a zero row). So an entry may miss linearity by ``ANALYTIC_ULPS * eps * (|g1| +
-|g2| + |g12| + 3 * term_size)``, ``term_size`` the larger of the two. A gradient that ignores
-``dy`` misses it by about ``|g|`` itself, so it still shows wherever its entries exceed
-``3 * ANALYTIC_ULPS * eps`` of their row's largest one.
+The cotangents. Scaling by a power of two is exact in binary floating point, and a linear VJP
+computes each entry from terms that are each linear in ``dy``: scale every ``dy`` entry by -2
+and every term, every rounding of a sum of terms and so the result scale by exactly -2 (short
+of overflow, and of underflow into subnormals). So two tests, each with cotangents that are
+exact power-of-two multiples of ``v1``:
+
+1. ``v2 = -2 v1`` (``v1 + v2 = -v1``): a linear VJP repeats its own rounding bit for bit;
+   ``|dy|``, ``dy**2``, a constant added, a clipped or ignored ``dy`` do not;
+2. ``v2 = s v1`` with ``s`` drawn per output row from 1, -2 and -1/2 (``1 + s`` a power of two
+   too): exact again where each row's gradient is computed from that row's cotangent alone
+   (elementwise and batch-independent targets); a VJP that bends ``dy`` by a quantity over
+   the whole batch (``dy |dy| / max |dy|``, which -2 scales like a linear one) does not.
+
+Random cotangents showed rounding wherever a gradient's terms cancel: ``x / |x|`` (a row of
+one entry, normalized) has a derivative of 0 computed from terms of size ``1 / |x|``, and
+three VJPs rounding such terms differently missed linearity by ulps of ``1 / |x|``, with
+gradients of 0 or ulps themselves: nothing the tolerance below could tell from a bug.
+
+Tolerance, for what is not exact: a weight's gradient sums over rows, rows a batch statistic
+couples sum over each other, and values at the edges of the dtype's range round anew. Each VJP
+is a chain of operations in the input's dtype, each within ``ANALYTIC_ULPS`` roundings (the
+core's allowance for an analytic chain) of its terms. A term of an input's gradient is at most
+``|v|max * max(1, |x|max, |y|max)`` (the scale of the chain-rule terms that the mode check
+uses too); a weight entry sums one such term per output it feeds, at most ``y.size``. A term
+is also taken to be as large as the largest gradient entry of its row (along the batch axis;
+of the whole param for a weight): where the Jacobian is far larger than the input
+(``x / max(|x|, eps)`` scales a row by ``1 / |x|``, a normalization at a zero row by
+``1 / sqrt(eps)``), entries that cancel to 0 are rounded at that size. Per row, not over the
+batch: one steep row would otherwise blunt the check of every other (a VJP bending ``dy`` in
+bfloat16 only passed next to a zero row). So an entry may miss linearity by ``ANALYTIC_ULPS *
+eps * (|g1| + |g2| + |g12| + 3 * term_size)``, ``term_size`` the larger of the two. A gradient
+that ignores ``dy`` misses it by about ``|g|`` itself, so it still shows wherever its entries
+exceed ``3 * ANALYTIC_ULPS * eps`` of their row's largest one.
 """
 
 from __future__ import annotations
@@ -29,11 +49,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from ._arrays import _f64, _index, _max_abs_finite, _signed
+from ._arrays import _f64, _index, _max_abs_finite
 from ._numerics import ANALYTIC_ULPS, machine_eps
 from ._records import Add, ForwardBackward
 
 __all__ = ["check_dy_linearity", "compare_then_linearity"]
+
+#: dy2 / dy1 per row in the second test: each s with 1 + s a power of two up to sign as well,
+#: so that dy2 and dy1 + dy2 are exact multiples of dy1 row by row (module docstring).
+_ROW_SCALES = (1.0, -2.0, -0.5)
 
 
 def compare_then_linearity(run: Any) -> bool | None:
@@ -78,15 +102,17 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
     stops checking them: finite differences would only restate it as a generic mismatch).
 
     ``vjp(v)``: the gradients of step 1's output for the cotangent ``v``, one per param (on
-    its recorded tape: no call of the target)."""
+    its recorded tape: no call of the target). Two tests, each with cotangents whose
+    entries are exact power-of-two multiples of the core's ``v`` (module docstring)."""
     usable = [p for p in fb.params if p.grad is not None]
     if not usable or not fb.y64.size:
         return []
     rng = np.random.default_rng((fb.seed, 8))  # its own stream: the core's draws unchanged
-    v2 = _signed(rng, fb.y64.shape)
+    shape = fb.y64.shape
+    per_row = rng.choice(_ROW_SCALES, size=shape[:1]).reshape(shape[:1] + (1,) * (len(shape) - 1))
+    cotangents = (-2.0 * fb.v, -fb.v, per_row * fb.v, (1.0 + per_row) * fb.v)
     try:
-        g2, g12 = (vjp(v) for v in (v2, fb.v + v2))
-        g2, g12 = list(g2), list(g12)
+        twice, negated, scaled, summed = (list(vjp(c)) for c in cotangents)
     except Exception:  # noqa: BLE001 - the first backward pass worked; nothing more to learn
         return []
     # A target that computes in a shorter dtype than it claims rounds in that one.
@@ -96,35 +122,44 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
     y_max = _max_abs_finite(fb.y64)
     scale = float(np.max(np.abs(fb.v))) * max(x_max, y_max)
     found = []
-    for k, (p, b, c) in enumerate(zip(fb.params, g2, g12)):
-        if p.grad is None or b is None or c is None:
-            continue
-        b, c = _f64(tf.convert_to_tensor(b)), _f64(tf.convert_to_tensor(c))
-        if b.shape != p.grad.shape or c.shape != p.grad.shape:
+    for k, p in enumerate(fb.params):
+        grads = [_usable(g[k], p) for g in (twice, negated, scaled, summed)]
+        if p.grad is None or any(g is None for g in grads):
             continue
         a = p.grad
         rows = (not p.is_weight and a.ndim >= 1 and fb.y64.ndim >= 1
                 and a.shape[0] == fb.y64.shape[0])
-        term_size = np.maximum(fb.y64.size * scale if p.is_weight else scale,
-                               _largest(a, b, c, per_row=rows))
-        with np.errstate(invalid="ignore", over="ignore"):
-            defect = np.abs(a + b - c)
-            tol = ANALYTIC_ULPS * eps * (np.abs(a) + np.abs(b) + np.abs(c) + 3 * term_size)
-            bad = defect > tol  # NaN/Inf entries are not judged here
-        if not bad.any():
-            continue
-        j = int(np.argmax(np.where(bad, defect - tol, -np.inf)))
-        idx = _index(j, a.shape)
-        add("gradient_mismatch",
-            f"the gradient for {p.label} does not scale with the upstream gradient: at "
-            f"index {idx}, the gradients for two random cotangents dy1, dy2 and for "
-            f"dy1 + dy2 are {a.flat[j]:.6g}, {b.flat[j]:.6g} and {c.flat[j]:.6g}, but a "
-            f"gradient is linear in dy ({a.flat[j] + b.flat[j]:.6g} expected); does the "
-            f"custom gradient multiply by dy? ({int(bad.sum())} / {bad.size} entries)",
-            param=p.label, index=list(idx), cause="not_linear_in_dy",
-            dy1=a.flat[j], dy2=b.flat[j], sum=c.flat[j], tolerance=tol.flat[j])
-        found.append(k)
+        for b, c, how in ((grads[0], grads[1], "dy2 = -2 dy1"),
+                          (grads[2], grads[3], "dy2 = dy1 times 1, -2 or -1/2 per row")):
+            with np.errstate(invalid="ignore", over="ignore"):
+                term_size = np.maximum(fb.y64.size * scale if p.is_weight else scale,
+                                       _largest(a, b, c, per_row=rows))
+                defect = np.abs(a + b - c)
+                tol = ANALYTIC_ULPS * eps * (np.abs(a) + np.abs(b) + np.abs(c) + 3 * term_size)
+                bad = defect > tol  # NaN/Inf entries are not judged here
+            if not bad.any():
+                continue
+            j = int(np.argmax(np.where(bad, defect - tol, -np.inf)))
+            idx = _index(j, a.shape)
+            add("gradient_mismatch",
+                f"the gradient for {p.label} does not scale with the upstream gradient: at "
+                f"index {idx}, the gradients for the cotangents dy1, dy2 ({how}) and "
+                f"dy1 + dy2 are {a.flat[j]:.6g}, {b.flat[j]:.6g} and {c.flat[j]:.6g}, but a "
+                f"gradient is linear in dy ({a.flat[j] + b.flat[j]:.6g} expected); does the "
+                f"custom gradient multiply by dy? ({int(bad.sum())} / {bad.size} entries)",
+                param=p.label, index=list(idx), cause="not_linear_in_dy",
+                dy1=a.flat[j], dy2=b.flat[j], sum=c.flat[j], tolerance=tol.flat[j])
+            found.append(k)
+            break
     return found
+
+
+def _usable(g: Any, p: Any) -> np.ndarray | None:
+    """A VJP's gradient for ``p`` as float64 NumPy, None where there is none to compare."""
+    if g is None:
+        return None
+    g = _f64(tf.convert_to_tensor(g))
+    return g if g.shape == p.grad.shape else None
 
 
 def _largest(*grads: np.ndarray, per_row: bool) -> np.ndarray | float:

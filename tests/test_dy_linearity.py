@@ -1,0 +1,113 @@
+"""The dy-linearity check (``_linearity.py``) and the twin's rounding test where a derivative
+vanishes over a whole neighbourhood while the terms it is computed from do not.
+
+``x / |x|``, a row of one entry normalized (``tf.math.l2_normalize``, ``keras.ops.normalize``),
+has a derivative of 0 computed from terms of size ``1 / |x|``: its low-precision VJP is pure
+rounding of those terms. The random second cotangent of the linearity check turned that into
+"does not scale with the upstream gradient" at about a third of such inputs (float32 and
+bfloat16, |x| from 1e-3 to 1e2; found by ``bench/soak.py --layers``), and the twin's rounding
+test (``_conditioning.explained_by_rounding``) measured the error relative to a derivative of
+exactly 0. Guards: every misuse of ``dy`` is still named, in every dtype.
+"""
+
+import keras
+import ml_dtypes
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import gradcheck
+
+
+def unit(x):
+    return x * tf.math.rsqrt(x * x)
+
+
+def l2_rows(x):
+    return tf.math.l2_normalize(x, axis=-1)
+
+
+def keras_rows(x):
+    return keras.ops.normalize(x, axis=-1)
+
+
+FLAT = {"unit": (unit, {"elementwise": True}),
+        "l2_normalize": (l2_rows, {"elementwise": False, "batch_independent": True}),
+        "keras.ops.normalize": (keras_rows, {"elementwise": False, "batch_independent": True})}
+
+
+def flat_inputs(count=12, seed=1):
+    """Rows of one entry, |x| log-uniform in [1e-3, 1e2], every third row constant at a power
+    of two (float16 is left out: its RsqrtGrad overflows below |x| ~ 0.025, a real hazard)."""
+    rng = np.random.default_rng(seed)
+    found = []
+    for i in range(count):
+        x = rng.choice([-1, 1], size=(8, 1, 1)) * 10.0 ** rng.uniform(-3, 2, size=(8, 1, 1))
+        if i % 3 == 0:
+            x = np.full((8, 1, 1), 2.0 ** int(rng.integers(-6, 4)))
+        found.append(x)
+    return found
+
+
+def _cast(x, dtype):
+    return x.astype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+@pytest.mark.parametrize("name", sorted(FLAT))
+def test_a_derivative_that_vanishes_from_cancelling_terms_is_not_a_finding(name, dtype):
+    fn, options = FLAT[name]
+    failed = []
+    for seed, x in enumerate(flat_inputs()):
+        report = gradcheck.check(fn, _cast(x, dtype), seed=seed, **options)
+        if not report.ok:
+            failed.append(str(report))
+    assert not failed, "\n".join(failed)
+
+
+def test_the_soaks_row_of_one_constant_entry_is_not_a_finding():
+    """bench/soak.py --layers, seed 7: l2_normalize in float32, a (8, 1, 1) input of 0.0625.
+    The float64 twin's derivative is exactly 0 there and at every neighbour."""
+    x = np.full((8, 1, 1), 0.0625, np.float32)
+    report = gradcheck.check(l2_rows, x, elementwise=False, batch_independent=True,
+                             seed=654318323)
+    assert report.ok, str(report)
+
+
+# -- guards: every misuse of dy is still named
+
+
+def tanh_with(misuse):
+    """tanh by a custom gradient that applies ``misuse`` to dy first."""
+
+    @tf.custom_gradient
+    def tanh(x):
+        y = tf.tanh(x)
+
+        def grad(dy):
+            return misuse(dy) * (1 - y * y)
+
+        return y, grad
+
+    return tanh
+
+
+MISUSES = {
+    "ignored": lambda dy: tf.ones_like(dy),
+    "abs": tf.abs,
+    "squared": tf.square,
+    "clipped": lambda dy: tf.clip_by_value(dy, -0.75, 0.75),
+    "plus a constant": lambda dy: dy + tf.cast(0.25, dy.dtype),
+    "bent by the batch's largest": lambda dy: dy * tf.abs(dy) / tf.reduce_max(tf.abs(dy)),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("misuse", sorted(MISUSES))
+def test_guard_a_misused_dy_is_named(misuse, dtype):
+    x = _cast(np.linspace(-2, 2, 12).reshape(4, 3), dtype)
+    report = gradcheck.check(tanh_with(MISUSES[misuse]), x, modes=())
+    assert report.kinds == ["gradient_mismatch"], str(report)
+    if misuse == "plus a constant" and dtype == "bfloat16":
+        return  # 0.25 (1 - y^2) is within bfloat16's tolerance: a plain mismatch there
+    assert report.findings[0].details["cause"] == "not_linear_in_dy", str(report)
