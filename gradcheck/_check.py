@@ -442,7 +442,7 @@ class _Run(ReferenceCalls):
             if found is not None:
                 self.ref, self.ref_weights, y = found
                 self.ref_dtype, self.values = tf.float64, self.ref
-                traced = traced_values(self.ref, self.reference_args(), y)
+                traced = traced_values(self.ref, self.reference_args, y)
                 self.values, self.f0 = (self.ref, _f64(y)) if traced is None else traced
         self.report.reference_dtype = self.ref_dtype.name
         self.low_precision = self.ref_dtype != self.dtype

@@ -58,12 +58,13 @@ _SIZE = 64
 Values = Callable[[Sequence[tf.Tensor]], Any]
 
 
-def traced_values(ref: Any, args: Sequence[tf.Tensor], y: tf.Tensor
+def traced_values(ref: Any, reference_args: Callable[[], list], y: tf.Tensor
                   ) -> tuple[Values, np.ndarray] | None:
-    """The reference's value calls through its traced graph, and its output at ``args``
-    from that graph; None where they stay eager (see the module docstring). ``ref`` is the
-    reference target, ``args`` the check's inputs in the reference's dtype and ``y`` the
-    reference's eager output there."""
+    """The reference's value calls through its traced graph, and its output at the check's
+    inputs from that graph; None where they stay eager (see the module docstring). ``ref``
+    is the reference target, ``reference_args()`` makes the check's inputs in the
+    reference's dtype (asked for only where a trace may be used: a cast is a pass over the
+    input) and ``y`` is the reference's eager output there."""
     if type(ref) not in _PLAIN_CALLS:
         return None
     layer = ref.layer
@@ -75,6 +76,7 @@ def traced_values(ref: Any, args: Sequence[tf.Tensor], y: tf.Tensor
         return None  # its first check: a layer checked once is not worth a trace
     _TRACES.move_to_end(id(layer))
     traces = hit[1]
+    args = reference_args()
     key = (_signature(args), ref.training)
     if key not in traces:
         traces[key] = _trace(ref, args, key[0])
