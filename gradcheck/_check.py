@@ -441,7 +441,7 @@ class _Run(ReferenceCalls):
             found = self.tgt.float64_reference(self.args, self.ref_weights, self.y.shape, self.y)
             if found is not None:
                 self.ref, self.ref_weights, y = found
-                self.ref_dtype, self.values = tf.float64, self.ref
+                self.ref_dtype = tf.float64
                 traced = traced_values(self.ref, self.reference_args, y)
                 self.values, self.f0 = (self.ref, _f64(y)) if traced is None else traced
         self.report.reference_dtype = self.ref_dtype.name
