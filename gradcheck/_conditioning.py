@@ -394,10 +394,13 @@ def _like_rounding(pairs: Sequence[tuple[np.ndarray, np.ndarray]], eps: float) -
     roundings. There (every ``|exact|`` within ``SAFETY * eps64 / eps`` of the largest low
     error: the twin's value can be float64's rounding of the terms that gave it), the
     error is rounding where it is the twin's rounding scaled by ``eps / eps64`` within
-    ``SAFETY`` (``_modes._scales_with_eps``'s rule: two dtypes rounding the same terms),
-    or, where the twin rounds to exactly 0 everywhere, where it spreads over the
-    neighbours as its own size. A rule keeps its size whatever the neighbour, and is of
-    another size than float64's rounding."""
+    ``SAFETY`` (``_modes._scales_with_eps``'s rule: two dtypes rounding the same terms).
+    Where the twin computes exactly 0 (at powers of two every float64 operation can be
+    exact, while TensorFlow's float32 ``rsqrt`` is not), the errors themselves are all
+    there is: they are rounding where they spread as above and reach 0 or change sign
+    over the input and its neighbours (0 and two quanta of the terms' ulp at 0.0625). A
+    rule of the low dtype alone (``0.05 x^2`` where float64 takes 0) keeps its sign and
+    its size, within the few percent the neighbours move x, and stays away from 0."""
     errors = np.stack([np.asarray(value) - exact for value, exact in pairs])
     exacts = np.stack([np.abs(exact) for _, exact in pairs])
     ratio = machine_eps("float64") / eps
@@ -407,5 +410,6 @@ def _like_rounding(pairs: Sequence[tuple[np.ndarray, np.ndarray]], eps: float) -
         stack = errors / np.where(flat, 1.0, exacts)
         spread = np.fmax.reduce(stack, axis=0) - np.fmin.reduce(stack, axis=0)
         like = np.abs(stack[0]) <= SAFETY * spread
-        scaled = largest_exact / ratio
-        return like | (flat & (np.abs(errors[0]) <= SAFETY * scaled))
+        scaled = np.abs(errors[0]) <= SAFETY * largest_exact / ratio
+        straddles = (errors.min(axis=0) <= 0) & (errors.max(axis=0) >= 0)
+        return np.where(flat, scaled | (straddles & like), like)

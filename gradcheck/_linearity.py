@@ -17,8 +17,13 @@ exact power-of-two multiples of ``v1``:
    ``|dy|``, ``dy**2``, a constant added, a clipped or ignored ``dy`` do not;
 2. ``v2 = s v1`` with ``s`` drawn per output row from 1, -2 and -1/2 (``1 + s`` a power of two
    too): exact again where each row's gradient is computed from that row's cotangent alone
-   (elementwise and batch-independent targets); a VJP that bends ``dy`` by a quantity over
-   the whole batch (``dy |dy| / max |dy|``, which -2 scales like a linear one) does not.
+   (batch-independent targets); a VJP that bends ``dy`` by a quantity over the whole batch
+   (``dy |dy| / max |dy|``, which -2 scales like a linear one) does not;
+3. the same with ``s`` drawn per entry: exact where each entry's gradient is computed from
+   its own cotangent (elementwise targets, rows of one entry); a VJP that scales with each
+   row's ``dy`` yet is not linear (bent by the row's largest ``|dy|``, ``|dy|`` sorted within
+   the row: a review found tests 1 and 2 blind to them) does not. Where a row's entries
+   mix, it rounds like the random cotangent it replaces, against the tolerance below.
 
 Random cotangents showed rounding wherever a gradient's terms cancel: ``x / |x|`` (a row of
 one entry, normalized) has a derivative of 0 computed from terms of size ``1 / |x|``, and
@@ -55,9 +60,10 @@ from ._records import Add, ForwardBackward
 
 __all__ = ["check_dy_linearity", "compare_then_linearity"]
 
-#: dy2 / dy1 per row in the second test: each s with 1 + s a power of two up to sign as well,
-#: so that dy2 and dy1 + dy2 are exact multiples of dy1 row by row (module docstring).
-_ROW_SCALES = (1.0, -2.0, -0.5)
+#: dy2 / dy1 per row, then per entry: each s with 1 + s a power of two up to sign as well, so
+#: that dy2 and dy1 + dy2 are exact multiples of dy1 row by row, entry by entry (module
+#: docstring).
+_SCALES = (1.0, -2.0, -0.5)
 
 
 def compare_then_linearity(run: Any) -> bool | None:
@@ -109,10 +115,12 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
         return []
     rng = np.random.default_rng((fb.seed, 8))  # its own stream: the core's draws unchanged
     shape = fb.y64.shape
-    per_row = rng.choice(_ROW_SCALES, size=shape[:1]).reshape(shape[:1] + (1,) * (len(shape) - 1))
-    cotangents = (-2.0 * fb.v, -fb.v, per_row * fb.v, (1.0 + per_row) * fb.v)
+    per_row = rng.choice(_SCALES, size=shape[:1]).reshape(shape[:1] + (1,) * (len(shape) - 1))
+    per_entry = rng.choice(_SCALES, size=shape)
+    cotangents = (-2.0 * fb.v, -fb.v, per_row * fb.v, (1.0 + per_row) * fb.v,
+                  per_entry * fb.v, (1.0 + per_entry) * fb.v)
     try:
-        twice, negated, scaled, summed = (list(vjp(c)) for c in cotangents)
+        grads = [list(vjp(c)) for c in cotangents]
     except Exception:  # noqa: BLE001 - the first backward pass worked; nothing more to learn
         return []
     # A target that computes in a shorter dtype than it claims rounds in that one.
@@ -123,14 +131,15 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
     scale = float(np.max(np.abs(fb.v))) * max(x_max, y_max)
     found = []
     for k, p in enumerate(fb.params):
-        grads = [_usable(g[k], p) for g in (twice, negated, scaled, summed)]
-        if p.grad is None or any(g is None for g in grads):
+        mine = [_usable(g[k], p) for g in grads]
+        if p.grad is None or any(g is None for g in mine):
             continue
         a = p.grad
         rows = (not p.is_weight and a.ndim >= 1 and fb.y64.ndim >= 1
                 and a.shape[0] == fb.y64.shape[0])
-        for b, c, how in ((grads[0], grads[1], "dy2 = -2 dy1"),
-                          (grads[2], grads[3], "dy2 = dy1 times 1, -2 or -1/2 per row")):
+        for b, c, how in ((mine[0], mine[1], "dy2 = -2 dy1"),
+                          (mine[2], mine[3], "dy2 = dy1 times 1, -2 or -1/2 per row"),
+                          (mine[4], mine[5], "dy2 = dy1 times 1, -2 or -1/2 per entry")):
             with np.errstate(invalid="ignore", over="ignore"):
                 term_size = np.maximum(fb.y64.size * scale if p.is_weight else scale,
                                        _largest(a, b, c, per_row=rows))

@@ -111,3 +111,59 @@ def test_guard_a_misused_dy_is_named(misuse, dtype):
     if misuse == "plus a constant" and dtype == "bfloat16":
         return  # 0.25 (1 - y^2) is within bfloat16's tolerance: a plain mismatch there
     assert report.findings[0].details["cause"] == "not_linear_in_dy", str(report)
+
+
+def sin_with_vjp(bend):
+    """sin by a custom gradient whose VJP is ``cos(x) * bend(dy)``."""
+
+    @tf.custom_gradient
+    def sin(x):
+        def grad(dy):
+            return tf.cos(x) * bend(dy)
+
+        return tf.sin(x), grad
+
+    return sin
+
+
+#: VJPs that scale with a row's dy, v -> c v for one c per row, yet are not linear: only a
+#: second cotangent that is not proportional to the first within a row shows them (review).
+ROW_HOMOGENEOUS = {
+    "bent by its row's largest": lambda dy: dy * tf.abs(dy) / tf.reduce_max(
+        tf.abs(dy), axis=-1, keepdims=True),
+    "scaled by its row's norms": lambda dy: dy * tf.reduce_sum(tf.abs(dy), -1, keepdims=True)
+    / tf.norm(dy, axis=-1, keepdims=True),
+    "sorted within its row": lambda dy: tf.sign(dy) * tf.sort(tf.abs(dy), axis=-1),
+}
+
+
+@pytest.mark.parametrize("rows", [1, 4])
+@pytest.mark.parametrize("bend", sorted(ROW_HOMOGENEOUS))
+def test_guard_a_vjp_proportional_row_by_row_is_still_named(bend, rows):
+    """With rtol = atol = 1 finite differences accept them: linearity is what is left, as
+    under a kink, a one-sided step or a low dtype's window."""
+    x = np.random.default_rng(1).uniform(-2, 2, size=(rows, 6)).astype(np.float32)
+    report = gradcheck.check(sin_with_vjp(ROW_HOMOGENEOUS[bend]), x, modes=(), rtol=1.0,
+                             atol=1.0)
+    assert report.kinds == ["gradient_mismatch"], str(report)
+    assert report.findings[0].details["cause"] == "not_linear_in_dy", str(report)
+
+
+@tf.custom_gradient
+def relu_bent_below_float64(x):
+    """relu whose VJP takes 0.05 x^2 dy on the negative side, except in float64: a rule of
+    the low dtypes where the true derivative, and the float64 twin's, is 0 (review)."""
+
+    def grad(dy):
+        if x.dtype == tf.float64:
+            return dy * tf.cast(x > 0, x.dtype)
+        return dy * tf.where(x > 0, tf.ones_like(x), 0.05 * x * x)
+
+    return tf.nn.relu(x), grad
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_guard_a_low_dtype_rule_where_the_derivative_is_zero_is_not_rounding(dtype):
+    x = np.random.default_rng(1).uniform(-2, 2, size=(4, 5))
+    report = gradcheck.check(relu_bent_below_float64, _cast(x, dtype), modes=(), seed=0)
+    assert report.kinds == ["gradient_mismatch"], str(report)
