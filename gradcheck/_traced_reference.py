@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from ._arrays import _f64, _max_abs_finite
+from ._conditioning import _WINDOW
 from ._numerics import ANALYTIC_ULPS, machine_eps
 from ._targets import LayerTarget
 from ._training import TrainingLayerTarget
@@ -51,10 +52,10 @@ __all__ = ["traced_values", "MIN_OPS"]
 #: Ops that compute (not placeholders, variable reads, identities, constants) from which a
 #: traced call is cheaper than an eager one (see the module docstring).
 MIN_OPS = 4
-#: How far the second input the trace is held to lies from the check's, relative to max(1,
-#: |x|): as far as ``_conditioning``'s neighbours, far enough that every intermediate moves,
-#: so that two formulas agreeing at the input (``k * x`` at 0) part there.
-_WINDOW = 1.0 / 16.0
+#: The second input the trace is held to lies as far from the check's, relative to max(1,
+#: |x|), as ``_conditioning``'s neighbours (``_WINDOW``, derived there): far enough that
+#: every intermediate moves, so that two formulas agreeing at the input (``k * x`` at 0)
+#: part there. Its draw is fixed: same input, same verdict.
 _NEARBY_SEED = 16
 _BOOKKEEPING = {"Placeholder", "ReadVariableOp", "Identity", "NoOp", "Const"}
 
@@ -107,7 +108,7 @@ def traced_values(ref: Any, reference_args: Callable[[], list], y: tf.Tensor
 
 def _nearby(args: Sequence[tf.Tensor]) -> list:
     """The floating inputs moved by up to ``_WINDOW`` of max(1, |x|), each entry its own
-    way (a fixed draw: same input, same verdict)."""
+    way."""
     rng = np.random.default_rng(_NEARBY_SEED)
     moved = []
     for a in args:
