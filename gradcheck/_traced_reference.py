@@ -4,8 +4,9 @@ Finite differences call the numerical reference 8 to 12 times per check of a lay
 samples per route, the probes, the input itself), for its values only. Eagerly, each call
 pays Keras' ``Layer.__call__`` for the layer and every layer it holds, then one dispatch per
 op: a ``Dense(activation=...)`` call took 0.60 ms here and a ``Sequential`` of Dense and a
-PReLU 0.86 ms, against 0.21-0.22 ms for a call of the same layer's concrete function
-(``bench/layer_checks.py``; a layer of three ops: 0.14-0.18 ms eagerly, 0.20 ms traced). So a
+PReLU 0.86 ms, against 0.21-0.22 ms for a call of the same layer's concrete function (each
+example layer called alone, float64; a layer of three ops: 0.14-0.18 ms eagerly, 0.20 ms
+traced; a check's whole cost before and after is in ``bench/layer_checks.py``). So a
 layer whose graph holds at least :data:`MIN_OPS` ops that compute (the break-even of those
 figures: about 0.1 ms of ``__call__`` plus 0.03 ms an op against 0.21 ms a call) is called
 through its concrete function for those values, traced as a Keras model traces it: the
@@ -15,7 +16,8 @@ has more rows, nothing else).
 Only where it pays and stands for the eager call:
 
 * a reference layer met in an earlier check (a fuzz run's twin, built once per item): a
-  trace costs 10-30 ms, more than one check saves, so a layer checked once stays eager;
+  trace of an example layer cost 3-9 ms here (39 ms the process's first), more than one
+  check saves, so a layer checked once stays eager;
 * at every check, the traced output must be the eager one, at the input (the reference's
   own first call) and at an input moved by up to 1/16 of max(1, |x|) per entry, within
   ``2 * ANALYTIC_ULPS`` roundings of float64 at the scale ``max(1, |y|, |x|)``: two
