@@ -394,10 +394,10 @@ def _like_rounding(pairs: Sequence[tuple[np.ndarray, np.ndarray]], eps: float) -
     roundings. There (every ``|exact|`` within ``SAFETY * eps64 / eps`` of the largest low
     error: the twin's value can be float64's rounding of the terms that gave it), the
     error is rounding where it is the twin's rounding scaled by ``eps / eps64`` within
-    ``SAFETY`` (``_modes._scales_with_eps``'s rule: two dtypes rounding the same terms).
-    Where the twin computes exactly 0 (at powers of two every float64 operation can be
-    exact, while TensorFlow's float32 ``rsqrt`` is not), the errors themselves are all
-    there is: they are rounding where they spread as above and reach 0 or change sign
+    ``SAFETY`` (``_modes._scales_with_eps``'s rule: two dtypes rounding the same terms),
+    or else where the errors themselves say so, which is all there is where the twin
+    computes exactly 0 (at powers of two every float64 operation can be exact, while
+    TensorFlow's float32 ``rsqrt`` is not): they spread as above and reach 0 or change sign
     over the input and its neighbours (0 and two quanta of the terms' ulp at 0.0625). A
     rule of the low dtype alone (``0.05 x^2`` where float64 takes 0) keeps its sign and
     its size, within the few percent the neighbours move x, and stays away from 0."""

@@ -10,8 +10,8 @@ differences could have let such a gradient through (:func:`compare_then_linearit
 The cotangents. Scaling by a power of two is exact in binary floating point, and a linear VJP
 computes each entry from terms that are each linear in ``dy``: scale every ``dy`` entry by -2
 and every term, every rounding of a sum of terms and so the result scale by exactly -2 (short
-of overflow, and of underflow into subnormals). So two tests, each with cotangents that are
-exact power-of-two multiples of ``v1``:
+of overflow, and of underflow into subnormals). So three tests, each with cotangents that
+are exact power-of-two multiples of ``v1``:
 
 1. ``v2 = -2 v1`` (``v1 + v2 = -v1``): a linear VJP repeats its own rounding bit for bit;
    ``|dy|``, ``dy**2``, a constant added, a clipped or ignored ``dy`` do not;
@@ -108,8 +108,9 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
     stops checking them: finite differences would only restate it as a generic mismatch).
 
     ``vjp(v)``: the gradients of step 1's output for the cotangent ``v``, one per param (on
-    its recorded tape: no call of the target). Two tests, each with cotangents whose
-    entries are exact power-of-two multiples of the core's ``v`` (module docstring)."""
+    its recorded tape: no call of the target). Three tests, each with cotangents whose
+    entries are exact power-of-two multiples of the core's ``v`` (module docstring); the
+    first that a param fails is reported."""
     usable = [p for p in fb.params if p.grad is not None]
     if not usable or not fb.y64.size:
         return []
