@@ -11,7 +11,8 @@ check on it once, reading its per-element verdicts:
    derivative is finite and neither the VJP nor the intermediates of its chain overflow;
 2. the core's gradient check (``_Run.check_gradients``: kinks, rounding windows, float64
    reference) on every value, those with a NaN/Inf output or gradient set aside, its
-   low-precision rules on the values its differences reject only (``_sweep_run.py``); its
+   low-precision rules on the values its differences reject or pass on the low dtype's
+   allowance alone (``_sweep_run.py``); its
    per-element mismatches are the ``gradient_mismatch`` values, except where the core's finite
    differences cannot judge (they overflow, or their step exceeds 1) and, in float16/bfloat16,
    where the core's low-precision line rule finds a kink within the rounding of x;

@@ -4,9 +4,10 @@ A sweep (``_sweep.py``) puts every value into one tensor and runs the core's ele
 once. :class:`SweepRun` is that run, keeping what the core computes per element and discards
 (the raw gradient, the per-element mismatches), trusting the declaration that the target is
 elementwise, and running the core's low-precision rules only on the values its finite
-differences reject (:func:`_entries`: a copy of the run over them, every per-element quantity
-and random draw the batch's). :func:`kink_in_window` is the core's line rule on them, from
-the same copy of the run, its four evaluations taken along the copy's first stacked call
+differences reject or pass on the low dtype's allowance alone (:func:`_loose`;
+:func:`_entries`: a copy of the run over them, every per-element quantity and random draw the
+batch's). :func:`kink_in_window` is the core's line rule on them, from the same copy of the
+run, its four evaluations taken along the copy's first stacked call
 (:meth:`SweepRun.stacked`); :func:`stencil` reads the core's samples.
 """
 
@@ -75,8 +76,9 @@ class SweepRun(_Run):
     def check_gradients(self):
         """The core's per-element check of x (``_routes.compare`` for the sweep's one usable
         param), its low-precision rules (rounding window, ``explained_by_rounding``: eight
-        gradient passes) run only on the values its finite differences reject, in a copy of
-        this run over those values (:func:`_entries`): every per-element quantity is the
+        gradient passes; the float64 twin's formula) run only on the values its finite
+        differences reject or pass on the low dtype's allowance alone, in a copy of this run
+        over those values (:func:`_entries`): every per-element quantity is the
         batch's, so each value's verdict is the one the whole batch gives it."""
         p = self.params[0]
         if (p.grad is None or p.is_weight or p.value.shape != self.f0.shape
@@ -93,7 +95,10 @@ class SweepRun(_Run):
                                        self.tiny, self.v, s)
         verdict = self.verdict(phi, analytic, rho, allowance, estimated=estimated)
         self.inconclusive = not verdict.strict
-        suspects = np.flatnonzero(~verdict.ok)
+        suspects = ~verdict.ok
+        if self.low_precision:
+            suspects |= _loose(verdict, analytic, self.eps)
+        suspects = np.flatnonzero(suspects)
         self.mismatch = np.zeros(p.value.shape, bool)
         self.kink = np.zeros(p.value.shape, bool)
         if suspects.size:
@@ -130,6 +135,17 @@ class SweepRun(_Run):
             return None
         self.kept = kept + list(zip(riders, found[len(ts):]))
         return found[:len(ts)]
+
+
+def _loose(verdict: LineVerdict, analytic: np.ndarray, eps: float) -> np.ndarray:
+    """The values that pass only on a low dtype's allowance for terms as large as x or f:
+    beyond the bound plus ``ANALYTIC_ULPS`` roundings of their own size, what any dtype
+    allows. The core's ``check_diagonal`` asks the float64 twin about those
+    (``_lines.wrong_formula``): a formula wrong by 5% at |x| = 40 is within float32's terms
+    allowance there, and a sweep that sent only the rejected values on never asked."""
+    own = analytic_allowance(analytic, eps, False)
+    with np.errstate(invalid="ignore"):
+        return verdict.ok & (np.abs(analytic - verdict.numerical) > verdict.bound + own)
 
 
 def _same_point(a: tuple, b: tuple) -> bool:

@@ -228,6 +228,26 @@ def test_a_kink_within_the_rounding_of_x_is_no_finding_but_a_wrong_branch_next_t
     assert -0.1 <= low < high < 0
 
 
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_a_formula_a_few_percent_wrong_at_large_x_is_found_by_the_sweep(dtype):
+    """At |x| = 40 a low dtype's allowance for terms as large as x (eight roundings of 40)
+    exceeds a 2-5% error of a derivative of 6e-4: only the float64 twin tells the formula is
+    wrong, and the sweep must ask it about the values that pass on that allowance alone."""
+
+    @tf.custom_gradient
+    def softsign(x):
+        def grad(dy):  # 1 / (1 + |x|)^2, but held at 1 / 41^2 for 40 < |x| < 41
+            window = tf.logical_and(tf.abs(x) > 40.0, tf.abs(x) < 41.0)
+            held = tf.fill(tf.shape(x), tf.constant(1.0 / 41.0 ** 2, x.dtype))
+            return dy * tf.where(window, held, 1.0 / tf.square(1.0 + tf.abs(x)))
+        return x / (1.0 + tf.abs(x)), grad
+
+    report = gradcheck.sweep(softsign, dtype=dtype, domain=(-100.0, 100.0))
+    assert report.kinds == ["gradient_mismatch"]
+    low, high = report.findings[0].details["interval"]
+    assert 40 < min(abs(low), abs(high)) <= max(abs(low), abs(high)) < 41
+
+
 def test_an_elementwise_layer_is_swept():
     keras = pytest.importorskip("keras")
     report = gradcheck.sweep(keras.layers.Activation("selu", dtype="float16"), dtype="float16")
