@@ -39,6 +39,7 @@ from ._arrays import _digest, _seed_of, _shapes
 from ._declare import Registered
 from ._fuzz_target import dtype_arg, resolve_target
 from ._mode_sample import ModeSample
+from ._weight_moves import WeightMoves, weights_code
 from ._options import DTYPES, check_options
 from ._reproducer import declared_reproducer
 from ._hostile import failure_report, flaky_text, intermittent, timeout_message
@@ -205,6 +206,7 @@ class _Fuzz:
         self.modes = ModeSample()  # which examples compare execution modes
         self.passed_digests: dict[bytes, bool] = {}  # input that passed -> modes compared
         self.repeated = 0  # examples whose input had passed already (see example())
+        self.weight_moves = WeightMoves()  # a layer's weights moved per example
 
     # ---- per example
 
@@ -244,6 +246,8 @@ class _Fuzz:
         from ._check import check
 
         target = self.target_for(inputs) if dtype is None else self.entry.build(dtype)
+        if self.decl.kind == "layer" and dtype is None:
+            self.weight_moves.apply(target, inputs, _seed_of(inputs))
         # A declared layer is rebuilt in float64 for the numerical reference.
         reference = None
         if self.decl.kind == "layer" and self.instance is None:
@@ -316,6 +320,12 @@ class _Fuzz:
     # ---- the run
 
     def run(self) -> Report:
+        try:
+            return self._run()
+        finally:
+            self.weight_moves.restore()  # a user's layer instance gets its weights back
+
+    def _run(self) -> Report:
         from ._check import _UsageError
         from ._sweep import sweep_registered  # phase 1: every value of an elementwise target
         from ._timeout import TimeLimitExceeded, time_limit
@@ -554,7 +564,16 @@ class _Fuzz:
     def reproducer(self, inputs: tuple[np.ndarray, ...]) -> str:
         options = {**check_options(self.decl), "policies": self.policies(),
                    "seed": _seed_of(inputs)}
-        return declared_reproducer(self.entry, self.instance, self.dtype, inputs, options)
+        weights = None
+        if self.decl.kind == "layer":
+            try:
+                moved = self.weight_moves.apply(self.target_for(inputs), inputs,
+                                                _seed_of(inputs))
+            except Exception:  # noqa: BLE001 - the layer fails to build: nothing was moved
+                moved = None
+            weights = None if moved is None else weights_code(moved)
+        return declared_reproducer(self.entry, self.instance, self.dtype, inputs, options,
+                                   weights)
 
 
 # -- helpers ----------------------------------------------------------------------------------

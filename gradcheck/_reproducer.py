@@ -4,8 +4,8 @@ They assume what a test module has imported: ``gradcheck``, ``numpy as np``, ``t
 tf``, ``keras`` and the target's own module namespace (the target, its gradient= function).
 A Keras layer is written as a constructor call in the checked dtype (a class is no target):
 ``MyLayer(units=3, dtype='float16')``, with the constructor arguments its ``get_config()``
-reports that are plain literals; its weights are initialized afresh, so a failure that depends
-on particular weights may need the reported seed, or the layer itself.
+reports that are plain literals; its weights are initialized afresh, or, where fuzzing moved
+them (``_weight_moves``), set to the moved values after a first call builds the layer.
 """
 
 from __future__ import annotations
@@ -44,11 +44,19 @@ def as_code(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def declared_reproducer(entry: Any, instance: Any, dtype: str, inputs: Sequence[np.ndarray],
-                        options: dict[str, Any]) -> str:
+                        options: dict[str, Any], weights: str | None = None) -> str:
     """The ``gradcheck.check(...)`` call for a declared target (a registry entry) that failed
-    at ``inputs`` in fuzzing; ``instance``: the Keras layer instance checked, if any."""
+    at ``inputs`` in fuzzing; ``instance``: the Keras layer instance checked, if any;
+    ``weights``: the layer's weights as code, where fuzzing moved them from the initial ones
+    (``_weight_moves``): the layer is then built on the input and given them first."""
     arrays = [f"np.array({a.astype(np.float64).tolist()!r}, dtype={dtype!r})" for a in inputs]
-    call = check_call(_declared_expression(entry, instance, dtype), arrays, as_code(options))
+    expression = _declared_expression(entry, instance, dtype)
+    if weights is None:
+        call = check_call(expression, arrays, as_code(options))
+    else:
+        call = (f"x = {arrays[0]}; layer = {expression}; layer(x); "
+                f"layer.set_weights({weights}); "
+                + check_call("layer", ["x", *arrays[1:]], as_code(options)))
     if (entry.declaration.kind == "layer" and instance is None
             and not isinstance(entry.target, type) and dtype != "float32"):
         # A factory builds in Keras' dtype policy, which is what the item sets.

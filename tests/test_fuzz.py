@@ -135,6 +135,61 @@ def test_a_layer_is_built_once_per_feature_shape_and_called_with_any_batch_size(
     assert len(CountedSwish.batches) >= 2
 
 
+class ScaledTanh(keras.layers.Layer):
+    """scale * tanh(x), scale a weight initialized at 1; ``forgets_scale``: the custom gradient
+    for x leaves out the factor scale, which is right at scale = 1 only."""
+
+    def __init__(self, forgets_scale=False, **kwargs):
+        super().__init__(**kwargs)
+        self.forgets_scale = forgets_scale
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
+    def call(self, x):
+        forgets = self.forgets_scale
+
+        @tf.custom_gradient
+        def scaled_tanh(x, scale):
+            t = tf.tanh(x)
+
+            def grad(dy):
+                dx = dy * (1 - t * t) * (1.0 if forgets else scale)
+                return dx, tf.reduce_sum(dy * t)
+            return scale * t, grad
+
+        return scaled_tanh(x, tf.convert_to_tensor(self.scale))
+
+    def get_config(self):
+        return {**super().get_config(), "forgets_scale": self.forgets_scale}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_gradient_right_only_at_the_initial_weights_is_found_with_weights_that_reproduce(
+        dtype):
+    report = fuzz(ScaledTanh, dtype=dtype, input_shape=(None, 3), max_examples=30,
+                  init={"forgets_scale": True}, hypothesis_seed=1)
+    assert report.kinds == ["gradient_mismatch"]
+    assert "layer.set_weights([np.array(" in report.reproducer
+    scale = float(re.search(r"set_weights\(\[np.array\(([-0-9.e]+)\)", report.reproducer)[1])
+    assert 0.5 <= scale <= 1.5 and scale != 1.0  # moved by at most half, sign kept
+    namespace = {"gradcheck": gradcheck, "np": np, "ScaledTanh": ScaledTanh}
+    exec(report.reproducer.replace("gradcheck.check(", "again = gradcheck.check("), namespace)
+    assert namespace["again"].kinds == ["gradient_mismatch"]
+    # The same layer as built (scale = 1) passes: the moved weights are what found it.
+    assert gradcheck.check(ScaledTanh(forgets_scale=True, dtype=dtype), namespace["x"]).ok
+
+
+def test_moved_weights_leave_a_correct_layer_passing_and_an_instance_as_it_was():
+    layer = ScaledTanh()
+    layer(np.zeros((1, 3), np.float32))
+    layer.scale.assign(0.75)
+    report = fuzz(layer, dtype="float32", input_shape=(None, 3), max_examples=30,
+                  hypothesis_seed=1)
+    assert report.ok, str(report)
+    assert float(layer.scale.numpy()) == 0.75
+
+
 # -- buggy targets are found with default settings and shrunk ----------------------------------
 
 def test_the_nan_trap_beyond_88_is_found_and_shrunk_to_one_value():
