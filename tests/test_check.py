@@ -528,6 +528,29 @@ def test_float16_only_overflow_is_a_nonfinite_output():
     assert gradcheck.check(naive_softplus, tf.constant([1.0, 12.0], tf.float32)).ok
 
 
+@tf.custom_gradient
+def pseudo_huber(x):
+    """sqrt(1 + x^2) - 1, its gradient x / sqrt(x * x + 1): x * x overflows float16 past
+    |x| = 256, and the gradient is 0 there where it should be +-1 (the forward is safe)."""
+    big = tf.abs(x) > 100.0
+    safe = tf.where(big, tf.zeros_like(x), x)
+    far = tf.maximum(tf.abs(x), 1.0)  # |x| - 1 + 1 / (2 |x|), to float64's precision there
+    y = tf.where(big, far - 1.0 + 0.5 / far, tf.sqrt(safe * safe + 1.0) - 1.0)
+    return y, lambda dy: dy * x / tf.sqrt(x * x + 1.0)
+
+
+def test_a_float16_gradient_an_overflowing_intermediate_zeroes_is_found():
+    # At |x| = 300 float16's allowance for terms as large as x (2.3) exceeds the whole
+    # derivative (1); its float64 formula is right. The error is the same at every input
+    # nearby, not rounding.
+    report = gradcheck.check(pseudo_huber, tf.constant([300.0, -500.0, 2.0], tf.float16))
+    assert report.kinds == ["gradient_mismatch"]
+    assert report.findings[0].details["mismatched"] == 2
+    # Where the same terms do not overflow, float16 passes, and so does the gradient in float32.
+    assert gradcheck.check(pseudo_huber, tf.constant([30.0, -50.0, 2.0], tf.float16)).ok
+    assert gradcheck.check(pseudo_huber, tf.constant([300.0, -500.0, 2.0], tf.float32)).ok
+
+
 def test_true_overflow_is_not_reported():
     # exp(12) = 162755 does not fit in float16: inf is the right answer there, not a bug.
     assert gradcheck.check(tf.exp, tf.constant([1.0, 12.0], tf.float16)).ok

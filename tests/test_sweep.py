@@ -367,7 +367,7 @@ def test_neighbours_in_one_stacked_call_give_the_verdicts_of_separate_calls(monk
     monkeypatch.setattr(_conditioning, "_stacked_gradients",
                         lambda *a: used.append(1) or stacked(*a))
     codes, findings = verdicts()
-    assert len(used) == 2 and findings  # both took the rule, and the check shows the bug
+    assert len(used) >= 2 and findings  # both took the rule, and the check shows the bug
     monkeypatch.setattr(_conditioning, "_stacked_gradients", lambda *a: None)
     separate_codes, separate_findings = verdicts()
     assert np.array_equal(codes, separate_codes)
