@@ -151,6 +151,9 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
                 continue
             j = int(np.argmax(np.where(bad, defect - tol, -np.inf)))
             idx = _index(j, a.shape)
+            if _varies(fb, vjp, k, p, tol, add=add):
+                found.append(k)
+                break
             add("gradient_mismatch",
                 f"the gradient for {p.label} does not scale with the upstream gradient: at "
                 f"index {idx}, the gradients for the cotangents dy1, dy2 ({how}) and "
@@ -162,6 +165,33 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
             found.append(k)
             break
     return found
+
+
+def _varies(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence], k: int, p: Any,
+            tol: np.ndarray, *, add: Add) -> bool:
+    """Whether param ``k``'s gradient differs between two backward passes with the core's
+    own cotangent (random ops in a custom gradient, whose forward the determinism probe saw
+    repeat): then it is reported as ``nondeterministic``, not as a VJP that ignores dy. The
+    two may differ by the linearity test's own tolerance (``tol``: a GPU's reductions)."""
+    try:
+        again = _usable(list(vjp(fb.v))[k], p)
+    except Exception:  # noqa: BLE001 - no second pass: the linearity finding stands
+        return False
+    if again is None:
+        return False
+    with np.errstate(invalid="ignore"):
+        differs = np.abs(again - p.grad) > tol
+    if not differs.any():
+        return False
+    j = int(np.argmax(differs))
+    add("nondeterministic",
+        f"two backward passes at the same input and upstream gradient give different "
+        f"gradients for {p.label}: {p.grad.flat[j]:.6g} vs {again.flat[j]:.6g} at index "
+        f"{_index(j, p.grad.shape)}, while the outputs repeat: random ops in the custom "
+        f"gradient? A gradient must be a function of x and dy; draw noise in the forward "
+        f"pass (seeded, tf.random.stateless_*) if it is meant to be there",
+        param=p.label, index=list(_index(j, p.grad.shape)), cause="backward_varies")
+    return True
 
 
 def _usable(g: Any, p: Any) -> np.ndarray | None:
