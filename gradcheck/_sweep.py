@@ -142,6 +142,16 @@ def sweep_registered(registered: Any, dtype: str, instance: Any = None) -> Repor
                   _scalar_args(decl.args, registered.name), options).run()
 
 
+def _distinct_texts(low: float, high: float) -> tuple[str, str]:
+    """The interval's ends with 6 significant digits, more where 6 print two different
+    values alike (a window refined to a few ulps of float64)."""
+    for digits in (6, 9, 12, 17):
+        a, b = f"{low:.{digits}g}", f"{high:.{digits}g}"
+        if a != b or low == high:
+            return a, b
+    return a, b
+
+
 class _Noisy(Exception):
     """Two calls of the target at the same values differ (dropout, tf.random)."""
 
@@ -408,7 +418,8 @@ class _Sweep:
         every = (f"every {self.dtype} value" if grid.exhaustive(self.dtype)
                  else "every swept value")
         params = "".join(f", {k} = {v:.6g}" for k, v in zip(self.scalars, consts))
-        return (f"{_WHAT[code]} for {every} x in [{batch.x[lo]:.6g}, {batch.x[hi]:.6g}] "
+        low, high = _distinct_texts(float(batch.x[lo]), float(batch.x[hi]))
+        return (f"{_WHAT[code]} for {every} x in [{low}, {high}] "
                 f"({hi - lo + 1} values){params}; {int(bad.sum())} of {bad.size} swept values "
                 f"in {runs} interval(s)")
 
