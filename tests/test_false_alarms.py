@@ -324,3 +324,20 @@ def test_class7_noise_in_the_backward_only_is_nondeterministic_not_a_dy_bug():
     assert report.kinds == ["nondeterministic"], str(report)
     assert report.findings[0].details["cause"] == "backward_varies"
     assert "does not scale" not in str(report)
+
+
+def gelu_tanh(x):
+    """GELU's tanh approximation, the cubic of x clipped where tanh is +-1 anyway."""
+    clipped = tf.clip_by_value(x, -10.0, 10.0)
+    inner = 0.7978845608028654 * (clipped + 0.044715 * clipped * clipped * clipped)
+    return 0.5 * x * (1.0 + tf.math.tanh(inner))
+
+
+def test_a_float32_derivative_a_saturated_tanh_zeroes_at_its_rounding_floor_passes():
+    # At x = -5.07 float32's tanh is -1: the derivative (-9.6e-7, terms 0.5 x sech^2 of unit
+    # size times x) is 0, at every input nearby. Rounding of unit-sized terms, not an
+    # overflow: it must not need the spread of rounding that larger terms need.
+    report = gradcheck.check(gelu_tanh, tf.constant([-5.072602272033691, -5.2], tf.float32),
+                             modes=())
+    assert report.ok, str(report)
+    assert gradcheck.sweep(gelu_tanh, dtype="float32").ok

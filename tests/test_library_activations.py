@@ -68,13 +68,6 @@ KNOWN_LIBRARY_BUGS: dict[tuple[str, str | None], str] = {
         "1.051, in float32 1.758. Found by the sweep phase (every float16 value)."),
     ("tf.nn.selu", "float16"): (
         "The TensorFlow selu float16 gradient bug above (issues 116943 / 124834)."),
-    **{(name, "bfloat16"): (
-        "The same TensorFlow selu bug in bfloat16: exp(x) rounds to 1 for |x| < 2e-3, the "
-        "output to 0, and the gradient takes the x > 0 slope: tape.gradient(tf.nn.selu(x), x) "
-        "at x = tf.constant([-1e-3], tf.bfloat16) is 1.047, in float32 1.756. Its error (a "
-        "derivative of 1.76 off by 0.7) is the same at every input nearby, not rounding "
-        "(_routes._unexplained_large_terms).") for name in ("keras.activations.selu",
-                                                             "tf.nn.selu")},
     **{("keras.activations.squareplus", dtype): (
         "Keras 3 bug: squareplus(x) = (x + sqrt(x^2 + b)) / 2 squares x, which overflows for "
         "|x| >= 256 in float16 (1.8e19 in bfloat16 and float32): the output is inf (x > 0) or "
