@@ -47,11 +47,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from ._arrays import _backward, _f64, _signed
-from ._numerics import ANALYTIC_ULPS, SAFETY, machine_eps
+from ._arrays import _abs_diff, _backward, _f64, _signed
+from ._numerics import ANALYTIC_ULPS, SAFETY, analytic_allowance, machine_eps
 from ._records import ForwardBackward, Reference
 
-__all__ = ["TwinGradients", "explained_by_rounding", "mode_allowance"]
+__all__ = ["TwinGradients", "explained_by_rounding", "mode_allowance",
+           "unexplained_large_terms"]
 
 _NEIGHBOURS = 4  # nearby inputs whose errors must vary as rounding's do (module docstring)
 _WINDOW = 1.0 / 16.0  # their distance, per coordinate: derived in the module docstring
@@ -117,6 +118,44 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
         return formula_ok & _like_rounding(pairs, fb.eps)
     except Exception:  # noqa: BLE001 - cannot measure the rounding: explain nothing
         return no
+
+
+def unexplained_large_terms(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
+                            line: tuple, project: Callable[[list], np.ndarray],
+                            analytic: np.ndarray, verdict: Any, passed: np.ndarray,
+                            entries: tuple | None = None) -> np.ndarray:
+    """Of the low-precision elements that ``passed`` (per element: ``line`` is their ``(s,
+    phi, estimate, rho)``, ``project`` a param's gradient times ``s``), those that pass only
+    on the allowance for terms as large as |x| or |f| > 1 and whose error does not look like
+    rounding.
+
+    That allowance (``analytic_allowance``'s ``magnitude``) is a worst case: ANALYTIC_ULPS
+    roundings of terms as large as the input, 2.3 at |x| = 300 in float16, more than a whole
+    derivative of 1. A gradient that an overflowing intermediate zeroes there (``x / sqrt(x *
+    x + 1)`` in float16 past |x| = 256, whose float64 formula is right) passed on it. Where an
+    element fails the judge with SAFETY times the allowance for terms of unit size (it passed on
+    larger terms, or on a low-precision window), its error must be measured as rounding
+    (``explained_by_rounding``: the float64 twin at nearby inputs, where rounding varies and
+    an overflow or a wrong branch does not: TensorFlow's selu in float16, whose output
+    rounds to 0 for |x| < 2.4e-4 and whose gradient then takes the x > 0 slope, is found in
+    float16 down to |x| = 9e-6 where the window had let it pass)."""
+    s, phi, estimated, rho = line
+    own = analytic_allowance(analytic, fb.eps, False)  # what any dtype allows
+    with np.errstate(invalid="ignore"):
+        large = passed & (_abs_diff(analytic, verdict.numerical) > verdict.bound + own)
+    if not large.any():
+        return large
+    # SAFETY (NUMERICS.md's factor between an error estimate and the errors it must cover)
+    # times the unit-size allowance: a chain of unit-sized terms rounding more than eight
+    # times, or a derivative at its own rounding floor that a saturated intermediate zeroes
+    # (gelu_tanh's 0.5 x sech^2(u) at x = -5 in float32, 1e-6), is still unit-sized rounding.
+    unit = analytic_allowance(analytic, fb.eps, True, 1.0, fb.tiny, fb.v, s) * SAFETY
+    large &= ~ref.judge(phi, analytic, rho, unit, estimated=estimated).ok  # the kink rule too
+    if not large.any():
+        return large
+    explained = explained_by_rounding(fb, ref, twin, project, analytic, verdict, entries,
+                                      elementwise=True, needed=large)
+    return large & ~explained
 
 
 def mode_allowance(fb: ForwardBackward, ref: Reference, twin: TwinGradients,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ._arrays import _abs, _abs_diff, _all_finite, _f64, _index, _signed
-from ._conditioning import explained_by_rounding
+from ._conditioning import explained_by_rounding, unexplained_large_terms
 from ._declared_gradient import analytic_source
 from ._lines import (
     WrongFormula,
@@ -346,47 +346,12 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
         allowance = _shown(allowance, wrong)
         formula = np.where(wrong.wrong, wrong.exact / s, np.nan)
     if low:
-        ok = ok & ~_unexplained_large_terms(fb, ref, calls, k, line, analytic, verdict,
-                                            ok & ~settled)
+        ok = ok & ~unexplained_large_terms(fb, ref, calls.twin, line, lambda g: g[k] * s,
+                                           analytic, verdict, ok & ~settled, calls.entries)
     if ok.all():
         return bool(verdict.strict), None
     return bool(verdict.strict), Mismatch(k, ~ok, analytic / s, verdict.numerical / s,
                                           verdict.bound / s, allowance / s, formula)
-
-
-def _unexplained_large_terms(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: int,
-                             line: Line, analytic: np.ndarray, verdict: LineVerdict,
-                             passed: np.ndarray) -> np.ndarray:
-    """Of the low-precision elements that ``passed``, those that pass only on the allowance
-    for terms as large as |x| or |f| > 1 and whose error does not look like rounding.
-
-    That allowance (``analytic_allowance``'s ``magnitude``) is a worst case: ANALYTIC_ULPS
-    roundings of terms as large as the input, 2.3 at |x| = 300 in float16, more than a whole
-    derivative of 1. A gradient that an overflowing intermediate zeroes there (``x / sqrt(x *
-    x + 1)`` in float16 past |x| = 256, whose float64 formula is right) passed on it. Where an
-    element fails the judge with SAFETY times the allowance for terms of unit size (it passed on
-    larger terms, or on a low-precision window), its error must be measured as rounding
-    (``explained_by_rounding``: the float64 twin at nearby inputs, where rounding varies and
-    an overflow or a wrong branch does not: TensorFlow's selu in float16, whose output
-    rounds to 0 for |x| < 2.4e-4 and whose gradient then takes the x > 0 slope, is found in
-    float16 down to |x| = 9e-6 where the window had let it pass)."""
-    s, phi, estimated, rho = line
-    own = analytic_allowance(analytic, fb.eps, False)  # what any dtype allows
-    with np.errstate(invalid="ignore"):
-        large = passed & (_abs_diff(analytic, verdict.numerical) > verdict.bound + own)
-    if not large.any():
-        return large
-    # SAFETY (NUMERICS.md's factor between an error estimate and the errors it must cover)
-    # times the unit-size allowance: a chain of unit-sized terms rounding more than eight
-    # times, or a derivative at its own rounding floor that a saturated intermediate zeroes
-    # (gelu_tanh's 0.5 x sech^2(u) at x = -5 in float32, 1e-6), is still unit-sized rounding.
-    unit = analytic_allowance(analytic, fb.eps, True, 1.0, fb.tiny, fb.v, s) * SAFETY
-    large &= ~ref.judge(phi, analytic, rho, unit, estimated=estimated).ok  # the kink rule too
-    if not large.any():
-        return large
-    explained = explained_by_rounding(fb, ref, calls.twin, lambda g: g[k] * s, analytic,
-                                      verdict, calls.entries, elementwise=True, needed=large)
-    return large & ~explained
 
 
 def _twin_at_rows(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: int,
