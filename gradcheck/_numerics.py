@@ -113,7 +113,12 @@ def judge_lines(samples: dict[int, np.ndarray], h: float, analytic: np.ndarray,
     Central differences are used where all five samples are finite; next to a domain end
     (e.g. log at small x) the one-sided second-order formula on the finite side is used.
     At a kink (detected from two second differences) the analytic value passes if it lies between
-    the one-sided slopes, i.e. it is a valid subgradient.
+    the one-sided slopes, i.e. it is a valid subgradient, or between them, 0 and their sum:
+    autodiff gives each piece that kinks there its slope on one side or 0 (relu'(0) = 0; a tie
+    in tf.maximum sends the whole gradient to one argument), so a function written as two
+    pieces that each carry one side's slope gets 0 or left + right there (Keras' PReLU,
+    relu(x) - a relu(-x), is 0 at x = 0, outside [a, 1]): a conservative gradient (Bolte &
+    Pauwels 2020), right everywhere but at the kink itself, which training never needs.
     """
     shape = np.shape(samples[0])
     m2, m1, z, p1, p2 = (np.asarray(samples[k], dtype=float) for k in (-2, -1, 0, 1, 2))
@@ -163,7 +168,7 @@ def _judge_carefully(m2, m1, z, p1, p2, h, analytic, rounding, allowance) -> dic
         bound = SAFETY * est
         ok = np.abs(numerical - analytic) <= bound + allowance
         kink = central & kinks({-2: m2, -1: m1, 0: z, 1: p1, 2: p2}, rounding)
-        slopes = np.stack([right1, right2, left1, left2])
+        slopes = np.stack([right1, right2, left1, left2, np.zeros_like(z), right1 + left1])
         lo = slopes.min(axis=0) - bound - allowance
         hi = slopes.max(axis=0) + bound + allowance
         subgradient = kink & (analytic >= lo) & (analytic <= hi)

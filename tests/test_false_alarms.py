@@ -341,3 +341,25 @@ def test_a_float32_derivative_a_saturated_tanh_zeroes_at_its_rounding_floor_pass
                              modes=())
     assert report.ok, str(report)
     assert gradcheck.sweep(gelu_tanh, dtype="float32").ok
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_kink_written_as_two_pieces_may_get_0_or_the_sum_of_its_slopes_there(dtype):
+    keras = pytest.importorskip("keras")
+    x = np.array([[0.0, 0.0, 1.5, -2.0]], dtype)
+    # Keras' PReLU is relu(x) - a relu(-x): autodiff gives 0 at x = 0, outside [a, 1].
+    prelu = keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.25), dtype=dtype)
+    assert gradcheck.check(prelu, x, elementwise=True).ok
+
+    def max_min(x):  # both ties send the gradient to x: 1 + a at x = 0
+        return tf.maximum(x, 0.0) + 0.25 * tf.minimum(x, 0.0)
+
+    assert gradcheck.check(max_min, x, elementwise=True).ok
+
+    @tf.custom_gradient
+    def beyond(x):  # 3 at the kink: neither a slope, 0 nor their sum
+        y = tf.maximum(x, 0.25 * x)
+        one = tf.ones_like(x)
+        return y, lambda dy: dy * tf.where(x > 0, one, tf.where(x < 0, 0.25 * one, 3.0 * one))
+
+    assert gradcheck.check(beyond, x, elementwise=True).kinds == ["gradient_mismatch"]
