@@ -47,8 +47,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from ._arrays import _abs_diff, _backward, _f64, _signed
-from ._numerics import ANALYTIC_ULPS, SAFETY, analytic_allowance, machine_eps
+from ._arrays import _backward, _f64, _signed
+from ._numerics import (ANALYTIC_ULPS, SAFETY, analytic_allowance, beyond_own_rounding,
+                        machine_eps)
 from ._records import ForwardBackward, Reference
 
 __all__ = ["TwinGradients", "explained_by_rounding", "mode_allowance",
@@ -125,8 +126,8 @@ def unexplained_large_terms(fb: ForwardBackward, ref: Reference, twin: TwinGradi
                             analytic: np.ndarray, verdict: Any, passed: np.ndarray,
                             entries: tuple | None = None) -> np.ndarray:
     """Of the low-precision elements that ``passed`` (per element: ``line`` is their ``(s,
-    phi, estimate, rho)``, ``project`` a param's gradient times ``s``), those that pass only
-    on the allowance for terms as large as |x| or |f| > 1 and whose error does not look like
+    phi, estimate, rho)``, ``project`` a param's gradient times ``s``), those that need more
+    than SAFETY times the allowance for unit-sized terms and whose error does not look like
     rounding.
 
     That allowance (``analytic_allowance``'s ``magnitude``) is a worst case: ANALYTIC_ULPS
@@ -138,11 +139,12 @@ def unexplained_large_terms(fb: ForwardBackward, ref: Reference, twin: TwinGradi
     (``explained_by_rounding``: the float64 twin at nearby inputs, where rounding varies and
     an overflow or a wrong branch does not: TensorFlow's selu in float16, whose output
     rounds to 0 for |x| < 2.4e-4 and whose gradient then takes the x > 0 slope, is found in
-    float16 down to |x| = 9e-6 where the window had let it pass)."""
+    float16 down to |x| = 9e-6 where the window had let it pass). What it cannot see: an
+    error confined to less than the neighbours' distance (1/16 of |x|) around the input,
+    which varies over them as rounding does (a value wrong at a kink only, or a wrong branch
+    that narrow), and a zeroed derivative within SAFETY times the unit-size allowance."""
     s, phi, estimated, rho = line
-    own = analytic_allowance(analytic, fb.eps, False)  # what any dtype allows
-    with np.errstate(invalid="ignore"):
-        large = passed & (_abs_diff(analytic, verdict.numerical) > verdict.bound + own)
+    large = passed & beyond_own_rounding(verdict, analytic, fb.eps)
     if not large.any():
         return large
     # SAFETY (NUMERICS.md's factor between an error estimate and the errors it must cover)

@@ -219,6 +219,15 @@ def analytic_allowance(analytic: np.ndarray, eps: float, low_precision: bool,
     return allowance
 
 
+def beyond_own_rounding(verdict: LineVerdict, analytic: np.ndarray, eps: float) -> np.ndarray:
+    """Where ``analytic`` misses the verdict's numerical value by more than its bound plus
+    ``ANALYTIC_ULPS`` roundings of its own size (what every dtype allows an analytic chain):
+    in a low dtype, the elements that pass, if they pass, on its allowance for larger terms."""
+    own = analytic_allowance(analytic, eps, False)
+    with np.errstate(invalid="ignore"):
+        return _abs_diff(analytic, verdict.numerical) > verdict.bound + own
+
+
 def _times(a: np.ndarray, b: Any) -> np.ndarray:
     """a * b, in a's buffer where it has the result's shape."""
     if isinstance(a, np.ndarray) and np.shape(b) in ((), np.shape(a)):

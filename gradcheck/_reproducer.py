@@ -54,7 +54,7 @@ def declared_reproducer(entry: Any, instance: Any, dtype: str, inputs: Sequence[
     if weights is None:
         call = check_call(expression, arrays, as_code(options))
     else:
-        call = (f"x = {arrays[0]}; layer = {expression}; layer(x); "
+        call = (f"x = {arrays[0]}; layer = {expression}; layer({', '.join(['x', *arrays[1:]])}); "
                 f"layer.set_weights({weights}); "
                 + check_call("layer", ["x", *arrays[1:]], as_code(options)))
     if (entry.declaration.kind == "layer" and instance is None

@@ -145,7 +145,7 @@ def sweep_registered(registered: Any, dtype: str, instance: Any = None) -> Repor
 def _distinct_texts(low: float, high: float) -> tuple[str, str]:
     """The interval's ends with 6 significant digits, more where 6 print two different
     values alike (a window refined to a few ulps of float64)."""
-    for digits in (6, 9, 12, 17):
+    for digits in (6, 9, 12, 17):  # the report's, float32's round trip, ..., float64's
         a, b = f"{low:.{digits}g}", f"{high:.{digits}g}"
         if a != b or low == high:
             return a, b

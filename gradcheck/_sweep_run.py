@@ -24,7 +24,7 @@ from . import _routes, _windows
 from ._arrays import _all_finite, _f64
 from ._check import _Run
 from ._conditioning import TwinGradients
-from ._numerics import LineVerdict, analytic_allowance, estimate
+from ._numerics import LineVerdict, analytic_allowance, beyond_own_rounding, estimate
 from ._report import Finding, Report
 
 __all__ = ["SweepRun", "kink_in_window", "stencil"]
@@ -138,14 +138,12 @@ class SweepRun(_Run):
 
 
 def _loose(verdict: LineVerdict, analytic: np.ndarray, eps: float) -> np.ndarray:
-    """The values that pass only on a low dtype's allowance for terms as large as x or f:
-    beyond the bound plus ``ANALYTIC_ULPS`` roundings of their own size, what any dtype
-    allows. The core's ``check_diagonal`` asks the float64 twin about those
-    (``_lines.wrong_formula``): a formula wrong by 5% at |x| = 40 is within float32's terms
-    allowance there, and a sweep that sent only the rejected values on never asked."""
-    own = analytic_allowance(analytic, eps, False)
-    with np.errstate(invalid="ignore"):
-        return verdict.ok & (np.abs(analytic - verdict.numerical) > verdict.bound + own)
+    """The values that pass only on a low dtype's allowance for terms as large as x or f
+    (:func:`beyond_own_rounding`). The core's ``check_diagonal`` asks the float64 twin about
+    those (``_lines.wrong_formula``, ``_conditioning.unexplained_large_terms``): a formula
+    wrong by 5% at |x| = 40 is within float32's terms allowance there, and a sweep that sent
+    only the rejected values on never asked."""
+    return verdict.ok & beyond_own_rounding(verdict, analytic, eps)
 
 
 def _same_point(a: tuple, b: tuple) -> bool:

@@ -7,10 +7,11 @@ wrong and still give the right number: ``x / a`` where ``x / a**2`` belongs is r
 ``a = 1``, a forgotten factor ``scale`` is right at 1, every term carrying a factor ``w`` is 0
 at ``w = 0``. So every other fuzz example of a layer moves its trainable weights first:
 
-    w = w0 * (1 + u) + u * (w0 == 0),   u uniform in [-1/2, 1/2] per entry,
+    w = w0 * (1 + u) + |u| * (w0 == 0),   u uniform in [-1/2, 1/2] per entry,
 
 which keeps the sign of a nonzero weight (a scale, a temperature, a variance stays positive)
-and gives a zero one unit-sized moves; a weight's Keras ``constraint`` is applied after. ``u``
+and moves a zero one up to 1/2 upwards (a learnable offset under a square root, initialized
+at 0, stays non-negative); a weight's Keras ``constraint`` is applied after. ``u``
 comes from the example's own check seed (a function of its input), so every check of the same
 input (Hypothesis's replay of its shrunk example, the reclassifying probes) sees the same
 weights; which examples move follows the seed's parity, so half of them check the layer as
@@ -41,7 +42,7 @@ class WeightMoves:
         (``get_weights()``) where they were moved, else None."""
         if not getattr(layer, "built", False):
             try:
-                layer(inputs[0])  # weights exist once the layer has seen its input shape
+                layer(*inputs)  # weights exist once the layer has seen its input shape
             except Exception:  # noqa: BLE001 - the check's own call reports the error
                 return None
         weights = list(getattr(layer, "trainable_weights", ()))
@@ -58,7 +59,7 @@ class WeightMoves:
         for w, w0 in zip(weights, initial):
             u = rng.uniform(-_SPREAD, _SPREAD, np.shape(w0))
             start = w0.astype(np.float64)
-            value = start * (1 + u) + u * (start == 0)
+            value = start * (1 + u) + np.abs(u) * (start == 0)
             constraint = getattr(w, "constraint", None)
             if constraint is not None:
                 value = np.asarray(constraint(value), dtype=np.float64)
