@@ -30,14 +30,16 @@ sublayers created without a dtype follow it, as they do when an application sets
 and always restored. Its weights are copied from the layer under test. Every variable must be
 float32. Then one forward pass and one VJP (a random signed cotangent ``v``, rounded to the
 compute dtype) run on it with float32 inputs, which the layer casts as in training, and the
-same on the float32 layer (the layer under test, or its float32 copy) -- the reference the
-issue asks for: the output must be in the compute dtype, and output and gradients (input and
-every variable) finite and close to the float32 ones within the compute dtype's precision
-(tolerances in :func:`_compare`). The core's finite-difference check is not repeated on the
-mixed layer: its low-precision floors grow with ``|x|`` and would pass an RMS norm whose
-output collapsed to 0, which the direct comparison cannot miss; the float32 layer itself was
-verified by the first-order check. Execution modes and second order are not repeated under
-the policy.
+same on the float32 layer (the layer under test, or its float32 copy) at the inputs and weights
+rounded to the compute dtype, as Keras' autocast rounds them for the mixed layer (not rounded
+for a layer with ``autocast=False``, which computes from the float32 input itself: Keras'
+LayerNormalization) -- the reference the issue asks for: the output must be in the compute
+dtype, and output and gradients (input and every variable) finite and close to the float32 ones
+within the compute dtype's precision (tolerances in :func:`_compare`). The core's finite-
+difference check is not repeated on the mixed layer: its low-precision floors grow with ``|x|``
+and would pass an RMS norm whose output collapsed to 0, which the direct comparison cannot
+miss; the float32 layer itself was verified by the first-order check. Execution modes and
+second order are not repeated under the policy.
 
 Cost: building the layer under each policy, one forward + VJP of it, and three of the float32
 layer (the reference and its rounding window) -- measured in ``bench/beyond_cost.py``.
@@ -151,9 +153,16 @@ def _check_policy(fb: ForwardBackward, policy: str, cotangent: _Cotangent, add: 
         skip(f"{policy}: gradients not compared (no float32 copy of the layer could be built)")
         return
     ref, ref_weights = reference
-    rounded = [tf.cast(tf.cast(a, compute), tf.float32) if a.dtype.is_floating else a
-               for a in inputs]
-    values = [tf.cast(tf.cast(w, compute), w.dtype) for w in ref_weights]
+    # What the mixed layer computes from: Keras casts a layer's floating inputs, and reads
+    # its variables, in the compute dtype only where the layer autocasts. Keras'
+    # LayerNormalization and GroupNormalization do not (autocast=False): they normalize the
+    # float32 input in float32, and the float32 layer at inputs rounded to float16 would be
+    # the wrong reference (a row of nearly equal values loses its spread there).
+    autocast = getattr(mixed, "autocast", True) is not False
+    rounded = [tf.cast(tf.cast(a, compute), tf.float32) if a.dtype.is_floating and autocast
+               else a for a in inputs]
+    values = ([tf.cast(tf.cast(w, compute), w.dtype) for w in ref_weights] if autocast
+              else [tf.identity(w) for w in ref_weights])
     y_ref, grads_ref, _ = _forward_backward(ref, rounded, floats, ref_weights, values,
                                             cotangent, compute, input_labels)
     # The rounding window: the reference again with every input and weight moved by

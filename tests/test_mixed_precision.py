@@ -140,6 +140,20 @@ def test_correct_layers_pass_under_both_policies(make):
     assert keras.config.dtype_policy().name == before
 
 
+@pytest.mark.parametrize("make", [keras.layers.LayerNormalization,
+                                  lambda: keras.layers.GroupNormalization(groups=2)],
+                         ids=["layer_norm", "group_norm"])
+def test_a_layer_that_does_not_autocast_is_compared_at_the_inputs_it_sees(make):
+    # autocast=False: the layer normalizes the float32 input in float32. At rows of nearly
+    # equal values, or far from 0, float16 rounding erases their spread: the float32 layer
+    # at the inputs rounded to float16 is not what the mixed layer computes from.
+    near = (5.0 + 1e-3 * np.arange(12).reshape(2, 6)).astype(np.float32)
+    offset = (100.0 + np.random.default_rng(0).standard_normal((3, 6))).astype(np.float32)
+    for x in (near, offset):
+        report = check(make(), x)
+        assert report.ok, str(report)
+
+
 def test_a_layer_built_in_float64_is_compared_through_a_float32_copy():
     layer = keras.layers.Dense(3, activation="tanh", dtype="float64")
     report = check(layer, tf.cast(X, tf.float64))
