@@ -18,7 +18,8 @@ from typing import Any, Iterable, Iterator
 
 from ._options import DTYPES
 
-__all__ = ["imported", "keras_of", "is_layer", "is_layer_class", "is_lambda", "dtype_scope"]
+__all__ = ["imported", "keras_of", "is_layer", "is_layer_class", "is_lambda", "autocasts",
+           "dtype_scope"]
 
 #: The top-level modules of the Kerases gradcheck knows: Keras 3, then Keras 2 (tf-keras).
 MODULES = ("keras", "tf_keras")
@@ -61,6 +62,17 @@ def is_lambda(obj: Any) -> bool:
     module = keras_of(obj)
     lambda_type = getattr(getattr(module, "layers", None), "Lambda", None)
     return isinstance(lambda_type, type) and isinstance(obj, lambda_type)
+
+
+def autocasts(layer: Any) -> bool:
+    """Whether Keras casts ``layer``'s floating inputs, and reads its variables, in the
+    compute dtype when it is called: Keras 3's ``autocast`` (False for its
+    LayerNormalization), tf-keras' ``_autocast``; True where neither says."""
+    for name in ("autocast", "_autocast"):
+        value = getattr(layer, name, None)
+        if isinstance(value, bool):
+            return value
+    return True
 
 
 @contextmanager

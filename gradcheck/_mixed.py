@@ -158,7 +158,7 @@ def _check_policy(fb: ForwardBackward, policy: str, cotangent: _Cotangent, add: 
     # LayerNormalization and GroupNormalization do not (autocast=False): they normalize the
     # float32 input in float32, and the float32 layer at inputs rounded to float16 would be
     # the wrong reference (a row of nearly equal values loses its spread there).
-    autocast = getattr(mixed, "autocast", True) is not False
+    autocast = kerases.autocasts(mixed)
     rounded = [tf.cast(tf.cast(a, compute), tf.float32) if a.dtype.is_floating and autocast
                else a for a in inputs]
     values = ([tf.cast(tf.cast(w, compute), w.dtype) for w in ref_weights] if autocast
