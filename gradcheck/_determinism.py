@@ -36,6 +36,7 @@ import tensorflow as tf
 from ._arrays import _backward, _f64, _index
 from ._numerics import ANALYTIC_ULPS, machine_eps
 from ._records import Add, ForwardBackward
+from ._report import distinct_texts
 from ._targets import Target
 
 __all__ = ["probe", "SeededTarget", "random_ops"]
@@ -110,14 +111,17 @@ def probe(fb: ForwardBackward, first: Any, *, add: Add) -> Noise | None:
     except Exception:  # noqa: BLE001 - not repeatable this way: gradients are not checked
         pass
     ops = random_ops(fb.target, fb.args)
-    named = f" (random ops in its graph: {', '.join(ops)})" if ops else ""
+    named = (f" (random ops in its graph: {', '.join(ops)})" if ops else
+             " (no random op in its graph: Python state that changes between calls, a "
+             "counter or a global, read at each call?)")
+    one, other = distinct_texts(first.one, first.other)
     then = ("its gradients were checked with TensorFlow's global seed reset before every call, "
             "so that every call draws the same noise" if repeatable else
             "resetting TensorFlow's global seed does not make it repeat, so its gradients were "
             "not checked")
     add("nondeterministic",
         f"two calls at the same input return different {first.what}{named}: "
-        f"{first.one:.6g} vs {first.other:.6g} at index {first.index}; finite differences "
+        f"{one} vs {other} at index {first.index}; finite differences "
         f"would measure the noise. Make it deterministic where it is checked: call it with "
         f"training=False (dropout, noise layers), or use a seeded stateless op "
         f"(tf.random.stateless_uniform(shape, seed=...)); {then}",

@@ -124,6 +124,18 @@ class GradcheckError(AssertionError):
 MESSAGE_LIMIT = 4000
 
 
+def distinct_texts(a: float, b: float, digits: int = 6) -> tuple[str, str]:
+    """``a`` and ``b`` with ``digits`` significant digits, more where those print two
+    different values alike (up to 17, float64's round trip)."""
+    for shown in (digits, 9, 12, 17):
+        if shown < digits:
+            continue
+        texts = f"{a:.{shown}g}", f"{b:.{shown}g}"
+        if texts[0] != texts[1] or a == b:
+            break
+    return texts
+
+
 def truncated(text: str, limit: int = MESSAGE_LIMIT) -> str:
     """``text`` cut to ``limit`` characters, with a note saying how long it was."""
     if len(text) <= limit:

@@ -43,6 +43,7 @@ from ._numerics import (
     kinks,
 )
 from ._records import Add, Declared, Evaluations, ForwardBackward, Reference
+from ._report import distinct_texts
 from ._windows import Line, within_line_window, within_rounding_window
 
 #: The VJP of step 1's output for a cotangent, for some params (indices): ``vjp(v, params)``,
@@ -571,13 +572,14 @@ def report_mismatch(fb: ForwardBackward, ref: Reference, found: Mismatch, *, add
     j = int(np.nanargmax(excess))
     idx = _index(j, numerical.shape)
     dy = fb.v.flat[j]
+    ours, theirs = distinct_texts(analytic.flat[j] / dy, numerical.flat[j] / dy, 9)
     add("gradient_mismatch",
         f"gradient mismatch for {p.label} at index {idx}, x = "
         f"{p.value.flat[j]:.9g} ({fb.dtype.name}): analytic ({analytic_source(fb.target.fn)}) "
         f"{analytic.flat[j]:.9g} vs numerical (finite differences, "
         f"{ref.dtype.name}) {numerical.flat[j]:.9g} ± "
         f"{bound.flat[j] + allowance.flat[j]:.3g}, upstream dy = {dy:.4g} "
-        f"(derivative {analytic.flat[j] / dy:.9g} vs {numerical.flat[j] / dy:.9g})"
+        f"(derivative {ours} vs {theirs})"
         f"{_element_formula_clause(fb, found.formula, j, dy)}; "
         f"{int(bad.sum())} / {bad.size} elements ({100 * bad.mean():.1f}%) mismatched",
         param=p.label, index=list(idx), x=p.value.flat[j], dy=dy,

@@ -46,7 +46,7 @@ from ._heap import keep_heap
 from ._inputs import as_tensors
 from ._numerics import ANALYTIC_ULPS
 from ._options import CheckOptions
-from ._report import KINDS, Finding, Report
+from ._report import KINDS, Finding, Report, distinct_texts
 from ._sweep_run import SweepRun, stencil
 from ._targets import as_target
 
@@ -140,16 +140,6 @@ def sweep_registered(registered: Any, dtype: str, instance: Any = None) -> Repor
     domain = decl.domain if getattr(decl, "domain_declared", True) else None
     return _Sweep(make, registered.name, dtype, domain, decl.kinks,
                   _scalar_args(decl.args, registered.name), options).run()
-
-
-def _distinct_texts(low: float, high: float) -> tuple[str, str]:
-    """The interval's ends with 6 significant digits, more where 6 print two different
-    values alike (a window refined to a few ulps of float64)."""
-    for digits in (6, 9, 12, 17):  # the report's, float32's round trip, ..., float64's
-        a, b = f"{low:.{digits}g}", f"{high:.{digits}g}"
-        if a != b or low == high:
-            return a, b
-    return a, b
 
 
 class _Noisy(Exception):
@@ -418,7 +408,7 @@ class _Sweep:
         every = (f"every {self.dtype} value" if grid.exhaustive(self.dtype)
                  else "every swept value")
         params = "".join(f", {k} = {v:.6g}" for k, v in zip(self.scalars, consts))
-        low, high = _distinct_texts(float(batch.x[lo]), float(batch.x[hi]))
+        low, high = distinct_texts(float(batch.x[lo]), float(batch.x[hi]))
         return (f"{_WHAT[code]} for {every} x in [{low}, {high}] "
                 f"({hi - lo + 1} values){params}; {int(bad.sum())} of {bad.size} swept values "
                 f"in {runs} interval(s)")
