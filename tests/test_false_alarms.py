@@ -8,6 +8,8 @@ this file with main's gradcheck first on the path (``git archive 8e02944`` unpac
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -363,3 +365,18 @@ def test_a_kink_written_as_two_pieces_may_get_0_or_the_sum_of_its_slopes_there(d
         return y, lambda dy: dy * tf.where(x > 0, one, tf.where(x < 0, 0.25 * one, 3.0 * one))
 
     assert gradcheck.check(beyond, x, elementwise=True).kinds == ["gradient_mismatch"]
+
+
+def test_class7_a_target_varying_by_python_state_is_asked_about_it_not_told_to_seed():
+    calls = []
+
+    def counted(x):  # a Python counter read at each call: no random op in its graph
+        calls.append(1)
+        return tf.tanh(x) * (1.0 + 1e-7 * len(calls))  # drifts by an ulp or so a call
+
+    report = gradcheck.check(counted, np.linspace(-2, 2, 7).astype(np.float32), modes=())
+    assert "nondeterministic" in report.kinds, str(report)
+    message = next(f.message for f in report.findings if f.kind == "nondeterministic")
+    assert "no random op in its graph" in message
+    one, other = re.search(r"\): (\S+) vs (\S+) at index", message).groups()
+    assert one != other  # printed with the digits that tell them apart
