@@ -23,7 +23,11 @@ are exact power-of-two multiples of ``v1``:
    its own cotangent (elementwise targets, rows of one entry); a VJP that scales with each
    row's ``dy`` yet is not linear (bent by the row's largest ``|dy|``, ``|dy|`` sorted within
    the row: a review found tests 1 and 2 blind to them) does not. Where a row's entries
-   mix, it rounds like the random cotangent it replaces, against the tolerance below.
+   mix, it rounds like the random cotangent it replaces, against the tolerance below;
+4. where a param passes all three, ``g(S v1) / S`` must equal ``g(v1)``, ``S`` the loss scale
+   Keras' mixed precision starts with, 2^15 (less where the dtype could not hold ``S v1``
+   times unit-sized terms: 2^7 in float16): the drawn ``|dy|`` of 0.5 to 1.5 never reaches a
+   clip of ``dy`` at 5, which loss scaling does. Entries that overflow are not judged.
 
 Random cotangents showed rounding wherever a gradient's terms cancel: ``x / |x|`` (a row of
 one entry, normalized) has a derivative of 0 computed from terms of size ``1 / |x|``, and
@@ -108,7 +112,7 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
     stops checking them: finite differences would only restate it as a generic mismatch).
 
     ``vjp(v)``: the gradients of step 1's output for the cotangent ``v``, one per param (on
-    its recorded tape: no call of the target). Three tests, each with cotangents whose
+    its recorded tape: no call of the target). Four tests, each with cotangents whose
     entries are exact power-of-two multiples of the core's ``v`` (module docstring); the
     first that a param fails is reported."""
     usable = [p for p in fb.params if p.grad is not None]
@@ -118,8 +122,9 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
     shape = fb.y64.shape
     per_row = rng.choice(_SCALES, size=shape[:1]).reshape(shape[:1] + (1,) * (len(shape) - 1))
     per_entry = rng.choice(_SCALES, size=shape)
+    large = _large_scale(fb)
     cotangents = (-2.0 * fb.v, -fb.v, per_row * fb.v, (1.0 + per_row) * fb.v,
-                  per_entry * fb.v, (1.0 + per_entry) * fb.v)
+                  per_entry * fb.v, (1.0 + per_entry) * fb.v, large * fb.v)
     try:
         grads = [list(vjp(c)) for c in cotangents]
     except Exception:  # noqa: BLE001 - the first backward pass worked; nothing more to learn
@@ -164,7 +169,37 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
                 dy1=a.flat[j], dy2=b.flat[j], sum=c.flat[j], tolerance=tol.flat[j])
             found.append(k)
             break
+        else:  # linear for cotangents of unit size: and for a loss-scaled one?
+            with np.errstate(invalid="ignore", over="ignore"):
+                b = mine[6] / large  # exact: a power of two
+                term_size = np.maximum(fb.y64.size * scale if p.is_weight else scale,
+                                       _largest(a, b, per_row=rows))
+                defect = np.abs(a - b)
+                bad = defect > ANALYTIC_ULPS * eps * (np.abs(a) + np.abs(b) + 2 * term_size)
+                bad &= np.isfinite(b)  # overflow past the dtype's range is not judged
+            if bad.any():
+                j = int(np.argmax(np.where(bad, defect, -np.inf)))
+                idx = _index(j, a.shape)
+                add("gradient_mismatch",
+                    f"the gradient for {p.label} does not scale with the upstream gradient: "
+                    f"at index {idx}, dy {large:g} times larger (as loss scaling makes it in "
+                    f"mixed precision) gives {mine[6].flat[j]:.6g}, not {large:g} x "
+                    f"{a.flat[j]:.6g}; is dy clipped or thresholded in the custom gradient? "
+                    f"({int(bad.sum())} / {bad.size} entries)",
+                    param=p.label, index=list(idx), cause="not_linear_in_dy",
+                    dy_scale=large, scaled=mine[6].flat[j], unscaled=a.flat[j])
+                found.append(k)
     return found
+
+
+def _large_scale(fb: ForwardBackward) -> float:
+    """The factor of the fourth test's cotangent: 2^15, the loss scale Keras' mixed
+    precision starts with, or the largest power of two below it that keeps the cotangent
+    under the square root of the dtype's largest value (2^7 in float16), so that the VJP's
+    products of dy with unit-sized terms do not overflow."""
+    largest = float(np.finfo(fb.y_dtype.as_numpy_dtype).max) if fb.y_dtype.is_floating else 1e38
+    room = np.sqrt(largest) / max(float(np.max(np.abs(fb.v), initial=0.0)), 1.0)
+    return float(2.0 ** min(15, max(0, int(np.floor(np.log2(room))))))
 
 
 def _varies(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence], k: int, p: Any,

@@ -167,3 +167,17 @@ def test_guard_a_low_dtype_rule_where_the_derivative_is_zero_is_not_rounding(dty
     x = np.random.default_rng(1).uniform(-2, 2, size=(4, 5))
     report = gradcheck.check(relu_bent_below_float64, _cast(x, dtype), modes=(), seed=0)
     assert report.kinds == ["gradient_mismatch"], str(report)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_a_dy_clipped_beyond_the_drawn_cotangents_is_named_at_a_loss_scaled_dy(dtype):
+    # |dy| of 0.5 to 1.5 never reaches a clip at 5; loss scaling (2^15 in float32, the most
+    # float16 holds without overflow, 2^7, here) does, and training then stalls.
+    clipped = tanh_with(lambda dy: tf.clip_by_value(dy, -5.0, 5.0))
+    report = gradcheck.fuzz(clipped, dtype=dtype, max_examples=50, hypothesis_seed=1,
+                            domain=(-10.0, 10.0))
+    assert report.kinds == ["gradient_mismatch"], str(report)
+    assert report.findings[0].details["cause"] == "not_linear_in_dy"
+    assert "loss scaling" in report.findings[0].message
+    assert gradcheck.fuzz(tanh_with(lambda dy: dy), dtype=dtype, max_examples=50,
+                          hypothesis_seed=1, domain=(-10.0, 10.0)).ok
