@@ -39,10 +39,10 @@ from ._arrays import _digest, _seed_of, _shapes
 from ._declare import Registered
 from ._fuzz_target import dtype_arg, resolve_target
 from ._mode_sample import ModeSample
-from ._weight_moves import WeightMoves, weights_code
 from ._options import DTYPES, check_options
 from ._reproducer import declared_reproducer
 from ._hostile import failure_report, flaky_text, intermittent, timeout_message
+from ._weight_moves import WeightMoves, weights_code
 from ._report import KINDS, Finding, Report
 from .strategies import inputs_for
 
