@@ -338,3 +338,22 @@ def test_guard_a_vjp_bending_dy_in_a_low_dtype_only_is_named(dtype):
     report = gradcheck.check(layer_norm_bending_dy_in_low_precision, x, modes=(),
                              elementwise=False, batch_independent=True)
     assert report.kinds == ["gradient_mismatch"], str(report)
+
+
+def test_a_constant_group_with_moved_gains_is_no_float64_finding():
+    # The layers soak, fuzzing with weights moved: row 1's groups [d, f] and [b, b] scale by
+    # 1/sqrt(eps) = 31.6 while the output is about beta. The moved input's own rounding
+    # (eps |x| per entry, times a gradient of ~30) is what the row's differences measure.
+    a, b, c = -0.017174866839478886, 0.9999999999999637, 1.9701026206352275
+    d, e, f = -8.123926168238746e-24, -0.12445924767925715, 2.178807790392896e-78
+    x = np.array([[a, b, c, d], [d, f, b, b], [e, f, e, f], [a, d, d, c], [e, a, c, e],
+                  [f, e, b, b]])
+    layer = keras.layers.GroupNormalization(groups=2, dtype="float64")
+    layer(x)
+    layer.set_weights([np.array([0.7939498493079578, 1.2163939127427925, 1.4560146393361337,
+                                 1.1370027087814991]),
+                       np.array([0.23858650306449425, 0.3498926405794397, 0.245342438662984,
+                                 0.43625199144080695])])
+    report = gradcheck.check(layer, x, elementwise=False, batch_independent=True,
+                             seed=41846667)
+    assert report.ok, str(report)
