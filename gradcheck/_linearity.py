@@ -197,7 +197,7 @@ def _large_scale(fb: ForwardBackward) -> float:
     precision starts with, or the largest power of two below it that keeps the cotangent
     under the square root of the dtype's largest value (2^7 in float16), so that the VJP's
     products of dy with unit-sized terms do not overflow."""
-    largest = float(np.finfo(fb.y_dtype.as_numpy_dtype).max) if fb.y_dtype.is_floating else 1e38
+    largest = float(np.finfo(fb.y_dtype.as_numpy_dtype).max)  # a floating output: step 1
     room = np.sqrt(largest) / max(float(np.max(np.abs(fb.v), initial=0.0)), 1.0)
     return float(2.0 ** min(15, max(0, int(np.floor(np.log2(room))))))
 

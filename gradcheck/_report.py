@@ -127,9 +127,7 @@ MESSAGE_LIMIT = 4000
 def distinct_texts(a: float, b: float, digits: int = 6) -> tuple[str, str]:
     """``a`` and ``b`` with ``digits`` significant digits, more where those print two
     different values alike (up to 17, float64's round trip)."""
-    for shown in (digits, 9, 12, 17):
-        if shown < digits:
-            continue
+    for shown in [digits] + [d for d in (9, 12, 17) if d > digits]:
         texts = f"{a:.{shown}g}", f"{b:.{shown}g}"
         if texts[0] != texts[1] or a == b:
             break
