@@ -42,7 +42,7 @@ its derivative only, is the size of its rounding.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -50,10 +50,11 @@ import tensorflow as tf
 from ._arrays import _backward, _f64, _signed
 from ._numerics import (ANALYTIC_ULPS, SAFETY, analytic_allowance, beyond_own_rounding,
                         machine_eps)
+from ._hints import overflowed_at
 from ._records import ForwardBackward, Reference
 
 __all__ = ["TwinGradients", "explained_by_rounding", "mode_allowance",
-           "unexplained_large_terms"]
+           "unexplained_large_terms", "LargeTerms"]
 
 _NEIGHBOURS = 4  # nearby inputs whose errors must vary as rounding's do (module docstring)
 _WINDOW = 1.0 / 16.0  # their distance, per coordinate: derived in the module docstring
@@ -121,14 +122,22 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
         return no
 
 
+class LargeTerms(NamedTuple):
+    """What :func:`unexplained_large_terms` rejects, per element."""
+
+    bad: np.ndarray         # rejected
+    allowance: np.ndarray   # the analytic side's allowance each was rejected at
+    overflowed: np.ndarray  # rejected because an intermediate is Inf or NaN there
+
+
 def unexplained_large_terms(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
                             line: tuple, project: Callable[[list], np.ndarray],
                             analytic: np.ndarray, verdict: Any, passed: np.ndarray,
-                            entries: tuple | None = None) -> np.ndarray:
+                            entries: tuple | None = None) -> LargeTerms:
     """Of the low-precision elements that ``passed`` (per element: ``line`` is their ``(s,
     phi, estimate, rho)``, ``project`` a param's gradient times ``s``), those that need more
     than SAFETY times the allowance for unit-sized terms and whose error does not look like
-    rounding.
+    rounding, and those an overflowing intermediate explains (:func:`overflowed`).
 
     That allowance (``analytic_allowance``'s ``magnitude``) is a worst case: ANALYTIC_ULPS
     roundings of terms as large as the input, 2.3 at |x| = 300 in float16, more than a whole
@@ -144,20 +153,51 @@ def unexplained_large_terms(fb: ForwardBackward, ref: Reference, twin: TwinGradi
     which varies over them as rounding does (a value wrong at a kink only, or a wrong branch
     that narrow), and a zeroed derivative within SAFETY times the unit-size allowance."""
     s, phi, estimated, rho = line
-    large = passed & beyond_own_rounding(verdict, analytic, fb.eps)
-    if not large.any():
-        return large
+    beyond = passed & beyond_own_rounding(verdict, analytic, fb.eps)
+    if not beyond.any():
+        return LargeTerms(beyond, np.zeros(beyond.shape), beyond)
     # SAFETY (NUMERICS.md's factor between an error estimate and the errors it must cover)
     # times the unit-size allowance: a chain of unit-sized terms rounding more than eight
     # times, or a derivative at its own rounding floor that a saturated intermediate zeroes
     # (gelu_tanh's 0.5 x sech^2(u) at x = -5 in float32, 1e-6), is still unit-sized rounding.
     unit = analytic_allowance(analytic, fb.eps, True, 1.0, fb.tiny, fb.v, s) * SAFETY
-    large &= ~ref.judge(phi, analytic, rho, unit, estimated=estimated).ok  # the kink rule too
-    if not large.any():
-        return large
-    explained = explained_by_rounding(fb, ref, twin, project, analytic, verdict, entries,
-                                      elementwise=True, needed=large)
-    return large & ~explained
+    large = beyond & ~ref.judge(phi, analytic, rho, unit, estimated=estimated).ok  # kinks too
+    if large.any():
+        large &= ~explained_by_rounding(fb, ref, twin, project, analytic, verdict, entries,
+                                        elementwise=True, needed=large)
+    inf, floor = overflowed(fb, analytic, verdict, beyond & ~large, s)
+    own = analytic_allowance(analytic, fb.eps, False)
+    return LargeTerms(large | inf, np.where(inf, own + floor, unit), inf)
+
+
+def overflowed(fb: ForwardBackward, analytic: np.ndarray, verdict: Any, beyond: np.ndarray,
+               s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of the elements ``beyond`` their own rounding (``unexplained_large_terms``), those whose
+    error an overflow explains: an intermediate of the target's low-precision forward or
+    backward pass is Inf or NaN there (``_hints.overflowed_at``) while the output is finite.
+
+    Rounding of unit-sized terms may zero a derivative up to SAFETY times their allowance
+    (0.078 in float16, gelu_tanh's saturated tanh), and so may an intermediate overflowing:
+    ``dy / sqrt(1 + x * x)`` for asinh is 0 past |x| = 256 in float16, where the derivative is
+    1 / |x| (0.0039 to 1.5e-5), and its float64 formula is right. Only the Inf tells them
+    apart, and an overflow of an intermediate whose true value fits is a bug of the dtype's
+    range (the brief's float16 overflow), not its precision. Errors within SAFETY times the
+    dtype's smallest normal number (per unit of ``dy`` and step) are left alone: below it,
+    values flush to 0 without any overflow (a naive ``1 / (1 + exp(-x))`` sigmoid whose
+    ``exp`` overflows past x = -11.1 in float16 zeroes a swish derivative of 1.5e-4 there,
+    within 6.1e-4). The graph is traced only where such an element exists. Returns those
+    elements and that floor."""
+    same = np.shape(fb.y64) == np.shape(analytic)  # per element: each output's own dy
+    dy = np.abs(fb.v) if same else float(np.max(np.abs(fb.v), initial=0.0))
+    with np.errstate(invalid="ignore"):
+        floor = dy * np.abs(s) * (SAFETY * fb.tiny)
+        suspect = beyond & (np.abs(analytic - verdict.numerical) > verdict.bound + floor)
+    if same:
+        suspect &= np.isfinite(fb.y64)
+    if not suspect.any():
+        return suspect, floor
+    inside = overflowed_at(fb, np.shape(analytic))
+    return (suspect & inside if inside is not None else np.zeros_like(suspect)), floor
 
 
 def mode_allowance(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
@@ -454,3 +494,11 @@ def _like_rounding(pairs: Sequence[tuple[np.ndarray, np.ndarray]], eps: float) -
         scaled = np.abs(errors[0]) <= SAFETY * largest_exact / ratio
         straddles = (errors.min(axis=0) <= 0) & (errors.max(axis=0) >= 0)
         return np.where(flat, scaled | (straddles & like), like)
+
+
+def overflow_clause(fb: ForwardBackward) -> str:
+    """What an element rejected by :func:`overflowed` adds to its message."""
+    return (f"; an intermediate of the {fb.dtype.name} forward or backward pass is Inf or NaN "
+            f"at this input (past {fb.dtype.name}'s range, {float(fb.dtype.max):.6g}), while "
+            f"the derivative fits it: rewrite that intermediate to stay in range (sqrt(1 + x * "
+            f"x) as |x| sqrt(1 + 1 / (x * x)) for large |x|) or compute it in float32")

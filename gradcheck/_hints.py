@@ -14,15 +14,16 @@ is kept for its next checks at the same shapes and dtypes (``_TRACES``).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from ._arrays import _backward
+from ._records import ForwardBackward
 from ._targets import Target
 
-__all__ = ["nonfinite_cause"]
+__all__ = ["nonfinite_cause", "overflowed_at"]
 
 _SELECT = ("Select", "SelectV2")
 
@@ -41,7 +42,7 @@ def nonfinite_cause(run: Any) -> str:
         if hint:
             return hint
     try:
-        traced = _trace(run)
+        traced = _trace(run.tgt, run.args, run.params, tf.TensorSpec(run.y.shape, run.y.dtype))
         if key is not None:
             _TRACES[key] = (run.tgt.fn, traced)
             while len(_TRACES) > _TRACES_KEPT:
@@ -73,15 +74,16 @@ def _key(run: Any) -> tuple | None:
         return None
 
 
-def _trace(run: Any) -> Any:
-    """The forward and backward pass as one graph of (args..., cotangent) returning the
-    output and every floating intermediate."""
-    floats = [i for i, a in enumerate(run.args) if a.dtype.is_floating]
-    weights = [p.weight for p in run.params if p.is_weight]
+def _trace(target: Any, args: Sequence, params: Sequence, y_spec: tf.TensorSpec) -> Any:
+    """The forward and backward pass of ``target`` as one graph of (args..., cotangent)
+    returning the output, the gradients for the floating args and ``params``' weights, and
+    every floating intermediate."""
+    floats = [i for i, a in enumerate(args) if a.dtype.is_floating]
+    weights = [p.weight for p in params if p.is_weight]
 
     def forward_backward(*inputs):  # graph mode: tf.gradients, not a tape
         args, v = list(inputs[:-1]), inputs[-1]
-        y = tf.convert_to_tensor(run.tgt(args))
+        y = tf.convert_to_tensor(target(args))
         grads = tf.compat.v1.gradients(y, [args[i] for i in floats] + weights, grad_ys=v)
         ops = [op for op in tf.compat.v1.get_default_graph().get_operations()
                if op.outputs and op.type not in ("Placeholder", "Const", "VarHandleOp")]
@@ -89,9 +91,8 @@ def _trace(run: Any) -> Any:
             op.outputs[0] for op in ops
             if op.outputs[0].dtype.is_floating and op.outputs[0].dtype != tf.resource]
 
-    specs = [tf.TensorSpec(a.shape, a.dtype) for a in run.args]
-    return tf.compat.v1.wrap_function(forward_backward,
-                                      specs + [tf.TensorSpec(run.y.shape, run.y.dtype)])
+    specs = [tf.TensorSpec(a.shape, a.dtype) for a in args]
+    return tf.compat.v1.wrap_function(forward_backward, specs + [y_spec])
 
 
 def _first_nonfinite(run: Any, traced: Any, reused: bool = False) -> str:
@@ -150,3 +151,22 @@ def _as_array(value: Any) -> np.ndarray:
 
 def _all_finite(value: Any) -> bool:
     return bool(np.isfinite(_as_array(value)).all())
+
+
+def overflowed_at(fb: ForwardBackward, shape: tuple) -> np.ndarray | None:
+    """Per entry of a tensor of ``shape``: whether a floating intermediate of that shape in
+    ``fb``'s forward or backward pass (traced once more as a graph, run at its inputs and
+    cotangent) is NaN or Inf there, the evidence that the dtype's range, not its precision,
+    shaped a value (``x * x`` past 65504 in float16 makes ``1 / sqrt(1 + x * x)`` 0). None
+    where the target does not trace."""
+    try:
+        traced = _trace(fb.target, fb.args, fb.params, tf.TensorSpec(fb.y64.shape, fb.y_dtype))
+        _, _, values = traced(*fb.args, tf.constant(fb.v, fb.y_dtype))
+    except Exception:  # noqa: BLE001 - no trace, no evidence
+        return None
+    where = np.zeros(shape, dtype=bool)
+    for value in values:
+        value = _as_array(value)
+        if value.shape == shape:
+            where |= ~np.isfinite(value)
+    return where

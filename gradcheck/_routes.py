@@ -22,17 +22,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ._arrays import _abs, _abs_diff, _all_finite, _f64, _index, _signed
-from ._conditioning import explained_by_rounding, unexplained_large_terms
+from ._conditioning import explained_by_rounding, overflow_clause, unexplained_large_terms
 from ._declared_gradient import analytic_source
-from ._lines import (
-    WrongFormula,
-    batch_size,
-    directional_allowance,
-    low_precision,
-    refined,
-    terms_allowance,
-    wrong_formula,
-)
+from ._lines import (WrongFormula, batch_size, directional_allowance, low_precision, refined,
+                     terms_allowance, wrong_formula)
 from ._numerics import (
     ANALYTIC_ULPS,
     SAFETY,
@@ -79,6 +72,8 @@ class Mismatch:
     #: Where a low dtype's formula is wrong in float64 too (``_lines.wrong_formula``): the
     #: float64 twin's value per element (NaN elsewhere); None where there is none.
     formula: np.ndarray | None = None
+    #: Where an intermediate overflowed (``_conditioning.overflowed``); None where none did.
+    overflowed: np.ndarray | None = None
 
 
 def compare(fb: ForwardBackward, ref: Reference, calls: Evaluations, declared: Declared, *,
@@ -349,13 +344,17 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
         ok = ok & ~wrong.wrong
         allowance = _shown(allowance, wrong)
         formula = np.where(wrong.wrong, wrong.exact / s, np.nan)
+    overflowed = None
     if large_terms:
-        ok = ok & ~unexplained_large_terms(fb, ref, calls.twin, line, lambda g: g[k] * s,
+        rejected = unexplained_large_terms(fb, ref, calls.twin, line, lambda g: g[k] * s,
                                            analytic, verdict, ok & ~settled, calls.entries)
+        ok = ok & ~rejected.bad
+        allowance = np.where(rejected.bad, rejected.allowance, allowance)
+        overflowed = rejected.overflowed if rejected.overflowed.any() else None
     if ok.all():
         return bool(verdict.strict), None
     return bool(verdict.strict), Mismatch(k, ~ok, analytic / s, verdict.numerical / s,
-                                          verdict.bound / s, allowance / s, formula)
+                                          verdict.bound / s, allowance / s, formula, overflowed)
 
 
 def _twin_at_rows(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: int,
@@ -490,6 +489,10 @@ def _shown(allowance, wrong: WrongFormula | None):
     return allowance if wrong is None else np.where(wrong.wrong, wrong.allowance, allowance)
 
 
+def _flagged(mask: np.ndarray | None, j: int) -> bool:
+    return mask is not None and bool(mask.flat[j])
+
+
 def _element_formula_clause(fb: ForwardBackward, formula: np.ndarray | None, j: int,
                             dy: float) -> str:
     """What an element failed by ``wrong_formula`` adds to its message."""
@@ -586,7 +589,8 @@ def report_mismatch(fb: ForwardBackward, ref: Reference, found: Mismatch, *, add
         f"{ref.dtype.name}) {numerical.flat[j]:.9g} ± "
         f"{bound.flat[j] + allowance.flat[j]:.3g}, upstream dy = {dy:.4g} "
         f"(derivative {ours} vs {theirs})"
-        f"{_element_formula_clause(fb, found.formula, j, dy)}; "
+        f"{_element_formula_clause(fb, found.formula, j, dy)}"
+        f"{overflow_clause(fb) if _flagged(found.overflowed, j) else ''}; "
         f"{int(bad.sum())} / {bad.size} elements ({100 * bad.mean():.1f}%) mismatched",
         param=p.label, index=list(idx), x=p.value.flat[j], dy=dy,
         analytic=analytic.flat[j], numerical=numerical.flat[j],

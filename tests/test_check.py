@@ -551,6 +551,42 @@ def test_a_float16_gradient_an_overflowing_intermediate_zeroes_is_found():
     assert gradcheck.check(pseudo_huber, tf.constant([300.0, -500.0, 2.0], tf.float32)).ok
 
 
+@tf.custom_gradient
+def asinh_squaring(x):
+    """asinh, its derivative 1 / sqrt(1 + x * x): x * x overflows float16 past |x| = 256 and
+    zeroes a derivative of 1 / |x| (0.0033 at 300), within float16's allowance for rounding
+    unit-sized terms."""
+    return tf.math.asinh(x), lambda dy: dy / tf.sqrt(1.0 + x * x)
+
+
+@tf.custom_gradient
+def swish_naive_sigmoid(x):
+    """silu, its derivative from a naive sigmoid whose exp(-x) overflows float16 past x =
+    -11.1: the derivative (at most 1.5e-4 in size there) flushes to 0."""
+    def grad(dy):
+        s = 1.0 / (1.0 + tf.exp(-x))
+        return dy * (s + x * s * (1.0 - s))
+    return tf.nn.silu(x), grad
+
+
+def test_a_small_float16_derivative_an_overflowing_intermediate_zeroes_is_found():
+    report = gradcheck.check(asinh_squaring, tf.constant([300.0, -1000.0, 2.0], tf.float16))
+    assert report.kinds == ["gradient_mismatch"]
+    finding = report.findings[0]
+    assert finding.details["mismatched"] == 2
+    assert "Inf or NaN" in finding.message and "float16's range" in finding.message
+    # The bound it failed by is the derivative's own rounding, not the 1.8 of large terms.
+    assert finding.details["bound"] < 1e-3
+    assert gradcheck.check(asinh_squaring, tf.constant([30.0, -50.0, 2.0], tf.float16)).ok
+    assert gradcheck.check(asinh_squaring, tf.constant([300.0, -1000.0, 2.0], tf.float32)).ok
+
+
+def test_a_derivative_an_overflow_flushes_below_the_smallest_normals_is_no_finding():
+    # An Inf inside, but what it zeroes is within ten times float16's smallest normal.
+    x = tf.constant([-11.5, -13.0, -20.0, 2.0], tf.float16)
+    assert gradcheck.check(swish_naive_sigmoid, x).ok
+
+
 def test_true_overflow_is_not_reported():
     # exp(12) = 162755 does not fit in float16: inf is the right answer there, not a bug.
     assert gradcheck.check(tf.exp, tf.constant([1.0, 12.0], tf.float16)).ok
