@@ -181,3 +181,26 @@ def test_a_dy_clipped_beyond_the_drawn_cotangents_is_named_at_a_loss_scaled_dy(d
     assert "loss scaling" in report.findings[0].message
     assert gradcheck.fuzz(tanh_with(lambda dy: dy), dtype=dtype, max_examples=50,
                           hypothesis_seed=1, domain=(-10.0, 10.0)).ok
+
+
+class OverflowingGate(keras.layers.Layer):
+    """x + c x^2, its weight gradient sum(dy x^2): past 65504 in float16 at |x| = 1000."""
+
+    def build(self, shape):
+        self.c = self.add_weight(shape=(shape[-1],), initializer=keras.initializers.Constant(0.01),
+                                 name="c")
+
+    def call(self, x):
+        @tf.custom_gradient
+        def f(x, c):
+            def grad(dy):
+                return dy * (1 + 2 * c * x), tf.reduce_sum(dy * x * x, axis=0)
+            return x + c * x * x, grad
+        return f(x, tf.cast(self.c, x.dtype))
+
+
+def test_a_weight_gradient_step_1_found_not_finite_is_left_out_of_the_linearity_test():
+    # Its gradient is None past step 1; the linearity test read its shape (AttributeError).
+    x = np.full((1, 4), -1000.0, np.float16)
+    report = gradcheck.check(OverflowingGate(dtype="float16"), x, domain=(-1000, 1000))
+    assert "error" not in report.kinds and "nonfinite_gradient" in report.kinds
