@@ -511,7 +511,8 @@ class _Run(ReferenceCalls):
     def evaluations(self) -> Evaluations:
         """Step 3's calls of the reference, on this run's state, and its shared caches."""
         return Evaluations(self.evaluate, self.samples, self.stacked, self.rounding,
-                           self.outside_domain, lambda: self.stacked_calls,
+                           self.outside_domain, self.steps_at_ends,
+                           lambda: self.stacked_calls,
                            self.twin_gradients, self.entries)
 
     def declared(self) -> Declared:

@@ -129,6 +129,9 @@ class Evaluations:
     #: ``outside_domain(param, values)``: where ``values`` of ``param`` leave the declared
     #: domain, or None.
     outside_domain: Callable[[Param, np.ndarray], np.ndarray | None]
+    #: ``steps_at_ends(param, s, samples)``: the per-element steps along ``s`` made shorter
+    #: next to a domain end, or None where none is.
+    steps_at_ends: Callable[[Param, np.ndarray, dict], np.ndarray | None]
     #: ``stacked_calls()``: how many stacked calls stood so far.
     stacked_calls: Callable[[], int]
     #: The float64 twin's gradients at the input (``_conditioning.TwinGradients``), made on

@@ -224,6 +224,28 @@ class ReferenceCalls:
         outside = (moved < self.domain[0]) | (moved > self.domain[1])
         return outside if outside.any() else None
 
+    def steps_at_ends(self, p: Any, s: np.ndarray, samples: dict[int, np.ndarray]
+                      ) -> np.ndarray | None:
+        """The per-element route's steps along ``s`` (``samples``: taken with them) made
+        shorter next to a domain end, or None where none is.
+
+        Next to an end (sqrt, log near 0) a step of max(1, |x|) leaves the domain or outruns
+        the function's own scale, the distance to the end: the step is relative to |x| there
+        instead where the function fails (not finite at +-2h, |x| < 1), or to the distance to
+        a declared end (central differences again, inside it). An input at a declared end
+        itself is differenced one-sided at the step h (``_lines.refined`` shortens it where
+        that does not resolve the derivative)."""
+        near = ~(np.isfinite(samples[-2]) & np.isfinite(samples[2])) & (np.abs(p.value) < 1)
+        to_end = None
+        if self.domain is not None and not p.is_weight and p.arg_index == 0:
+            to_end = np.minimum(p.value - self.domain[0], self.domain[1] - p.value)
+            near &= 2 * self.h * s < to_end  # the steps stay inside: the function failed
+        declared = False if to_end is None else (2 * self.h * s >= to_end) & (to_end > 0)
+        if not (np.any(near) or np.any(declared)):
+            return None
+        s = np.where(near, np.maximum(np.abs(p.value), np.finfo(float).tiny), s)
+        return s if to_end is None else np.where(declared, to_end, s)
+
     def samples(self, directions: dict[int, np.ndarray], stacked: bool = False,
                 step: float | None = None) -> dict[int, np.ndarray]:
         """The reference at t = 0, +-h, +-2h along ``directions`` (``step``: another h);

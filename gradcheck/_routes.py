@@ -210,19 +210,16 @@ def sample_diagonals(fb: ForwardBackward, ref: Reference, calls: Evaluations, di
         s = _abs(p.value)
         np.maximum(s, 1.0, out=s)
         smp = calls.samples({k: s}, stacked=stacked)
-        near_edge = False
-        if not (_all_finite(smp[-2]) and _all_finite(smp[2])):
-            near_edge = ~(np.isfinite(smp[-2]) & np.isfinite(smp[2])) & (np.abs(p.value) < 1)
-            for side in (-2, 2):  # the declared domain's end: one-sided, same step
-                left = calls.outside_domain(p, p.value + side * ref.h * s)
-                near_edge = near_edge if left is None else near_edge & ~left
-        if np.any(near_edge):
-            # Next to a domain end (sqrt, log near 0) a step of max(1, |x|) leaves the domain
-            # or outruns the function's own scale |x|: step relative to |x| there instead.
-            s = np.where(near_edge, np.maximum(np.abs(p.value), np.finfo(float).tiny), s)
+        at_ends = calls.steps_at_ends(p, s, smp)
+        if at_ends is not None:
+            s = at_ends
             smp = calls.samples({k: s}, stacked=stacked)
         phi = {t: fb.v * smp.pop(t) for t in list(smp)}  # each sample freed once used
-        rho = calls.rounding((), s)
+        # An evaluation of F rounds as at any step, by eps max(1, |F|) max(1, |x|), not less
+        # where the step is relative to a small |x|; the moved input itself rounds by
+        # eps |x_j|, which moves phi by |x_j g_j|: the whole step, where it is that short.
+        rho = calls.rounding((), np.maximum(np.abs(p.value), 1.0))
+        rho = rho + ref.eps_ref * np.abs(p.value * p.grad)
         lines[k] = (s, phi, estimate(phi, ref.h, rho), rho)
     return lines, calls.stacked_calls() > before
 

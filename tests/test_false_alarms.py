@@ -380,3 +380,64 @@ def test_class7_a_target_varying_by_python_state_is_asked_about_it_not_told_to_s
     assert "no random op in its graph" in message
     one, other = re.search(r"\): (\S+) vs (\S+) at index", message).groups()
     assert one != other  # printed with the digits that tell them apart
+
+
+# -- steep functions next to a domain's end ----------------------------------------------------
+
+
+def sqrt_offset(x):
+    """sqrt(x + 1e-8): smooth on [0, inf), its derivative 5000 at x = 0."""
+    return tf.sqrt(x + tf.cast(1e-8, x.dtype))
+
+
+def log_clamped(x):
+    """log(max(x, 1e-5)): constant, derivative 0, below its kink at 1e-5."""
+    return tf.math.log(tf.maximum(x, tf.cast(1e-5, x.dtype)))
+
+
+@pytest.mark.parametrize("target, x, domain", [
+    (sqrt_offset, np.array([0.0, 1e-9, 0.5], np.float32), (0.0, 100.0)),  # at the end itself
+    (tf.sqrt, np.array([1e-7, 1e-30, 2.0]), (0.0, 10.0)),
+    (tf.math.asin, np.array([-0.9999998807907104, 0.99999994], np.float32), (-1.0, 1.0)),
+    (tf.math.acos, np.array([-1 + 1e-12, 1 - 1e-9, 0.5]), (-1.0, 1.0)),
+    (tf.math.log1p, -1 + np.geomspace(1e-14, 1, 12), (-1.0, 10.0)),
+    (log_clamped, np.array([9e-6, 5e-6, 0.3]), (0.0, 100.0)),  # a kink within a step of 0
+])
+def test_a_steep_derivative_next_to_a_declared_domain_end_is_not_a_finding(target, x, domain):
+    # A step of 6e-6 max(1, |x|) outruns the function's own scale there (the distance to the
+    # end, or 1e-8 for sqrt_offset at 0): steps relative to that distance, and shorter
+    # one-sided ones at the end itself, resolve the derivative.
+    report = gradcheck.check(target, x, domain=domain, modes=())
+    assert report.ok, report
+
+
+@pytest.mark.parametrize("target, x", [(tf.math.log, 1e-7), (tf.math.log, 1e-11),
+                                       (tf.sqrt, 1e-14), (tf.sqrt, 1e-6)])
+def test_log_and_sqrt_at_small_x_without_a_domain_are_not_findings_in_float64(target, x):
+    # Stepping relative to |x| there, an evaluation still rounds at eps max(1, |F|), not
+    # at |x| times that: log at 1e-7 was held to 2e-15 of a derivative its differences
+    # resolve to 5e-11.
+    assert gradcheck.check(target, np.array([x]), modes=()).ok
+
+
+@tf.custom_gradient
+def log_offset_gradient(x):
+    """log, its derivative taken as 1 / (x + 1e-7): 9% wrong at x = 1e-6."""
+    return tf.math.log(x), lambda dy: dy / (x + tf.cast(1e-7, x.dtype))
+
+
+@tf.custom_gradient
+def sqrt_scaled_gradient(x):
+    """sqrt, its derivative 10% too large."""
+    y = tf.sqrt(x)
+    return y, lambda dy: dy * 0.55 / y
+
+
+@pytest.mark.parametrize("target, x", [(log_offset_gradient, [1e-6]),
+                                       (sqrt_scaled_gradient, [1e-7, 3e-9])])
+def test_guard_a_wrong_derivative_next_to_a_declared_domain_end_is_found(target, x):
+    # One-sided at a step of 6e-6 the bound covered a 9% error at x = 1e-6 (log_offset
+    # passed with the domain declared, failed without).
+    report = gradcheck.check(target, np.array(x), domain=(0.0, 10.0), modes=())
+    assert report.kinds == ["gradient_mismatch"]
+    assert report.findings[0].details["index"] == [0]
