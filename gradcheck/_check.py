@@ -38,7 +38,8 @@ from ._mixed import check_policies, normalize_policies
 from ._modes import check_modes
 from ._numerics import machine_eps, step
 from ._options import CHECK_DEFAULTS, CheckOptions, compared_modes
-from ._overflow import drop_true_overflows
+from ._overflow import drop_true_overflows, true_gradient_overflows
+from ._singular import diverging_at_zero
 from ._quiet import own_retracing_silenced
 from ._records import Declared, Evaluations, ForwardBackward, Param, Reference
 from ._reference import ReferenceCalls
@@ -350,8 +351,10 @@ class _Run(ReferenceCalls):
                      exception=type(exc).__name__, traceback_tail=_tail(exc))
             return False
         self.tape, self.sources = tape, sources
+        self.nonfinite = []  # (param, gradient): NaN/Inf behind a finite output
         for p, g in zip(self.params, grads):
             self.check_gradient_structure(p, g)
+        self.report_nonfinite_gradients()
         return True
 
     def _as_output(self, y: Any) -> tf.Tensor:
@@ -413,8 +416,32 @@ class _Run(ReferenceCalls):
         if _all_finite(grad):
             p.grad = grad
             return
-        bad = ~np.isfinite(grad)
         if _all_finite(self.y64):
+            self.nonfinite.append((p, grad))  # judged once every param's gradient is known
+            return
+        p.grad = grad
+
+    def report_nonfinite_gradients(self) -> None:
+        """A ``nonfinite_gradient`` for each param step 1 found NaN/Inf behind a finite
+        output, but those whose infinite entries are the overflow of a true value the dtype
+        cannot hold (``_overflow.true_gradient_overflows``): those are not compared, and
+        ``meta["skipped"]`` says so."""
+        honest = true_gradient_overflows(self, self.nonfinite)
+        for (p, grad), overflows in zip(self.nonfinite, honest):
+            bad = ~np.isfinite(grad)
+            if overflows:
+                self.skip(f"{p.label}: its gradient is Inf at {int(bad.sum())} / {bad.size} "
+                          f"entries where the same code in float64 exceeds {p.dtype.name}'s "
+                          f"range ({float(p.dtype.max):.6g}): the true value overflows; not "
+                          f"compared")
+                continue
+            k = self.params.index(p)
+            if np.isinf(grad[bad]).all() and diverging_at_zero(self, k, bad, True)[bad].all():
+                self.skip(f"{p.label}: its gradient is Inf at {int(bad.sum())} / {bad.size} "
+                          f"entries where it is 0 or subnormal (read as 0) and the function's "
+                          f"slope grows without bound toward it: the true derivative is "
+                          f"infinite there; not compared")
+                continue
             idx = _index(np.argmax(bad), grad.shape)
             cause = nonfinite_cause(self)  # only what the graph shows (see _hints.py)
             self.add("nonfinite_gradient",
@@ -423,8 +450,7 @@ class _Run(ReferenceCalls):
                      + (f"; {cause}" if cause else ""),
                      param=p.label, index=list(idx), count=int(bad.sum()),
                      **self._at(p, np.argmax(bad)))
-            return
-        p.grad = grad
+        self.nonfinite = []
 
     # ---- 2. the numerical reference
 
@@ -477,6 +503,9 @@ class _Run(ReferenceCalls):
             bad &= representable
         else:  # no wider reference: follow each Inf from 0 (see _overflow.py)
             drop_true_overflows(self, bad)
+        for k, p in enumerate(self.params):  # infinite at 0, as the target is (_singular.py)
+            if bad.any() and np.isinf(self.y64[bad]).all() and p.value.shape == bad.shape:
+                bad &= ~diverging_at_zero(self, k, bad, False)
         if bad.any():
             j = int(np.argmax(bad))
             self.add("nonfinite_output",

@@ -16,11 +16,15 @@ followed: the first is reported, the second is not (nothing shows the dtype coul
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
+import tensorflow as tf
 
-__all__ = ["drop_true_overflows", "overflow_of_true_value"]
+from ._conditioning import _gradients
+from ._numerics import ANALYTIC_ULPS, machine_eps
+
+__all__ = ["drop_true_overflows", "overflow_of_true_value", "true_gradient_overflows"]
 
 # Inf entries followed per check: each costs _BISECTIONS calls. Those beyond are not claimed.
 _FOLLOWED = 8
@@ -65,3 +69,41 @@ def overflow_of_true_value(run: Any, j: int) -> bool:
         return False
     largest = float(run.ref_dtype.max)
     return bool(np.sign(last) == np.sign(value) and abs(last) >= largest / 2)
+
+
+def true_gradient_overflows(run: Any, pending: Sequence[tuple[Any, np.ndarray]]) -> list[bool]:
+    """For each ``(param, gradient)`` of ``pending`` (step 1's NaN/Inf gradients behind a
+    finite output): whether every non-finite entry is an Inf where the true value does not
+    fit the param's dtype either, as its float64 twin (the same code, same cotangent) says:
+    the VJP's entry beyond the dtype's largest value (a float16 weight gradient summing
+    ``dy x^2`` over |x| = 1000), or, for an input of the output's shape, the derivative
+    ``VJP / dy`` itself, an intermediate of every chain rule (``log`` at ``x = 1.1e-5`` in
+    float16: 1 / x = 89240 overflows though dy / x may fit). Largest, as in the sweep:
+    ``max (1 - ANALYTIC_ULPS eps)``, since a value that close may round up to Inf. NaN is
+    never an overflow; a float64 target has no wider twin (``drop_true_overflows`` follows
+    outputs; a gradient is left as it is)."""
+    verdicts = [False] * len(pending)
+    if not pending or run.dtype == tf.float64 or any(np.isnan(g).any() for _, g in pending):
+        return verdicts
+    weights = [p.weight for p in run.params if p.is_weight]
+    try:
+        found = run.tgt.float64_reference(run.args, weights, run.y.shape, run.y)
+        if found is None:
+            return verdicts
+        twin, twin_weights, _ = found
+        exact = _gradients(twin, run.args, run.params, run.v, tf.float64, twin_weights)
+    except Exception:  # noqa: BLE001 - no twin's word: nothing excused
+        return verdicts
+    for i, (p, grad) in enumerate(pending):
+        g64 = exact[run.params.index(p)]
+        if g64 is None or g64.shape != grad.shape:
+            continue
+        limit = float(p.dtype.max) * (1 - ANALYTIC_ULPS * machine_eps(p.dtype.name))
+        size = np.abs(g64)
+        if not p.is_weight and grad.shape == np.shape(run.v):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                size = np.fmax(size, np.abs(g64 / run.v))
+        bad = ~np.isfinite(grad)
+        verdicts[i] = bool(np.all(np.isfinite(g64[bad]) & (size[bad] > limit)
+                                  & (np.sign(grad[bad]) == np.sign(g64[bad]))))
+    return verdicts

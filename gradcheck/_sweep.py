@@ -47,6 +47,7 @@ from ._inputs import as_tensors
 from ._numerics import ANALYTIC_ULPS
 from ._options import CheckOptions
 from ._report import KINDS, Finding, Report, distinct_texts
+from ._singular import diverging_at_zero
 from ._sweep_run import SweepRun, stencil
 from ._targets import as_target
 
@@ -325,6 +326,10 @@ class _Sweep:
         out_bad = ~np.isfinite(y)
         code[out_bad] = np.where(fits[out_bad], NONFINITE_OUTPUT, EXCLUDED)
         grad_bad = ~out_bad & ~np.isfinite(grad) if raw is not None else np.zeros(n, bool)
+        # At values read as zero (0, subnormals) an Inf the target diverges toward is its
+        # true value there (_singular.py): log at 0, sqrt's derivative at a subnormal.
+        at_zero = [diverging_at_zero(run, 0, bad, gradient) for bad, gradient in
+                   ((out_bad & np.isinf(y), False), (grad_bad & np.isinf(grad), True))]
         if raw is not None:  # judge every element; those not clean are set aside below
             run.params[0].grad = np.where(out_bad | grad_bad, 0.0, raw)
             run.set_aside = out_bad | grad_bad
@@ -332,15 +337,22 @@ class _Sweep:
         run.check_gradients()
         outside, numerical = stencil(run)
         if grad_bad.any():
-            # Where the derivative is finite and neither the VJP dy f'(x) nor the intermediates
-            # of its chain overflow: those are as large as |dy| max(1, |x|, |f|) (the core's
-            # model of the analytic side, check_diagonal), times a parameter's lever. The
-            # product rule's dy * x overflows at |x| near the dtype's largest value however
-            # small the VJP (x * sigmoid(x) at x = -65000 in float16).
+            # Where the derivative is finite and neither it, the VJP dy f'(x) nor the
+            # intermediates of its chain overflow: those are as large as |dy| max(1, |x|, |f|)
+            # (the core's model of the analytic side, check_diagonal), times a parameter's
+            # lever. The product rule's dy * x overflows at |x| near the dtype's largest value
+            # however small the VJP (x * sigmoid(x) at x = -65000 in float16), and log's 1 / x
+            # at x = 1.1e-5 in float16 (89240) however small dy (the core's rule too,
+            # ``_overflow.true_gradient_overflows``).
             chain = np.abs(run.v) * np.maximum(np.maximum(1.0, np.abs(values)),
                                                np.abs(np.where(out_bad, 0.0, y))) * lever
-            wrong = np.isfinite(numerical) & (np.abs(numerical) <= limit) & (chain <= limit)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                derivative = np.abs(numerical / run.v)
+            wrong = (np.isfinite(numerical) & (np.abs(numerical) <= limit) & (chain <= limit)
+                     & (derivative <= limit))
             code[grad_bad] = np.where(wrong[grad_bad], NONFINITE_GRADIENT, EXCLUDED)
+        for diverging in at_zero:
+            code[diverging] = EXCLUDED
         # Where the core's finite differences cannot judge: its samples (steps up to
         # 2h max(1, |x|)) overflow next to the end of the reference dtype's range (float64
         # beyond 1e308, or an output that reaches it, as selu's 1.05 x), or the derivative

@@ -441,3 +441,53 @@ def test_guard_a_wrong_derivative_next_to_a_declared_domain_end_is_found(target,
     report = gradcheck.check(target, np.array(x), domain=(0.0, 10.0), modes=())
     assert report.kinds == ["gradient_mismatch"]
     assert report.findings[0].details["index"] == [0]
+
+
+# -- an infinite true value where TensorFlow reads the input as zero -------------------------
+
+
+def test_a_true_derivative_past_float16s_range_is_not_a_finding():
+    # log's 1 / x at x = 1e-5 is 1e5 > 65504: Inf is float16's honest value of it.
+    x = tf.constant([1e-5, 1.1205673217773438e-05, 0.5], tf.float16)
+    report = gradcheck.check(tf.math.log, x, domain=(0.0, 10.0), modes=())
+    assert report.ok, report
+    assert "the true value overflows" in report.meta["skipped"][0]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_log_and_sqrt_infinite_at_zero_and_at_subnormals_are_not_findings(dtype):
+    # sqrt' at 0 and log at 0 are infinite, and CPU kernels read subnormals as 0: the sweep
+    # meets every subnormal, fuzzing draws the domain's end 0.
+    for target in (tf.sqrt, tf.math.log):
+        report = gradcheck.sweep(target, dtype=dtype, domain=(0.0, 10.0))
+        assert report.ok, report
+    tiny = float(np.finfo(np.float32).tiny) / 4 if dtype != "float16" else 0.0
+    report = gradcheck.check(tf.sqrt, tf.constant([0.0, tiny, 2.0], dtype), domain=(0.0, 10.0),
+                             modes=())
+    assert report.ok, report
+    assert "the true derivative is infinite there" in report.meta["skipped"][0]
+
+
+@tf.custom_gradient
+def sine_over_sign(x):
+    """sin, its derivative cos(x) / sign(x)^2: right but at 0, where it is Inf."""
+    return tf.sin(x), lambda dy: dy * tf.cos(x) / tf.square(tf.sign(x))
+
+
+@tf.custom_gradient
+def square_overflowing(x):
+    """x^2 / 100, its derivative x * x / (50 x): x * x overflows float16 past 256 where the
+    derivative, 2 x / 100, is 6."""
+    return x * (x / 100.0), lambda dy: dy * (x * x) / (50.0 * x)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_guard_an_infinite_gradient_where_the_function_is_smooth_is_still_a_finding(dtype):
+    report = gradcheck.check(sine_over_sign, tf.constant([0.0, 1.0], dtype), modes=())
+    assert report.kinds == ["nonfinite_gradient"]
+    assert report.findings[0].details["index"] == [0]
+
+
+def test_guard_an_intermediate_overflow_in_a_float16_gradient_is_still_a_finding():
+    report = gradcheck.check(square_overflowing, tf.constant([300.0, 1.0], tf.float16), modes=())
+    assert report.kinds == ["nonfinite_gradient"]
