@@ -411,6 +411,12 @@ def test_a_steep_derivative_next_to_a_declared_domain_end_is_not_a_finding(targe
     assert report.ok, report
 
 
+def test_a_kink_just_inside_two_steps_that_bends_the_error_estimate_is_not_a_finding():
+    # At x = 2.1e-5 the sample at x - 2h (h = 6e-6) lies past log_clamped's kink at 1e-5: the
+    # Richardson bound came out 1% short; shorter steps resolve log's derivative there.
+    assert gradcheck.check(log_clamped, np.array([2.0998e-05, 2.07733154e-05]), modes=()).ok
+
+
 @pytest.mark.parametrize("target, x", [(tf.math.log, 1e-7), (tf.math.log, 1e-11),
                                        (tf.sqrt, 1e-14), (tf.sqrt, 1e-6)])
 def test_log_and_sqrt_at_small_x_without_a_domain_are_not_findings_in_float64(target, x):
