@@ -294,7 +294,10 @@ class _Run(ReferenceCalls):
         if not self.choose_reference():
             return False
         try:
+            mark = len(self.report.findings)
             self.check_nonfinite_output()
+            if not _all_finite(self.y64) and len(self.report.findings) == mark:
+                self.skip_nonfinite_output()
             with declared_gradient_checked(self):
                 self.check_gradients()
         except (_UsageError, DeclarationError):
@@ -492,6 +495,17 @@ class _Run(ReferenceCalls):
                      exception=type(exc).__name__, traceback_tail=_tail(exc))
             return False
         return True
+
+    def skip_nonfinite_output(self) -> None:
+        """Say that no gradient is compared where the output has NaN/Inf entries that are not
+        findings (the reference is not finite there either: outside the function's domain, or
+        a true overflow); ``meta["nothing_compared"]`` where no entry is finite at all."""
+        bad = ~np.isfinite(self.y64)
+        self.skip(f"no gradient compared: the output is NaN/Inf at {int(bad.sum())} / "
+                  f"{bad.size} entries, where the {self.ref_dtype.name} reference is not finite "
+                  f"either (outside the function's domain?)")
+        if bad.all():
+            self.report.meta["nothing_compared"] = True
 
     def check_nonfinite_output(self) -> None:
         if _all_finite(self.y64):

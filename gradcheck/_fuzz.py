@@ -207,6 +207,7 @@ class _Fuzz:
         self.passed_digests: dict[bytes, bool] = {}  # input that passed -> modes compared
         self.repeated = 0  # examples whose input had passed already (see example())
         self.weight_moves = WeightMoves()  # a layer's weights moved per example
+        self.uncompared = 0  # examples whose output was NaN/Inf everywhere: nothing compared
 
     # ---- per example
 
@@ -294,6 +295,7 @@ class _Fuzz:
                 from None
         self.check_seconds.append(time.perf_counter() - self.current_since)
         self.modes.record(inputs, compare, report.ok)
+        self.uncompared += bool(report.meta.get("nothing_compared"))
         if report.ok:
             self.passed_digests[digest] = compare
             self.passed_shapes.add(_shapes(inputs))
@@ -331,7 +333,7 @@ class _Fuzz:
         from ._timeout import TimeLimitExceeded, time_limit
 
         start = time.perf_counter()
-        swept, self.sweep_skipped = None, None
+        swept, self.sweep_skipped, failed = None, None, None
         try:  # at most half the time limit: Hypothesis reports a hang at an input of its own
             with time_limit(self.timeout and self.timeout / 2):
                 swept = sweep_registered(self.entry, self.dtype, self.instance)
@@ -339,12 +341,14 @@ class _Fuzz:
             self.sweep_skipped = "the sweep ran past half the time limit"
         except (_UsageError, SystemExit) as exc:  # the target's own failure: Hypothesis
             self.sweep_skipped = f"the target failed in the sweep ({type(exc).__name__})"
+            failed = exc
         except (TypeError, ValueError) as exc:  # the target cannot be checked at all
             kind = TypeError if isinstance(exc, TypeError) else ValueError
             raise kind(f"gradcheck.fuzz: cannot check {self.entry.qualified} [{self.dtype}]: "
                        f"{exc}") from exc
         except Exception as exc:  # noqa: BLE001 - raised at a step: Hypothesis finds its input
             self.sweep_skipped = f"the target raised {type(exc).__name__} in the sweep"
+            failed = exc
         if swept is not None and swept.meta.get("skipped"):  # e.g. a random target
             self.sweep_skipped = swept.meta["skipped"]
         # Errors, shapes and dtypes are Hypothesis's: it tells which shapes or dtypes fail.
@@ -406,6 +410,21 @@ class _Fuzz:
         if report.ok and swept is not None and not swept.ok:
             # The sweep saw what Hypothesis's inputs never reached (an error far out): it stands.
             report.findings, report.reproducer = swept.findings, swept.reproducer
+        checked = self.examples - self.repeated
+        if report.ok and checked and self.uncompared == checked:
+            report = self.target_failure(
+                self.current, f"the output is NaN/Inf at every entry of every input drawn "
+                f"({checked} examples), and so is the reference's: no gradient was compared; "
+                f"declare the domain where {self.entry.name} is defined (domain=(low, high))",
+                "nonfinite_output", examples=checked)
+        if report.ok and failed is not None:  # so did a failure of the sweep's own call
+            what = (str(failed).removeprefix("gradcheck: ") if isinstance(failed, _UsageError)
+                    else f"{type(failed).__name__}: {failed}")
+            report = self.target_failure(
+                None, f"failed when called on every {self.dtype} value of its domain at once "
+                f"(the sweep), where Hypothesis's inputs did not fail: {what}; check it at "
+                f"large and special values (gradcheck.sweep alone shows the same)",
+                exception=type(failed).__name__)
         report.meta.update({
             "examples": self.examples,
             "kinds_seen": self.kinds_seen(report),

@@ -92,6 +92,9 @@ class Report:
 
     def __str__(self) -> str:
         where = f" [{self.dtype}]" if self.dtype else ""
+        if self.ok and self.meta.get("skipped"):  # no finding, but not all was checked
+            return (f"gradcheck: {self.target}{where}: no finding; not checked: "
+                    + "; ".join(self.meta["skipped"]))
         if self.ok:
             return f"gradcheck: {self.target}{where}: gradients OK"
         lines = [f"gradcheck: {self.target}{where}: {len(self.findings)} finding(s): "

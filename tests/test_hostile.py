@@ -188,6 +188,35 @@ def test_a_non_tensor_result_is_a_finding_in_a_few_lines(pytester, returned):
     assert results["odd[float32]"]["reproducer"].startswith("gradcheck.check(odd, ")
 
 
+@pytest.mark.parametrize("failing", ["return None", "sys.exit(1)", "return [tf.sin(x)]"])
+def test_a_target_failing_only_where_the_sweep_reaches_is_not_passed(pytester, failing):
+    # Hypothesis draws from (-10, 10); the sweep calls the target on every float32 value at
+    # once, and its failure there was a note, the item passed.
+    project(pytester, f"""
+        @gradcheck.activation(dtypes=("float32",), modes=())
+        def far(x):
+            if bool(tf.reduce_max(tf.abs(x)) > 100.0):
+                {failing}
+            return tf.sin(x)
+    """)
+    result = pytester.runpytest_inprocess(*FAST, "-k", "far")
+    result.assert_outcomes(failed=1)
+    results, _ = outcomes(pytester)
+    finding = results["far[float32]"]["findings"][0]
+    assert finding["kind"] == "error" and "(the sweep)" in finding["message"]
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_an_output_nan_at_every_input_drawn_is_a_finding_not_passed():
+    report = gradcheck.fuzz(lambda x: tf.math.log(-tf.abs(x) - 1.0), dtype="float32",
+                            max_examples=10, sweep=False)
+    assert report.kinds == ["nonfinite_output"]
+    assert "no gradient was compared" in report.findings[0].message
+    one = gradcheck.check(lambda x: x * float("nan"), tf.constant([0.5, 2.0]))
+    assert one.ok and "gradients OK" not in str(one)  # nothing compared: not said to be OK
+    assert "no gradient compared" in str(one)
+
+
 def test_a_target_failing_at_random_is_reported_with_its_input(pytester):
     # Hypothesis seeds `random` per example, so every example meets the same draws and the rate
     # decides which of a check's calls fail: at 0.5 an example's sixth call, a finite-difference
