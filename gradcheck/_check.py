@@ -38,7 +38,7 @@ from ._mixed import check_policies, normalize_policies
 from ._modes import check_modes
 from ._numerics import machine_eps, step
 from ._options import CHECK_DEFAULTS, CheckOptions, compared_modes
-from ._overflow import drop_true_overflows, true_gradient_overflows
+from ._overflow import drop_true_overflows, honest_infinities
 from ._singular import diverging_at_zero
 from ._quiet import own_retracing_silenced
 from ._records import Declared, Evaluations, ForwardBackward, Param, Reference
@@ -427,24 +427,14 @@ class _Run(ReferenceCalls):
     def report_nonfinite_gradients(self) -> None:
         """A ``nonfinite_gradient`` for each param step 1 found NaN/Inf behind a finite
         output, but those whose infinite entries are the overflow of a true value the dtype
-        cannot hold (``_overflow.true_gradient_overflows``): those are not compared, and
-        ``meta["skipped"]`` says so."""
-        honest = true_gradient_overflows(self, self.nonfinite)
-        for (p, grad), overflows in zip(self.nonfinite, honest):
+        cannot hold or the derivative's infinite value (``_overflow.honest_infinities``):
+        those are not compared, and ``meta["skipped"]`` says so."""
+        notes = honest_infinities(self, self.nonfinite)
+        for (p, grad), note in zip(self.nonfinite, notes):
+            if note:
+                self.skip(note)
+                continue
             bad = ~np.isfinite(grad)
-            if overflows:
-                self.skip(f"{p.label}: its gradient is Inf at {int(bad.sum())} / {bad.size} "
-                          f"entries where the same code in float64 exceeds {p.dtype.name}'s "
-                          f"range ({float(p.dtype.max):.6g}): the true value overflows; not "
-                          f"compared")
-                continue
-            k = self.params.index(p)
-            if np.isinf(grad[bad]).all() and diverging_at_zero(self, k, bad, True)[bad].all():
-                self.skip(f"{p.label}: its gradient is Inf at {int(bad.sum())} / {bad.size} "
-                          f"entries where it is 0 or subnormal (read as 0) and the function's "
-                          f"slope grows without bound toward it: the true derivative is "
-                          f"infinite there; not compared")
-                continue
             idx = _index(np.argmax(bad), grad.shape)
             cause = nonfinite_cause(self)  # only what the graph shows (see _hints.py)
             self.add("nonfinite_gradient",

@@ -24,7 +24,6 @@ found for one item is replayed first for that item on the next run.
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 import warnings
 from typing import Any, Callable, Sequence
@@ -41,7 +40,8 @@ from ._fuzz_target import dtype_arg, resolve_target
 from ._mode_sample import ModeSample
 from ._options import DTYPES, check_options
 from ._reproducer import declared_reproducer
-from ._hostile import failure_report, flaky_text, intermittent, timeout_message
+from ._hostile import (blob_of, failure_report, flaky_text, intermittent, nothing_compared,
+                       sweep_failure, timeout_message)
 from ._weight_moves import WeightMoves, weights_code
 from ._report import KINDS, Finding, Report
 from .strategies import inputs_for
@@ -54,8 +54,6 @@ __all__ = ["fuzz", "fuzz_registered"]
 # - data_too_large / large_base_example: a declared input_shape such as (None, 64, 64) needs
 #   thousands of values even in its smallest example; that is the declaration, not a mistake.
 _SUPPRESSED = (HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example)
-
-_BLOB = re.compile(r"@reproduce_failure\([^)]*\)")
 
 
 def fuzz(target: Any, *, dtype: str | None = None, max_examples: int | None = None,
@@ -382,7 +380,7 @@ class _Fuzz:
                        f"{error}") from error
         except _Found as found:
             report, inputs = found.report, found.inputs
-            blob = _blob_of(found)
+            blob = blob_of(found)
         except Flaky as flaky:  # the failure did not replay: report the smallest one seen
             if self.smallest is not None:
                 report, inputs = self.smallest
@@ -393,7 +391,7 @@ class _Fuzz:
                 inputs = self.current
                 report = self.target_failure(inputs, "fails intermittently: "
                                              + flaky_text(flaky))
-            blob = _blob_of(flaky)
+            blob = blob_of(flaky)
         else:
             report, inputs = Report(target=self.entry.qualified, dtype=self.dtype), None
         if inputs is not None and classify:
@@ -411,20 +409,12 @@ class _Fuzz:
             # The sweep saw what Hypothesis's inputs never reached (an error far out): it stands.
             report.findings, report.reproducer = swept.findings, swept.reproducer
         checked = self.examples - self.repeated
-        if report.ok and checked and self.uncompared == checked:
-            report = self.target_failure(
-                self.current, f"the output is NaN/Inf at every entry of every input drawn "
-                f"({checked} examples), and so is the reference's: no gradient was compared; "
-                f"declare the domain where {self.entry.name} is defined (domain=(low, high))",
-                "nonfinite_output", examples=checked)
+        if report.ok and checked and self.uncompared == checked:  # nothing was compared
+            report = self.target_failure(self.current, nothing_compared(self.entry.name, checked),
+                                         "nonfinite_output", examples=checked)
         if report.ok and failed is not None:  # so did a failure of the sweep's own call
-            what = (str(failed).removeprefix("gradcheck: ") if isinstance(failed, _UsageError)
-                    else f"{type(failed).__name__}: {failed}")
-            report = self.target_failure(
-                None, f"failed when called on every {self.dtype} value of its domain at once "
-                f"(the sweep), where Hypothesis's inputs did not fail: {what}; check it at "
-                f"large and special values (gradcheck.sweep alone shows the same)",
-                exception=type(failed).__name__)
+            report = self.target_failure(None, sweep_failure(self.dtype, failed),
+                                         exception=type(failed).__name__)
         report.meta.update({
             "examples": self.examples,
             "kinds_seen": self.kinds_seen(report),
@@ -504,8 +494,9 @@ class _Fuzz:
             return report
         if kind is None:
             return report
+        name = self.entry.name
         report.findings = [
-            Finding(kind, f"{self.entry.name}: {why} ({_unprefixed(f.message, self.entry.name)})",
+            Finding(kind, f"{name}: {why} ({f.message.removeprefix(name + ': ')})",
                     f.inputs, {**f.details, "reclassified_from": "error", **extra})
             if f.kind == "error" else f
             for f in report.findings]
@@ -605,14 +596,3 @@ def _shape_text(shapes: tuple[tuple[int, ...], ...]) -> str:
     return " ".join(str(tuple(s)) for s in shapes)
 
 
-def _unprefixed(message: str, name: str) -> str:
-    return message[len(name) + 2:] if message.startswith(f"{name}: ") else message
-
-
-def _blob_of(error: BaseException) -> str | None:
-    """The ``@reproduce_failure(...)`` line Hypothesis noted on the error, if any."""
-    for note in getattr(error, "__notes__", ()):
-        match = _BLOB.search(note)
-        if match:
-            return match.group(0)
-    return None

@@ -5,6 +5,7 @@ reproducer as any other finding, instead of a traceback through gradcheck and Hy
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,3 +76,31 @@ def intermittent(run: Any, kind: str, extra: dict[str, Any]) -> bool:
         except (Exception, SystemExit):  # noqa: BLE001 - it ran before: now it fails
             return True
     return False
+
+
+def nothing_compared(name: str, checked: int) -> str:
+    """The message of a fuzz run whose every example's output was NaN/Inf everywhere."""
+    return (f"the output is NaN/Inf at every entry of every input drawn ({checked} examples), "
+            f"and so is the reference's: no gradient was compared; declare the domain where "
+            f"{name} is defined (domain=(low, high))")
+
+
+def sweep_failure(dtype: str, failed: BaseException) -> str:
+    """The message of a target that failed in the sweep's call and nowhere Hypothesis drew."""
+    what = (str(failed).removeprefix("gradcheck: ") if type(failed).__name__ == "_UsageError"
+            else f"{type(failed).__name__}: {failed}")
+    return (f"failed when called on every {dtype} value of its domain at once (the sweep), "
+            f"where Hypothesis's inputs did not fail: {what}; check it at large and special "
+            f"values (gradcheck.sweep alone shows the same)")
+
+
+_BLOB = re.compile(r"@reproduce_failure\([^)]*\)")
+
+
+def blob_of(error: BaseException) -> str | None:
+    """The ``@reproduce_failure(...)`` line Hypothesis noted on the error, if any."""
+    for note in getattr(error, "__notes__", ()):
+        match = _BLOB.search(note)
+        if match:
+            return match.group(0)
+    return None

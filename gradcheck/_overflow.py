@@ -23,8 +23,10 @@ import tensorflow as tf
 
 from ._conditioning import _gradients
 from ._numerics import ANALYTIC_ULPS, machine_eps
+from ._singular import diverging_at_zero
 
-__all__ = ["drop_true_overflows", "overflow_of_true_value", "true_gradient_overflows"]
+__all__ = ["drop_true_overflows", "honest_infinities", "overflow_of_true_value",
+           "true_gradient_overflows"]
 
 # Inf entries followed per check: each costs _BISECTIONS calls. Those beyond are not claimed.
 _FOLLOWED = 8
@@ -107,3 +109,25 @@ def true_gradient_overflows(run: Any, pending: Sequence[tuple[Any, np.ndarray]])
         verdicts[i] = bool(np.all(np.isfinite(g64[bad]) & (size[bad] > limit)
                                   & (np.sign(grad[bad]) == np.sign(g64[bad]))))
     return verdicts
+
+
+def honest_infinities(run: Any, pending: Sequence[tuple[Any, np.ndarray]]) -> list[str | None]:
+    """For each ``(param, gradient)`` of ``pending`` (step 1's NaN/Inf gradients behind a
+    finite output), a note for ``meta["skipped"]`` where its infinite entries are true values:
+    an overflow (:func:`true_gradient_overflows`), or the derivative's infinite value at an
+    input read as zero (``_singular.diverging_at_zero``); None where they are a finding."""
+    notes: list[str | None] = []
+    for (p, grad), overflows in zip(pending, true_gradient_overflows(run, pending)):
+        bad = ~np.isfinite(grad)
+        where = f"{p.label}: its gradient is Inf at {int(bad.sum())} / {bad.size} entries where"
+        if overflows:
+            notes.append(f"{where} the same code in float64 exceeds {p.dtype.name}'s range "
+                         f"({float(p.dtype.max):.6g}): the true value overflows; not compared")
+        elif (np.isinf(grad[bad]).all()
+              and diverging_at_zero(run, run.params.index(p), bad, True)[bad].all()):
+            notes.append(f"{where} it is 0 or subnormal (read as 0) and the function's slope "
+                         f"grows without bound toward it: the true derivative is infinite "
+                         f"there; not compared")
+        else:
+            notes.append(None)
+    return notes
