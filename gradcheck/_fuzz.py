@@ -37,6 +37,7 @@ from hypothesis.reporting import with_reporter
 from ._arrays import _digest, _seed_of, _shapes
 from ._declare import Registered
 from ._fuzz_target import dtype_arg, resolve_target
+from ._global_state import restored_global_state
 from ._mode_sample import ModeSample
 from ._options import DTYPES, check_options
 from ._reproducer import declared_reproducer
@@ -321,7 +322,8 @@ class _Fuzz:
 
     def run(self) -> Report:
         try:
-            return self._run()
+            with restored_global_state():  # what the target set is undone for later items
+                return self._run()
         finally:
             self.weight_moves.restore()  # a user's layer instance gets its weights back
 

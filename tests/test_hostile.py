@@ -217,6 +217,39 @@ def test_an_output_nan_at_every_input_drawn_is_a_finding_not_passed():
     assert "no gradient compared" in str(one)
 
 
+def test_global_settings_a_target_changes_do_not_reach_later_items(pytester):
+    # A mixed policy, floatx, eager tf.functions, NumPy raising, a patched tf.function: the
+    # later, correct layer computed in float16 (a dtype_mismatch) before.
+    project(pytester, """
+        import keras, numpy as np
+
+        @gradcheck.activation(dtypes=("float32",))
+        def pollutes(x):
+            keras.mixed_precision.set_global_policy("mixed_float16")
+            keras.backend.set_floatx("float16")
+            tf.config.run_functions_eagerly(True)
+            np.seterr(over="raise")
+            return tf.sin(x)
+
+        @gradcheck.layer(dtypes=("float32",), input_shape=(None, 4))
+        class Composite(keras.layers.Layer):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.inner = keras.layers.Dense(3)  # built with the global policy
+
+            def call(self, x):
+                return tf.tanh(self.inner(x))
+    """)
+    result = pytester.runpytest_inprocess(*FAST)
+    result.assert_outcomes(passed=4)
+    import keras
+    import numpy as np
+
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert keras.backend.floatx() == "float32" and not tf.config.functions_run_eagerly()
+    assert np.geterr()["over"] != "raise"
+
+
 def test_a_target_failing_at_random_is_reported_with_its_input(pytester):
     # Hypothesis seeds `random` per example, so every example meets the same draws and the rate
     # decides which of a check's calls fail: at 0.5 an example's sixth call, a finite-difference
