@@ -312,11 +312,11 @@ class _Fuzz:
 
     def timed_out(self, limit: float) -> tuple[Report, tuple[np.ndarray, ...] | None]:
         """The report of a run the time limit stopped, at the input it was checking."""
-        running = time.perf_counter() - self.current_since
+        running = None if self.current is None else time.perf_counter() - self.current_since
         message = timeout_message(self.entry.name, self.dtype, limit, running,
                                   self.check_seconds)
         return self.target_failure(self.current, message, "timeout", limit_s=limit,
-                                   running_s=round(running, 3)), self.current
+                                   running_s=running and round(running, 3)), self.current
 
     # ---- the run
 

@@ -35,16 +35,18 @@ def plain_inputs(declaration: Any, dtype: str, inputs: Sequence[np.ndarray]) -> 
     return shown
 
 
-def timeout_message(name: str, dtype: str, limit: float, running: float,
+def timeout_message(name: str, dtype: str, limit: float, running: float | None,
                     finished: Sequence[float]) -> str:
     """What a target stopped by the time limit is told: how long the unfinished check had run
-    and how long the finished ones took, and what to change."""
+    (None: no check had started) and how long the finished ones took, and what to change."""
     earlier = (f"the {len(finished)} input(s) checked before took "
                f"{sum(finished) / len(finished):.3g} s each on average (the slowest "
                f"{max(finished):.3g} s)" if finished else "no input had finished before it")
-    return (f"{name}: stopped by the time limit of {limit:g} s in {dtype}: one check of the "
-            f"input below (about 7 calls of the target) had run {running:.3g} s and not "
-            f"finished; {earlier}. A hang (a loop that never ends, a blocking call) or a "
+    what = ("before any input was checked: the sweep over every value had taken the time"
+            if running is None else f"one check of the input below (about 7 calls of the "
+            f"target) had run {running:.3g} s and not finished; {earlier}")
+    return (f"{name}: stopped by the time limit of {limit:g} s in {dtype}: {what}. A hang "
+            f"(a loop that never ends, a blocking call) or a "
             "target too slow for this limit: raise it with timeout= in the declaration, "
             "--gradcheck-timeout or gradcheck_timeout (0: no limit), or lower max_examples")
 

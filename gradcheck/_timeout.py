@@ -34,6 +34,11 @@ DEFAULT_TIMEOUT_S = 300.0
 #: unwind and the report to be written, short against any timeout a user sets.
 _OUTER_MARGIN_S = 1.0
 
+#: After it fires, the limit fires again this often until the block is left: an exception
+#: raised where Python discards it (a garbage-collector callback such as Hypothesis' own, a
+#: ``__del__``) would otherwise leave a loop that allocates running for ever.
+_REPEAT_S = 1.0
+
 
 class TimeLimitExceeded(BaseException):
     """The time limit fired; ``seconds`` is the limit that applied."""
@@ -68,7 +73,7 @@ def time_limit(seconds: float | None) -> Iterator[float | None]:
 
     started = time.monotonic()
     signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, limit)
+    signal.setitimer(signal.ITIMER_REAL, limit, _REPEAT_S)
     try:
         yield limit
     finally:

@@ -126,6 +126,22 @@ def test_a_hang_is_cut_by_the_time_limit_and_the_run_goes_on(pytester):
                for line in failure_section(result, "hangs"))
 
 
+def test_the_limit_fires_again_where_its_first_exception_was_discarded():
+    # Python discards an exception raised in a garbage-collector callback (Hypothesis has
+    # one): a target allocating in a loop ran on past its limit for ever.
+    started, discarded = time.monotonic(), []
+    with pytest.raises(TimeLimitExceeded):
+        with time_limit(0.2):
+            while time.monotonic() - started < 5.0:
+                try:
+                    time.sleep(0.01)
+                except TimeLimitExceeded:
+                    if discarded:
+                        raise
+                    discarded.append(time.monotonic() - started)
+    assert discarded and time.monotonic() - started < 3.0
+
+
 def test_the_time_limit_options_are_validated_and_shown(pytester):
     project(pytester, "")
     result = pytester.runpytest_inprocess("--gradcheck", "--gradcheck-timeout", "soon")
