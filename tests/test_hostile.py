@@ -90,6 +90,14 @@ def test_without_xdist_a_killed_process_still_leaves_a_true_report(pytester):
     assert 'class="crashed"' in page and 'class="not-run"' in page
 
 
+def test_a_target_exiting_with_status_0_does_not_make_the_run_a_success(pytester):
+    project(pytester, OS_EXIT.replace("os._exit(7)", "os._exit(0)"))
+    result = pytester.runpytest_subprocess(*FAST, "-p", "no:xdist")
+    assert result.ret == 1  # was 0: CI read the cut-short run as green
+    results, _ = outcomes(pytester)
+    assert [r["outcome"] for r in results.values()] == ["passed", "crashed", "not run"]
+
+
 def test_ctrl_c_marks_the_running_item_interrupted_and_the_rest_not_run(pytester):
     project(pytester, """
         @gradcheck.activation(dtypes=("float32",))
