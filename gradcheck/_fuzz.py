@@ -321,9 +321,21 @@ class _Fuzz:
     # ---- the run
 
     def run(self) -> Report:
+        from ._timeout import TimeLimitExceeded
+
         try:
             with restored_global_state():  # what the target set is undone for later items
                 return self._run()
+        except (KeyboardInterrupt, SystemExit, TimeLimitExceeded):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the target's own BaseException subclass
+            said = f" ({exc})" if str(exc) else ""
+            report = self.target_failure(self.current, f"{self.entry.name}: raised "
+                                         f"{type(exc).__name__}{said}, a BaseException that is "
+                                         f"not an Exception: raise an Exception subclass",
+                                         exception=type(exc).__name__)
+            report.meta.update(examples=self.examples, kinds_seen=report.kinds)
+            return report
         finally:
             self.weight_moves.restore()  # a user's layer instance gets its weights back
 

@@ -274,6 +274,29 @@ def test_global_settings_a_target_changes_do_not_reach_later_items(pytester):
     assert np.geterr()["over"] != "raise"
 
 
+def test_a_base_exception_from_a_target_is_a_finding_in_a_few_lines(pytester):
+    project(pytester, """
+        class Custom(BaseException):
+            pass
+
+        @gradcheck.activation(dtypes=("float32",))
+        def raises_base(x):
+            raise Custom("not an Exception")
+
+        @gradcheck.activation(dtypes=("float32",))
+        def raises_generator_exit(x):
+            raise GeneratorExit
+    """)
+    result = pytester.runpytest_inprocess(*FAST)
+    result.assert_outcomes(passed=2, failed=2)
+    results, _ = outcomes(pytester)
+    for name, kind in (("raises_base", "Custom"), ("raises_generator_exit", "GeneratorExit")):
+        finding = results[f"{name}[float32]"]["findings"][0]
+        assert finding["kind"] == "error" and f"raised {kind}" in finding["message"]
+        assert len(failure_section(result, name)) <= 12
+    assert "Traceback" not in result.stdout.str() and "_sweep.py" not in result.stdout.str()
+
+
 def test_a_target_failing_at_random_is_reported_with_its_input(pytester):
     # Hypothesis seeds `random` per example, so every example meets the same draws and the rate
     # decides which of a check's calls fail: at 0.5 an example's sixth call, a finite-difference
