@@ -29,8 +29,6 @@ import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import seed as seeded
 from hypothesis.errors import Flaky
 from hypothesis.reporting import with_reporter
 
@@ -38,6 +36,7 @@ from ._arrays import _digest, _seed_of, _shapes
 from ._declare import Registered
 from ._fuzz_target import dtype_arg, resolve_target
 from ._global_state import restored_global_state
+from ._hypothesis_run import hypothesis_test, seed_used
 from ._mode_sample import ModeSample
 from ._options import DTYPES, check_options
 from ._reproducer import declared_reproducer
@@ -49,12 +48,6 @@ from .strategies import inputs_for
 
 __all__ = ["fuzz", "fuzz_registered"]
 
-# Why each health check is suppressed:
-# - too_slow: TensorFlow traces a target on its first call, and every example runs the target
-#   several times; slowness here is the check, not the data generation Hypothesis worries about.
-# - data_too_large / large_base_example: a declared input_shape such as (None, 64, 64) needs
-#   thousands of values even in its smallest example; that is the declaration, not a mistake.
-_SUPPRESSED = (HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example)
 
 
 def fuzz(target: Any, *, dtype: str | None = None, max_examples: int | None = None,
@@ -225,7 +218,13 @@ class _Fuzz:
             return self.instance
         key = self.layer_key(inputs)
         if key not in self.targets:
-            self.targets[key] = self.entry.build(self.dtype)
+            try:
+                self.targets[key] = self.entry.build(self.dtype)
+            except (TypeError, ValueError) as exc:  # nothing can be checked: say why, briefly
+                raise _Abort(exc) from exc
+            except Exception as exc:  # noqa: BLE001
+                raise _Abort(ValueError(f"building it raised {type(exc).__name__}: {exc}")) \
+                    from exc
         return self.targets[key]
 
     def reference_for(self, inputs: Sequence[np.ndarray]) -> Callable[[str], Any]:
@@ -326,7 +325,7 @@ class _Fuzz:
         try:
             with restored_global_state():  # what the target set is undone for later items
                 return self._run()
-        except (KeyboardInterrupt, SystemExit, TimeLimitExceeded):
+        except (Exception, KeyboardInterrupt, SystemExit, TimeLimitExceeded):
             raise
         except BaseException as exc:  # noqa: BLE001 - the target's own BaseException subclass
             said = f" ({exc})" if str(exc) else ""
@@ -371,7 +370,8 @@ class _Fuzz:
             swept.meta.update(examples=0, kinds_seen=swept.kinds, hypothesis_blob=None,
                               seed=self.seed, duration_s=round(time.perf_counter() - start, 3))
             return swept
-        test = self.hypothesis_test()
+        test = hypothesis_test(self.example, self.database_key, self.max_examples, self.seed,
+                               inputs_for(self.decl, self.dtype))
         blob, classify = None, True
         try:
             # gradcheck's report replaces Hypothesis' printed advice ("add @seed(...) to this
@@ -433,7 +433,7 @@ class _Fuzz:
             "examples": self.examples,
             "kinds_seen": self.kinds_seen(report),
             "hypothesis_blob": blob,
-            "seed": self.seed_used(test),
+            "seed": seed_used(test, self.seed),
             "duration_s": round(time.perf_counter() - start, 3),
             "swept": swept.meta["swept"] if swept is not None else 0,
             "modes_compared": self.modes.count,  # examples that compared execution modes
@@ -442,42 +442,6 @@ class _Fuzz:
         if self.sweep_skipped:
             report.meta["sweep_skipped"] = self.sweep_skipped
         return report
-
-    def hypothesis_test(self) -> Callable[[], None]:
-        def gradcheck_fuzz(inputs: tuple[np.ndarray, ...]) -> None:
-            self.example(inputs)
-
-        # Hypothesis keys its example database (and derandomized seed) by a digest of the test
-        # function, which mixes in this attribute: one key per target and dtype.
-        gradcheck_fuzz._hypothesis_internal_add_digest = self.database_key
-        parent = settings.default
-        options: dict[str, Any] = {
-            "deadline": None,  # TensorFlow traces on the first call
-            "print_blob": True,
-            "report_multiple_bugs": False,  # one minimal failure per item
-            "suppress_health_check": tuple(parent.suppress_health_check) + _SUPPRESSED,
-            # the report explains the failure; Hypothesis's explain phase would rerun examples
-            "phases": tuple(p for p in parent.phases if p is not Phase.explain),
-        }
-        if self.max_examples is not None:
-            options["max_examples"] = self.max_examples
-        test = settings(parent, **options)(given(inputs_for(self.decl, self.dtype))(
-            gradcheck_fuzz))
-        if self.seed is not None:
-            test = seeded(self.seed)(test)
-        return test
-
-    def seed_used(self, test: Any) -> int | None:
-        if self.seed is not None:
-            return self.seed
-        if settings.default.derandomize:
-            return None
-        from hypothesis import core
-
-        forced = getattr(core, "global_force_seed", None)
-        if forced is not None:
-            return forced
-        return getattr(test, "_hypothesis_internal_use_generated_seed", None)
 
     # ---- what the failure means
 

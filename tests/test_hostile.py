@@ -297,6 +297,23 @@ def test_a_base_exception_from_a_target_is_a_finding_in_a_few_lines(pytester):
     assert "Traceback" not in result.stdout.str() and "_sweep.py" not in result.stdout.str()
 
 
+def test_a_layer_whose_constructor_raises_is_one_line_not_a_traceback(pytester):
+    project(pytester, """
+        import keras
+
+        @gradcheck.layer(dtypes=("float32",), input_shape=(None, 3))
+        class Broken(keras.layers.Layer):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                raise RuntimeError("init broke")
+    """)
+    result = pytester.runpytest_inprocess(*FAST, "-k", "Broken")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*cannot check acts:Broken*: building it raised "
+                                 "RuntimeError: init broke*"])
+    assert "Traceback" not in result.stdout.str() and "_declare.py" not in result.stdout.str()
+
+
 def test_a_target_failing_at_random_is_reported_with_its_input(pytester):
     # Hypothesis seeds `random` per example, so every example meets the same draws and the rate
     # decides which of a check's calls fail: at 0.5 an example's sixth call, a finite-difference
