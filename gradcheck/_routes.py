@@ -22,10 +22,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ._arrays import _abs, _abs_diff, _all_finite, _f64, _index, _signed
-from ._conditioning import explained_by_rounding, overflow_clause, unexplained_large_terms
+from ._conditioning import explained_by_rounding, unexplained_large_terms
 from ._declared_gradient import analytic_source
 from ._lines import (WrongFormula, batch_size, directional_allowance, low_precision, refined,
                      terms_allowance, wrong_formula)
+from ._mismatches import Mismatch, formula_clause, report_mismatch, shown_allowance
 from ._numerics import (
     ANALYTIC_ULPS,
     SAFETY,
@@ -36,7 +37,6 @@ from ._numerics import (
     kinks,
 )
 from ._records import Add, Declared, Evaluations, ForwardBackward, Reference
-from ._report import distinct_texts
 from ._windows import Line, within_line_window, within_rounding_window
 
 #: The VJP of step 1's output for a cotangent, for some params (indices): ``vjp(v, params)``,
@@ -56,24 +56,6 @@ class Compared:
     #: The samples along each element of the params the per-element route sampled (whether
     #: or not its probe confirmed it), by index: empty where it sampled none.
     samples: Mapping[int, Line]
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    """The elements of param ``k`` that the per-element route rejected, with what it compared
-    there (per unit step along each element, the cotangent included)."""
-
-    k: int
-    bad: np.ndarray          # bool, of the param's shape
-    analytic: np.ndarray
-    numerical: np.ndarray
-    bound: np.ndarray        # the numerical side's error bound
-    allowance: np.ndarray    # the analytic side's rounding
-    #: Where a low dtype's formula is wrong in float64 too (``_lines.wrong_formula``): the
-    #: float64 twin's value per element (NaN elsewhere); None where there is none.
-    formula: np.ndarray | None = None
-    #: Where an intermediate overflowed (``_conditioning.overflowed``); None where none did.
-    overflowed: np.ndarray | None = None
 
 
 def compare(fb: ForwardBackward, ref: Reference, calls: Evaluations, declared: Declared, *,
@@ -339,7 +321,7 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
     formula = None
     if wrong is not None:
         ok = ok & ~wrong.wrong
-        allowance = _shown(allowance, wrong)
+        allowance = shown_allowance(allowance, wrong)
         formula = np.where(wrong.wrong, wrong.exact / s, np.nan)
     overflowed = None
     if large_terms:
@@ -451,12 +433,12 @@ def check_rows(fb: ForwardBackward, ref: Reference, calls: Evaluations, rows: li
             (g[k] * u[k]).reshape(batch, -1).sum(axis=1) for k in rows))
     if not ok.all():
         b = int(np.argmax(~ok))
-        bound = verdict.bound[b] + _shown(allowance, wrong)[b]
+        bound = verdict.bound[b] + shown_allowance(allowance, wrong)[b]
         add("gradient_mismatch",
             f"gradient mismatch in batch row {b}: along a random direction, analytic "
             f"({analytic_source(fb.target.fn)}) {analytic[b]:.9g} vs numerical (finite "
             f"differences) {verdict.numerical[b]:.9g} ± {bound:.3g}"
-            f"{_formula_clause(fb, wrong, b)}; {int((~ok).sum())} / {ok.size} rows mismatched",
+            f"{formula_clause(fb, wrong, b)}; {int((~ok).sum())} / {ok.size} rows mismatched",
             row=b, analytic=analytic[b], numerical=verdict.numerical[b],
             bound=bound, params=[params[k].label for k in rows])
     return bool(verdict.strict)
@@ -479,34 +461,6 @@ def _line_rules(fb, ref, calls, u, axes, analytic, phi, verdict, rounding, allow
     wrong = wrong_formula(fb, ref, calls, u, axes, phi, analytic, rounding, terms, verdict,
                           ok, project)
     return (ok, None) if wrong is None else (ok & ~wrong.wrong, wrong)
-
-
-def _shown(allowance, wrong: WrongFormula | None):
-    """The analytic side's allowance each line was last held to."""
-    return allowance if wrong is None else np.where(wrong.wrong, wrong.allowance, allowance)
-
-
-def _flagged(mask: np.ndarray | None, j: int) -> bool:
-    return mask is not None and bool(mask.flat[j])
-
-
-def _element_formula_clause(fb: ForwardBackward, formula: np.ndarray | None, j: int,
-                            dy: float) -> str:
-    """What an element failed by ``wrong_formula`` adds to its message."""
-    if formula is None or not np.isfinite(formula.flat[j]):
-        return ""
-    return (f"; the same code in float64 gives the derivative {formula.flat[j] / dy:.9g}, "
-            f"wrong as well: a wrong formula, not {fb.dtype.name}'s rounding")
-
-
-def _formula_clause(fb: ForwardBackward, wrong: WrongFormula | None, i: int | None) -> str:
-    """What a line failed by ``wrong_formula`` adds to its message."""
-    if wrong is None or not wrong.wrong[() if i is None else i]:
-        return ""
-    exact = wrong.exact[() if i is None else i]
-    return (f"; the same code in float64 gives {float(exact):.9g}, wrong as well, and the "
-            f"analytic value misses by more than its distance from that: a wrong formula, "
-            f"not {fb.dtype.name}'s rounding")
 
 
 # -- everything else: one random direction through all remaining params at once
@@ -534,16 +488,26 @@ def check_joint(fb: ForwardBackward, ref: Reference, calls: Evaluations, joint: 
         fb, ref, calls, u, None, analytic, phi, verdict, rounding, allowance, terms, settled,
         lambda g: np.asarray(sum(float((g[k] * u[k]).sum()) for k in joint)))
     if not ok.all():
-        labels = ", ".join(params[k].label for k in joint)
-        bound = float(verdict.bound + _shown(allowance, wrong))
+        # Which of them: each alone, along its own part of a direction (a line per param,
+        # on failure only); where none fails alone, the line names them all.
+        named = [k for k in joint if len(joint) > 1 and not _passes_alone(fb, ref, calls, k)]
+        labels = ", ".join(params[k].label for k in named or joint)
+        bound = float(verdict.bound + shown_allowance(allowance, wrong))
         add("gradient_mismatch",
             f"gradient mismatch for {labels}: along a random direction, analytic "
             f"({analytic_source(fb.target.fn)}) {float(analytic):.9g} vs numerical (finite "
             f"differences) {float(verdict.numerical):.9g} ± {bound:.3g}"
-            f"{_formula_clause(fb, wrong, None)}",
+            f"{formula_clause(fb, wrong, None)}",
             analytic=float(analytic), numerical=float(verdict.numerical),
-            bound=bound, params=[params[k].label for k in joint])
+            bound=bound, params=[params[k].label for k in named or joint])
     return bool(verdict.strict)
+
+
+def _passes_alone(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: int) -> bool:
+    """Whether param ``k`` passes :func:`check_joint` on its own."""
+    found: list = []
+    check_joint(fb, ref, calls, [k], add=lambda *finding, **details: found.append(finding))
+    return not found
 
 
 def check_disconnected(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: int, *,
@@ -562,34 +526,3 @@ def check_disconnected(fb: ForwardBackward, ref: Reference, calls: Evaluations, 
             f"{float(verdict.bound):.3g}); a tf.stop_gradient, a .numpy() call, or a "
             f"custom gradient returning None for it?",
             param=p.label, numerical=float(verdict.numerical))
-
-# ---- reporting helpers
-
-
-def report_mismatch(fb: ForwardBackward, ref: Reference, found: Mismatch, *, add: Add) -> None:
-    """A per-element route's ``gradient_mismatch`` (:func:`check_diagonal`), if any."""
-    p, bad, analytic, numerical, bound, allowance = (
-        fb.params[found.k], found.bad, found.analytic, found.numerical, found.bound,
-        found.allowance)
-    if not bad.any():
-        return
-    with np.errstate(invalid="ignore", divide="ignore"):
-        excess = np.where(bad, np.abs(analytic - numerical) / (bound + allowance + 1e-300), -1)
-    j = int(np.nanargmax(excess))
-    idx = _index(j, numerical.shape)
-    dy = fb.v.flat[j]
-    ours, theirs = distinct_texts(analytic.flat[j] / dy, numerical.flat[j] / dy, 9)
-    add("gradient_mismatch",
-        f"gradient mismatch for {p.label} at index {idx}, x = "
-        f"{p.value.flat[j]:.9g} ({fb.dtype.name}): analytic ({analytic_source(fb.target.fn)}) "
-        f"{analytic.flat[j]:.9g} vs numerical (finite differences, "
-        f"{ref.dtype.name}) {numerical.flat[j]:.9g} ± "
-        f"{bound.flat[j] + allowance.flat[j]:.3g}, upstream dy = {dy:.4g} "
-        f"(derivative {ours} vs {theirs})"
-        f"{_element_formula_clause(fb, found.formula, j, dy)}"
-        f"{overflow_clause(fb) if _flagged(found.overflowed, j) else ''}; "
-        f"{int(bad.sum())} / {bad.size} elements ({100 * bad.mean():.1f}%) mismatched",
-        param=p.label, index=list(idx), x=p.value.flat[j], dy=dy,
-        analytic=analytic.flat[j], numerical=numerical.flat[j],
-        bound=bound.flat[j] + allowance.flat[j],
-        mismatched=int(bad.sum()), total=int(bad.size))

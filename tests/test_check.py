@@ -716,3 +716,27 @@ def test_report_is_json_ready():
 def test_misuse_of_gradcheck_gets_a_clear_error(call, error, words):
     with pytest.raises(error, match=words):
         call()
+
+
+class DenseBiasMean(keras.layers.Layer):
+    """x @ w + b, the custom gradient for b the batch mean of dy (the sum is right); w's right."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], 2), name="w")
+        self.b = self.add_weight(shape=(2,), initializer="ones", name="b")
+
+    def call(self, x):
+        @tf.custom_gradient
+        def dense(x, w, b):
+            def grad(dy):
+                return (tf.matmul(dy, w, transpose_b=True), tf.matmul(x, dy, transpose_a=True),
+                        tf.reduce_mean(dy, axis=0))
+            return tf.matmul(x, w) + b, grad
+        return dense(x, tf.convert_to_tensor(self.w), tf.convert_to_tensor(self.b))
+
+
+def test_a_joint_line_that_fails_names_the_weight_that_fails_alone():
+    layer = DenseBiasMean(dtype="float64")
+    report = gradcheck.check(layer, np.random.default_rng(3).normal(size=(4, 3)), modes=())
+    assert report.kinds == ["gradient_mismatch"]
+    assert [label.split("/")[-1] for label in report.findings[0].details["params"]] == ["b:0'"]
