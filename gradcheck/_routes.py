@@ -37,6 +37,7 @@ from ._numerics import (
     kinks,
 )
 from ._records import Add, Declared, Evaluations, ForwardBackward, Reference
+from ._report import distinct_texts
 from ._windows import Line, within_line_window, within_rounding_window
 
 #: The VJP of step 1's output for a cotangent, for some params (indices): ``vjp(v, params)``,
@@ -170,12 +171,13 @@ def confirm_elementwise(fb: ForwardBackward, ref: Reference, calls: Evaluations,
         return False, lines  # not declared: the probe only chose the route, nothing is promised
     bad, probe, predicted = found
     j = int(np.argmax(bad))
+    seen, expected = distinct_texts(probe.flat[j] / fb.v.flat[j],
+                                    predicted.flat[j] / fb.v.flat[j], 6)
     add("not_elementwise",
         f"declared elementwise, but output element {_index(j, ref.f0.shape)} depends "
-        f"on other input elements: a random perturbation changed it by "
-        f"{probe.flat[j] / fb.v.flat[j]:.6g} per unit step where a "
-        f"diagonal Jacobian predicts {predicted.flat[j] / fb.v.flat[j]:.6g}; declare "
-        f"elementwise=False", index=list(_index(j, ref.f0.shape)),
+        f"on other input elements: a random perturbation changed it by {seen} per unit step "
+        f"where a diagonal Jacobian predicts {expected}; declare elementwise=False",
+        index=list(_index(j, ref.f0.shape)),
         mismatched=int(bad.sum()), total=int(bad.size))
     return False, lines
 

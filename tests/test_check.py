@@ -2,6 +2,8 @@
 
 import json
 
+import re
+
 import numpy as np
 import pytest
 
@@ -740,3 +742,16 @@ def test_a_joint_line_that_fails_names_the_weight_that_fails_alone():
     report = gradcheck.check(layer, np.random.default_rng(3).normal(size=(4, 3)), modes=())
     assert report.kinds == ["gradient_mismatch"]
     assert [label.split("/")[-1] for label in report.findings[0].details["params"]] == ["b:0'"]
+
+
+def test_not_elementwise_prints_the_two_slopes_apart():
+    # A coupling of 1e-8: at six digits both slopes print alike (0.713272).
+    def nearly_elementwise(x):
+        return x + 1e-8 * tf.reduce_sum(x)
+
+    report = gradcheck.check(nearly_elementwise, np.linspace(-1.0, 1.0, 6), elementwise=True,
+                             modes=())
+    assert report.kinds == ["not_elementwise"]
+    seen, predicted = re.search(r"changed it by (\S+) per unit step where a diagonal Jacobian "
+                                r"predicts (\S+);", report.findings[0].message).groups()
+    assert seen != predicted
