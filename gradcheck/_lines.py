@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from ._arrays import _abs_diff
 from ._numerics import ANALYTIC_ULPS, SAFETY, LineVerdict, machine_eps
 from ._records import Evaluations, ForwardBackward, Reference
 
@@ -125,18 +124,16 @@ def refined(fb: ForwardBackward, ref: Reference, calls: Evaluations, u: dict[int
     settled = np.zeros(np.shape(verdict.ok), dtype=bool)
     if ref.eps_ref > machine_eps("float64"):
         return verdict, settled
-    # Also where the error bound may be short: a kink seen within 2h may lie near the input,
-    # not at it, and one 2h away may be too faint to be seen yet bend the Richardson estimate
-    # (log(max(x, 1e-5)) at x = 2.1e-5, h = 6e-6, missed by 1.01 times its bound): where
-    # the analytic value misses by less than SAFETY times the bound and allowance, as well.
-    # Not in a low dtype: there the rules that follow (windows, rounding) judge at the step h,
-    # and a line a shorter step settles is not theirs any more.
-    near = False
-    if not low_precision(fb, ref):
-        with np.errstate(invalid="ignore"):
-            near = _abs_diff(analytic, verdict.numerical) <= SAFETY * (verdict.bound + allowance)
-    todo = ~verdict.ok & (_unresolved(phi, ref.h, rounding) | _one_sided(phi) | verdict.kink
-                          | near)
+    # Over a float64 target every failing line is tried again: its bound may be short where
+    # a kink 2h away bends the Richardson estimate (log(max(x, 1e-5)) at x = 2.1e-5, h = 6e-6,
+    # missed by 1.01 times its bound), or a step of h max(1, |x|) spans periods of sin at
+    # |x| = 1e8; a wrong derivative fails at every level. In a low dtype, only where the step
+    # did not resolve the derivative, the line is one-sided or shows a kink: the rules that
+    # follow there (windows, rounding) judge at the step h, and a line a shorter step settles
+    # is not theirs any more.
+    todo = ~verdict.ok
+    if low_precision(fb, ref):
+        todo &= _unresolved(phi, ref.h, rounding) | _one_sided(phi) | verdict.kink
     before = None  # the last level's (resolved, verdict)
     for factor in REFINEMENTS:
         if not todo.any():
@@ -151,9 +148,13 @@ def refined(fb: ForwardBackward, ref: Reference, calls: Evaluations, u: dict[int
             with np.errstate(invalid="ignore"):
                 confirmed = resolved & before[0] & (
                     np.abs(new.numerical - before[1].numerical) <= new.bound + before[1].bound)
+            # A line the longer level fails shows that level's numbers, which tell why.
+            shown = np.where(new.ok & ~before[1].ok, 1, 0)
             verdict = replace(
                 verdict, ok=np.where(confirmed, new.ok & before[1].ok, verdict.ok),
-                **{name: np.where(confirmed, getattr(new, name), getattr(verdict, name))
+                **{name: np.where(confirmed, np.choose(shown, (getattr(new, name),
+                                                               getattr(before[1], name))),
+                                  getattr(verdict, name))
                    for name in ("numerical", "bound", "kink", "finite")})
             settled |= confirmed
             todo = todo & ~confirmed
