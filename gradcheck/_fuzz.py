@@ -309,6 +309,16 @@ class _Fuzz:
         """A report of one finding at ``inputs``, for failures check() cannot report."""
         return failure_report(self.entry, self.dtype, inputs, message, kind, **details)
 
+    def timed_out_with_smallest(self, seconds: float
+                                ) -> tuple[Report, tuple[np.ndarray, ...] | None]:
+        """:meth:`timed_out` at the limit as set (else ``seconds``), with the smallest failure
+        found before it."""
+        report, inputs = self.timed_out(self.timeout or seconds)
+        if self.smallest is not None:  # a failure found before: it is a finding too
+            found, inputs = self.smallest
+            report.findings = found.findings + report.findings
+        return report, inputs
+
     def timed_out(self, limit: float) -> tuple[Report, tuple[np.ndarray, ...] | None]:
         """The report of a run the time limit stopped, at the input it was checking."""
         running = None if self.current is None else time.perf_counter() - self.current_since
@@ -373,18 +383,15 @@ class _Fuzz:
         test = hypothesis_test(self.example, self.database_key, self.max_examples, self.seed,
                                inputs_for(self.decl, self.dtype))
         blob, classify = None, True
+        left = self.timeout and max(self.timeout - (time.perf_counter() - start), 1e-3)
+        began = time.perf_counter()
         try:
             # gradcheck's report replaces Hypothesis' printed advice ("add @seed(...) to this
             # test": there is no test to add it to); the blob comes from the error's notes.
-            left = self.timeout and max(self.timeout - (time.perf_counter() - start), 1e-3)
             with time_limit(left), with_reporter(lambda text: None):
                 test()
         except TimeLimitExceeded as stop:  # the limit as set, not what the sweep left of it
-            report, inputs = self.timed_out(self.timeout or stop.seconds)
-            classify = False
-            if self.smallest is not None:  # a failure found before: it is a finding too
-                found, inputs = self.smallest
-                report.findings = found.findings + report.findings
+            report, inputs, classify = *self.timed_out_with_smallest(stop.seconds), False
         except _Stop as stop:  # nothing to reclassify: it fails the same way in every dtype
             report, inputs, classify = stop.report, stop.inputs, False
         except _Abort as abort:
@@ -396,7 +403,9 @@ class _Fuzz:
             report, inputs = found.report, found.inputs
             blob = blob_of(found)
         except Flaky as flaky:  # the failure did not replay: report the smallest one seen
-            if self.smallest is not None:
+            if left and time.perf_counter() - began >= left:  # the limit cut the replay
+                report, inputs, classify = *self.timed_out_with_smallest(left), False
+            elif self.smallest is not None:
                 report, inputs = self.smallest
                 for finding in report.findings:
                     finding.message += (" (intermittent: the same input passed when "
@@ -406,6 +415,10 @@ class _Fuzz:
                 report = self.target_failure(inputs, "fails intermittently: "
                                              + flaky_text(flaky))
             blob = blob_of(flaky)
+        except Exception:  # noqa: BLE001 - Hypothesis's own state, cut by the limit
+            if not (left and time.perf_counter() - began >= left):
+                raise
+            report, inputs, classify = *self.timed_out_with_smallest(left), False
         else:
             report, inputs = Report(target=self.entry.qualified, dtype=self.dtype), None
         if inputs is not None and classify:

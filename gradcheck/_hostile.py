@@ -42,7 +42,8 @@ def timeout_message(name: str, dtype: str, limit: float, running: float | None,
     earlier = (f"the {len(finished)} input(s) checked before took "
                f"{sum(finished) / len(finished):.3g} s each on average (the slowest "
                f"{max(finished):.3g} s)" if finished else "no input had finished before it")
-    what = ("before any input was checked: the sweep over every value had taken the time"
+    what = ("before any input of Hypothesis's was checked (the sweep over every value, or "
+            "the run's setup, took the time)"
             if running is None else f"one check of the input below (about 7 calls of the "
             f"target) had run {running:.3g} s and not finished; {earlier}")
     return (f"{name}: stopped by the time limit of {limit:g} s in {dtype}: {what}. A hang "

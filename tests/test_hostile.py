@@ -150,6 +150,15 @@ def test_the_limit_fires_again_where_its_first_exception_was_discarded():
     assert discarded and time.monotonic() - started < 3.0
 
 
+def test_a_limit_that_fires_inside_hypothesis_is_a_timeout_not_another_finding():
+    # Cut in Hypothesis's own bookkeeping (its replay, its runner), the run said "fails
+    # intermittently", a shape_mismatch of sin, or raised an AssertionError of Hypothesis.
+    for limit in (1e-9, 0.3):
+        report = gradcheck.fuzz(lambda x: tf.sin(x), dtype="float32", max_examples=100000,
+                                timeout=limit, sweep=False, modes=())
+        assert report.kinds == ["timeout"], report
+
+
 def test_the_time_limit_options_are_validated_and_shown(pytester):
     project(pytester, "")
     result = pytester.runpytest_inprocess("--gradcheck", "--gradcheck-timeout", "soon")
