@@ -69,8 +69,11 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
                           project: Callable[[list], np.ndarray], analytic: np.ndarray,
                           verdict: Any, entries: tuple | None = None,
                           elementwise: bool = False,
-                          needed: np.ndarray | None = None) -> np.ndarray:
-    """Where a failing low-precision derivative is the rounding of a correct float64 formula.
+                          needed: np.ndarray | None = None,
+                          unmeasured: bool = False) -> np.ndarray:
+    """Where a failing low-precision derivative is the rounding of a correct float64 formula
+    (``unmeasured``: also where a neighbour's value is not finite, so that nothing measures
+    the rounding: a neighbour past a declared domain's end, erfinv beyond 1).
 
     Args:
         fb, ref: the core's first-order results and its reference (a float64 twin in
@@ -117,7 +120,11 @@ def explained_by_rounding(fb: ForwardBackward, ref: Reference, twin: TwinGradien
                                         ref.weights))
         for low_grads, ref_grads in zip(low, there):
             pairs.append((project(low_grads), project(ref_grads)))
-        return formula_ok & _like_rounding(pairs, fb.eps)
+        like = _like_rounding(pairs, fb.eps)
+        if unmeasured:
+            with np.errstate(invalid="ignore"):
+                like |= ~np.all([np.isfinite(value - exact) for value, exact in pairs], axis=0)
+        return formula_ok & like
     except Exception:  # noqa: BLE001 - cannot measure the rounding: explain nothing
         return no
 
@@ -133,11 +140,13 @@ class LargeTerms(NamedTuple):
 def unexplained_large_terms(fb: ForwardBackward, ref: Reference, twin: TwinGradients,
                             line: tuple, project: Callable[[list], np.ndarray],
                             analytic: np.ndarray, verdict: Any, passed: np.ndarray,
-                            entries: tuple | None = None) -> LargeTerms:
+                            entries: tuple | None = None, large_terms: bool = True
+                            ) -> LargeTerms:
     """Of the low-precision elements that ``passed`` (per element: ``line`` is their ``(s,
     phi, estimate, rho)``, ``project`` a param's gradient times ``s``), those that need more
     than SAFETY times the allowance for unit-sized terms and whose error does not look like
-    rounding, and those an overflowing intermediate explains (:func:`overflowed`).
+    rounding (only where ``large_terms``), and those an overflowing intermediate explains
+    (:func:`overflowed`).
 
     That allowance (``analytic_allowance``'s ``magnitude``) is a worst case: ANALYTIC_ULPS
     roundings of terms as large as the input, 2.3 at |x| = 300 in float16, more than a whole
@@ -161,10 +170,12 @@ def unexplained_large_terms(fb: ForwardBackward, ref: Reference, twin: TwinGradi
     # times, or a derivative at its own rounding floor that a saturated intermediate zeroes
     # (gelu_tanh's 0.5 x sech^2(u) at x = -5 in float32, 1e-6), is still unit-sized rounding.
     unit = analytic_allowance(analytic, fb.eps, True, 1.0, fb.tiny, fb.v, s) * SAFETY
-    large = beyond & ~ref.judge(phi, analytic, rho, unit, estimated=estimated).ok  # kinks too
-    if large.any():
+    large = np.zeros(beyond.shape, dtype=bool)
+    if large_terms:  # the caller's word that some element may need more than ``unit``
+        large = beyond & ~ref.judge(phi, analytic, rho, unit, estimated=estimated).ok  # kinks
+    if large.any():  # where the neighbours cannot measure the rounding, nothing is rejected
         large &= ~explained_by_rounding(fb, ref, twin, project, analytic, verdict, entries,
-                                        elementwise=True, needed=large)
+                                        elementwise=True, needed=large, unmeasured=True)
     inf, floor = overflowed(fb, analytic, verdict, beyond & ~large, s)
     own = analytic_allowance(analytic, fb.eps, False)
     return LargeTerms(large | inf, np.where(inf, own + floor, unit), inf)

@@ -155,18 +155,40 @@ def _all_finite(value: Any) -> bool:
 
 def overflowed_at(fb: ForwardBackward, shape: tuple) -> np.ndarray | None:
     """Per entry of a tensor of ``shape``: whether a floating intermediate of that shape in
-    ``fb``'s forward or backward pass (traced once more as a graph, run at its inputs and
-    cotangent) is NaN or Inf there, the evidence that the dtype's range, not its precision,
-    shaped a value (``x * x`` past 65504 in float16 makes ``1 / sqrt(1 + x * x)`` 0). None
-    where the target does not trace."""
+    ``fb``'s backward pass (traced once more as a graph, run at its inputs and cotangent) that
+    the gradients are computed from is NaN or Inf there, the evidence that the dtype's range,
+    not its precision, shaped a gradient (``x * x`` past 65504 in float16 makes ``1 / sqrt(1
+    + x * x)`` 0). Forward intermediates do not count, nor backward ones no gradient is
+    computed from: a ``tf.where`` branch not taken (a Taylor branch's ``(pi x)^2``)
+    overflows harmlessly, and so does its power's gradient for the exponent (``dy y log
+    x``). None where the target does not trace."""
     try:
         traced = _trace(fb.target, fb.args, fb.params, tf.TensorSpec(fb.y64.shape, fb.y_dtype))
         _, _, values = traced(*fb.args, tf.constant(fb.v, fb.y_dtype))
     except Exception:  # noqa: BLE001 - no trace, no evidence
         return None
+    feeding = _ancestors(traced.structured_outputs[1])
     where = np.zeros(shape, dtype=bool)
-    for value in values:
-        value = _as_array(value)
-        if value.shape == shape:
-            where |= ~np.isfinite(value)
+    for tensor, value in zip(traced.structured_outputs[2], values):
+        if tensor.op.name.startswith(_BACKWARD) and tensor.op.name in feeding:
+            value = _as_array(value)
+            if value.shape == shape:
+                where |= ~np.isfinite(value)
     return where
+
+
+def _ancestors(tensors: Sequence) -> set[str]:
+    """The names of the ops ``tensors`` are computed from (theirs included)."""
+    seen: set[str] = set()
+    frontier = [t.op for t in tensors]
+    while frontier:
+        op = frontier.pop()
+        if op.name not in seen:
+            seen.add(op.name)
+            frontier.extend(t.op for t in op.inputs)
+    return seen
+
+
+#: The name scope ``tf.compat.v1.gradients`` puts the backward pass's ops in (a custom
+#: gradient's function included).
+_BACKWARD = "gradients"

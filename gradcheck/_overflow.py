@@ -82,11 +82,16 @@ def true_gradient_overflows(run: Any, pending: Sequence[tuple[Any, np.ndarray]])
     ``VJP / dy`` itself, an intermediate of every chain rule (``log`` at ``x = 1.1e-5`` in
     float16: 1 / x = 89240 overflows though dy / x may fit). Largest, as in the sweep:
     ``max (1 - ANALYTIC_ULPS eps)``, since a value that close may round up to Inf. NaN is
-    never an overflow; a float64 target has no wider twin (``drop_true_overflows`` follows
-    outputs; a gradient is left as it is)."""
+    never an overflow. A float64 target has no wider twin: there an input's derivative is
+    measured by a one-sided difference quotient at a step ``2^-20 |x|`` (exact), in float64
+    as well, which must overflow too or exceed the limit (``1 / x`` at x = 1e-160, whose
+    derivative is 1e320), with the gradient's sign; a gradient Inf where the function's
+    slope is modest gives a modest quotient."""
     verdicts = [False] * len(pending)
-    if not pending or run.dtype == tf.float64 or any(np.isnan(g).any() for _, g in pending):
+    if not pending or any(np.isnan(g).any() for _, g in pending):
         return verdicts
+    if run.dtype == tf.float64:
+        return [_quotient_overflows(run, p, grad) for p, grad in pending]
     weights = [p.weight for p in run.params if p.is_weight]
     try:
         found = run.tgt.float64_reference(run.args, weights, run.y.shape, run.y)
@@ -111,6 +116,28 @@ def true_gradient_overflows(run: Any, pending: Sequence[tuple[Any, np.ndarray]])
     return verdicts
 
 
+def _quotient_overflows(run: Any, p: Any, grad: np.ndarray) -> bool:
+    """For a float64 input ``p`` of the output's shape: whether ``v`` times the difference
+    quotient at each non-finite entry of ``grad`` (moved alone, by ``2^-20 |x|``) exceeds
+    float64's range with the gradient's sign (see :func:`true_gradient_overflows`)."""
+    if p.is_weight or grad.shape != run.y64.shape:
+        return False
+    bad = ~np.isfinite(grad)
+    step = np.where(bad, np.abs(p.value) * 2.0 ** -20, 0.0)
+    if not np.all(step[bad] > 0):
+        return False
+    args = list(run.args)
+    args[p.arg_index] = tf.constant(p.value + step, tf.float64)
+    try:
+        moved = np.asarray(tf.convert_to_tensor(run.tgt(args)), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - not followed: not excused
+        return False
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        slope = run.v * (moved - run.y64) / step
+    limit = float(np.finfo(np.float64).max) * (1 - ANALYTIC_ULPS * machine_eps("float64"))
+    return bool(np.all((np.abs(slope[bad]) > limit) & (np.sign(slope[bad]) == np.sign(grad[bad]))))
+
+
 def honest_infinities(run: Any, pending: Sequence[tuple[Any, np.ndarray]]) -> list[str | None]:
     """For each ``(param, gradient)`` of ``pending`` (step 1's NaN/Inf gradients behind a
     finite output), a note for ``meta["skipped"]`` where its infinite entries are true values:
@@ -121,7 +148,9 @@ def honest_infinities(run: Any, pending: Sequence[tuple[Any, np.ndarray]]) -> li
         bad = ~np.isfinite(grad)
         where = f"{p.label}: its gradient is Inf at {int(bad.sum())} / {bad.size} entries where"
         if overflows:
-            notes.append(f"{where} the same code in float64 exceeds {p.dtype.name}'s range "
+            measured = ("its difference quotient" if run.dtype == tf.float64
+                        else "the same code in float64")
+            notes.append(f"{where} {measured} exceeds {p.dtype.name}'s range "
                          f"({float(p.dtype.max):.6g}): the true value overflows; not compared")
         elif (np.isinf(grad[bad]).all()
               and diverging_at_zero(run, run.params.index(p), bad, True)[bad].all()):

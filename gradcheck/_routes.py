@@ -326,9 +326,10 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
         allowance = shown_allowance(allowance, wrong)
         formula = np.where(wrong.wrong, wrong.exact / s, np.nan)
     overflowed = None
-    if large_terms:
+    if low:  # an overflow's rule wherever the input, whatever the batch's largest |x|
         rejected = unexplained_large_terms(fb, ref, calls.twin, line, lambda g: g[k] * s,
-                                           analytic, verdict, ok & ~settled, calls.entries)
+                                           analytic, verdict, ok & ~settled, calls.entries,
+                                           large_terms)
         ok = ok & ~rejected.bad
         allowance = np.where(rejected.bad, rejected.allowance, allowance)
         overflowed = rejected.overflowed if rejected.overflowed.any() else None

@@ -519,3 +519,54 @@ def test_guard_a_derivative_wrong_only_far_out_is_found_by_the_float64_sweep():
     report = gradcheck.sweep(softplus_halved_far_out, dtype="float64")
     assert report.kinds == ["gradient_mismatch"]
     assert report.findings[0].details["interval"][0] > 1e6
+
+
+def test_a_float64_derivative_past_float64s_range_is_not_a_finding():
+    # 1 / x at 1e-160: the derivative, -1e320, is Inf in float64 as its difference quotient is.
+    report = gradcheck.check(lambda x: 1.0 / x, np.array([1e-160, 0.5]), domain=(0.0, 10.0),
+                             modes=())
+    assert report.ok and "the true value overflows" in report.meta["skipped"][0]
+
+
+@tf.custom_gradient
+def sine_overflowing_gradient(x):
+    """sin, its gradient with a term dy 1e-330 / x^3 that is Inf at x = 1e-160 (and 0 else)."""
+    return tf.sin(x), lambda dy: dy * tf.cos(x) + dy / (x * x * x) * 1e-330
+
+
+def test_guard_a_float64_gradient_infinite_where_the_slope_is_modest_is_a_finding():
+    report = gradcheck.check(sine_overflowing_gradient, np.array([1e-160, 0.5]), modes=())
+    assert report.kinds == ["nonfinite_gradient"]
+
+
+def guarded_sinc(x):
+    """sin(pi x) / (pi x), a Taylor branch below |x| = 1e-2 whose (pi x)^2 overflows float16
+    past |x| = 81 where it is not taken."""
+    small = tf.abs(x) < 1e-2
+    safe = tf.where(small, tf.ones_like(x), x)
+    return tf.where(small, 1.0 - (np.pi * x) ** 2 / 6.0, tf.sin(np.pi * safe) / (np.pi * safe))
+
+
+def test_an_overflow_in_a_branch_not_taken_is_no_evidence_against_a_gradient():
+    # The Inf of (pi x)^2, and of its power's gradient for the exponent, reach no gradient:
+    # float16's rounding of pi x (ulp 4 near 6430) is what flips the derivative's sign.
+    assert gradcheck.check(guarded_sinc, tf.constant([-2047.0], tf.float16)).ok
+
+
+def test_erfinv_next_to_its_declared_end_is_rounding_in_float32():
+    # The steps relative to the distance to 1 make the reference sharp; float32's erfinv is
+    # off by its input's rounding times a condition number of 4e4, and the neighbours that
+    # would measure that rounding lie past 1.
+    x = tf.constant([0.9999989867210388], tf.float32)
+    assert gradcheck.check(tf.math.erfinv, x, domain=(-1.0, 1.0)).ok
+
+
+def test_the_overflow_rule_judges_an_element_whatever_else_is_in_its_batch():
+    # TensorFlow's float16 atan gradient 1 / (1 + u^2) is 0 past |u| = 256 (the derivative
+    # of atan(100 x) at 3 is 1.1e-3): found at x = 3 alone as beside x = 20.
+    def scaled_atan(x):
+        return tf.atan(100.0 * x)
+
+    for x in ([3.0], [3.0, 20.0]):
+        report = gradcheck.check(scaled_atan, tf.constant(x, tf.float16), modes=())
+        assert report.kinds == ["gradient_mismatch"] and "Inf or NaN" in str(report)
