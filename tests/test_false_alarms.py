@@ -506,21 +506,6 @@ def test_sin_at_large_inputs_is_not_a_finding_in_float64():
     assert gradcheck.check(tf.sin, x, modes=()).ok
 
 
-@tf.custom_gradient
-def softplus_halved_far_out(x):
-    """softplus, its derivative halved past x = 1e6."""
-    return tf.nn.softplus(x), lambda dy: dy * tf.where(x > 1e6, 0.5 * tf.ones_like(x),
-                                                       tf.sigmoid(x))
-
-
-def test_guard_a_derivative_wrong_only_far_out_is_found_by_the_float64_sweep():
-    # Beyond |x| = 1/h the sweep set mismatches aside as aliases; a float64 target's are
-    # confirmed at shorter steps now. Hypothesis's (-10, 10) never gets there.
-    report = gradcheck.sweep(softplus_halved_far_out, dtype="float64")
-    assert report.kinds == ["gradient_mismatch"]
-    assert report.findings[0].details["interval"][0] > 1e6
-
-
 def test_a_float64_derivative_past_float64s_range_is_not_a_finding():
     # 1 / x at 1e-160: the derivative, -1e320, is Inf in float64 as its difference quotient is.
     report = gradcheck.check(lambda x: 1.0 / x, np.array([1e-160, 0.5]), domain=(0.0, 10.0),
