@@ -142,7 +142,8 @@ def honest_infinities(run: Any, pending: Sequence[tuple[Any, np.ndarray]]) -> li
     """For each ``(param, gradient)`` of ``pending`` (step 1's NaN/Inf gradients behind a
     finite output), a note for ``meta["skipped"]`` where its infinite entries are true values:
     an overflow (:func:`true_gradient_overflows`), or the derivative's infinite value at an
-    input read as zero (``_singular.diverging_at_zero``); None where they are a finding."""
+    input read as zero or at a declared end (``_singular.diverging_at_zero``); None where
+    they are a finding."""
     notes: list[str | None] = []
     for (p, grad), overflows in zip(pending, true_gradient_overflows(run, pending)):
         bad = ~np.isfinite(grad)
@@ -154,9 +155,9 @@ def honest_infinities(run: Any, pending: Sequence[tuple[Any, np.ndarray]]) -> li
                          f"({float(p.dtype.max):.6g}): the true value overflows; not compared")
         elif (np.isinf(grad[bad]).all()
               and diverging_at_zero(run, run.params.index(p), bad, True)[bad].all()):
-            notes.append(f"{where} it is 0 or subnormal (read as 0) and the function's slope "
-                         f"grows without bound toward it: the true derivative is infinite "
-                         f"there; not compared")
+            notes.append(f"{where} the input is 0, subnormal (read as 0) or an end of the "
+                         f"declared domain, and the function's slope grows without bound "
+                         f"toward it: the true derivative is infinite there; not compared")
         else:
             notes.append(None)
     return notes

@@ -8,9 +8,11 @@ can hold it: by the rule every check follows, overflow of the true value is not 
 that makes an Inf at zero where the function is finite (a custom gradient ``dy / x`` for a
 function smooth at 0) shows in the same test as not diverging.
 
-The test, per entry: the target (in its own dtype) at the input moved by ``h`` toward the
-inside of the domain, for ``h = 10^-1, 10^-2, ...`` down to 16 times the dtype's smallest
-normal number (3 steps in float16, 8 in the wider dtypes). The output's magnitude (for an
+The same holds at an end of a declared domain, where ``asin``'s derivative or ``atanh`` is
+infinite (``asin`` at 1, domain (-1, 1)). The test, per entry: the target (in its own dtype)
+at the point (0, or the end) moved by ``h`` toward the inside of the domain, for ``h = 10^-1,
+10^-2, ...`` down to 16 times the dtype's smallest normal number, or its ulp at the end (3
+steps in float16, 8 in the wider dtypes at 0). The output's magnitude (for an
 infinite output) or the difference quotient's ``|y(x + h) - y(x)| / h`` (for an infinite
 gradient) must grow at every step and by at least a factor 2 over them all: ``log`` grows by
 ``ln 10`` a step, ``sqrt``'s quotient by ``10^(1/2)``, while a function with a finite limit
@@ -27,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from ._arrays import _f64, _smallest_normal
+from ._numerics import machine_eps
 
 
 __all__ = ["diverging_at_zero", "read_as_zero"]
@@ -41,44 +44,62 @@ def read_as_zero(values: np.ndarray, dtype: tf.DType) -> np.ndarray:
 
 
 def diverging_at_zero(run: Any, k: int, entries: np.ndarray, gradient: bool) -> np.ndarray:
-    """Of ``entries`` (bool, of input param ``k``'s shape, the output's), those read as zero
-    where the target diverges toward the input (module docstring): its output, or with
+    """Of ``entries`` (bool, of input param ``k``'s shape, the output's), those read as zero,
+    or at an end of the declared domain (``asin`` at 1, ``atanh`` at -1), where the target
+    diverges toward the input from inside the domain (module docstring): its output, or with
     ``gradient`` its difference quotient. All False where that cannot be followed."""
     p = run.params[k]
-    none = np.zeros(np.shape(entries), dtype=bool)
+    found = np.zeros(np.shape(entries), dtype=bool)
     if p.is_weight or p.value.shape != run.y64.shape:
-        return none
-    entries = entries & read_as_zero(p.value, p.dtype)
-    if not entries.any():
-        return none
-    tiny = _smallest_normal(p.dtype)
-    steps = [10.0 ** -j for j in range(1, 9) if 10.0 ** -j >= 16 * tiny]
+        return found
+    points = [(0.0, entries & read_as_zero(p.value, p.dtype), (1.0, -1.0))]
     domain = getattr(run, "domain", None)
-    for side in (1.0, -1.0):
-        if domain is not None and not all(domain[0] <= side * h <= domain[1]
-                                          for h in (steps[0], steps[-1])):
+    if domain is not None:
+        for end, inward in ((domain[0], 1.0), (domain[1], -1.0)):
+            at = float(np.asarray(end, dtype=p.dtype.as_numpy_dtype))  # as the dtype holds it
+            if at != 0.0:
+                points.append((at, entries & (p.value == at), (inward,)))
+    for point, at, sides in points:
+        if at.any():
+            found |= _diverging(run, k, at, point, sides, domain, gradient)
+    return found
+
+
+def _diverging(run: Any, k: int, entries: np.ndarray, point: float, sides: tuple,
+               domain: Any, gradient: bool) -> np.ndarray:
+    """The test of the module docstring for ``entries``, all at ``point``, from each of
+    ``sides`` (+1: above it) until one can be followed inside the domain."""
+    p = run.params[k]
+    # Steps the dtype can take from the point: 16 of its smallest normals, or of its ulps.
+    floor = 16 * max(_smallest_normal(p.dtype), machine_eps(p.dtype.name) * abs(point))
+    steps = [10.0 ** -j for j in range(1, 9) if 10.0 ** -j >= floor]
+    for side in sides:
+        if not steps or (domain is not None and not all(
+                domain[0] <= point + side * h <= domain[1] for h in (steps[0], steps[-1]))):
             continue
         try:
-            sizes = [_size(run, k, entries, side * h, gradient) for h in steps]
+            sizes = np.stack([_size(run, k, entries, point + side * h, h, gradient)
+                              for h in steps])
         except Exception:  # noqa: BLE001 - the target fails there: not followed
             continue
-        sizes = np.stack(sizes)
         if not np.isfinite(sizes[:, entries]).all():
             continue
         with np.errstate(invalid="ignore", over="ignore"):  # entries not followed: NaN
             grows = np.all(np.diff(sizes, axis=0) > 0, axis=0)
             grows &= sizes[-1] >= _GROWTH * sizes[0]
         return entries & grows
-    return none
+    return np.zeros(np.shape(entries), dtype=bool)
 
 
-def _size(run: Any, k: int, entries: np.ndarray, h: float, gradient: bool) -> np.ndarray:
-    """|y| at the input with ``entries`` moved to ``h`` (``gradient``: |y - y(x)| / |h|)."""
+def _size(run: Any, k: int, entries: np.ndarray, value: float, h: float,
+          gradient: bool) -> np.ndarray:
+    """|y| at the input with ``entries`` moved to ``value`` (``gradient``: |y - y(x)| / h)."""
     p = run.params[k]
-    moved = np.where(entries, h, p.value)
+    moved = np.where(entries, value, p.value)
     args = list(run.args)
     args[p.arg_index] = tf.constant(moved, p.dtype)
     y = _f64(tf.convert_to_tensor(run.tgt(args)))
     if gradient:
-        return np.abs(y - run.y64) / abs(h)
+        return np.abs(y - run.y64) / h
     return np.abs(y)
+

@@ -474,6 +474,29 @@ def test_log_and_sqrt_infinite_at_zero_and_at_subnormals_are_not_findings(dtype)
     assert "the true derivative is infinite there" in report.meta["skipped"][0]
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("target, domain", [(tf.math.asin, (-1.0, 1.0)),
+                                            (tf.math.acos, (-1.0, 1.0)),
+                                            (tf.math.atanh, (-1.0, 1.0)),
+                                            (tf.math.acosh, (1.0, 10.0))])
+def test_a_pole_at_a_declared_domain_end_is_not_a_finding(target, domain, dtype):
+    # Hypothesis draws the ends: asin's derivative and atanh are infinite there.
+    x = np.array([domain[0], 0.5 if domain[0] < 0.5 else 2.0, min(domain[1], 3.0)], dtype)
+    assert gradcheck.check(target, x, domain=domain, modes=()).ok
+
+
+@tf.custom_gradient
+def sine_infinite_at_one(x):
+    """sin, its gradient cos(x) / (1 - x): Inf at x = 1, where sin is smooth."""
+    return tf.sin(x), lambda dy: dy * tf.cos(x) / (1.0 - x)
+
+
+def test_guard_an_infinite_gradient_at_a_domain_end_where_the_function_is_smooth():
+    report = gradcheck.check(sine_infinite_at_one, np.array([1.0, 0.5]), domain=(-1.0, 1.0),
+                             modes=())
+    assert "nonfinite_gradient" in report.kinds
+
+
 @tf.custom_gradient
 def sine_over_sign(x):
     """sin, its derivative cos(x) / sign(x)^2: right but at 0, where it is Inf."""
