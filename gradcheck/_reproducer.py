@@ -24,11 +24,12 @@ _LITERALS = (bool, int, float, str, type(None))
 
 def check_reproducer(tgt: Any, args: Sequence[Any], options: dict[str, Any]) -> str:
     """``gradcheck.check(<target>, tf.constant(...), ..., option=value)``."""
-    import tensorflow as tf
-
     parts = []
     for a in args:
-        values = np.asarray(tf.cast(a, tf.float64) if a.dtype.is_floating else a).tolist()
+        # NumPy's cast, not TensorFlow's: a CPU kernel reads a subnormal as 0 (5e-39 in float32
+        # printed as 0.0, and the reproducer checked another input).
+        values = (np.asarray(a.numpy(), dtype=np.float64) if a.dtype.is_floating
+                  else np.asarray(a)).tolist()
         literal = repr(values) if np.size(values) <= 64 else "..."
         parts.append(f"tf.constant({literal}, tf.{a.dtype.name})")
     return check_call(target_expression(tgt), parts, as_code(options))

@@ -106,3 +106,17 @@ def test_a_fuzzed_activation_with_a_declared_gradient():
                             gradient=lambda x, dy: dy * tf.sigmoid(x))
     assert "gradient=(lambda x, dy: dy * tf.sigmoid(x))" in report.reproducer
     same_again(report)
+
+
+def test_a_subnormal_input_is_printed_as_itself_not_as_zero():
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def wrong_at_tiny(x):
+        return tf.sin(x), lambda dy: dy * 2.0 * tf.cos(x)
+
+    x = tf.constant([5e-39, 1.0], tf.float32)  # 5e-39: a float32 subnormal
+    report = gradcheck.check(wrong_at_tiny, x, modes=())
+    assert not report.ok
+    first = float(report.reproducer.split("tf.constant([", 1)[1].split(",", 1)[0])
+    assert 4e-39 < first < 6e-39, report.reproducer
