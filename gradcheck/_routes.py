@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+import tensorflow as tf
 
 from ._arrays import _abs, _abs_diff, _all_finite, _f64, _index, _signed
 from ._conditioning import explained_by_rounding, unexplained_large_terms
@@ -326,7 +327,7 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
         allowance = shown_allowance(allowance, wrong)
         formula = np.where(wrong.wrong, wrong.exact / s, np.nan)
     overflowed = None
-    if low:  # an overflow's rule wherever the input, whatever the batch's largest |x|
+    if large_terms or (low and fb.dtype == tf.float16):  # overflows: whatever the batch's |x|
         rejected = unexplained_large_terms(fb, ref, calls.twin, line, lambda g: g[k] * s,
                                            analytic, verdict, ok & ~settled, calls.entries,
                                            large_terms)
