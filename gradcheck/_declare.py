@@ -375,6 +375,11 @@ def _check_target(target: Any, kind: str, where: str) -> None:
                             f"factory returning a Layer, got the class {target.__qualname__}, "
                             "which does not subclass keras.layers.Layer")
         return
+    if kerases.is_layer_class(type(target)):  # one instance: every dtype needs its own layer
+        raise TypeError(f"{where}: expected a keras.layers.Layer subclass or a zero-argument "
+                        f"factory returning a Layer, got a Layer instance; decorate its class "
+                        f"(with init={{...}}) or a factory, or check this instance with "
+                        f"gradcheck.fuzz(layer) or gradcheck.check(layer, x)")
     if not callable(target) or _required_parameters(target):
         required = _required_parameters(target) if callable(target) else []
         found = (f"a callable with required parameters {', '.join(required)}" if required

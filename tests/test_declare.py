@@ -270,3 +270,9 @@ def test_importing_declare_does_not_import_tensorflow_or_keras():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_declaring_a_layer_instance_is_a_declaration_error_that_says_what_to_do():
+    # It was accepted as a factory and failed in every item: "missing a required argument".
+    with pytest.raises(TypeError, match="got a Layer instance; decorate its class"):
+        layer(input_shape=(None, 3))(keras.layers.Dense(2))
