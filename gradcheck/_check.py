@@ -39,7 +39,7 @@ from ._modes import check_modes
 from ._numerics import machine_eps, step
 from ._options import CHECK_DEFAULTS, CheckOptions, compared_modes
 from ._overflow import drop_true_overflows, honest_infinities
-from ._singular import diverging_at_zero
+from ._singular import diverging_at_singular_points
 from ._quiet import own_retracing_silenced
 from ._records import Declared, Evaluations, ForwardBackward, Param, Reference
 from ._reference import ReferenceCalls
@@ -509,7 +509,7 @@ class _Run(ReferenceCalls):
             drop_true_overflows(self, bad)
         for k, p in enumerate(self.params):  # infinite at 0, as the target is (_singular.py)
             if bad.any() and np.isinf(self.y64[bad]).all() and p.value.shape == bad.shape:
-                bad &= ~diverging_at_zero(self, k, bad, False)
+                bad &= ~diverging_at_singular_points(self, k, bad, False)
         if bad.any():
             j = int(np.argmax(bad))
             self.add("nonfinite_output",

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from ._conditioning import _gradients
 from ._numerics import ANALYTIC_ULPS, machine_eps
-from ._singular import diverging_at_zero
+from ._singular import diverging_at_singular_points
 
 __all__ = ["drop_true_overflows", "honest_infinities", "overflow_of_true_value",
            "true_gradient_overflows"]
@@ -142,8 +142,8 @@ def honest_infinities(run: Any, pending: Sequence[tuple[Any, np.ndarray]]) -> li
     """For each ``(param, gradient)`` of ``pending`` (step 1's NaN/Inf gradients behind a
     finite output), a note for ``meta["skipped"]`` where its infinite entries are true values:
     an overflow (:func:`true_gradient_overflows`), or the derivative's infinite value at an
-    input read as zero or at a declared end (``_singular.diverging_at_zero``); None where
-    they are a finding."""
+    input read as zero or at a declared end (``_singular.diverging_at_singular_points``);
+    None where they are a finding."""
     notes: list[str | None] = []
     for (p, grad), overflows in zip(pending, true_gradient_overflows(run, pending)):
         bad = ~np.isfinite(grad)
@@ -154,7 +154,7 @@ def honest_infinities(run: Any, pending: Sequence[tuple[Any, np.ndarray]]) -> li
             notes.append(f"{where} {measured} exceeds {p.dtype.name}'s range "
                          f"({float(p.dtype.max):.6g}): the true value overflows; not compared")
         elif (np.isinf(grad[bad]).all()
-              and diverging_at_zero(run, run.params.index(p), bad, True)[bad].all()):
+              and diverging_at_singular_points(run, run.params.index(p), bad, True)[bad].all()):
             notes.append(f"{where} the input is 0, subnormal (read as 0) or an end of the "
                          f"declared domain, and the function's slope grows without bound "
                          f"toward it: the true derivative is infinite there; not compared")

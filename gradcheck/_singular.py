@@ -32,7 +32,7 @@ from ._arrays import _f64, _smallest_normal
 from ._numerics import machine_eps
 
 
-__all__ = ["diverging_at_zero", "read_as_zero"]
+__all__ = ["diverging_at_singular_points", "read_as_zero"]
 
 # The growth, over all the steps, that tells divergence from a converging quotient (above).
 _GROWTH = 2.0
@@ -43,7 +43,8 @@ def read_as_zero(values: np.ndarray, dtype: tf.DType) -> np.ndarray:
     return np.abs(values) < _smallest_normal(dtype)
 
 
-def diverging_at_zero(run: Any, k: int, entries: np.ndarray, gradient: bool) -> np.ndarray:
+def diverging_at_singular_points(run: Any, k: int, entries: np.ndarray,
+                                 gradient: bool) -> np.ndarray:
     """Of ``entries`` (bool, of input param ``k``'s shape, the output's), those read as zero,
     or at an end of the declared domain (``asin`` at 1, ``atanh`` at -1), where the target
     diverges toward the input from inside the domain (module docstring): its output, or with

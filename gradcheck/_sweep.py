@@ -47,7 +47,7 @@ from ._inputs import as_tensors
 from ._numerics import ANALYTIC_ULPS
 from ._options import CheckOptions
 from ._report import KINDS, Finding, Report, distinct_texts
-from ._singular import diverging_at_zero
+from ._singular import diverging_at_singular_points
 from ._sweep_run import SweepRun, stencil
 from ._targets import as_target
 
@@ -326,10 +326,11 @@ class _Sweep:
         out_bad = ~np.isfinite(y)
         code[out_bad] = np.where(fits[out_bad], NONFINITE_OUTPUT, EXCLUDED)
         grad_bad = ~out_bad & ~np.isfinite(grad) if raw is not None else np.zeros(n, bool)
-        # At values read as zero (0, subnormals) an Inf the target diverges toward is its
-        # true value there (_singular.py): log at 0, sqrt's derivative at a subnormal.
-        at_zero = [diverging_at_zero(run, 0, bad, gradient) for bad, gradient in
-                   ((out_bad & np.isinf(y), False), (grad_bad & np.isinf(grad), True))]
+        # At values read as zero (0, subnormals) or at a declared end, an Inf the target
+        # diverges toward is its true value there (_singular.py): log at 0, sqrt's derivative
+        # at a subnormal.
+        singular = [diverging_at_singular_points(run, 0, bad, gradient) for bad, gradient in
+                    ((out_bad & np.isinf(y), False), (grad_bad & np.isinf(grad), True))]
         if raw is not None:  # judge every element; those not clean are set aside below
             run.params[0].grad = np.where(out_bad | grad_bad, 0.0, raw)
             run.set_aside = out_bad | grad_bad
@@ -351,7 +352,7 @@ class _Sweep:
             wrong = (np.isfinite(numerical) & (np.abs(numerical) <= limit) & (chain <= limit)
                      & (derivative <= limit))
             code[grad_bad] = np.where(wrong[grad_bad], NONFINITE_GRADIENT, EXCLUDED)
-        for diverging in at_zero:
+        for diverging in singular:
             code[diverging] = EXCLUDED
         # Where the core's finite differences cannot judge: its samples (steps up to
         # 2h max(1, |x|)) overflow next to the end of the reference dtype's range (float64
