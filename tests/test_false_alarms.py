@@ -578,3 +578,24 @@ def test_the_overflow_rule_judges_an_element_whatever_else_is_in_its_batch():
     for x in ([3.0], [3.0, 20.0]):
         report = gradcheck.check(scaled_atan, tf.constant(x, tf.float16), modes=())
         assert report.kinds == ["gradient_mismatch"] and "Inf or NaN" in str(report)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_a_slowly_diverging_derivative_at_zero_is_its_true_value(dtype):
+    # x^0.98's derivative, 0.98 x^-0.02, is infinite at 0 but its quotient grows by 1.047 a
+    # decade: it never doubled over the steps tried.
+    x = np.array([0.0, 0.5], dtype)
+    assert gradcheck.check(lambda v: v ** 0.98, x, domain=(0.0, 10.0), modes=()).ok
+
+
+@tf.custom_gradient
+def holder_infinite_gradient(x):
+    """x - x^1.1 (derivative 1 at 0+), its gradient Inf at 0 (1 / sign(x)^2)."""
+    return x - x ** 1.1, lambda dy: dy * (1.0 - 1.1 * x ** 0.1) / tf.square(tf.sign(x))
+
+
+def test_guard_a_quotient_that_converges_however_much_it_grows_is_no_divergence():
+    # 1 - h^0.1 grows fourfold from h = 0.1 to 1e-8 while it converges to 1.
+    report = gradcheck.check(holder_infinite_gradient, np.array([0.0, 0.5]), domain=(0.0, 10.0),
+                             modes=())
+    assert report.kinds == ["nonfinite_gradient"]
