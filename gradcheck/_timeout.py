@@ -68,15 +68,19 @@ def time_limit(seconds: float | None) -> Iterator[float | None]:
     if outer_left > 0:
         limit = min(limit, max(outer_left - _OUTER_MARGIN_S, outer_left / 2))
 
+    inside = [True]  # False once the block is left: a late signal then raises nothing
+
     def expire(signum: int, frame: object) -> None:
-        raise TimeLimitExceeded(limit)
+        if inside[0]:
+            raise TimeLimitExceeded(limit)
 
     started = time.monotonic()
     signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, limit, _REPEAT_S)
-    try:
+    try:  # armed inside: a limit that fires at once (1e-9 s) still reaches the disarming
+        signal.setitimer(signal.ITIMER_REAL, limit, _REPEAT_S)
         yield limit
     finally:
+        inside[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, outer_handler)
         if outer_left > 0:  # the outer timer goes on with what it had left

@@ -159,6 +159,16 @@ def test_a_limit_that_fires_inside_hypothesis_is_a_timeout_not_another_finding()
         assert report.kinds == ["timeout"], report
 
 
+def test_a_limit_that_fires_at_once_is_disarmed_when_its_block_is_left():
+    # A limit of 1e-9 s fired before the block's try: the repeating timer was never disarmed
+    # and raised a second later in xdist's reporting (an INTERNALERROR of the suite).
+    with pytest.raises(TimeLimitExceeded):
+        with time_limit(1e-9):
+            time.sleep(0.05)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    time.sleep(1.2)  # a repeat would raise here
+
+
 def test_the_time_limit_options_are_validated_and_shown(pytester):
     project(pytester, "")
     result = pytester.runpytest_inprocess("--gradcheck", "--gradcheck-timeout", "soon")
