@@ -404,12 +404,24 @@ def _differs(found: _Found, where: str, baseline: str, mode: str, what: str, our
               f"{where}, {what} differs at index {idx}: {theirs.flat[j]:.9g} vs "
               f"{ours.flat[j]:.9g} {baseline} (difference "
               f"{abs(theirs.flat[j] - ours.flat[j]):.3g}, tolerance {tol:.3g}); "
-              f"{int(bad.sum())} / {bad.size} entries differ. A Python value frozen at trace "
-              f"time, a Python side effect, or code that branches on tf.executing_eagerly()?",
+              f"{int(bad.sum())} / {bad.size} entries differ. {_causes(theirs.flat[j])}",
               mode=mode, index=list(idx), value=theirs.flat[j], eager=ours.flat[j],
               difference=abs(theirs.flat[j] - ours.flat[j]), tolerance=tol,
               mismatched=int(bad.sum()), total=int(bad.size), **extra)
     return True
+
+
+def _causes(value: float) -> str:
+    """What to suspect where a mode's value differs from eager's: a value it made NaN/Inf
+    (eager's is finite) can be TensorFlow's graph optimizer reordering the arithmetic until
+    an intermediate overflows (a float16 norm's gradient with an unknown batch size)."""
+    usual = ("A Python value frozen at trace time, a Python side effect, or code that "
+             "branches on tf.executing_eagerly()?")
+    if np.isfinite(value):
+        return usual
+    return (f"{usual} Or, where the dtype is short, TensorFlow's graph optimizer computing it "
+            f"in another order in which an intermediate overflows (compute it in float32, or "
+            f"rescale the intermediate).")
 
 
 def _scales_with_eps(found: _Found, mode: str, param_index: int | None,

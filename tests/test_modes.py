@@ -189,3 +189,13 @@ def test_cpu_vs_gpu_is_compared_where_a_gpu_is_visible(monkeypatch):
     assert "/CPU:0" in report.findings[0].message and "/GPU:0" in report.findings[0].message
     assert report.findings[0].details["mode"] == "/CPU:0 vs /GPU:0"
     assert gradcheck.check(swish, x).ok
+
+
+def test_a_mode_that_makes_a_nan_where_eager_is_finite_also_suspects_the_graph_optimizer():
+    # A float16 ScaleNorm's gradient is NaN under tf.function with an unknown batch size
+    # (TensorFlow's arithmetic optimizer reorders it, an intermediate overflows): the message
+    # blamed only the user's Python.
+    from gradcheck._modes import _causes
+
+    assert "graph optimizer" in _causes(float("nan")) and "graph optimizer" in _causes(np.inf)
+    assert "graph optimizer" not in _causes(0.25)
