@@ -41,7 +41,7 @@ from ._mode_sample import ModeSample
 from ._options import DTYPES, check_options
 from ._reproducer import declared_reproducer
 from ._hostile import (blob_of, failure_report, flaky_text, intermittent, nothing_compared,
-                       sweep_failure, timeout_message)
+                       numpy_raising, sweep_failure, timeout_message)
 from ._weight_moves import WeightMoves, weights_code
 from ._report import KINDS, Finding, Report
 from .strategies import inputs_for
@@ -415,6 +415,9 @@ class _Fuzz:
                 report = self.target_failure(inputs, "fails intermittently: "
                                              + flaky_text(flaky))
             blob = blob_of(flaky)
+        except FloatingPointError as exc:  # the target set np.seterr(...="raise")
+            report, inputs, classify = (self.target_failure(self.current, numpy_raising(exc)),
+                                        self.current, False)
         except Exception:  # noqa: BLE001 - Hypothesis's own state, cut by the limit
             if not (left and time.perf_counter() - began >= left):
                 raise

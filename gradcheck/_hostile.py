@@ -88,8 +88,17 @@ def nothing_compared(name: str, checked: int) -> str:
             f"{name} is defined (domain=(low, high))")
 
 
+def numpy_raising(error: BaseException) -> str:
+    """The message of a target that made NumPy raise on floating-point errors."""
+    return (f"set NumPy to raise on floating-point errors (np.seterr), and gradcheck's own "
+            f"arithmetic then raised: {error}; leave NumPy's error handling as it is, or "
+            f"restore it (np.errstate)")
+
+
 def sweep_failure(dtype: str, failed: BaseException) -> str:
     """The message of a target that failed in the sweep's call and nowhere Hypothesis drew."""
+    if isinstance(failed, FloatingPointError):
+        return numpy_raising(failed)
     what = (str(failed).removeprefix("gradcheck: ") if type(failed).__name__ == "_UsageError"
             else f"{type(failed).__name__}: {failed}")
     return (f"failed when called on every {dtype} value of its domain at once (the sweep), "

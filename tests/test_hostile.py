@@ -333,6 +333,24 @@ def test_a_layer_whose_constructor_raises_is_one_line_not_a_traceback(pytester):
     assert "Traceback" not in result.stdout.str() and "_declare.py" not in result.stdout.str()
 
 
+def test_a_target_that_makes_numpy_raise_is_one_finding_not_a_traceback(pytester):
+    project(pytester, """
+        import numpy as np
+
+        @gradcheck.activation(dtypes=("float32",))
+        def raising_numpy(x):
+            np.seterr(all="raise")
+            return tf.sin(x)
+    """)
+    # Enough examples for a drawn value to underflow in gradcheck's own casts.
+    result = pytester.runpytest_inprocess(*FAST, "--gradcheck-max-examples", "60")
+    result.assert_outcomes(passed=2, failed=1)
+    results, _ = outcomes(pytester)
+    finding = results["raising_numpy[float32]"]["findings"][0]
+    assert finding["kind"] == "error" and "np.seterr" in finding["message"]
+    assert "Traceback" not in result.stdout.str()
+
+
 def test_a_target_failing_at_random_is_reported_with_its_input(pytester):
     # Hypothesis seeds `random` per example, so every example meets the same draws and the rate
     # decides which of a check's calls fail: at 0.5 an example's sixth call, a finite-difference
