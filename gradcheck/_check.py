@@ -507,8 +507,8 @@ class _Run(ReferenceCalls):
             bad &= representable
         else:  # no wider reference: follow each Inf from 0 (see _overflow.py)
             drop_true_overflows(self, bad)
-        for k, p in enumerate(self.params):  # infinite at 0, as the target is (_singular.py)
-            if bad.any() and np.isinf(self.y64[bad]).all() and p.value.shape == bad.shape:
+        for k in range(len(self.params)):  # infinite at 0, as the target is (_singular.py)
+            if bad.any() and np.isinf(self.y64[bad]).all():
                 bad &= ~diverging_at_singular_points(self, k, bad, False)
         if bad.any():
             j = int(np.argmax(bad))

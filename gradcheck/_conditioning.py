@@ -48,13 +48,13 @@ import numpy as np
 import tensorflow as tf
 
 from ._arrays import _backward, _f64, _signed
+from ._hints import overflowed_at
 from ._numerics import (ANALYTIC_ULPS, SAFETY, analytic_allowance, beyond_own_rounding,
                         machine_eps)
-from ._hints import overflowed_at
 from ._records import ForwardBackward, Reference
 
-__all__ = ["TwinGradients", "explained_by_rounding", "mode_allowance",
-           "unexplained_large_terms", "LargeTerms"]
+__all__ = ["LargeTerms", "TwinGradients", "explained_by_rounding", "mode_allowance",
+           "overflow_clause", "overflowed", "unexplained_large_terms"]
 
 _NEIGHBOURS = 4  # nearby inputs whose errors must vary as rounding's do (module docstring)
 _WINDOW = 1.0 / 16.0  # their distance, per coordinate: derived in the module docstring
@@ -184,8 +184,9 @@ def unexplained_large_terms(fb: ForwardBackward, ref: Reference, twin: TwinGradi
 def overflowed(fb: ForwardBackward, analytic: np.ndarray, verdict: Any, beyond: np.ndarray,
                s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Of the elements ``beyond`` their own rounding (``unexplained_large_terms``), those whose
-    error an overflow explains: an intermediate of the target's low-precision forward or
-    backward pass is Inf or NaN there (``_hints.overflowed_at``) while the output is finite.
+    error an overflow explains: an intermediate of the target's low-precision backward pass
+    that the gradient is computed from is Inf or NaN there (``_hints.overflowed_at``) while
+    the output is finite.
 
     Rounding of unit-sized terms may zero a derivative up to SAFETY times their allowance
     (0.078 in float16, gelu_tanh's saturated tanh), and so may an intermediate overflowing:
@@ -514,7 +515,7 @@ def _like_rounding(pairs: Sequence[tuple[np.ndarray, np.ndarray]], eps: float) -
 
 def overflow_clause(fb: ForwardBackward) -> str:
     """What an element rejected by :func:`overflowed` adds to its message."""
-    return (f"; an intermediate of the {fb.dtype.name} forward or backward pass is Inf or NaN "
+    return (f"; an intermediate of the {fb.dtype.name} backward pass is Inf or NaN "
             f"at this input (past {fb.dtype.name}'s range, {float(fb.dtype.max):.6g}), while "
             f"the derivative fits it: rewrite that intermediate to stay in range (sqrt(1 + x * "
             f"x) as |x| sqrt(1 + 1 / (x * x)) for large |x|) or compute it in float32")

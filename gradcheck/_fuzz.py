@@ -385,6 +385,10 @@ class _Fuzz:
         blob, classify = None, True
         left = self.timeout and max(self.timeout - (time.perf_counter() - start), 1e-3)
         began = time.perf_counter()
+
+        def limit_cut() -> bool:  # the time limit fired, wherever its exception landed
+            return bool(left) and time.perf_counter() - began >= left
+
         try:
             # gradcheck's report replaces Hypothesis' printed advice ("add @seed(...) to this
             # test": there is no test to add it to); the blob comes from the error's notes.
@@ -403,7 +407,7 @@ class _Fuzz:
             report, inputs = found.report, found.inputs
             blob = blob_of(found)
         except Flaky as flaky:  # the failure did not replay: report the smallest one seen
-            if left and time.perf_counter() - began >= left:  # the limit cut the replay
+            if limit_cut():  # the limit cut the replay
                 report, inputs, classify = *self.timed_out_with_smallest(left), False
             elif self.smallest is not None:
                 report, inputs = self.smallest
@@ -419,7 +423,7 @@ class _Fuzz:
             report, inputs, classify = (self.target_failure(self.current, numpy_raising(exc)),
                                         self.current, False)
         except Exception:  # noqa: BLE001 - Hypothesis's own state, cut by the limit
-            if not (left and time.perf_counter() - began >= left):
+            if not limit_cut():
                 raise
             report, inputs, classify = *self.timed_out_with_smallest(left), False
         else:

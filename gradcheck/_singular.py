@@ -74,7 +74,8 @@ def _diverging(run: Any, k: int, entries: np.ndarray, point: float, sides: tuple
     """The test of the module docstring for ``entries``, all at ``point``, from each of
     ``sides`` (+1: above it) until one can be followed inside the domain."""
     p = run.params[k]
-    # Steps the dtype can take from the point: 16 of its smallest normals, or of its ulps.
+    # Steps the dtype resolves from the point: at least 16 of its smallest normals or of its
+    # ulps there, so that the moved value's own rounding is within 1/16 of the step.
     floor = 16 * max(_smallest_normal(p.dtype), machine_eps(p.dtype.name) * abs(point))
     steps = [10.0 ** -j for j in range(1, 9) if 10.0 ** -j >= floor]
     for side in sides:
