@@ -111,14 +111,25 @@ def run_per_training_mode(tgt: Any, args: Sequence[tf.Tensor], training: bool | 
         run.execute()
         inference = run if not value else None
         how[f"training={value}"] = STRUCTURE_ONLY if overrides.get("structure_only") else FULL
-        if report is None:
-            report = run.report
-        else:
-            report.findings.extend(run.report.findings)
-            report.reproducer = report.reproducer or run.report.reproducer
-            report.reference_dtype = report.reference_dtype or run.report.reference_dtype
+        report = run.report if report is None else _merged(report, run.report, value)
     report.meta["training"] = how
     return report
+
+
+def _merged(inference: Report, training: Report, value: bool) -> Report:
+    """The training=False run's report with the training=True run's findings and what it
+    could not check (its ``skipped`` notes, named by the mode); nothing was compared only
+    where neither run compared anything."""
+    inference.findings.extend(training.findings)
+    inference.reproducer = inference.reproducer or training.reproducer
+    inference.reference_dtype = inference.reference_dtype or training.reference_dtype
+    notes = [f"training={not value}: {note}" for note in inference.meta.get("skipped", [])]
+    notes += [f"training={value}: {note}" for note in training.meta.get("skipped", [])]
+    if notes:
+        inference.meta["skipped"] = notes
+    if not training.meta.get("nothing_compared"):
+        inference.meta.pop("nothing_compared", None)
+    return inference
 
 
 def _same_as(inference: Any, target: TrainingLayerTarget) -> bool:

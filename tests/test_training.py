@@ -87,3 +87,23 @@ def test_layers_that_merely_accept_training_are_not_checked_twice():
     report = gradcheck.check(keras.layers.Dense(3), X, elementwise=False)
     assert report.ok, str(report)
     assert report.meta["training"]["training=True"].startswith("same output and gradient")
+
+
+class LogOnlyInTraining(keras.layers.Layer):
+    """NaN in training mode at negative inputs, where the float64 reference is NaN too."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(), initializer="ones")
+
+    def call(self, inputs, training=False):
+        return tf.math.log(inputs) * self.w if training else inputs * self.w
+
+
+def test_what_the_training_run_could_not_compare_is_said_in_the_merged_report():
+    x = np.array([[-1.0, 2.0], [3.0, -4.0]], np.float32)
+    report = gradcheck.check(LogOnlyInTraining(), x, modes=())
+    assert report.ok and report.meta["training"]["training=True"] == "checked fully"
+    assert [note.split(":")[0] for note in report.meta["skipped"]] == ["training=True"]
+    assert "not checked: training=True: no gradient compared" in str(report)
+    alone = gradcheck.check(LogOnlyInTraining(), x, training=True, modes=())
+    assert alone.meta["skipped"][0].startswith("no gradient compared")
