@@ -34,7 +34,7 @@ from hypothesis.reporting import with_reporter
 
 from ._arrays import _digest, _seed_of, _shapes
 from ._declare import Registered
-from ._fuzz_target import dtype_arg, resolve_target
+from ._fuzz_target import dtype_arg, fitted_to_instance, resolve_target
 from ._global_state import restored_global_state
 from ._hypothesis_run import hypothesis_test, seed_used
 from ._mode_sample import ModeSample
@@ -269,6 +269,8 @@ class _Fuzz:
         from ._check import _UsageError
 
         self.examples += 1
+        if self.instance is not None:  # at the feature shape it is built for
+            inputs = fitted_to_instance(self.instance, inputs)
         compare = self.modes.wanted(inputs)  # see _mode_sample.py
         # Hypothesis draws the very same arrays again (8-24% of an item's examples here).
         # Without state, a check is a function of its input (its seed too), so an input that

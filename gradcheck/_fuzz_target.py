@@ -5,13 +5,15 @@ TensorFlow-free and Hypothesis-free: the plot resolves its targets here too."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 from . import _kerases as kerases
 from ._declare import OPTIONS, Declaration, Registered, registry
 from ._options import dtype as dtype_name
 
-__all__ = ["resolve_target", "dtype_arg", "is_layer_instance", "name_of"]
+__all__ = ["resolve_target", "dtype_arg", "is_layer_instance", "name_of", "fitted_to_instance"]
 
 
 def resolve_target(target: Any, options: dict[str, Any], caller: str = "gradcheck.fuzz",
@@ -68,3 +70,23 @@ def name_of(target: Any) -> str:
         if isinstance(name, str):
             return name
     return type(target).__name__
+
+
+def fitted_to_instance(instance: Any, inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """``inputs`` for a built layer instance: the first input refit (``np.resize``: its values
+    repeated, the batch axis as drawn) to the feature axes the layer was built for. A model
+    feeds one instance one feature shape: a Dense built for 2 features raises at 1, and a
+    layer that broadcasts its per-feature weight over 1 feature computes what no model asks
+    of it. (A declared class or factory is built anew per feature shape instead.) An instance
+    not built yet is built by the first input it is checked at."""
+    inputs = tuple(inputs)
+    features = kerases.built_feature_shape(instance)
+    x = inputs[0] if inputs else None
+    if features is None or x is None or not x.ndim:
+        return inputs
+    same_rank = x.ndim - 1 == len(features)
+    if same_rank and all(f is None or f == s for f, s in zip(features, x.shape[1:])):
+        return inputs
+    sides = [f if f is not None else (x.shape[1 + i] if same_rank else 1)
+             for i, f in enumerate(features)]
+    return (np.resize(x, (x.shape[0], *sides)), *inputs[1:])

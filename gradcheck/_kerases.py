@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator
 from ._options import DTYPES
 
 __all__ = ["imported", "keras_of", "is_layer", "is_layer_class", "is_lambda", "autocasts",
-           "dtype_scope"]
+           "built_feature_shape", "dtype_scope"]
 
 #: The top-level modules of the Kerases gradcheck knows: Keras 3, then Keras 2 (tf-keras).
 MODULES = ("keras", "tf_keras")
@@ -62,6 +62,25 @@ def is_lambda(obj: Any) -> bool:
     module = keras_of(obj)
     lambda_type = getattr(getattr(module, "layers", None), "Lambda", None)
     return isinstance(lambda_type, type) and isinstance(obj, lambda_type)
+
+
+def built_feature_shape(layer: Any) -> tuple[int | None, ...] | None:
+    """The feature axes (all but the batch axis) of the one input a built layer was built
+    for: Keras 3 keeps its build's shapes by argument name, tf-keras its input shape. None
+    where the layer is not built, took several inputs, or its Keras does not say."""
+    if not getattr(layer, "built", False):
+        return None
+    shapes = getattr(layer, "_build_shapes_dict", None)  # Keras 3
+    if isinstance(shapes, dict):
+        shape = next(iter(shapes.values())) if len(shapes) == 1 else None
+    else:
+        shape = getattr(layer, "_build_input_shape", None)  # tf-keras
+        shape = shape.as_list() if hasattr(shape, "as_list") and shape.rank is not None \
+            else shape
+    if not isinstance(shape, (tuple, list)) or len(shape) < 2 \
+            or not all(s is None or isinstance(s, int) for s in shape):
+        return None
+    return tuple(shape[1:])
 
 
 def autocasts(layer: Any) -> bool:

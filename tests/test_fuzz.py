@@ -190,6 +190,65 @@ def test_moved_weights_leave_a_correct_layer_passing_and_an_instance_as_it_was()
     assert float(layer.scale.numpy()) == 0.75
 
 
+class FeatureScale(keras.layers.Layer):
+    """x w with one weight per feature; ``stale``: the gradient for x forgets w past x = 1."""
+
+    def __init__(self, stale=False, **kwargs):
+        super().__init__(**kwargs)
+        self.stale = stale
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="w")
+
+    def call(self, x):
+        stale = self.stale
+
+        @tf.custom_gradient
+        def scale(x, w):
+            def grad(dy):
+                dx = dy * w if not stale else tf.where(x > 1.0, dy, dy * w)
+                return dx, tf.reduce_sum(dy * x, axis=0)
+            return x * w, grad
+
+        return scale(x, tf.convert_to_tensor(self.w))
+
+
+class AnyShape(keras.layers.Layer):
+    """No weight whose shape comes from the input: it runs at every feature shape."""
+
+    shapes: ClassVar[list] = []
+
+    def call(self, x):
+        AnyShape.shapes.append(tuple(x.shape))
+        return tf.tanh(x)
+
+
+@pytest.mark.parametrize("make", [lambda: keras.layers.Dense(3), lambda: FeatureScale()])
+def test_a_built_layer_instance_is_fuzzed_at_the_feature_shape_it_was_built_for(make):
+    layer = make()
+    layer.build((None, 2))
+    report = fuzz(layer, dtype="float32", max_examples=30, hypothesis_seed=2)
+    assert report.ok, str(report)  # not a shape_mismatch for features it was never built for
+    assert report.meta["examples"] >= 20
+
+
+def test_a_built_instance_with_a_wrong_gradient_is_still_found_at_its_shape():
+    layer = FeatureScale(stale=True)
+    layer.build((None, 2))
+    layer.w.assign([3.0, -0.5])
+    report = fuzz(layer, dtype="float32", max_examples=50, hypothesis_seed=3)
+    assert report.kinds == ["gradient_mismatch"], str(report)
+    assert np.asarray(report.findings[0].inputs["inputs"]).shape[1:] == (2,)
+
+
+def test_an_instance_not_built_yet_keeps_the_feature_shape_of_its_first_input():
+    layer = AnyShape()
+    AnyShape.shapes.clear()
+    assert fuzz(layer, dtype="float32", max_examples=30, hypothesis_seed=4).ok
+    assert len({s[0] for s in AnyShape.shapes}) > 1  # batch sizes are still drawn
+    assert {s[1:] for s in AnyShape.shapes} == {AnyShape.shapes[0][1:]}
+
+
 class SoftplusGate(keras.layers.Layer):
     """x softplus(g), g initialized at 0; ``abs_sigmoid``: the gradient for g takes the
     sigmoid of |g| (a "stable" sigmoid that forgot the sign), right for g >= 0 only."""

@@ -206,3 +206,10 @@ def test_a_tf_keras_layer_is_plotted(tmp_path):
                                         path=tmp_path / "prelu.png")
     assert (tmp_path / "prelu.png").stat().st_size > 0
     assert figure.axes
+
+
+def test_a_built_tf_keras_instance_is_fuzzed_at_its_build_shape():
+    layer = tf_keras.layers.Dense(3)
+    layer.build((None, 4))
+    report = gradcheck.fuzz(layer, dtype="float32", max_examples=15, hypothesis_seed=1)
+    assert report.ok, str(report)
