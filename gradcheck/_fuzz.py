@@ -581,6 +581,8 @@ class _Fuzz:
                                                 _seed_of(inputs))
             except Exception:  # noqa: BLE001 - the layer fails to build: nothing was moved
                 moved = None
+            if moved is None and self.instance is not None:  # its own, not a fresh layer's
+                moved = self.instance.get_weights() or None
             weights = None if moved is None else weights_code(moved)
         return declared_reproducer(self.entry, self.instance, self.dtype, inputs, options,
                                    weights)

@@ -4,8 +4,9 @@ They assume what a test module has imported: ``gradcheck``, ``numpy as np``, ``t
 tf``, ``keras`` and the target's own module namespace (the target, its gradient= function).
 A Keras layer is written as a constructor call in the checked dtype (a class is no target):
 ``MyLayer(units=3, dtype='float16')``, with the constructor arguments its ``get_config()``
-reports that are plain literals; its weights are initialized afresh, or, where fuzzing moved
-them (``_weight_moves``), set to the moved values after a first call builds the layer.
+reports that are plain literals; a check()'s layer is given the weights it was checked with,
+and a fuzzed one, where fuzzing moved them (``_weight_moves``), the moved values, after a
+first call builds the layer.
 """
 
 from __future__ import annotations
@@ -16,23 +17,37 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._options import Expression, check_call
+from ._weight_moves import weights_code
 
 __all__ = ["check_reproducer", "declared_reproducer", "as_code", "layer_expression"]
 
 _LITERALS = (bool, int, float, str, type(None))
 
 
+#: Inputs and weights longer than this many numbers are written as ``...``.
+_MOST_SHOWN = 64
+
+
 def check_reproducer(tgt: Any, args: Sequence[Any], options: dict[str, Any]) -> str:
-    """``gradcheck.check(<target>, tf.constant(...), ..., option=value)``."""
+    """``gradcheck.check(<target>, tf.constant(...), ..., option=value)``; a layer with
+    weights is built on the inputs first and given the weights it was checked with (a fresh
+    one draws its own: a wrong gradient at a weight of 3 is not one at 1)."""
     parts = []
     for a in args:
         # NumPy's cast, not TensorFlow's: a CPU kernel reads a subnormal as 0 (5e-39 in float32
         # printed as 0.0, and the reproducer checked another input).
         values = (np.asarray(a.numpy(), dtype=np.float64) if a.dtype.is_floating
                   else np.asarray(a)).tolist()
-        literal = repr(values) if np.size(values) <= 64 else "..."
+        literal = repr(values) if np.size(values) <= _MOST_SHOWN else "..."
         parts.append(f"tf.constant({literal}, tf.{a.dtype.name})")
-    return check_call(target_expression(tgt), parts, as_code(options))
+    layer = getattr(tgt, "layer", None)
+    weights = layer.get_weights() if layer is not None else []
+    if not weights or not parts:
+        return check_call(target_expression(tgt), parts, as_code(options))
+    shown = weights_code(weights) if sum(w.size for w in weights) <= 4 * _MOST_SHOWN else "..."
+    names = ["x", *parts[1:]]
+    return (f"x = {parts[0]}; layer = {target_expression(tgt)}; layer({', '.join(names)}); "
+            f"layer.set_weights({shown}); " + check_call("layer", names, as_code(options)))
 
 
 def as_code(options: dict[str, Any]) -> dict[str, Any]:

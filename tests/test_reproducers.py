@@ -120,3 +120,43 @@ def test_a_subnormal_input_is_printed_as_itself_not_as_zero():
     assert not report.ok
     first = float(report.reproducer.split("tf.constant([", 1)[1].split(",", 1)[0])
     assert 4e-39 < first < 6e-39, report.reproducer
+
+
+@tf.custom_gradient
+def _gated(x, w):
+    def grad(dy):
+        d = 1 - tf.tanh(x * w) ** 2
+        return tf.where(x * w > 1.0, dy * d, dy * d * w), tf.reduce_sum(dy * d * x, axis=0)
+    return tf.tanh(x * w), grad
+
+
+class GatedTanh(keras.layers.Layer):
+    """tanh(w x), a weight per feature; the gradient for x forgets w where w x > 1, which a
+    weight of 1 (the initial one) never shows."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="w")
+
+    def call(self, inputs):
+        return _gated(inputs, tf.convert_to_tensor(self.w))
+
+
+def test_check_of_a_layer_instance_gives_it_the_weights_it_was_checked_with():
+    layer, x = GatedTanh(), (0.4 * X).astype(np.float32)
+    layer.build(x.shape)
+    assert gradcheck.check(layer, x, modes=()).ok  # as a fresh layer: w = 1
+    layer.w.assign([3.0, -2.0, 4.0])
+    report = gradcheck.check(layer, x, modes=())
+    assert "layer.set_weights([np.array([3.0, -2.0, 4.0])])" in report.reproducer
+    same_again(report)
+
+
+def test_a_fuzzed_instance_is_given_its_own_weights_where_none_were_moved():
+    layer = GatedTanh()
+    layer.build((None, 3))
+    layer.w.assign([3.0, -2.0, 4.0])
+    report = gradcheck.fuzz(layer, dtype="float32", max_examples=30, modes=(),
+                            hypothesis_seed=0)
+    assert report.kinds == ["gradient_mismatch"], str(report)
+    assert "layer.set_weights(" in report.reproducer
+    same_again(report)
