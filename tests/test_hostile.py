@@ -343,7 +343,8 @@ def test_a_target_that_makes_numpy_raise_is_one_finding_not_a_traceback(pytester
             return tf.sin(x)
     """)
     # Enough examples for a drawn value to underflow in gradcheck's own casts.
-    result = pytester.runpytest_inprocess(*FAST, "--gradcheck-max-examples", "60")
+    result = pytester.runpytest_inprocess(*FAST, "--gradcheck-max-examples", "60",
+                                          "--hypothesis-seed", "0")  # a seed that draws one
     result.assert_outcomes(passed=2, failed=1)
     results, _ = outcomes(pytester)
     finding = results["raising_numpy[float32]"]["findings"][0]
