@@ -529,6 +529,35 @@ def test_sin_at_large_inputs_is_not_a_finding_in_float64():
     assert gradcheck.check(tf.sin, x, modes=()).ok
 
 
+@tf.custom_gradient
+def sine_scaled_gradient(x):
+    return tf.sin(x), lambda dy: dy * tf.cos(x) * 1.05
+
+
+@tf.custom_gradient
+def sine_negated_gradient(x):
+    return tf.sin(x), lambda dy: -dy * tf.cos(x)
+
+
+# In float32 the step max(1, |x|) h over the float64 reference is 3 to 60 at these inputs,
+# about a period of sin: its difference quotients at h and 2h come out of equal size and
+# opposite signs (526600), or pass the first test as a kink that the large-terms rule then
+# rejects (844753). Shorter steps resolve the derivative; there they may settle a pass.
+SINE_FAR_OUT = [844753.0, 526600.0, 1e7]
+
+
+@pytest.mark.parametrize("x", SINE_FAR_OUT)
+def test_sin_where_the_step_spans_a_period_is_not_a_finding_in_float32(x):
+    assert gradcheck.check(tf.sin, np.array([x], np.float32), modes=()).ok
+
+
+@pytest.mark.parametrize("target", [sine_scaled_gradient, sine_negated_gradient])
+@pytest.mark.parametrize("x", SINE_FAR_OUT)
+def test_guard_a_wrong_sine_gradient_where_the_step_spans_a_period_is_still_found(target, x):
+    report = gradcheck.check(target, np.array([x], np.float32), modes=())
+    assert report.kinds == ["gradient_mismatch"], str(report)
+
+
 def test_a_float64_derivative_past_float64s_range_is_not_a_finding():
     # 1 / x at 1e-160: the derivative, -1e320, is Inf in float64 as its difference quotient is.
     report = gradcheck.check(lambda x: 1.0 / x, np.array([1e-160, 0.5]), domain=(0.0, 10.0),
