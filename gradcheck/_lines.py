@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ._arrays import _smallest_normal
 from ._numerics import ANALYTIC_ULPS, SAFETY, LineVerdict, machine_eps
 from ._records import Evaluations, ForwardBackward, Reference
 
@@ -140,8 +141,11 @@ def refined(fb: ForwardBackward, ref: Reference, calls: Evaluations, u: dict[int
     todo = ~verdict.ok
     if passes_only is None:
         passes_only = np.zeros_like(todo)
+    per_element = axes == () and not directional and len(u) == 1
     if low_precision(fb, ref):
         chaotic = todo & ~_resolved(phi, ref.h, rounding)
+        if per_element:
+            chaotic |= todo & _across_zero(fb, u, ref.h)
         todo &= _unresolved(phi, ref.h, rounding) | _one_sided(phi)
         passes_only = passes_only | (chaotic & ~todo)
     todo = todo | passes_only
@@ -153,6 +157,8 @@ def refined(fb: ForwardBackward, ref: Reference, calls: Evaluations, u: dict[int
         again = {t: np.asarray((fb.v * f).sum(axis=axes))
                  for t, f in calls.samples(u, step=step).items()}
         resolved = todo & _resolved(again, step, rounding)
+        if per_element:  # samples across 0, where log and sqrt are singular, resolve nothing
+            resolved &= ~_across_zero(fb, u, step)
         new = ref.judge(again, analytic, rounding, allowance, directional=directional,
                         step=step) if resolved.any() else None
         if before is not None and new is not None:
@@ -171,7 +177,75 @@ def refined(fb: ForwardBackward, ref: Reference, calls: Evaluations, u: dict[int
             settled |= confirmed
             todo = todo & ~confirmed
         before = (resolved, new) if new is not None else None
+    if todo.any() and per_element:
+        verdict, near_zero = _relative_levels(fb, ref, calls, u, todo, analytic, rounding,
+                                              allowance, verdict)
+        settled |= near_zero
     return verdict, settled
+
+
+def _across_zero(fb: ForwardBackward, u: dict[int, np.ndarray], step: float) -> np.ndarray:
+    """Per element of the one param of ``u``: where samples up to 2 ``step`` along it reach
+    0 or beyond from a nonzero x."""
+    (k, s), = u.items()
+    x = np.abs(np.asarray(fb.params[k].value, dtype=float))
+    return (x > 0) & (x <= 2 * step * np.abs(s))
+
+
+#: Steps relative to |x| itself, for elements with 0 < |x| < 1 that the ladder above left
+#: unsettled: h |x| and 1000 times shorter.
+RELATIVE_LEVELS = (1.0, 1e-3)
+
+
+def _relative_levels(fb: ForwardBackward, ref: Reference, calls: Evaluations,
+                     u: dict[int, np.ndarray], todo: np.ndarray, analytic: np.ndarray,
+                     rounding: Any, allowance: Any, verdict: LineVerdict
+                     ) -> tuple[LineVerdict, np.ndarray]:
+    """Per element, where 0 < |x| < 1 and the line is not settled: the steps of
+    :data:`RELATIVE_LEVELS` times h |x| (not h max(1, |x|)), which may settle a pass only.
+    A function whose own scale at x is |x| (log and the derivative of sqrt toward 0: a
+    double-where ``log`` at 1e-14, whose step of 6e-6 straddles 0 and whose ladder ends at
+    6e-18) is resolved only by steps shorter than |x|; a step that short resolves nothing
+    where phi's differences do not stand out of its rounding (``_resolved``), so a
+    derivative too small to show there is not passed by it."""
+    (k, s), = u.items()
+    signed = np.asarray(fb.params[k].value, dtype=float)
+    x = np.abs(signed)
+    todo = todo & (x > 0) & (x < s)
+    settled = np.zeros(np.shape(todo), dtype=bool)
+    if not todo.any():
+        return verdict, settled
+    along = np.where(todo, signed, s)  # t < 0 moves toward 0
+    ratio = along / s  # analytic and allowance are along s; along ``along`` they scale so
+    # An evaluation near 0 rounds by eps of the values it is made of, not of max(1, |F|): F
+    # itself and the moved input's share x g (sqrt at 1e-300 is 1e-150). Where cancelling
+    # intermediates round by more (exp(x) - 1), the differences are noise against this
+    # bound and the levels disagree: short of rounding, a level only settles nothing.
+    rounding = np.where(todo, ref.eps_ref * np.abs(fb.v) * (np.abs(ref.f0) + x * np.abs(
+        analytic / s)), rounding)
+    levels = []
+    for factor in RELATIVE_LEVELS:
+        step = ref.h * factor
+        phi = {t: np.asarray(fb.v * f) for t, f in calls.samples({k: along}, step=step).items()}
+        # Toward 0, samples below the smallest normal are read as 0 (a singular point):
+        # forward differences there (at the smallest normals of float64 itself).
+        below = todo & (x * (1 - 2 * step) < _smallest_normal(ref.dtype))
+        for t in (-2, -1):
+            phi[t] = np.where(below, np.nan, phi[t])
+        resolved = todo & _resolved(phi, step, rounding)
+        levels.append((resolved, ref.judge(phi, analytic * ratio, rounding,
+                                           allowance * np.abs(ratio), directional=False,
+                                           step=step)))
+    (first, longer), (second, shorter) = levels
+    with np.errstate(invalid="ignore"):
+        settled = (first & second & longer.ok & shorter.ok
+                   & (np.abs(shorter.numerical - longer.numerical)
+                      <= shorter.bound + longer.bound))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        numerical, bound = shorter.numerical / ratio, shorter.bound / np.abs(ratio)
+    return replace(verdict, ok=verdict.ok | settled,
+                   numerical=np.where(settled, numerical, verdict.numerical),
+                   bound=np.where(settled, bound, verdict.bound)), settled
 
 
 def _one_sided(phi: Mapping[int, np.ndarray]) -> np.ndarray:
@@ -208,10 +282,13 @@ def _same_direction(phi: Mapping[int, np.ndarray]) -> np.ndarray:
     give them equal sizes and opposite signs (sin over about a period: sin(h)/h at h = 3.2
     and 6.4 is -0.018 and +0.018), which resolves nothing."""
     m2, m1, z, p1, p2 = (np.asarray(phi[k], dtype=float) for k in (-2, -1, 0, 1, 2))
+    def agree(a, b):  # signs, not a product: differences of 1e-161 multiply to 0
+        return (np.sign(a) == np.sign(b)) & (a != 0)
+
     with np.errstate(invalid="ignore", over="ignore"):
-        central = (p1 - m1) * (p2 - m2) > 0
-        forward = (p1 - z) * (p2 - z) > 0
-        backward = (z - m1) * (z - m2) > 0
+        central = agree(p1 - m1, p2 - m2)
+        forward = agree(p1 - z, p2 - z)
+        backward = agree(z - m1, z - m2)
         both = np.isfinite(p1 - m1) & np.isfinite(p2 - m2)
         ahead = np.isfinite(p1) & np.isfinite(p2)
     return np.where(both, central, np.where(ahead, forward, backward))

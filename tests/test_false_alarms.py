@@ -628,3 +628,51 @@ def test_guard_a_quotient_that_converges_however_much_it_grows_is_no_divergence(
     report = gradcheck.check(holder_infinite_gradient, np.array([0.0, 0.5]), domain=(0.0, 10.0),
                              modes=())
     assert report.kinds == ["nonfinite_gradient"]
+
+
+def double_where_log(x):
+    """log for x > 0, 0 elsewhere, the tf.where NaN trap avoided (NUMERICS.md's pattern)."""
+    positive = x > 0
+    return tf.where(positive, tf.math.log(tf.where(positive, x, tf.ones_like(x))),
+                    tf.zeros_like(x))
+
+
+def double_where_sqrt(x):
+    positive = x > 0
+    return tf.where(positive, tf.sqrt(tf.where(positive, x, tf.ones_like(x))), tf.zeros_like(x))
+
+
+def log_abs(x):
+    return tf.math.log(tf.abs(x))
+
+
+@tf.custom_gradient
+def sqrt_wrong_near_zero(x):
+    """sqrt whose gradient doubles below x = 1e-10."""
+    def grad(dy):
+        return dy * 0.5 / tf.sqrt(x) * tf.where(x < 1e-10, 2 * tf.ones_like(x), tf.ones_like(x))
+    return tf.sqrt(x), grad
+
+
+# Steps of h max(1, |x|) straddle 0 at these x, where each function is singular, and the
+# shorter ones down to 1e-12 h still do: steps relative to |x| resolve the derivative.
+NEAR_ZERO = {"float64": [1e-14, 3e-20, -1e-15, 1e-300, 2.2250738585072014e-308],
+             "float32": [1e-14, 3e-20, -1e-15, 1e-37, 1.17549435e-38]}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("target", [double_where_log, double_where_sqrt, log_abs])
+def test_functions_singular_at_zero_are_no_finding_next_to_it(target, dtype):
+    x = np.array(NEAR_ZERO[dtype], dtype)
+    if target is double_where_sqrt:
+        x = np.abs(x)
+    assert gradcheck.check(target, x, modes=()).ok
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_guard_a_wrong_derivative_next_to_zero_is_still_found(dtype):
+    x = np.abs(np.array(NEAR_ZERO[dtype], dtype))
+    report = gradcheck.check(sqrt_wrong_near_zero, x, modes=())
+    assert report.kinds == ["gradient_mismatch"], str(report)
+    assert gradcheck.check(sqrt_wrong_near_zero, np.array([1e-9, 0.3, 4.0], dtype),
+                           modes=()).ok
