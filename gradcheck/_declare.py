@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Mapping
 
 from . import _kerases as kerases
@@ -317,6 +317,17 @@ def _add(entry: Registered) -> None:
             f"module {entry.module!r} declares two different targets named {entry.name!r} "
             f"(lines {old.lineno} and {entry.lineno}); each needs its own name to get its own "
             "test id: wrap one in a def with a distinct name")
+    if old is not None and old.target is not entry.target \
+            and old._namespace is entry._namespace and "<" in entry.name:
+        # A factory or a loop declaring one target per call (make.<locals>.act, a <lambda>),
+        # all at one line with one __qualname__: each keeps its item (act, act#2, ...) rather
+        # than the last replacing the others unseen. (A module run again, importlib.reload
+        # in the same namespace, replaces its module-level targets.)
+        count = 2
+        while (entry.module, f"{entry.name}#{count}") in _REGISTRY:
+            count += 1
+        entry = replace(entry, name=f"{entry.name}#{count}")
+        key = (entry.module, entry.name)
     _REGISTRY[key] = entry
 
 

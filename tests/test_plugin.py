@@ -114,6 +114,29 @@ def test_a_decorator_applied_to_another_modules_function_is_collected_where_appl
     assert collected(result) == ["checks.py::softplus[float64]"]
 
 
+def test_targets_a_factory_declares_at_one_line_each_get_an_item(pytester):
+    # All share one line and one __qualname__: the last replaced the others unseen, and a
+    # wrong gradient declared first was never checked ("2 passed" for 3 declarations).
+    pytester.makepyfile(factory="""
+        import tensorflow as tf
+        import gradcheck
+
+        def make(scale):
+            @gradcheck.activation(dtypes=("float64",))
+            @tf.custom_gradient
+            def act(x):
+                return tf.sin(x), lambda dy: scale * dy * tf.cos(x)
+            return act
+
+        wrong, right = make(3.0), make(1.0)
+    """)
+    result = pytester.runpytest_inprocess(*SMALL, "-q")
+    assert collected(pytester.runpytest_inprocess("--gradcheck", "--collect-only", "-q")) == [
+        "factory.py::make.<locals>.act[float64]", "factory.py::make.<locals>.act#2[float64]"]
+    result.assert_outcomes(passed=1, failed=1)
+    assert "make.<locals>.act[float64]" in result.stdout.str().split("FAILED")[-1]
+
+
 def test_a_module_reimported_without_declarations_yields_no_items(acts):
     acts.runpytest_inprocess("--gradcheck", "--collect-only", "-q")  # registers acts' targets
     acts.makepyfile(acts="# the declarations were removed\n")
