@@ -39,7 +39,7 @@ from ._modes import check_modes
 from ._numerics import machine_eps, step
 from ._options import CHECK_DEFAULTS, CheckOptions, compared_modes
 from ._overflow import drop_true_overflows, honest_infinities
-from ._singular import diverging_at_singular_points
+from ._singular import diverging_at_singular_points, nan_where_defined
 from ._quiet import own_retracing_silenced
 from ._records import Declared, Evaluations, ForwardBackward, Param, Reference
 from ._reference import ReferenceCalls
@@ -504,7 +504,7 @@ class _Run(ReferenceCalls):
         # Overflow of a value the dtype cannot hold is not a bug; one it can hold is.
         representable = np.isfinite(self.f0) & (np.abs(self.f0) <= float(self.dtype.max))
         if self.low_precision:
-            bad &= representable
+            bad &= representable | nan_where_defined(self, bad & np.isnan(self.f0))
         else:  # no wider reference: follow each Inf from 0 (see _overflow.py)
             drop_true_overflows(self, bad)
         for k in range(len(self.params)):  # infinite at 0, as the target is (_singular.py)
@@ -512,11 +512,15 @@ class _Run(ReferenceCalls):
                 bad &= ~diverging_at_singular_points(self, k, bad, False)
         if bad.any():
             j = int(np.argmax(bad))
+            why = " (overflow in an intermediate?)" if self.low_precision else ""
+            if self.low_precision and np.isnan(self.f0.flat[j]):  # nan_where_defined's
+                why = (" too, the same formula: the input is inside the declared domain, or "
+                       "the function has a finite limit there (a 0/0 or Inf - Inf, as "
+                       "sin(x) / x at 0); compute that point apart, e.g. with tf.where")
             self.add("nonfinite_output",
                      f"output is {self.y64.flat[j]} at index {_index(j, self.y64.shape)} for a "
                      f"finite input ({int(bad.sum())} / {bad.size} entries); the "
-                     f"{self.ref_dtype.name} reference there is {self.f0.flat[j]:.6g}"
-                     + (" (overflow in an intermediate?)" if self.low_precision else ""),
+                     f"{self.ref_dtype.name} reference there is {self.f0.flat[j]:.6g}" + why,
                      index=list(_index(j, self.y64.shape)), count=int(bad.sum()),
                      reference=self.f0.flat[j], **self._at_output(j))
 

@@ -34,7 +34,8 @@ import tensorflow as tf
 from ._arrays import _f64, _smallest_normal
 from ._numerics import machine_eps
 
-__all__ = ["diverging_at_singular_points", "read_as_zero"]
+__all__ = ["diverging_at_singular_points", "finite_limit", "nan_where_defined",
+           "read_as_zero"]
 
 # How much the rises may shrink from the first step to the last and still tell a divergence
 # from a converging quotient (above).
@@ -108,3 +109,65 @@ def _size(run: Any, k: int, entries: np.ndarray, value: float, h: float,
         return np.abs(y - run.y64) / h
     return np.abs(y)
 
+
+
+#: Steps toward a NaN output's input, relative to max(1, |x|), at which the reference is
+#: followed (``finite_limit``).
+_LIMIT_STEPS = tuple(10.0 ** -j for j in range(2, 8))
+
+
+def finite_limit(run: Any, k: int, entries: np.ndarray) -> np.ndarray:
+    """Of ``entries`` (bool, of input param ``k``'s shape, the output's) whose output is NaN,
+    those where the function has one finite limit: followed in the reference at the steps
+    :data:`_LIMIT_STEPS` from both sides (from inside only at an end of the declared
+    domain), every value is finite, each side's changes shrink by more than half from the
+    first step to the last (or vanish), and the two sides end within those changes and a
+    few roundings of each other. A NaN there is a 0/0 or an Inf - Inf of the formula
+    (``sin(x) / x`` at 0, ``x log x`` at 0 over (0, 1)), not a value outside the function's
+    domain: ``log`` at -1 has no finite neighbour, ``x / |x|`` at 0 two limits."""
+    p = run.params[k]
+    found = np.zeros(np.shape(entries), dtype=bool)
+    if p.is_weight or p.value.shape != run.y64.shape or not entries.any():
+        return found
+    scale = np.where(entries, np.maximum(np.abs(p.value), 1.0), 0.0)
+    domain = getattr(run, "domain", None)
+    limits, changes, followed = [], [], []
+    for side in (1.0, -1.0):
+        try:
+            values = np.stack([run.evaluate({k: side * scale}, h) for h in _LIMIT_STEPS])
+        except Exception:  # noqa: BLE001 - the target fails there: not followed
+            values = np.full((len(_LIMIT_STEPS), *np.shape(entries)), np.nan)
+        with np.errstate(invalid="ignore", over="ignore"):
+            rises = np.abs(np.diff(values, axis=0))
+            converges = np.isfinite(values).all(axis=0) & (
+                (rises[-1] == 0) | (rises[-1] < rises[0] / _SHRINK))
+        limits.append(values[-1])
+        changes.append(np.where(np.isfinite(rises[-1]), rises[-1], np.inf))
+        followed.append(converges)
+    inward = np.zeros(np.shape(entries), dtype=bool), np.zeros(np.shape(entries), dtype=bool)
+    if domain is not None:  # at an end only the inside is the function's
+        inward = (p.value == np.asarray(domain[0], p.value.dtype),
+                  p.value == np.asarray(domain[1], p.value.dtype))
+    with np.errstate(invalid="ignore", over="ignore"):
+        rounding = 8 * machine_eps("float64") * np.maximum(1.0, np.abs(limits[0]))
+        agree = np.abs(limits[0] - limits[1]) <= changes[0] + changes[1] + rounding
+    both = followed[0] & followed[1] & agree
+    return entries & (both | (inward[0] & followed[0]) | (inward[1] & followed[1]))
+
+
+def nan_where_defined(run: Any, both: np.ndarray) -> np.ndarray:
+    """Of the entries ``both`` where the output and its wider reference are NaN, those inside
+    a declared domain (its ends excluded), and those where the function has a finite limit
+    (:func:`finite_limit`: sin(x) / x at 0): a NaN there is no value outside the function's
+    domain but the formula's, which the wider reference shares."""
+    found = np.zeros(np.shape(both), dtype=bool)
+    if not both.any():
+        return found
+    domain = getattr(run, "domain", None)
+    for k, p in enumerate(run.params):
+        if p.is_weight or p.value.shape != both.shape:
+            continue
+        if domain is not None and k == 0:
+            found |= both & (p.value > domain[0]) & (p.value < domain[1])
+        found |= finite_limit(run, k, both & ~found)
+    return found

@@ -47,7 +47,7 @@ from ._inputs import as_tensors
 from ._numerics import ANALYTIC_ULPS
 from ._options import CheckOptions
 from ._report import KINDS, Finding, Report, distinct_texts
-from ._singular import diverging_at_singular_points
+from ._singular import diverging_at_singular_points, nan_where_defined
 from ._sweep_run import SweepRun, stencil
 from ._targets import as_target
 
@@ -324,6 +324,8 @@ class _Sweep:
         fits = (np.abs(ref) <= limit) & (np.abs(values) * lever <= limit)
         fits &= np.isfinite(ref) & run.low_precision
         out_bad = ~np.isfinite(y)
+        if run.low_precision:  # the same formula's NaN where the function is defined
+            fits |= nan_where_defined(run, out_bad & np.isnan(ref))
         code[out_bad] = np.where(fits[out_bad], NONFINITE_OUTPUT, EXCLUDED)
         grad_bad = ~out_bad & ~np.isfinite(grad) if raw is not None else np.zeros(n, bool)
         # At values read as zero (0, subnormals) or at a declared end, an Inf the target

@@ -530,6 +530,45 @@ def test_float16_only_overflow_is_a_nonfinite_output():
     assert gradcheck.check(naive_softplus, tf.constant([1.0, 12.0], tf.float32)).ok
 
 
+def naive_sinc(x):
+    return tf.sin(x) / x
+
+
+def x_log_x(x):
+    return x * tf.math.log(x)
+
+
+def nan_between_1_2_and_1_3(x):
+    return tf.where((x > 1.2) & (x < 1.3), tf.math.log(-tf.ones_like(x)), tf.tanh(x))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_a_nan_where_the_function_has_a_finite_limit_is_a_nonfinite_output(dtype):
+    # The float64 reference is the same formula, NaN at the same input: sin(x) / x at 0 and
+    # x log x at 0 (a declared end) are 0/0 and 0 * -inf, with limits 1 and 0.
+    report = gradcheck.check(naive_sinc, tf.constant([0.0, 0.5], dtype), modes=())
+    assert report.kinds == ["nonfinite_output"], str(report)
+    assert report.findings[0].details["index"] == [0]
+    assert "finite limit" in report.findings[0].message
+    report = gradcheck.check(x_log_x, tf.constant([0.0, 0.5], dtype), domain=(0.0, 1.0),
+                             modes=())
+    assert report.kinds == ["nonfinite_output"], str(report)
+    inside = gradcheck.check(nan_between_1_2_and_1_3, tf.constant([1.25, 0.5], dtype),
+                             domain=(-5.0, 5.0), modes=())
+    assert inside.kinds == ["nonfinite_output"], str(inside)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_guard_a_nan_outside_the_functions_domain_is_still_not_a_finding(dtype):
+    # log at -0.5 has no finite neighbour; x / |x| at 0 has two limits; x log x at 0 with
+    # no domain declared has none below 0; a NaN window with no domain declared: not said
+    # to be defined there.
+    for target, x in ((tf.math.log, [-0.5, 0.5]), (lambda x: x / tf.abs(x), [0.0, 0.5]),
+                      (x_log_x, [0.0, 0.5]), (nan_between_1_2_and_1_3, [1.25, 0.5])):
+        report = gradcheck.check(target, tf.constant(x, dtype), modes=())
+        assert report.ok and "outside the function's domain" in str(report), str(report)
+
+
 @tf.custom_gradient
 def pseudo_huber(x):
     """sqrt(1 + x^2) - 1, its gradient x / sqrt(x * x + 1): x * x overflows float16 past
