@@ -31,6 +31,7 @@ from ._conditioning import TwinGradients
 from ._declared_gradient import DeclarationError, analytic_source, declared_gradient_checked
 from ._determinism import execute_probing
 from ._heap import keep_heap
+from ._hostile import exited_report
 from ._hints import nonfinite_cause
 from ._inputs import as_tensors, plain_inputs
 from ._linearity import check_dy_linearity, compare_then_linearity
@@ -115,7 +116,10 @@ def check(target: Any, *inputs: Any, elementwise: bool | None = None,
     except (TypeError, ValueError) as exc:  # said once, with the "gradcheck:" prefix
         text = str(exc) if str(exc).startswith("gradcheck:") else f"gradcheck: {exc}"
         raise type(exc)(text) from None
-    return check_with(tgt, args, options, seed=seed, training=training)
+    try:
+        return check_with(tgt, args, options, seed=seed, training=training)
+    except BaseException as exc:  # noqa: BLE001 - sys.exit(), a BaseException of its own
+        return exited_report(tgt, args, exc)
 
 
 def check_with(tgt: Target, args: list, options: CheckOptions, *, seed: int = 0,

@@ -288,11 +288,8 @@ class _Fuzz:
             raise _Stop(self.target_failure(inputs, message), inputs) from None
         except (TypeError, ValueError) as exc:  # check() rejects the target itself
             raise _Abort(exc) from exc
-        except SystemExit as exc:  # sys.exit() in the target: a finding, not the end
-            raise _Stop(self.target_failure(
-                inputs, f"{self.entry.name}: called sys.exit({exc.code!r}) (SystemExit); a "
-                "target must return a tensor or raise, never exit the process"), inputs) \
-                from None
+        if report.meta.get("exited"):  # sys.exit() in the target: a finding, not the end
+            raise _Stop(self.target_failure(inputs, report.findings[0].message), inputs)
         self.check_seconds.append(time.perf_counter() - self.current_since)
         self.modes.record(inputs, compare, report.ok)
         self.uncompared += bool(report.meta.get("nothing_compared"))

@@ -13,7 +13,8 @@ import numpy as np
 
 from ._report import Finding, Report
 
-__all__ = ["failure_report", "flaky_text", "intermittent", "plain_inputs", "timeout_message"]
+__all__ = ["exited_report", "failure_report", "flaky_text", "intermittent", "plain_inputs",
+           "timeout_message"]
 
 
 def failure_report(entry: Any, dtype: str, inputs: Sequence[np.ndarray] | None, message: str,
@@ -24,6 +25,28 @@ def failure_report(entry: Any, dtype: str, inputs: Sequence[np.ndarray] | None, 
     shown = plain_inputs(entry.declaration, dtype, inputs) if inputs is not None else {}
     return Report(target=entry.qualified, dtype=dtype,
                   findings=[Finding(kind, message, shown, details)])
+
+
+def exited_report(tgt: Any, args: Sequence[Any], exc: BaseException) -> Report:
+    """:func:`gradcheck.check`'s report of a target that called ``sys.exit`` or raised a
+    BaseException that is not an Exception (``meta["exited"]``: fuzzing stops at it rather
+    than shrinking, which would only call it again). Ctrl-C and the time limit go on up."""
+    from ._inputs import plain_inputs as shown_inputs
+    from ._reproducer import check_reproducer
+    from ._timeout import TimeLimitExceeded
+
+    if isinstance(exc, (Exception, KeyboardInterrupt, TimeLimitExceeded)):
+        raise exc
+    dtype = next((a.dtype for a in args if a.dtype.is_floating), args[0].dtype)
+    what = (f"called sys.exit({exc.code!r}) (SystemExit)" if isinstance(exc, SystemExit)
+            else f"raised {type(exc).__name__}" + (f" ({exc})" if str(exc) else "")
+            + ", a BaseException that is not an Exception")
+    message = (f"{tgt.name}: {what}; a target must return a tensor or raise an Exception, "
+               "never exit the process")
+    finding = Finding("error", message, shown_inputs(tgt, args, dtype),
+                      {"exception": type(exc).__name__})
+    return Report(target=tgt.name, dtype=dtype.name, findings=[finding],
+                  reproducer=check_reproducer(tgt, args, {}), meta={"exited": True})
 
 
 def plain_inputs(declaration: Any, dtype: str, inputs: Sequence[np.ndarray]) -> dict[str, Any]:

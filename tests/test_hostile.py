@@ -3,9 +3,11 @@ what pytest decided, and every failure is a finding with its input, in a few lin
 
 import json
 import signal
+import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf  # imported once: in-process pytester runs reuse it
 
@@ -517,3 +519,32 @@ def test_the_html_page_and_the_failure_text_say_how_many_examples_repeated_an_in
     assert "100 examples (9 repeated an input that had passed: not checked again)" in page
     text = failure_text(SimpleNamespace(meta={"examples": 100, "repeated": 9}))
     assert "examples run: 100 (9 repeated an input that had passed: not checked again)" in text
+
+
+def _exits_in_forward(x):
+    sys.exit(0)
+
+
+@tf.custom_gradient
+def _exits_in_backward(x):
+    def grad(dy):
+        sys.exit(3)
+    return tf.tanh(x), grad
+
+
+class _NotAnException(BaseException):
+    pass
+
+
+def _raises_base_exception(x):
+    raise _NotAnException("odd")
+
+
+@pytest.mark.parametrize("target, said", [(_exits_in_forward, "called sys.exit(0)"),
+                                          (_exits_in_backward, "called sys.exit(3)"),
+                                          (_raises_base_exception, "raised _NotAnException")])
+def test_check_of_a_target_that_exits_is_an_error_finding_not_the_end_of_the_caller(target,
+                                                                                     said):
+    report = gradcheck.check(target, np.array([1.0, 2.0], np.float32), modes=())
+    assert report.kinds == ["error"] and said in report.findings[0].message
+    assert report.findings[0].inputs["x"] == [1.0, 2.0]
