@@ -478,7 +478,7 @@ class _Fuzz:
                        f"{self.dtype} is not supported (a constant or cast of another dtype?)")
         if kind is None and not self.passed_shapes - {_shapes(inputs)}:
             self.probe_smaller_shapes(inputs)  # e.g. the failure was replayed from the database
-        if kind is None and self.passed_shapes - {_shapes(inputs)}:
+        if kind is None and _shapes(inputs) not in self.passed_shapes and self.passed_shapes:
             passed = sorted(self.passed_shapes, key=lambda s: (sum(map(len, s)), s))[:3]
             kind, extra = "shape_mismatch", {"passed_shapes": [list(map(list, s))
                                                                for s in passed]}

@@ -467,3 +467,17 @@ def test_a_target_returning_no_tensor_is_a_finding_at_once_instead_of_shrinking(
 def test_bad_options_raise_saying_what_is_valid(options, error, match):
     with pytest.raises(error, match=match):
         fuzz(safe_elu, **options)
+
+
+def raises_above_5(x):
+    if float(tf.reduce_max(x)) > 5.0:
+        raise RuntimeError("too big")
+    return tf.tanh(x)
+
+
+def test_an_error_at_some_values_of_shapes_that_ran_is_an_error_not_a_shape_mismatch():
+    # It read "fails for input shapes (1,) but runs for (1,), ...".
+    report = fuzz(raises_above_5, dtype="float32", max_examples=50, hypothesis_seed=1,
+                  sweep=False, modes=())
+    assert report.kinds == ["error"], str(report)
+    assert "too big" in report.findings[0].message
