@@ -355,7 +355,7 @@ class _Fuzz:
         start = time.perf_counter()
         swept, self.sweep_skipped, failed = None, None, None
         try:  # at most half the time limit: Hypothesis reports a hang at an input of its own
-            with time_limit(self.timeout and self.timeout / 2):
+            with time_limit(self.timeout and self.timeout / 2, self.entry.name):
                 swept = sweep_registered(self.entry, self.dtype, self.instance)
         except TimeLimitExceeded:
             self.sweep_skipped = "the sweep ran past half the time limit"
@@ -391,7 +391,7 @@ class _Fuzz:
         try:
             # gradcheck's report replaces Hypothesis' printed advice ("add @seed(...) to this
             # test": there is no test to add it to); the blob comes from the error's notes.
-            with time_limit(left), with_reporter(lambda text: None):
+            with time_limit(left, self.entry.name), with_reporter(lambda text: None):
                 test()
         except TimeLimitExceeded as stop:  # the limit as set, not what the sweep left of it
             report, inputs, classify = *self.timed_out_with_smallest(stop.seconds), False

@@ -9,7 +9,9 @@ of the target's errors nor Hypothesis (which shrinks ``Exception``s) mistakes it
 It works with a timer already armed, as pytest-timeout's signal method arms one: the shorter
 of the two limits applies, ours fires a little before theirs so that the report names the
 input, and their handler and remaining time are put back afterwards. Where no ``SIGALRM`` can
-be armed (Windows, a thread other than the main one) there is no limit.
+be armed (Windows, a thread other than the main one) there is no limit. A target that ignores
+or blocks SIGALRM, or waits in a call that never returns to Python, is not stopped by it: a
+watchdog thread ends the process where the block still runs long after the limit.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ DEFAULT_TIMEOUT_S = 300.0
 #: unwind and the report to be written, short against any timeout a user sets.
 _OUTER_MARGIN_S = 1.0
 
+#: Where the block still runs this long after the limit (at least, or as long as the limit),
+#: SIGALRM has not stopped it: the target ignores or blocks the signal, or waits in a call that
+#: never returns to Python. Then the process is ended (as pytest-timeout's thread method
+#: does): under pytest the item is reported crashed, and xdist starts a new worker.
+_GRACE_S = 10.0
+
 #: After it fires, the limit fires again this often until the block is left: an exception
 #: raised where Python discards it (a garbage-collector callback such as Hypothesis' own, a
 #: ``__del__``) would otherwise leave a loop that allocates running for ever.
@@ -54,8 +62,10 @@ def can_limit() -> bool:
 
 
 @contextmanager
-def time_limit(seconds: float | None) -> Iterator[float | None]:
-    """Raise :class:`TimeLimitExceeded` in this block after ``seconds`` (None or 0: no limit).
+def time_limit(seconds: float | None, name: str = "") -> Iterator[float | None]:
+    """Raise :class:`TimeLimitExceeded` in this block after ``seconds`` (None or 0: no limit);
+    end the process where that has not stopped it :data:`_GRACE_S` later (``name``: what
+    ran, for the message).
 
     Yields the limit that applies (shortened to fit an outer timer), or None when none does.
     """
@@ -74,13 +84,26 @@ def time_limit(seconds: float | None) -> Iterator[float | None]:
         if inside[0]:
             raise TimeLimitExceeded(limit)
 
+    def end_process() -> None:  # in a thread: the signal did not stop the block
+        if inside[0]:
+            os.write(2, (f"\ngradcheck: {name or 'the target'} ran {limit + grace:g} s, past "
+                         f"its time limit of {limit:g} s, which did not stop it (SIGALRM "
+                         "ignored or blocked, or a call that never returns to Python): "
+                         "ending the process\n").encode())
+            os._exit(1)
+
     started = time.monotonic()
+    grace = max(_GRACE_S, limit)
+    watchdog = threading.Timer(limit + grace, end_process)
+    watchdog.daemon = True
     signal.signal(signal.SIGALRM, expire)
     try:  # armed inside: a limit that fires at once (1e-9 s) still reaches the disarming
         signal.setitimer(signal.ITIMER_REAL, limit, _REPEAT_S)
+        watchdog.start()
         yield limit
     finally:
         inside[0] = False
+        watchdog.cancel()
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, outer_handler)
         if outer_left > 0:  # the outer timer goes on with what it had left

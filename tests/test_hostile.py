@@ -548,3 +548,23 @@ def test_check_of_a_target_that_exits_is_an_error_finding_not_the_end_of_the_cal
     report = gradcheck.check(target, np.array([1.0, 2.0], np.float32), modes=())
     assert report.kinds == ["error"] and said in report.findings[0].message
     assert report.findings[0].inputs["x"] == [1.0, 2.0]
+
+
+def test_a_target_that_ignores_the_limits_signal_ends_the_process_not_the_ci_job():
+    # SIGALRM ignored and a sleep of an hour: the limit never fired and the run hung.
+    import subprocess
+
+    script = textwrap.dedent("""
+        import signal, time
+        from gradcheck._timeout import time_limit
+        with time_limit(0.5, "deaf"):
+            signal.signal(signal.SIGALRM, signal.SIG_IGN)
+            time.sleep(3600)
+        print("never")
+    """)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1 and "never" not in done.stdout
+    assert "deaf ran 10.5 s, past its time limit of 0.5 s, which did not stop it" in done.stderr
+    assert time.monotonic() - started < 120
