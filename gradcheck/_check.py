@@ -46,6 +46,7 @@ from ._records import Declared, Evaluations, ForwardBackward, Param, Reference
 from ._reference import ReferenceCalls
 from ._report import Finding, GradcheckError, Report
 from ._reproducer import check_reproducer
+from ._resolution import finer_than_float32
 from ._second_order import check_second_order
 from ._targets import Target, as_target
 from ._traced_reference import traced_values
@@ -287,8 +288,7 @@ class _Run(ReferenceCalls):
         return Reference(self.ref, tuple(self.ref_weights), self.ref_dtype, self.f0, self.h,
                          self.eps_ref, self.verdict, diagonal)
 
-    def skip(self, note: str) -> None:
-        """A check that could not run, and why: ``report.meta["skipped"]``."""
+    def skip(self, note: str) -> None:  # a check that could not run: meta["skipped"]
         self.report.meta.setdefault("skipped", []).append(note)
 
     def compare(self) -> bool | None:
@@ -452,32 +452,32 @@ class _Run(ReferenceCalls):
     # ---- 2. the numerical reference
 
     def choose_reference(self) -> bool:
-        """Prefer float64: its finite differences are ~1e-10 accurate, so the tolerance is set
-        by the analytic side's dtype and far smaller bugs show."""
+        """Prefer float64: its differences are ~1e-10 accurate, far smaller bugs show."""
         self.ref, self.ref_weights, self.ref_dtype = self.tgt, [p.weight for p in self.params
                                                                 if p.is_weight], self.dtype
         self.f0 = None  # the reference output at the input itself
         self.ref_args = None  # the inputs cast to the reference dtype, made on first use
         self.v_size = None  # |v| max(1, |f0|), the scale of phi's rounding, made on first use
         self.values = self.tgt  # what finite differences call (_reference.py)
+        coarse = False  # a float64 twin that computes in float32 (a cast inside)
         if self.dtype != tf.float64:
             found = self.tgt.float64_reference(self.args, self.ref_weights, self.y.shape, self.y)
-            if found is not None:
+            coarse = found is not None and not finer_than_float32(self.tgt, self.args, found)
+            if found is not None and not (coarse and self.dtype == tf.float32):
                 self.ref, self.ref_weights, y = found
                 self.ref_dtype = tf.float64
                 traced = traced_values(self.ref, self.reference_args, y)
                 self.values, self.f0 = (self.ref, _f64(y)) if traced is None else traced
         self.report.reference_dtype = self.ref_dtype.name
         self.low_precision = self.ref_dtype != self.dtype
-        # A target that computes in a lower precision than it claims (output dtype mismatch)
-        # carries that precision's rounding into every difference.
-        precision = self.ref_dtype.name
+        # A target that computes in a lower precision than it claims (output dtype mismatch,
+        # or a cast inside: _resolution.py) carries that precision's rounding everywhere.
+        precision = "float32" if coarse and self.low_precision else self.ref_dtype.name
         if not self.low_precision:
             precision = max((precision, self.y.dtype.name), key=machine_eps)
         self.h = step(precision)
         self.eps_ref = machine_eps(precision)
-        self.eps = machine_eps(self.dtype.name)
-        self.tiny = _smallest_normal(self.dtype)
+        self.eps, self.tiny = machine_eps(self.dtype.name), _smallest_normal(self.dtype)
         if self.f0 is None and not self.low_precision:
             self.f0 = self.y64  # the reference is the target itself, at the same input
         try:

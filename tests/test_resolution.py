@@ -1,0 +1,55 @@
+"""A float64 twin that computes in float32 inside (a cast) is a reference of float32's precision."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import gradcheck
+
+
+def softplus_in_float32(x):
+    return tf.cast(tf.math.softplus(tf.cast(x, tf.float32)), x.dtype)
+
+
+class RMSNormInFloat32(keras.layers.Layer):
+    """The mixed-precision pattern: the statistics in float32 whatever the layer's dtype."""
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="gamma")
+
+    def call(self, x):
+        x32 = tf.cast(x, tf.float32)
+        norm = x32 * tf.math.rsqrt(tf.reduce_mean(x32 * x32, axis=-1, keepdims=True) + 1e-6)
+        return tf.cast(norm, x.dtype) * tf.cast(self.gamma, x.dtype)
+
+
+@tf.custom_gradient
+def softplus_in_float32_wrong(x):
+    return softplus_in_float32(x), lambda dy: dy * tf.sigmoid(x) * 1.1
+
+
+def test_a_cast_to_float32_inside_is_no_wrong_formula_in_float32():
+    # Its float64 twin's differences at float64's step were float32's noise: 0.583 against
+    # the derivative 0.580 +- 1.6e-6, "a wrong formula".
+    report = gradcheck.check(softplus_in_float32, tf.constant([1.0975195169448853], tf.float32),
+                             modes=())
+    assert report.ok, str(report)
+    x = np.array([[2.0, 0.0, 0.0, 0.0], [0.3, -1.2, 0.5, 2.0]], np.float32)
+    for seed in (1, 2):
+        assert gradcheck.check(RMSNormInFloat32(dtype="float32"), x, seed=seed, modes=()).ok
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_guard_a_wrong_gradient_of_code_that_casts_inside_is_still_found(dtype):
+    x = tf.constant([-2.0, 0.5, 1.5, 3.0], dtype)
+    assert gradcheck.check(softplus_in_float32_wrong, x, modes=()).kinds == ["gradient_mismatch"]
+
+
+def test_a_float16_target_casting_inside_keeps_a_float32_precise_twin_as_its_reference():
+    report = gradcheck.check(softplus_in_float32, tf.constant([-2.0, 0.5, 1.5], tf.float16),
+                             modes=())
+    assert report.ok and report.reference_dtype == "float64"
+    plain = gradcheck.check(tf.math.softplus, tf.constant([1.0975195169448853], tf.float32),
+                            modes=())
+    assert plain.ok and plain.reference_dtype == "float64"
