@@ -1,4 +1,4 @@
-"""A float64 twin that computes in float32 inside (a cast) is a reference of float32's precision."""
+"""A float64 twin that computes in float32 inside (a cast) has float32's precision."""
 
 import keras
 import numpy as np
