@@ -64,27 +64,47 @@ def diverging_at_singular_points(run: Any, k: int, entries: np.ndarray,
             at = float(np.asarray(end, dtype=p.dtype.as_numpy_dtype))  # as the dtype holds it
             if at != 0.0:
                 points.append((at, entries & (p.value == at), (inward,)))
+    twin = None
     for point, at, sides in points:
         if at.any():
-            found |= _diverging(run, k, at, point, sides, domain, gradient)
+            if point != 0.0 and twin is None:
+                twin = _float64_twin(run)
+            found |= _diverging(run, k, at, point, sides, domain, gradient,
+                                twin if point != 0.0 else None)
     return found
 
 
+def _float64_twin(run: Any) -> tuple[Any, np.ndarray] | bool:
+    """The target's float64 twin and its output at the input, to follow a low dtype's
+    Inf toward a domain end its own dtype cannot step to (float16 resolves 0.016 next to 1:
+    two steps, asin's derivative there could not be told); False where there is none."""
+    if run.dtype == tf.float64:
+        return False
+    weights = [p.weight for p in run.params if p.is_weight]
+    try:
+        found = run.tgt.float64_reference(run.args, weights)
+    except Exception:  # noqa: BLE001 - followed in the target's own dtype then
+        return False
+    return False if found is None else (found[0], _f64(found[2]))
+
+
 def _diverging(run: Any, k: int, entries: np.ndarray, point: float, sides: tuple,
-               domain: Any, gradient: bool) -> np.ndarray:
+               domain: Any, gradient: bool, twin: Any = None) -> np.ndarray:
     """The test of the module docstring for ``entries``, all at ``point``, from each of
-    ``sides`` (+1: above it) until one can be followed inside the domain."""
+    ``sides`` (+1: above it) until one can be followed inside the domain; in ``twin`` (the
+    float64 twin and its output, :func:`_float64_twin`) where there is one."""
     p = run.params[k]
+    dtype = tf.float64 if twin else p.dtype
     # Steps the dtype resolves from the point: at least 16 of its smallest normals or of its
     # ulps there, so that the moved value's own rounding is within 1/16 of the step.
-    floor = 16 * max(_smallest_normal(p.dtype), machine_eps(p.dtype.name) * abs(point))
+    floor = 16 * max(_smallest_normal(dtype), machine_eps(dtype.name) * abs(point))
     steps = [10.0 ** -j for j in range(1, 9) if 10.0 ** -j >= floor]
     for side in sides:
         if len(steps) < 3 or (domain is not None and not all(
                 domain[0] <= point + side * h <= domain[1] for h in (steps[0], steps[-1]))):
             continue
         try:
-            sizes = np.stack([_size(run, k, entries, point + side * h, h, gradient)
+            sizes = np.stack([_size(run, k, entries, point + side * h, h, gradient, twin)
                               for h in steps])
         except Exception:  # noqa: BLE001 - the target fails there: not followed
             continue
@@ -98,15 +118,18 @@ def _diverging(run: Any, k: int, entries: np.ndarray, point: float, sides: tuple
 
 
 def _size(run: Any, k: int, entries: np.ndarray, value: float, h: float,
-          gradient: bool) -> np.ndarray:
-    """|y| at the input with ``entries`` moved to ``value`` (``gradient``: |y - y(x)| / h)."""
+          gradient: bool, twin: Any = None) -> np.ndarray:
+    """|y| at the input with ``entries`` moved to ``value`` (``gradient``: |y - y(x)| / h),
+    in the float64 ``twin`` where one is given."""
     p = run.params[k]
     moved = np.where(entries, value, p.value)
     args = list(run.args)
-    args[p.arg_index] = tf.constant(moved, p.dtype)
-    y = _f64(tf.convert_to_tensor(run.tgt(args)))
+    if twin:
+        args = [tf.cast(a, tf.float64) if a.dtype.is_floating else a for a in args]
+    args[p.arg_index] = tf.constant(moved, tf.float64 if twin else p.dtype)
+    y = _f64(tf.convert_to_tensor((twin[0] if twin else run.tgt)(args)))
     if gradient:
-        return np.abs(y - run.y64) / h
+        return np.abs(y - (twin[1] if twin else run.y64)) / h
     return np.abs(y)
 
 

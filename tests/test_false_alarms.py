@@ -474,7 +474,7 @@ def test_log_and_sqrt_infinite_at_zero_and_at_subnormals_are_not_findings(dtype)
     assert "the true derivative is infinite there" in report.meta["skipped"][0]
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
 @pytest.mark.parametrize("target, domain", [(tf.math.asin, (-1.0, 1.0)),
                                             (tf.math.acos, (-1.0, 1.0)),
                                             (tf.math.atanh, (-1.0, 1.0)),
@@ -491,9 +491,12 @@ def sine_infinite_at_one(x):
     return tf.sin(x), lambda dy: dy * tf.cos(x) / (1.0 - x)
 
 
-def test_guard_an_infinite_gradient_at_a_domain_end_where_the_function_is_smooth():
-    report = gradcheck.check(sine_infinite_at_one, np.array([1.0, 0.5]), domain=(-1.0, 1.0),
-                             modes=())
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64"])
+def test_guard_an_infinite_gradient_at_a_domain_end_where_the_function_is_smooth(dtype):
+    # In float16 and bfloat16 the end is followed in the float64 twin: their own steps next
+    # to 1 are two at most (16 ulps is 0.016 in float16), too few to tell a divergence.
+    report = gradcheck.check(sine_infinite_at_one, np.array([1.0, 0.5], dtype),
+                             domain=(-1.0, 1.0), modes=())
     assert "nonfinite_gradient" in report.kinds
 
 
