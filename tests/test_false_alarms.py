@@ -709,3 +709,43 @@ def test_cancelling_intermediates_in_float64_are_no_finding(seed):
 def test_guard_a_derivative_off_by_1e_3_under_cancellation_is_still_found():
     report = gradcheck.check(expm1_over_x_slope_off, CANCELLING, elementwise=True, modes=())
     assert report.kinds == ["gradient_mismatch"], str(report)
+
+
+def stable_softplus(x):
+    return tf.maximum(x, 0.0) + tf.math.log1p(tf.exp(-tf.abs(x)))
+
+
+def stable_log_sigmoid(x):
+    return tf.minimum(x, 0.0) - tf.math.log1p(tf.exp(-tf.abs(x)))
+
+
+@tf.custom_gradient
+def tanh_doubled_above_zero(x):
+    """Wrong over x > 0: the neighbours of any x > 0 are wrong too."""
+    def grad(dy):
+        slope = 1 - tf.tanh(x) ** 2
+        return dy * tf.where(x > 0, 2 * slope, slope)
+    return tf.tanh(x), grad
+
+
+@tf.custom_gradient
+def tanh_five_at_one(x):
+    """Wrong at x = 1 alone, by a value no pair of pieces gives (0..2 there)."""
+    def grad(dy):
+        return dy * tf.where(tf.equal(x, 1.0), 5 * tf.ones_like(x), 1 - tf.tanh(x) ** 2)
+    return tf.tanh(x), grad
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("target", [stable_softplus, stable_log_sigmoid,
+                                    keras.activations.celu])
+def test_a_smooth_function_of_kinked_pieces_at_their_tie_is_no_finding(target, dtype):
+    # Autodiff gives the stable softplus 1 at 0 where its derivative is 1/2, celu 2 for 1.
+    assert gradcheck.check(target, tf.constant([0.0, 1.0, -0.5, 2.0], dtype), modes=()).ok
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("target", [tanh_doubled_above_zero, tanh_five_at_one])
+def test_guard_a_gradient_wrong_over_a_branch_or_outside_the_ties_hull_is_found(target, dtype):
+    report = gradcheck.check(target, tf.constant([0.0, 1.0, -0.5, 2.0], dtype), modes=())
+    assert report.kinds == ["gradient_mismatch"], str(report)
