@@ -369,8 +369,8 @@ class _Fuzz:
         except Exception as exc:  # noqa: BLE001 - raised at a step: Hypothesis finds its input
             self.sweep_skipped = f"the target raised {type(exc).__name__} in the sweep"
             failed = exc
-        if swept is not None and swept.meta.get("skipped"):  # e.g. a random target
-            self.sweep_skipped = swept.meta["skipped"]
+        if swept is not None and (swept.meta.get("skipped") or swept.meta.get("not_reported")):
+            self.sweep_skipped = swept.meta.get("skipped") or "; ".join(swept.meta["not_reported"])
         # Errors, shapes and dtypes are Hypothesis's: it tells which shapes or dtypes fail.
         values_only = swept is not None and set(swept.kinds) <= {
             "nonfinite_output", "nonfinite_gradient", "gradient_mismatch"}

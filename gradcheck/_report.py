@@ -92,9 +92,12 @@ class Report:
 
     def __str__(self) -> str:
         where = f" [{self.dtype}]" if self.dtype else ""
-        if self.ok and self.meta.get("skipped"):  # no finding, but not all was checked
+        skipped = self.meta.get("skipped") or []
+        notes = [skipped] if isinstance(skipped, str) else list(skipped)
+        notes += self.meta.get("not_reported", [])  # a sweep's, that no check alone showed
+        if self.ok and notes:  # no finding, but not all was checked
             return (f"gradcheck: {self.target}{where}: no finding; not checked: "
-                    + "; ".join(self.meta["skipped"]))
+                    + "; ".join(notes))
         if self.ok:
             return f"gradcheck: {self.target}{where}: gradients OK"
         lines = [f"gradcheck: {self.target}{where}: {len(self.findings)} finding(s): "

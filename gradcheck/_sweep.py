@@ -229,6 +229,9 @@ class _Sweep:
                     found[code] = (batch, consts)
         for code, (batch, consts) in found.items():
             finding, reproducer = self.describe(code, batch, consts)
+            if finding is None:  # reproducer: why not (no check alone shows it)
+                report.meta.setdefault("not_reported", []).append(reproducer)
+                continue
             report.findings.append(finding)
             report.reproducer = report.reproducer or reproducer
         report.findings.sort(key=lambda f: KINDS.index(f.kind))
@@ -384,8 +387,8 @@ class _Sweep:
 
     # ---- what a finding says
 
-    def describe(self, code: int, batch: _Batch, consts: tuple[float, ...]) -> tuple[Finding,
-                                                                                       str]:
+    def describe(self, code: int, batch: _Batch,
+                 consts: tuple[float, ...]) -> tuple[Finding | None, str]:
         """The finding of one kind, at a value whose check alone shows it too: the smallest
         |x| in the longest run of consecutive values showing it, else the smallest |x| of
         all, the run's middle or its ends. The longest run comes first: the values showing a
@@ -414,12 +417,22 @@ class _Sweep:
                                f"{detail}", inputs, self.details(batch, bad, starts[run],
                                                                  ends[run], i, consts)), \
                     reproducer
-        extent = self.extent(code, batch, bad, lo, hi, starts.size, consts)
-        return Finding(kind, f"{self.name}: {extent}, smallest |x| {batch.x[in_longest]:.9g} "
-                       f"(a check at one of these values alone does not show it; reproduce "
-                       f"with the sweep)", {"x": [float(batch.x[in_longest])],
-                                            "dtype": self.dtype},
-                       self.details(batch, bad, lo, hi, in_longest, consts)), self.sweep_call()
+        # No check there shows it: at other cotangents either? A wrong formula is wrong
+        # whatever dy; a VJP whose cancelling terms rounded past the rules for the batch's
+        # own dy alone (a bfloat16 sinc's 1 / x terms at 0.0067, one value) is not.
+        for seed in range(self.seed + 1, self.seed + 1 + _MORE_COTANGENTS):
+            reproduced = self.reproduce(float(batch.x[in_longest]), consts, kind,
+                                        batch.repeatable, seed)
+            if reproduced is not None:
+                detail, reproducer, inputs = reproduced
+                extent = self.extent(code, batch, bad, lo, hi, starts.size, consts)
+                return Finding(kind, f"{self.name}: {extent}; at x = {batch.x[in_longest]:.9g}"
+                               f": {detail}", inputs,
+                               self.details(batch, bad, lo, hi, in_longest, consts)), reproducer
+        return None, (f"{int(bad.sum())} swept value(s) in [{batch.x[lo]:.6g}, "
+                      f"{batch.x[hi]:.6g}] showed {kind} that no check at them alone shows, "
+                      f"at {_MORE_COTANGENTS + 1} cotangents: not reported (the rounding of "
+                      f"the sweep's own cotangent there?)")
 
     def extent(self, code, batch, bad, lo, hi, runs, consts) -> str:
         every = (f"every {self.dtype} value" if grid.exhaustive(self.dtype)
@@ -435,7 +448,8 @@ class _Sweep:
                 "swept": int(bad.size), "x": float(batch.x[i]),
                 **dict(zip(self.scalars, consts))}
 
-    def reproduce(self, x: float, consts: tuple[float, ...], kind: str, repeatable: bool):
+    def reproduce(self, x: float, consts: tuple[float, ...], kind: str, repeatable: bool,
+                  seed: int | None = None):
         """The core's check at x alone (the parameters as scalar inputs): its message and a
         reproducer, when it shows ``kind``. ``repeatable``: two calls over every swept value
         gave the same outputs and gradients, so the check's own calls that look for noise
@@ -446,7 +460,7 @@ class _Sweep:
             tgt = as_target(self.make(), self.name, self.reference)
             report = check_with(tgt, as_tensors(tgt, inputs), CheckOptions(
                 rtol=self.rtol, atol=self.atol, modes=(), domain=self.domain),
-                seed=self.seed, probe_determinism=not repeatable)
+                seed=self.seed if seed is None else seed, probe_determinism=not repeatable)
         except (TypeError, ValueError):
             return None
         finding = next((f for f in report.findings if f.kind == kind), None)
@@ -466,6 +480,10 @@ class _Sweep:
 
 
 _TENSORS: dict[int, tuple[np.ndarray, tf.Tensor]] = {}  # id of a cached grid -> its tensor
+
+#: Cotangent seeds a sweep's finding is tried with at one value, beyond the sweep's own, before
+#: it is set aside as the rounding of the batch's cotangent (``_Sweep.describe``).
+_MORE_COTANGENTS = 3
 
 
 def _values_tensor(values: np.ndarray, dtype: tf.DType) -> tf.Tensor:

@@ -617,3 +617,24 @@ def test_an_interval_whose_ends_print_alike_at_six_digits_is_printed_with_more()
     assert low != high and float(low) == pytest.approx(-1.4285799)
     assert distinct_texts(-0.5, 2.0) == ("-0.5", "2")
     assert distinct_texts(0.434705026, 0.4347050264, 9) == ("0.434705026", "0.4347050264")
+
+
+def _guarded_sinc(x):
+    small = tf.abs(x) < 1e-3
+    safe = tf.where(small, tf.ones_like(x), x)
+    return tf.where(small, 1.0 - tf.square(x) / 6.0, tf.sin(safe) / safe)
+
+
+def test_a_value_no_check_alone_shows_at_four_cotangents_is_a_note_not_a_finding():
+    # bfloat16 at 0.0067: the gradient's 1 / x terms cancel, and for the sweep's own dy there
+    # the rounding passed no rule; a check at that value alone passes at any dy.
+    report = gradcheck.sweep(_guarded_sinc, dtype="bfloat16", domain=(-20.0, 20.0))
+    assert report.ok, str(report)
+    assert "no check at them alone shows" in report.meta["not_reported"][0]
+    assert "no finding; not checked: 1 swept value(s)" in str(report)
+
+
+def test_a_random_targets_sweep_says_why_it_stopped_in_words():
+    report = gradcheck.sweep(lambda x: x * tf.random.uniform(tf.shape(x), dtype=x.dtype),
+                             dtype="float16")
+    assert str(report).endswith("not checked: two calls at the same values differ")
