@@ -39,7 +39,6 @@ from ._numerics import (
 )
 from ._records import Add, Declared, Evaluations, ForwardBackward, Reference
 from ._report import distinct_texts
-from ._ties import ties_of_pieces
 from ._windows import Line, within_line_window, within_rounding_window
 
 #: The VJP of step 1's output for a cotangent, for some params (indices): ``vjp(v, params)``,
@@ -353,9 +352,6 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
         ok = ok & ~bad
         allowance = np.where(bad, rejected.allowance, allowance)
         overflowed = rejected.overflowed if rejected.overflowed.any() else None
-    if not ok.all():  # wrong at the input alone, a tie of kinked pieces (_ties.py)
-        ok = ok | ties_of_pieces(fb, k, s, analytic, verdict.numerical,
-                                 verdict.bound + allowance, ~ok)
     if ok.all():
         return bool(verdict.strict), None
     return bool(verdict.strict), Mismatch(k, ~ok, analytic / s, verdict.numerical / s,

@@ -53,6 +53,14 @@ SEED = int(os.environ.get("GRADCHECK_LIBRARY_SEED", "0"))
 #: (qualified name, dtype or None for all dtypes) -> evidence of a genuine TF/Keras bug.
 #: Each entry becomes a strict xfail: when the library is fixed the test says so.
 KNOWN_LIBRARY_BUGS: dict[tuple[str, str | None], str] = {
+    ("keras.activations.celu", None): (
+        "Keras 3.15 bug: the gradient of celu at x = 0 is 2.0 in every dtype, but celu is "
+        "continuously differentiable there (both one-sided derivatives are 1), so the only "
+        "correct value is 1.0. keras/src/backend/tensorflow/nn.py computes "
+        "tf.maximum(x, 0.0) + alpha * tf.math.expm1(tf.minimum(x, 0.0) / alpha), and at the "
+        "tie x = 0 both tf.maximum and tf.minimum pass the full upstream gradient to x (1 + 1). "
+        "Plain TF: tape.gradient(keras.activations.celu(x), x) at x = [0.0, 1e-3, -1e-3] is "
+        "[2.0, 1.0, 0.999]."),
     ("keras.activations.selu", "float16"): (
         "TensorFlow bug (issues 116943 / 124834): the float16 gradient of selu is 1.0507 (the "
         "x > 0 slope) instead of 1.7581 for every x in [-2.4e-4, 0); keras' selu is tf.nn.selu. "
