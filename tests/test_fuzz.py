@@ -375,7 +375,9 @@ def test_fuzz_registered_keys_the_example_database_per_item(profile, request):
         pytest.skip("--hypothesis-seed turns Hypothesis's example database off")
     database = InMemoryExampleDatabase()
     profile(database=database, derandomize=False)
-    item = entry(trapped_elu, domain=(-100.0, 100.0), sweep=False)
+    # Every input fails (exp overflows float32 past 88.7): with (-100, 100) a run at times
+    # drew no x past 88.7 and saved nothing under its key (the test failed ~1 in 20).
+    item = entry(trapped_elu, domain=(89.0, 100.0), sweep=False)
     first = fuzz_registered(item, "float32", database_key=b"item-a")
     keys = set(database.data)
     assert keys, "the failure was not saved"
