@@ -165,7 +165,10 @@ def refined(fb: ForwardBackward, ref: Reference, calls: Evaluations, u: dict[int
             with np.errstate(invalid="ignore"):
                 confirmed = resolved & before[0] & (
                     np.abs(new.numerical - before[1].numerical) <= new.bound + before[1].bound)
-                confirmed &= ~passes_only | (new.ok & before[1].ok)
+                # A pass settled from lines passes-only reads central differences, not the
+                # kink rule: rounding the model underestimates reads as a kink there.
+                confirmed &= ~passes_only | (new.ok & before[1].ok & ~new.kink
+                                             & ~before[1].kink)
             # A line the longer level fails shows that level's numbers, which tell why.
             shown = np.where(new.ok & ~before[1].ok, 1, 0)
             verdict = replace(
@@ -208,7 +211,7 @@ def _within_measured_noise(ref: Reference, phi: Mapping[int, np.ndarray],
         return verdict, louder
     again = ref.judge(phi, analytic, np.where(louder, noise, rounding), allowance,
                       directional=directional)
-    quiet = louder & again.ok
+    quiet = louder & again.ok & ~again.kink
     return replace(verdict, ok=verdict.ok | quiet,
                    numerical=np.where(quiet, again.numerical, verdict.numerical),
                    bound=np.where(quiet, again.bound, verdict.bound)), quiet
@@ -267,8 +270,8 @@ def _relative_levels(fb: ForwardBackward, ref: Reference, calls: Evaluations,
                                            allowance * np.abs(ratio), directional=False,
                                            step=step)))
     (first, longer), (second, shorter) = levels
-    with np.errstate(invalid="ignore"):
-        settled = (first & second & longer.ok & shorter.ok
+    with np.errstate(invalid="ignore"):  # central passes only, as above: no kink's window
+        settled = (first & second & longer.ok & shorter.ok & ~longer.kink & ~shorter.kink
                    & (np.abs(shorter.numerical - longer.numerical)
                       <= shorter.bound + longer.bound))
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
