@@ -180,17 +180,23 @@ def finite_limit(run: Any, k: int, entries: np.ndarray) -> np.ndarray:
 
 def nan_where_defined(run: Any, both: np.ndarray) -> np.ndarray:
     """Of the entries ``both`` where the output and its wider reference are NaN, those inside
-    a declared domain (its ends excluded), and those where the function has a finite limit
-    (:func:`finite_limit`: sin(x) / x at 0): a NaN there is no value outside the function's
-    domain but the formula's, which the wider reference shares."""
+    a declared domain (its ends excluded), and, for a declared elementwise target of one
+    input, those where the function has a finite limit (:func:`finite_limit`: sin(x) / x at
+    0): a NaN there is no value outside the function's domain but the formula's, which the
+    wider reference shares."""
     found = np.zeros(np.shape(both), dtype=bool)
     if not both.any():
         return found
     domain = getattr(run, "domain", None)
-    for k, p in enumerate(run.params):
-        if p.is_weight or p.value.shape != both.shape:
-            continue
-        if domain is not None and k == 0:
-            found |= both & (p.value > domain[0]) & (p.value < domain[1])
-        found |= finite_limit(run, k, both & ~found)
+    inputs = [k for k, p in enumerate(run.params) if not p.is_weight]
+    if domain is not None and inputs and run.params[inputs[0]].value.shape == both.shape:
+        x = run.params[inputs[0]].value
+        found |= both & (x > domain[0]) & (x < domain[1])
+    # A limit is followed per entry along its one input: only for a declared elementwise
+    # target of one input. Along one input of several (x / y at (0, 0): 0 along y, +-inf
+    # along x), or all entries moved together (x / sum(x) at a row of zeros), a constant
+    # seen is no limit.
+    if getattr(run, "elementwise", None) is True and len(inputs) == 1 \
+            and run.params[inputs[0]].value.shape == both.shape:
+        found |= finite_limit(run, inputs[0], both & ~found)
     return found

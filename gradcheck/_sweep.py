@@ -459,7 +459,7 @@ class _Sweep:
         try:
             tgt = as_target(self.make(), self.name, self.reference)
             report = check_with(tgt, as_tensors(tgt, inputs), CheckOptions(
-                rtol=self.rtol, atol=self.atol, modes=(), domain=self.domain),
+                elementwise=True, rtol=self.rtol, atol=self.atol, modes=(), domain=self.domain),
                 seed=self.seed if seed is None else seed, probe_determinism=not repeatable)
         except (TypeError, ValueError):
             return None

@@ -546,12 +546,13 @@ def nan_between_1_2_and_1_3(x):
 def test_a_nan_where_the_function_has_a_finite_limit_is_a_nonfinite_output(dtype):
     # The float64 reference is the same formula, NaN at the same input: sin(x) / x at 0 and
     # x log x at 0 (a declared end) are 0/0 and 0 * -inf, with limits 1 and 0.
-    report = gradcheck.check(naive_sinc, tf.constant([0.0, 0.5], dtype), modes=())
+    report = gradcheck.check(naive_sinc, tf.constant([0.0, 0.5], dtype), elementwise=True,
+                             modes=())
     assert report.kinds == ["nonfinite_output"], str(report)
     assert report.findings[0].details["index"] == [0]
     assert "finite limit" in report.findings[0].message
     report = gradcheck.check(x_log_x, tf.constant([0.0, 0.5], dtype), domain=(0.0, 1.0),
-                             modes=())
+                             elementwise=True, modes=())
     assert report.kinds == ["nonfinite_output"], str(report)
     inside = gradcheck.check(nan_between_1_2_and_1_3, tf.constant([1.25, 0.5], dtype),
                              domain=(-5.0, 5.0), modes=())
@@ -565,8 +566,14 @@ def test_guard_a_nan_outside_the_functions_domain_is_still_not_a_finding(dtype):
     # to be defined there.
     for target, x in ((tf.math.log, [-0.5, 0.5]), (lambda x: x / tf.abs(x), [0.0, 0.5]),
                       (x_log_x, [0.0, 0.5]), (nan_between_1_2_and_1_3, [1.25, 0.5])):
-        report = gradcheck.check(target, tf.constant(x, dtype), modes=())
+        report = gradcheck.check(target, tf.constant(x, dtype), elementwise=True, modes=())
         assert report.ok and "outside the function's domain" in str(report), str(report)
+    # No limit: x / y at (0, 0) is 0 along y and +-inf along x; x / sum(x) on a row of
+    # zeros is constant only when every entry moves together.
+    zero = tf.constant([0.0, 1.0], dtype)
+    assert gradcheck.check(lambda x, y: x / y, zero, zero, modes=()).ok
+    assert gradcheck.check(lambda x: x / tf.reduce_sum(x, -1, keepdims=True),
+                           tf.constant([[0.0, 0.0], [1.0, 2.0]], dtype), modes=()).ok
 
 
 @tf.custom_gradient
