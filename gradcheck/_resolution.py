@@ -14,8 +14,10 @@ float64 is.
 The test, once per target object (its function or layer: the code, not the input, decides
 it): the twin at the input moved by ``2^-30 |x|`` per entry (below float32's ulp, far above
 float64's; entries at 0 stay) gives bitwise the same output, while a move of ``2^-20 |x|``
-(above float32's ulp) changes it somewhere. A flat function changes under neither and keeps
-its float64 reference; so does one checked at an input of zeros only.
+(above float32's ulp) changes it where float64 would have shown the smaller move too (the
+change, scaled down by 2^10, beyond 16 roundings of the output). A flat function, or one
+whose change under the smaller move hides in float64's rounding anyway (sigmoid at 1e-8),
+tells nothing: it keeps its float64 reference, and the next check asks again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from ._arrays import _f64
+from ._numerics import machine_eps
 
 __all__ = ["finer_than_float32"]
 
@@ -45,14 +48,18 @@ def finer_than_float32(tgt: Any, args: Sequence[tf.Tensor],
     output)``) computes finer than float32 (module docstring)."""
     owner = tgt.layer if getattr(tgt, "layer", None) is not None else tgt.fn
     seen = _SEEN.get(id(owner))
-    if seen is None or seen[0] is not owner:
-        seen = _SEEN[id(owner)] = (owner, _resolves(found[0], args, found[2]))
-        while len(_SEEN) > _SEEN_SIZE:
-            _SEEN.popitem(last=False)
-    return seen[1]
+    if seen is not None and seen[0] is owner:
+        return seen[1]
+    resolves = _resolves(found[0], args, found[2])
+    if resolves is None:  # this input cannot tell: float64's, and asked again next time
+        return True
+    _SEEN[id(owner)] = (owner, resolves)
+    while len(_SEEN) > _SEEN_SIZE:
+        _SEEN.popitem(last=False)
+    return resolves
 
 
-def _resolves(ref: Any, args: Sequence[tf.Tensor], y: tf.Tensor) -> bool:
+def _resolves(ref: Any, args: Sequence[tf.Tensor], y: tf.Tensor) -> bool | None:
     at = next((i for i, a in enumerate(args) if a.dtype.is_floating), None)
     if at is None:
         return True
@@ -75,5 +82,14 @@ def _resolves(ref: Any, args: Sequence[tf.Tensor], y: tf.Tensor) -> bool:
     if below is None or below.shape != y0.shape or not np.array_equal(below, y0, equal_nan=True):
         return True
     above = moved(_ABOVE)
-    return above is None or above.shape != y0.shape or np.array_equal(above, y0,
-                                                                      equal_nan=True)
+    if above is None or above.shape != y0.shape:
+        return None
+    # Unmoved below float32's ulp tells only where float64 would have shown that move: the
+    # change above, scaled down to it, beyond float64's rounding of the output (sigmoid at
+    # 1e-8 moves by 2e-18 there, under its ulp at 0.5: no evidence either way).
+    with np.errstate(invalid="ignore", over="ignore"):
+        change = np.abs(above - y0)
+        shown = change * (_BELOW / _ABOVE) > 16 * machine_eps("float64") * (
+            np.maximum(np.abs(y0), np.finfo(np.float64).tiny))
+        shown &= change <= 1e-3 * np.maximum(np.abs(y0), 1.0)  # a step crossed: no slope
+    return False if (shown & np.isfinite(above)).any() else None

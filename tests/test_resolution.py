@@ -53,3 +53,18 @@ def test_a_float16_target_casting_inside_keeps_a_float32_precise_twin_as_its_ref
     plain = gradcheck.check(tf.math.softplus, tf.constant([1.0975195169448853], tf.float32),
                             modes=())
     assert plain.ok and plain.reference_dtype == "float64"
+
+
+@tf.custom_gradient
+def sigmoid_slope_off(x):
+    s = tf.sigmoid(x)
+    return s, lambda dy: dy * s * (1 - s) * 1.001
+
+
+def test_guard_code_whose_output_hides_a_tiny_move_in_rounding_keeps_its_float64_reference():
+    # sigmoid at 1e-8 moves by 2e-18 under a move below float32's ulp: under its own ulp at
+    # 0.5, no evidence of a cast; taken as one, it weakened every later check of the target.
+    first = gradcheck.check(sigmoid_slope_off, np.float32([1e-8, -3e-8, 2e-8]), modes=())
+    later = gradcheck.check(sigmoid_slope_off, np.float32([0.5, 1.0, -2.0, 3.0]), modes=())
+    for report in (first, later):
+        assert report.kinds == ["gradient_mismatch"] and report.reference_dtype == "float64"
