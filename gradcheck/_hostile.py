@@ -30,12 +30,16 @@ def failure_report(entry: Any, dtype: str, inputs: Sequence[np.ndarray] | None, 
 def exited_report(tgt: Any, args: Sequence[Any], exc: BaseException) -> Report:
     """:func:`gradcheck.check`'s report of a target that called ``sys.exit`` or raised a
     BaseException that is not an Exception (``meta["exited"]``: fuzzing stops at it rather
-    than shrinking, which would only call it again). Ctrl-C and the time limit go on up."""
+    than shrinking, which would only call it again). Ctrl-C, the time limit and the control
+    flow of pytest (``pytest.fail``, pytest-timeout's signal method, ``skip``) and of
+    Hypothesis go on up."""
     from ._inputs import plain_inputs as shown_inputs
     from ._reproducer import check_reproducer
     from ._timeout import TimeLimitExceeded
 
-    if isinstance(exc, (Exception, KeyboardInterrupt, TimeLimitExceeded)):
+    owners = {cls.__module__.split(".")[0] for cls in type(exc).__mro__}  # pytest's Failed
+    if isinstance(exc, (Exception, KeyboardInterrupt, TimeLimitExceeded)) or owners & {
+            "_pytest", "pytest", "hypothesis", "gradcheck"}:  # their control flow goes on up
         raise exc
     dtype = next((a.dtype for a in args if a.dtype.is_floating), args[0].dtype)
     what = (f"called sys.exit({exc.code!r}) (SystemExit)" if isinstance(exc, SystemExit)

@@ -568,3 +568,12 @@ def test_a_target_that_ignores_the_limits_signal_ends_the_process_not_the_ci_job
     assert done.returncode == 1 and "never" not in done.stdout
     assert "deaf ran 10.5 s, past its time limit of 0.5 s, which did not stop it" in done.stderr
     assert time.monotonic() - started < 120
+
+
+def test_pytests_own_outcomes_raised_in_a_target_go_on_up_through_check():
+    # pytest-timeout's signal method calls pytest.fail: it was turned into a finding.
+    def fails_the_test(x):
+        pytest.fail("stopped from outside")
+
+    with pytest.raises(pytest.fail.Exception, match="stopped from outside"):
+        gradcheck.check(fails_the_test, np.array([1.0], np.float32), modes=())
