@@ -320,13 +320,14 @@ def _add(entry: Registered) -> None:
     if old is not None and old.target is not entry.target \
             and old._namespace is entry._namespace and "<" in entry.name:
         # A factory or a loop declaring one target per call (make.<locals>.act, a <lambda>),
-        # all at one line with one __qualname__: each keeps its item (act, act#2, ...) rather
-        # than the last replacing the others unseen. (A module run again, importlib.reload
-        # in the same namespace, replaces its module-level targets.)
+        # all at one line with one __qualname__: each keeps its item (act, act-2, ...; -k
+        # reads "-", not "#") rather than the last replacing the others unseen. (A module run
+        # again, importlib.reload in the same namespace, replaces its module-level targets;
+        # its factory's targets are numbered on.)
         count = 2
-        while (entry.module, f"{entry.name}#{count}") in _REGISTRY:
+        while (entry.module, f"{entry.name}-{count}") in _REGISTRY:
             count += 1
-        entry = replace(entry, name=f"{entry.name}#{count}")
+        entry = replace(entry, name=f"{entry.name}-{count}")
         key = (entry.module, entry.name)
     _REGISTRY[key] = entry
 

@@ -132,7 +132,7 @@ def test_targets_a_factory_declares_at_one_line_each_get_an_item(pytester):
     """)
     result = pytester.runpytest_inprocess(*SMALL, "-q")
     assert collected(pytester.runpytest_inprocess("--gradcheck", "--collect-only", "-q")) == [
-        "factory.py::make.<locals>.act[float64]", "factory.py::make.<locals>.act#2[float64]"]
+        "factory.py::make.<locals>.act[float64]", "factory.py::make.<locals>.act-2[float64]"]
     result.assert_outcomes(passed=1, failed=1)
     assert "make.<locals>.act[float64]" in result.stdout.str().split("FAILED")[-1]
 
