@@ -709,3 +709,19 @@ def test_cancelling_intermediates_in_float64_are_no_finding(seed):
 def test_guard_a_derivative_off_by_1e_3_under_cancellation_is_still_found():
     report = gradcheck.check(expm1_over_x_slope_off, CANCELLING, elementwise=True, modes=())
     assert report.kinds == ["gradient_mismatch"], str(report)
+
+
+@tf.custom_gradient
+def cancelling_with_slope_off(x):
+    """(e^x - 1 - x) / x^2, whose evaluations near 0 round by eps / x^2; its derivative
+    times 1.5."""
+    def grad(dy):
+        return dy * 1.5 * (1 / 6 + x / 12 + x * x / 40 + x ** 3 / 180)
+    return (tf.exp(x) - 1 - x) / (x * x), grad
+
+
+def test_guard_a_wrong_derivative_under_noise_is_not_settled_as_a_kink_at_short_steps():
+    # At steps relative to |x| its rounding read as a kink, whose window [0, 2 f'] passed it.
+    report = gradcheck.check(cancelling_with_slope_off, np.array([0.01, -0.01, 0.02]),
+                             modes=())
+    assert report.kinds == ["gradient_mismatch"], str(report)
