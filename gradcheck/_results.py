@@ -180,6 +180,13 @@ class ResultLog:
         elif when == "teardown" and entry["outcome"] == _RUNNING:
             entry["outcome"] = "passed"  # a setup and teardown with no call in between
 
+    def ended(self, reason: str) -> None:
+        """The process is about to end (the time limit's watchdog): running items crashed,
+        for ``reason``."""
+        for entry in self.results.values():
+            if entry["outcome"] == _RUNNING:
+                entry["outcome"], entry["reason"] = "crashed", reason
+
     def interrupted(self, reason: str | None) -> None:
         """The session stops here: running items are interrupted, not crashed."""
         for entry in self.results.values():

@@ -22,9 +22,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["DEFAULT_TIMEOUT_S", "TimeLimitExceeded", "can_limit", "outer_limit", "time_limit"]
+__all__ = ["DEFAULT_TIMEOUT_S", "TimeLimitExceeded", "can_limit", "on_process_end",
+           "outer_limit", "time_limit"]
 
 #: Seconds one target may fuzz in one dtype before it is stopped. The slowest example item
 #: (a Dense layer with PReLU, 100 examples) takes about 5 s on a 2-core CI machine: 300 s leaves
@@ -46,6 +47,17 @@ _GRACE_S = 10.0
 #: raised where Python discards it (a garbage-collector callback such as Hypothesis' own, a
 #: ``__del__``) would otherwise leave a loop that allocates running for ever.
 _REPEAT_S = 1.0
+
+
+#: Called with the watchdog's message before it ends the process (the pytest plugin records it
+#: as the running item's reason and rewrites its report): what a killed process leaves is true.
+_LAST_WORDS: list[Callable[[str], None]] = []
+
+
+def on_process_end(callback: Callable[[str], None] | None) -> None:
+    """Have ``callback(message)`` called before the watchdog ends the process (one at a
+    time: a session's replaces the last; None: none)."""
+    _LAST_WORDS[:] = [] if callback is None else [callback]
 
 
 class TimeLimitExceeded(BaseException):
@@ -86,10 +98,15 @@ def time_limit(seconds: float | None, name: str = "") -> Iterator[float | None]:
 
     def end_process() -> None:  # in a thread: the signal did not stop the block
         if inside[0]:
-            os.write(2, (f"\ngradcheck: {name or 'the target'} ran {limit + grace:g} s, past "
-                         f"its time limit of {limit:g} s, which did not stop it (SIGALRM "
-                         "ignored or blocked, or a call that never returns to Python): "
-                         "ending the process\n").encode())
+            message = (f"{name or 'the target'} ran {limit + grace:g} s, past its time limit "
+                       f"of {limit:g} s, which did not stop it (SIGALRM ignored or blocked, or "
+                       "a call that never returns to Python): the process was ended")
+            os.write(2, f"\ngradcheck: {message}\n".encode())
+            for callback in _LAST_WORDS:
+                try:
+                    callback(message)
+                except Exception:  # noqa: BLE001 - ending the process matters more
+                    pass
             os._exit(1)
 
     started = time.monotonic()

@@ -390,10 +390,13 @@ class _Results:
     def __init__(self, config: pytest.Config) -> None:
         from gradcheck._results import ResultLog
 
+        from gradcheck._timeout import on_process_end
+
         self.config = config
         self.log = ResultLog()
         self.interruption: str | None = None
         self.writes = not hasattr(config, "workerinput")
+        on_process_end(self._ended)
 
     def pytest_report_header(self) -> str:
         settings = _session_settings(self.config)
@@ -441,6 +444,11 @@ class _Results:
         self.interruption = truncated(
             f"interrupted by {excinfo.typename}{': ' + message if message else ''} (Ctrl-C, "
             "or raised by the target) while this item ran", 1000)
+
+    def _ended(self, message: str) -> None:
+        """The time limit's watchdog ends the process: the running item says why."""
+        self.log.ended(message)
+        self._write()
 
     def _write(self) -> None:
         if not self.writes:
@@ -497,6 +505,9 @@ class _Results:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        from gradcheck._timeout import on_process_end
+
+        on_process_end(None)
         settings = _session_settings(self.config)
         if exitstatus == pytest.ExitCode.INTERRUPTED or self.interruption is not None:
             self.log.interrupted(self.interruption)

@@ -577,3 +577,21 @@ def test_pytests_own_outcomes_raised_in_a_target_go_on_up_through_check():
 
     with pytest.raises(pytest.fail.Exception, match="stopped from outside"):
         gradcheck.check(fails_the_test, np.array([1.0], np.float32), modes=())
+
+
+def test_a_session_the_watchdog_ends_leaves_a_report_that_says_why(pytester):
+    project(pytester, """
+        import signal
+
+        @gradcheck.activation(dtypes=("float32",), timeout=0.5)
+        def deaf(x):
+            signal.signal(signal.SIGALRM, signal.SIG_IGN)
+            time.sleep(3600)
+            return tf.sin(x)
+    """)
+    result = pytester.runpytest_subprocess(*FAST, "-p", "no:xdist")
+    assert result.ret == 1
+    results, _ = outcomes(pytester)
+    assert [r["outcome"] for r in results.values()] == ["passed", "crashed", "not run"]
+    reason = results["deaf[float32]"]["reason"]  # the sweep's half of the limit stopped it
+    assert reason.startswith("deaf ran ") and "which did not stop it" in reason
