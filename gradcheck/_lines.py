@@ -315,6 +315,7 @@ def _same_direction(phi: Mapping[int, np.ndarray]) -> np.ndarray:
     give them equal sizes and opposite signs (sin over about a period: sin(h)/h at h = 3.2
     and 6.4 is -0.018 and +0.018), which resolves nothing."""
     m2, m1, z, p1, p2 = (np.asarray(phi[k], dtype=float) for k in (-2, -1, 0, 1, 2))
+
     def agree(a, b):  # signs, not a product: differences of 1e-161 multiply to 0
         return (np.sign(a) == np.sign(b)) & (a != 0)
 
