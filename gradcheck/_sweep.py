@@ -407,7 +407,7 @@ class _Sweep:
         in_longest = lo + int(np.argmin(np.abs(batch.x[lo:hi + 1])))
         kind = _KIND_OF_CODE[code]
         for i in dict.fromkeys((in_longest, smallest, (lo + hi) // 2, lo, hi)):
-            reproduced = self.reproduce(float(batch.x[i]), consts, kind, batch.repeatable)
+            reproduced, _ = self.reproduce(float(batch.x[i]), consts, kind, batch.repeatable)
             if reproduced is not None:
                 detail, reproducer, inputs = reproduced
                 run = np.searchsorted(ends, i)  # the run of consecutive values holding i
@@ -419,16 +419,26 @@ class _Sweep:
                     reproducer
         # No check there shows it: at other cotangents either? A wrong formula is wrong
         # whatever dy; a VJP whose cancelling terms rounded past the rules for the batch's
-        # own dy alone (a bfloat16 sinc's 1 / x terms at 0.0067, one value) is not.
+        # own dy alone (a bfloat16 sinc's 1 / x terms at 0.0067, one value) is not. A check
+        # there that finds anything else (a noisy gradient: nondeterministic) keeps it.
+        extent = self.extent(code, batch, bad, lo, hi, starts.size, consts)
+        clean = True
         for seed in range(self.seed + 1, self.seed + 1 + _MORE_COTANGENTS):
-            reproduced = self.reproduce(float(batch.x[in_longest]), consts, kind,
-                                        batch.repeatable, seed)
+            reproduced, quiet = self.reproduce(float(batch.x[in_longest]), consts, kind,
+                                               batch.repeatable, seed)
+            clean &= quiet
             if reproduced is not None:
                 detail, reproducer, inputs = reproduced
-                extent = self.extent(code, batch, bad, lo, hi, starts.size, consts)
                 return Finding(kind, f"{self.name}: {extent}; at x = {batch.x[in_longest]:.9g}"
                                f": {detail}", inputs,
                                self.details(batch, bad, lo, hi, in_longest, consts)), reproducer
+        if not clean:
+            return Finding(kind, f"{self.name}: {extent}, smallest |x| "
+                           f"{batch.x[in_longest]:.9g} (a check at one of these values alone "
+                           f"does not show it; reproduce with the sweep)",
+                           {"x": [float(batch.x[in_longest])], "dtype": self.dtype},
+                           self.details(batch, bad, lo, hi, in_longest, consts)), \
+                self.sweep_call()
         return None, (f"{int(bad.sum())} swept value(s) in [{batch.x[lo]:.6g}, "
                       f"{batch.x[hi]:.6g}] showed {kind} that no check at them alone shows, "
                       f"at {_MORE_COTANGENTS + 1} cotangents: not reported (the rounding of "
@@ -449,11 +459,12 @@ class _Sweep:
                 **dict(zip(self.scalars, consts))}
 
     def reproduce(self, x: float, consts: tuple[float, ...], kind: str, repeatable: bool,
-                  seed: int | None = None):
-        """The core's check at x alone (the parameters as scalar inputs): its message and a
-        reproducer, when it shows ``kind``. ``repeatable``: two calls over every swept value
-        gave the same outputs and gradients, so the check's own calls that look for noise
-        (one before its own, more before a finding stands) are not repeated."""
+                  seed: int | None = None) -> tuple[tuple | None, bool]:
+        """The core's check at x alone (the parameters as scalar inputs): its message,
+        reproducer and inputs when it shows ``kind`` (else None), and whether it found nothing
+        at all. ``repeatable``: two calls over every swept value gave the same outputs and
+        gradients, so the check's own calls that look for noise (one before its own, more
+        before a finding stands) are not repeated."""
         inputs = [tf.constant([x], self.tf_dtype)] + [tf.constant(c, self.tf_dtype)
                                                       for c in consts]
         try:
@@ -462,15 +473,15 @@ class _Sweep:
                 elementwise=True, rtol=self.rtol, atol=self.atol, modes=(), domain=self.domain),
                 seed=self.seed if seed is None else seed, probe_determinism=not repeatable)
         except (TypeError, ValueError):
-            return None
+            return None, False
         finding = next((f for f in report.findings if f.kind == kind), None)
         if finding is None:
-            return None
+            return None, report.ok
         message = finding.message
         if message.startswith(f"{self.name}: "):
             message = message[len(self.name) + 2:]
         reproducer = report.reproducer  # the core's: a layer as its constructor call
-        return message, reproducer, finding.inputs
+        return (message, reproducer, finding.inputs), False
 
     def sweep_call(self) -> str:
         domain = f", domain={self.domain!r}" if self.domain is not None else ""

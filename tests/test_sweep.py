@@ -638,3 +638,19 @@ def test_a_random_targets_sweep_says_why_it_stopped_in_words():
     report = gradcheck.sweep(lambda x: x * tf.random.uniform(tf.shape(x), dtype=x.dtype),
                              dtype="float16")
     assert str(report).endswith("not checked: two calls at the same values differ")
+
+
+@tf.custom_gradient
+def _tanh_noisy_gradient(x):
+    y = tf.tanh(x)
+
+    def grad(dy):
+        return dy * (1 - y * y) * (1.0 + 0.05 * tf.random.uniform(tf.shape(x), dtype=x.dtype))
+    return y, grad
+
+
+def test_guard_values_whose_check_alone_finds_something_else_stay_a_finding():
+    # A noisy gradient: a check at one value reads it as nondeterministic, not as the
+    # sweep's mismatch, which is no reason to set the sweep's finding aside.
+    report = gradcheck.sweep(_tanh_noisy_gradient, dtype="float32", domain=(-5.0, 5.0))
+    assert not report.ok and "not_reported" not in report.meta, str(report)
