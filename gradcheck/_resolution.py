@@ -91,5 +91,7 @@ def _resolves(ref: Any, args: Sequence[tf.Tensor], y: tf.Tensor) -> bool | None:
         change = np.abs(above - y0)
         shown = change * (_BELOW / _ABOVE) > 16 * machine_eps("float64") * (
             np.maximum(np.abs(y0), np.finfo(np.float64).tiny))
-        shown &= change <= 1e-3 * np.maximum(np.abs(y0), 1.0)  # a step crossed: no slope
+        # A relative change 2^10 times the relative move (a condition number past the ratio
+        # of the two moves) is a step crossed (floor at 2.9999998), not a slope.
+        shown &= change <= (_ABOVE / _BELOW) * _ABOVE * np.maximum(np.abs(y0), 1.0)
     return False if (shown & np.isfinite(above)).any() else None

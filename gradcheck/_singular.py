@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from ._arrays import _f64, _smallest_normal
-from ._numerics import machine_eps
+from ._numerics import ANALYTIC_ULPS, machine_eps
 
 __all__ = ["diverging_at_singular_points", "finite_limit", "nan_where_defined",
            "read_as_zero"]
@@ -133,7 +133,6 @@ def _size(run: Any, k: int, entries: np.ndarray, value: float, h: float,
     return np.abs(y)
 
 
-
 #: Steps toward a NaN output's input, relative to max(1, |x|), at which the reference is
 #: followed (``finite_limit``).
 _LIMIT_STEPS = tuple(10.0 ** -j for j in range(2, 8))
@@ -172,7 +171,8 @@ def finite_limit(run: Any, k: int, entries: np.ndarray) -> np.ndarray:
         inward = (p.value == np.asarray(domain[0], p.value.dtype),
                   p.value == np.asarray(domain[1], p.value.dtype))
     with np.errstate(invalid="ignore", over="ignore"):
-        rounding = 8 * machine_eps("float64") * np.maximum(1.0, np.abs(limits[0]))
+        # Each side's last value is a chain of the formula's roundings, as the analytic one.
+        rounding = ANALYTIC_ULPS * machine_eps("float64") * np.maximum(1.0, np.abs(limits[0]))
         agree = np.abs(limits[0] - limits[1]) <= changes[0] + changes[1] + rounding
     both = followed[0] & followed[1] & agree
     return entries & (both | (inward[0] & followed[0]) | (inward[1] & followed[1]))
