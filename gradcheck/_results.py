@@ -66,7 +66,8 @@ def item_result(outcome: str, duration: float, report: Any = None,
         "examples": meta.get("examples", 0),
         "repeated": meta.get("repeated", 0),  # examples whose input had passed: not rechecked
         "swept": meta.get("swept", 0),  # values checked by the sweep phase
-        "sweep_skipped": meta.get("sweep_skipped"),  # why it did not run to the end, if so
+        # why it did not run to the end, or what it flagged that no check alone showed
+        "sweep_skipped": meta.get("sweep_skipped"),
         "duration_s": round(float(duration), 3),
         "findings": [{"kind": f["kind"], "message": f["message"], "inputs": f["inputs"]}
                      for f in (report.to_dict()["findings"] if report is not None else [])],
