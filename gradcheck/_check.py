@@ -120,7 +120,7 @@ def check(target: Any, *inputs: Any, elementwise: bool | None = None,
     try:
         return check_with(tgt, args, options, seed=seed, training=training)
     except BaseException as exc:  # noqa: BLE001 - sys.exit(), a BaseException of its own
-        return exited_report(tgt, args, exc)
+        return exited_report(tgt, args, exc, {**options.keywords(), "seed": seed})
 
 
 def check_with(tgt: Target, args: list, options: CheckOptions, *, seed: int = 0,

@@ -27,10 +27,12 @@ def failure_report(entry: Any, dtype: str, inputs: Sequence[np.ndarray] | None, 
                   findings=[Finding(kind, message, shown, details)])
 
 
-def exited_report(tgt: Any, args: Sequence[Any], exc: BaseException) -> Report:
-    """:func:`gradcheck.check`'s report of a target that called ``sys.exit`` or raised a
-    BaseException that is not an Exception (``meta["exited"]``: fuzzing stops at it rather
-    than shrinking, which would only call it again). Ctrl-C, the time limit and the control
+def exited_report(tgt: Any, args: Sequence[Any], exc: BaseException,
+                  options: dict[str, Any]) -> Report:
+    """:func:`gradcheck.check`'s report (``options``: its keywords, for the reproducer) of a
+    target that called ``sys.exit`` or raised a BaseException that is not an Exception
+    (``meta["exited"]``: fuzzing stops at it rather than shrinking, which would only call it
+    again). Ctrl-C, the time limit and the control
     flow of pytest (``pytest.fail``, pytest-timeout's signal method, ``skip``) and of
     Hypothesis go on up."""
     from ._inputs import plain_inputs as shown_inputs
@@ -50,7 +52,7 @@ def exited_report(tgt: Any, args: Sequence[Any], exc: BaseException) -> Report:
     finding = Finding("error", message, shown_inputs(tgt, args, dtype),
                       {"exception": type(exc).__name__})
     return Report(target=tgt.name, dtype=dtype.name, findings=[finding],
-                  reproducer=check_reproducer(tgt, args, {}), meta={"exited": True})
+                  reproducer=check_reproducer(tgt, args, options), meta={"exited": True})
 
 
 def plain_inputs(declaration: Any, dtype: str, inputs: Sequence[np.ndarray]) -> dict[str, Any]:

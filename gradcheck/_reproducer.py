@@ -44,6 +44,7 @@ def check_reproducer(tgt: Any, args: Sequence[Any], options: dict[str, Any]) -> 
     weights = layer.get_weights() if layer is not None else []
     if not weights or not parts:
         return check_call(target_expression(tgt), parts, as_code(options))
+    # A small layer's weights (a 16 x 16 kernel) are worth a longer line than its inputs.
     shown = weights_code(weights) if sum(w.size for w in weights) <= 4 * _MOST_SHOWN else "..."
     names = ["x", *parts[1:]]
     return (f"x = {parts[0]}; layer = {target_expression(tgt)}; layer({', '.join(names)}); "

@@ -248,7 +248,8 @@ def _probe(fb: ForwardBackward, ref: Reference, calls: Evaluations, declared: De
             return None
         bad = ~(np.abs(probe - predicted) <= np.nan_to_num(tolerance, nan=np.inf))
     bad &= np.isfinite(probe)
-    if bad.any():  # the reference's rounding as measured (cancelling intermediates)
+    if bad.any():  # the reference's rounding as measured (cancelling intermediates): in the
+        # probe's difference, and in each diagonal one its prediction scales by |u / s|
         bad &= ~(_abs_diff(probe, predicted) <= tolerance + _measured_noise(fb, ref, calls, u)
                  * SAFETY * (1 + _sum(np.abs(r) for r in ratio.values())) / ref.h)
     if bad.any():

@@ -134,7 +134,9 @@ def _size(run: Any, k: int, entries: np.ndarray, value: float, h: float,
 
 
 #: Steps toward a NaN output's input, relative to max(1, |x|), at which the reference is
-#: followed (``finite_limit``).
+#: followed (``finite_limit``): from 1e-2, near enough to be the value's own neighbourhood,
+#: to 1e-7, where float64's rounding of a unit-sized value (2e-16) is still 1e-9 of the step,
+#: so the changes between steps are the function's, not rounding.
 _LIMIT_STEPS = tuple(10.0 ** -j for j in range(2, 8))
 
 

@@ -548,6 +548,7 @@ def test_check_of_a_target_that_exits_is_an_error_finding_not_the_end_of_the_cal
     report = gradcheck.check(target, np.array([1.0, 2.0], np.float32), modes=())
     assert report.kinds == ["error"] and said in report.findings[0].message
     assert report.findings[0].inputs["x"] == [1.0, 2.0]
+    assert report.reproducer.endswith(", modes=())")  # the options it was checked with
 
 
 def test_a_target_that_ignores_the_limits_signal_ends_the_process_not_the_ci_job():
