@@ -97,6 +97,15 @@ def _smallest_normal(dtype: tf.DType) -> float:
     return float(np.finfo(dtype.as_numpy_dtype).tiny)
 
 
+def _said(exc: BaseException) -> str:
+    """``str(exc)``, or what stands for it where the exception's own ``__str__`` raises (a
+    target's exception class is the user's code: formatting it must not fail the check)."""
+    try:
+        return str(exc)
+    except Exception as inner:  # noqa: BLE001
+        return f"<its str() raised {type(inner).__name__}>"
+
+
 def _tail(exc: BaseException, lines: int = 4) -> str:
     text = traceback.format_exception(type(exc), exc, exc.__traceback__)
     return "".join(text[-lines:]).strip()

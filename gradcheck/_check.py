@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from . import _routes
 from ._arrays import (_abs, _all_finite, _backward, _f64, _index, _signed, _smallest_normal,
-                      _tail)
+                      _said, _tail)
 from ._conditioning import TwinGradients
 from ._declared_gradient import DeclarationError, analytic_source, declared_gradient_checked
 from ._determinism import execute_probing
@@ -309,7 +309,7 @@ class _Run(ReferenceCalls):
         except Exception as exc:  # noqa: BLE001 - the target failed at a nearby input
             self.add("error", f"raised {type(exc).__name__} when evaluated for finite "
                      f"differences, within {2 * self.h:.2g} x max(1, |x|) of the input "
-                     f"below: {exc}", exception=type(exc).__name__,
+                     f"below: {_said(exc)}", exception=type(exc).__name__,
                      traceback_tail=_tail(exc))
             return None
         return True
@@ -326,7 +326,7 @@ class _Run(ReferenceCalls):
         except _UsageError:
             raise
         except Exception as exc:  # noqa: BLE001 - the target's own failure is a finding
-            self.add("error", f"raised {type(exc).__name__} when called: {exc}",
+            self.add("error", f"raised {type(exc).__name__} when called: {_said(exc)}",
                      exception=type(exc).__name__, traceback_tail=_tail(exc))
             return False
         self.y = y
@@ -354,7 +354,7 @@ class _Run(ReferenceCalls):
             self.cotangent = tf.constant(self.v, y.dtype)
             grads = _backward(tape, y, sources, self.cotangent)
         except Exception as exc:  # noqa: BLE001
-            self.add("error", f"raised {type(exc).__name__} in the backward pass: {exc}",
+            self.add("error", f"raised {type(exc).__name__} in the backward pass: {_said(exc)}",
                      exception=type(exc).__name__, traceback_tail=_tail(exc))
             return False
         self.tape, self.sources = tape, sources
@@ -485,7 +485,7 @@ class _Run(ReferenceCalls):
                 self.f0 = self.evaluate({}, 0.0)
         except Exception as exc:  # noqa: BLE001
             self.add("error", f"raised {type(exc).__name__} when evaluated for the numerical "
-                     f"reference in {self.ref_dtype.name}: {exc}",
+                     f"reference in {self.ref_dtype.name}: {_said(exc)}",
                      exception=type(exc).__name__, traceback_tail=_tail(exc))
             return False
         return True

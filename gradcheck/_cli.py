@@ -447,13 +447,14 @@ def _exception_text(exc: BaseException) -> str:
     """``Type: message (at file.py, line N: code)`` on one line, the line being the innermost
     one of the user's code: never gradcheck's own (a declaration's error is the decorator
     line that made it) nor the import machinery's."""
+    from gradcheck._arrays import _said
     from gradcheck._report import truncated
 
     package = str(Path(__file__).resolve().parent)
     frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
               if not frame.filename.startswith((package, "<frozen"))
               and "importlib" not in frame.filename]
-    text = " ".join(truncated(f"{type(exc).__name__}: {exc}", 1000).split())
+    text = " ".join(truncated(f"{type(exc).__name__}: {_said(exc)}", 1000).split())
     if frames:
         frame = frames[-1]
         text += f" (at {Path(frame.filename).name}, line {frame.lineno}: {frame.line})"

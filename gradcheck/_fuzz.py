@@ -32,7 +32,7 @@ import numpy as np
 from hypothesis.errors import Flaky
 from hypothesis.reporting import with_reporter
 
-from ._arrays import _digest, _seed_of, _shapes
+from ._arrays import _digest, _said, _seed_of, _shapes
 from ._declare import Registered
 from ._fuzz_target import dtype_arg, fitted_to_instance, resolve_target
 from ._global_state import restored_global_state
@@ -337,7 +337,7 @@ class _Fuzz:
         except (Exception, KeyboardInterrupt, SystemExit, TimeLimitExceeded):
             raise
         except BaseException as exc:  # noqa: BLE001 - the target's own BaseException subclass
-            said = f" ({exc})" if str(exc) else ""
+            said = f" ({_said(exc)})" if _said(exc) else ""
             report = self.target_failure(self.current, f"{self.entry.name}: raised "
                                          f"{type(exc).__name__}{said}, a BaseException that is "
                                          f"not an Exception: raise an Exception subclass",

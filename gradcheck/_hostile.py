@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ._arrays import _said
 from ._report import Finding, Report
 
 __all__ = ["exited_report", "failure_report", "flaky_text", "intermittent", "plain_inputs",
@@ -45,7 +46,7 @@ def exited_report(tgt: Any, args: Sequence[Any], exc: BaseException,
         raise exc
     dtype = next((a.dtype for a in args if a.dtype.is_floating), args[0].dtype)
     what = (f"called sys.exit({exc.code!r}) (SystemExit)" if isinstance(exc, SystemExit)
-            else f"raised {type(exc).__name__}" + (f" ({exc})" if str(exc) else "")
+            else f"raised {type(exc).__name__}" + (f" ({_said(exc)})" if _said(exc) else "")
             + ", a BaseException that is not an Exception")
     message = (f"{tgt.name}: {what}; a target must return a tensor or raise an Exception, "
                "never exit the process")

@@ -54,7 +54,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import _kerases as kerases
-from ._arrays import _backward, _f64, _index, _signed, _smallest_normal, _tail
+from ._arrays import _backward, _f64, _index, _signed, _said, _smallest_normal, _tail
 from ._numerics import ANALYTIC_ULPS, machine_eps
 from ._options import policies as policy_names
 from ._records import Add, ForwardBackward, Skip
@@ -122,7 +122,7 @@ def _check_policy(fb: ForwardBackward, policy: str, cotangent: _Cotangent, add: 
     try:
         mixed = _build(fb.target, policy, inputs)
     except Exception as exc:  # noqa: BLE001 - the layer's own failure is a finding
-        add("error", f"{where}: raised {type(exc).__name__} when built and called: {exc}",
+        add("error", f"{where}: raised {type(exc).__name__} when built and called: {_said(exc)}",
             policy=policy, exception=type(exc).__name__, traceback_tail=_tail(exc))
         return
     for w in mixed.weights:
@@ -140,7 +140,7 @@ def _check_policy(fb: ForwardBackward, policy: str, cotangent: _Cotangent, add: 
                                              None, cotangent, compute, input_labels)
     except Exception as exc:  # noqa: BLE001
         add("error", f"{where}: raised {type(exc).__name__} when called and "
-            f"differentiated: {exc}", policy=policy, exception=type(exc).__name__,
+            f"differentiated: {_said(exc)}", policy=policy, exception=type(exc).__name__,
             traceback_tail=_tail(exc))
         return
     if y.dtype.name != compute:

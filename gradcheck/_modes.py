@@ -69,7 +69,7 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
-from ._arrays import _f64, _index, _max_abs_finite, _tail
+from ._arrays import _f64, _index, _max_abs_finite, _said, _tail
 from ._conditioning import TwinGradients, mode_allowance
 from ._numerics import ANALYTIC_ULPS, SAFETY, machine_eps
 from ._records import Add, ForwardBackward, Reference
@@ -481,7 +481,7 @@ def _constant_hint(exc: BaseException) -> str:
     """A graph op converts a Python number before it knows the other operands' dtype (the
     first operand of tf.maximum, either branch of tf.where): float32. Eagerly the op infers it
     from all operands, so only the trace fails."""
-    if not re.search(r"has type \w+ that does not match type float32", str(exc)):
+    if not re.search(r"has type \w+ that does not match type float32", _said(exc)):
         return ""
     return (", and a Python number in an op with a tensor of another dtype "
             "(tf.maximum(0.0, x), tf.where(c, 1.0, y)) can be a float32 constant in a graph: "
@@ -491,7 +491,7 @@ def _constant_hint(exc: BaseException) -> str:
 def _first_line(exc: BaseException, limit: int = 300) -> str:
     """The error itself: TensorFlow wraps a tracing error as "in user code: <frames> <error>";
     keep the error and the user's innermost frame (file, line, code)."""
-    text = re.sub(r"\[_XlaMustCompile[^\]]*\]", "", str(exc))  # graph attributes: noise
+    text = re.sub(r"\[_XlaMustCompile[^\]]*\]", "", _said(exc))  # graph attributes: noise
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # Keras 3's bold
     # Keras (3 and tf-keras) appends the layer's call arguments after the error: not the error.
     text = re.split(r"\n\s*(?:Call arguments|Arguments) received by ", text)[0]

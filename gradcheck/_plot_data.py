@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from ._arrays import _f64, _smallest_normal
+from ._arrays import _f64, _said, _smallest_normal
 from ._check import check
 from ._numerics import (ANALYTIC_ULPS, analytic_allowance, judge_lines, machine_eps,
                         rounding_window, step, within_secants)
@@ -111,7 +111,7 @@ def compute_panel(spec: Spec, dtype: str) -> Panel:
             why = "the output does not keep the batch axis: one call per point"
             run = _Evaluation(spec, dtype, points.unbatched(why))
     except Exception as exc:  # noqa: BLE001 - the target's own failure is what we draw
-        panel.error = _clean(f"{type(exc).__name__}: {exc}")
+        panel.error = _clean(f"{type(exc).__name__}: {_said(exc)}")
         return panel
     panel.points, panel.reference_dtype = run.points, run.ref_dtype
     panel.f, panel.nonfinite_f = run.f, run.nonfinite_f

@@ -96,7 +96,9 @@ def item_figure(registered: Any, dtype: str, report: Any) -> dict[str, str]:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")
     except Exception as exc:  # noqa: BLE001 - a figure is a bonus: never fail the run for it
-        return {"error": f"{type(exc).__name__}: {exc}"}
+        from ._arrays import _said  # TensorFlow's side, as the figure is
+
+        return {"error": f"{type(exc).__name__}: {_said(exc)}"}
     return {"png": base64.b64encode(buffer.getvalue()).decode("ascii")}
 
 

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ._arrays import _backward, _f64, _index, _signed, _tail
+from ._arrays import _backward, _f64, _index, _said, _signed, _tail
 from ._numerics import ANALYTIC_ULPS, machine_eps
 from ._records import Add, ForwardBackward, Reference, Skip, cast_floats
 from ._targets import weights_set_to
@@ -85,7 +85,7 @@ def check_second_order(fb: ForwardBackward, ref: Reference, *, add: Add, skip: S
         _SecondOrder(fb, ref, usable, add, skip).execute()
     except Exception as exc:  # noqa: BLE001 - the target's own failure is a finding
         add("error", f"raised {type(exc).__name__} in the second-order check "
-            f"(differentiating the gradient): {exc}; {_HINT}",
+            f"(differentiating the gradient): {_said(exc)}; {_HINT}",
             exception=type(exc).__name__, traceback_tail=_tail(exc), order=2)
 
 

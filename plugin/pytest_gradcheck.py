@@ -216,9 +216,11 @@ class GradcheckModule(pytest.Module):
         except Exception as exc:
             if self._is_test_module():
                 return []
+            from gradcheck._arrays import _said
+
             raise self.CollectError(
                 f"gradcheck: importing module {self.path.name} ({self.path}) raised "
-                f"{type(exc).__name__}: {exc}\n{_traceback_from(exc, self.path)}") from exc
+                f"{type(exc).__name__}: {_said(exc)}\n{_traceback_from(exc, self.path)}") from exc
         dtypes = _session_settings(self.config).dtypes
         return [GradcheckItem.from_parent(
                     self, name=f"{entry.name}[{dtype}]", registered=entry, dtype=dtype,
@@ -281,10 +283,11 @@ class GradcheckItem(pytest.Item):
                                      timeout=outer_limit(self, settings.timeout),
                                      sweep=settings.sweep)
         except Exception as exc:
+            from gradcheck._arrays import _said
             from gradcheck._report import plain_text, truncated
 
             self._record("error", time.perf_counter() - started,
-                         error=truncated(plain_text(f"{type(exc).__name__}: {exc}")))
+                         error=truncated(plain_text(f"{type(exc).__name__}: {_said(exc)}")))
             raise
         self._record("passed" if report.ok else "failed",
                      report.meta.get("duration_s", time.perf_counter() - started), report)

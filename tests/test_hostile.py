@@ -318,6 +318,32 @@ def test_a_base_exception_from_a_target_is_a_finding_in_a_few_lines(pytester):
     assert "Traceback" not in result.stdout.str() and "_sweep.py" not in result.stdout.str()
 
 
+@pytest.mark.parametrize("where", ["call", "backward"])
+def test_an_exception_whose_str_raises_is_a_finding_not_a_traceback(pytester, where):
+    project(pytester, f"""
+        class Unprintable(Exception):
+            def __str__(self):
+                raise RuntimeError("__str__ itself fails")
+
+        def backward(dy):
+            raise Unprintable()
+
+        @gradcheck.activation(dtypes=("float32",))
+        def unprintable(x):
+            if {where == "call"}:
+                raise Unprintable()
+            return tf.custom_gradient(lambda t: (2 * t, backward))(x)
+    """)
+    result = pytester.runpytest_inprocess(*FAST)
+    result.assert_outcomes(passed=2, failed=1)
+    results, _ = outcomes(pytester)
+    finding = results["unprintable[float32]"]["findings"][0]
+    assert finding["kind"] == "error"
+    assert "raised Unprintable" in finding["message"] and "str() raised" in finding["message"]
+    assert "Traceback" not in result.stdout.str()
+    assert len(failure_section(result, "unprintable")) <= 12
+
+
 def test_a_layer_whose_constructor_raises_is_one_line_not_a_traceback(pytester):
     project(pytester, """
         import keras
