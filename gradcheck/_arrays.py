@@ -71,6 +71,14 @@ def _shapes(arrays) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(int(s) for s in np.shape(a)) for a in arrays)
 
 
+def _shapes_text(shapes: tuple[tuple[int, ...], ...]) -> str:
+    return " ".join(str(tuple(s)) for s in shapes)
+
+
+def _total_size(arrays) -> int:
+    return sum(np.size(a) for a in arrays)
+
+
 def _all_finite(a: np.ndarray) -> bool:
     """No NaN/Inf in ``a``: one sum (NaN and Inf propagate through it), checked entrywise
     only when the sum is not finite, since finite entries can overflow it too."""

@@ -108,7 +108,6 @@ def check(target: Any, *inputs: Any, elementwise: bool | None = None,
             input is floating.
         ValueError: an input contains NaN/Inf, or a tolerance is negative.
     """
-    keep_heap()  # the next check reuses this one's freed memory (see _heap.py)
     tgt = as_target(target, name, reference)
     args = as_tensors(tgt, inputs)
     try:
@@ -117,10 +116,7 @@ def check(target: Any, *inputs: Any, elementwise: bool | None = None,
     except (TypeError, ValueError) as exc:  # said once, with the "gradcheck:" prefix
         text = str(exc) if str(exc).startswith("gradcheck:") else f"gradcheck: {exc}"
         raise type(exc)(text) from None
-    try:
-        return check_with(tgt, args, options, seed=seed, training=training)
-    except BaseException as exc:  # noqa: BLE001 - sys.exit(), a BaseException of its own
-        return exited_report(tgt, args, exc, {**options.keywords(), "seed": seed})
+    return check_with(tgt, args, options, seed=seed, training=training)
 
 
 def check_with(tgt: Target, args: list, options: CheckOptions, *, seed: int = 0,
@@ -129,9 +125,10 @@ def check_with(tgt: Target, args: list, options: CheckOptions, *, seed: int = 0,
 
     ``probe_determinism=False`` leaves out the calls that look for a non-deterministic target
     (``_determinism.execute_probing``: one call before the core's, and more before a finding
-    stands): for a caller that has shown the target deterministic at these values already (a
-    sweep's reproducer: two calls over every swept value gave the same outputs and
-    gradients)."""
+    stands): for a caller that has shown the target deterministic already (a sweep: two calls
+    over every swept value gave the same outputs and gradients; its reproducers and fuzzing's
+    examples after it)."""
+    keep_heap()  # the next check reuses this one's freed memory (see _heap.py)
     try:
         beyond = {"batch_independent": options.batch_independent, "order": options.order,
                   "modes": compared_modes(options.modes),
@@ -140,11 +137,14 @@ def check_with(tgt: Target, args: list, options: CheckOptions, *, seed: int = 0,
     except (TypeError, ValueError) as exc:
         text = str(exc) if str(exc).startswith("gradcheck:") else f"gradcheck: {exc}"
         raise type(exc)(text) from None
-    with own_retracing_silenced():
-        return run_per_training_mode(tgt, args, training, lambda t, **overrides: _Run(
-            t, args, options.elementwise, rtol=options.rtol, atol=options.atol, seed=seed,
-            probe_determinism=probe_determinism, **{**beyond, **overrides},
-            overridden=tuple(k for k, v in overrides.items() if v != beyond.get(k))))
+    try:
+        with own_retracing_silenced():
+            return run_per_training_mode(tgt, args, training, lambda t, **overrides: _Run(
+                t, args, options.elementwise, rtol=options.rtol, atol=options.atol, seed=seed,
+                probe_determinism=probe_determinism, **{**beyond, **overrides},
+                overridden=tuple(k for k, v in overrides.items() if v != beyond.get(k))))
+    except BaseException as exc:  # noqa: BLE001 - sys.exit(), a BaseException of its own
+        return exited_report(tgt, args, exc, {**options.keywords(), "seed": seed})
 
 
 def assert_gradients(target: Any, *inputs: Any, **options: Any) -> None:

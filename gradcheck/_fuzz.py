@@ -32,13 +32,13 @@ import numpy as np
 from hypothesis.errors import Flaky
 from hypothesis.reporting import with_reporter
 
-from ._arrays import _digest, _said, _seed_of, _shapes
+from ._arrays import _digest, _said, _seed_of, _shapes, _shapes_text, _total_size
 from ._declare import Registered
 from ._fuzz_target import dtype_arg, fitted_to_instance, resolve_target
 from ._global_state import restored_global_state
 from ._hypothesis_run import hypothesis_test, seed_used
 from ._mode_sample import ModeSample
-from ._options import DTYPES, check_options
+from ._options import DTYPES, CheckOptions, check_options
 from ._reproducer import declared_reproducer
 from ._hostile import (blob_of, failure_report, flaky_text, intermittent, nothing_compared,
                        numpy_raising, sweep_failure, timeout_message)
@@ -200,6 +200,7 @@ class _Fuzz:
         self.repeated = 0  # examples whose input had passed already (see example())
         self.weight_moves = WeightMoves()  # a layer's weights moved per example
         self.uncompared = 0  # examples whose output was NaN/Inf everywhere: nothing compared
+        self.repeatable = False  # an activation's sweep showed two calls agree (check())
 
     # ---- per example
 
@@ -241,8 +242,12 @@ class _Fuzz:
 
     def check(self, inputs: Sequence[np.ndarray], dtype: str | None = None,
               modes: bool = True) -> Report:
-        """check() of ``inputs`` as declared; ``modes=False`` leaves execution modes out."""
-        from ._check import check
+        """check() of ``inputs`` as declared; ``modes=False`` leaves execution modes out. After
+        a sweep that called the target twice at every value and got the same outputs and
+        gradients, without the calls that look for noise (``check_with``)."""
+        from ._check import check_with
+        from ._inputs import as_tensors
+        from ._targets import as_target
 
         target = self.target_for(inputs) if dtype is None else self.entry.build(dtype)
         if self.decl.kind == "layer" and dtype is None:
@@ -251,11 +256,11 @@ class _Fuzz:
         reference = None
         if self.decl.kind == "layer" and self.instance is None:
             reference = self.reference_for(inputs) if dtype is None else self.entry.build
-        options = {**check_options(self.decl), "policies": self.policies()}
-        if not modes:
-            options["modes"] = ()
-        return check(target, *inputs, seed=_seed_of(inputs), name=self.entry.name,
-                     reference=reference, **options)
+        options = dataclasses.replace(CheckOptions.of(self.decl), policies=self.policies(),
+                                      **({} if modes else {"modes": ()}))
+        tgt = as_target(target, self.entry.name, reference)
+        return check_with(tgt, as_tensors(tgt, inputs), options, seed=_seed_of(inputs),
+                          probe_determinism=not self.repeatable)
 
     def policies(self) -> tuple[str, ...]:
         """A policy check rebuilds the layer under the policy whatever the item's dtype: run it
@@ -299,7 +304,7 @@ class _Fuzz:
             self.passed_inputs.setdefault(_shapes(inputs), inputs)
             return
         self.failures.append(_Failure(_shapes(inputs), report.kinds))
-        if self.smallest is None or _size(inputs) < _size(self.smallest[1]):
+        if self.smallest is None or _total_size(inputs) < _total_size(self.smallest[1]):
             self.smallest = (report, inputs)
         raise _Found(report, inputs)
 
@@ -379,6 +384,9 @@ class _Fuzz:
             swept.meta.update(examples=0, kinds_seen=swept.kinds, hypothesis_blob=None,
                               seed=self.seed, duration_s=round(time.perf_counter() - start, 3))
             return swept
+        # A layer's training=True call is not what its sweep called (Dropout draws there).
+        self.repeatable = bool(swept is not None and swept.ok and swept.meta.get("repeatable")
+                               and self.decl.kind == "activation")
         test = hypothesis_test(self.example, self.database_key, self.max_examples, self.seed,
                                inputs_for(self.decl, self.dtype))
         blob, classify = None, True
@@ -482,8 +490,8 @@ class _Fuzz:
             passed = sorted(self.passed_shapes, key=lambda s: (sum(map(len, s)), s))[:3]
             kind, extra = "shape_mismatch", {"passed_shapes": [list(map(list, s))
                                                                for s in passed]}
-            why = (f"fails for input shapes {_shape_text(_shapes(inputs))} but runs for "
-                   f"{', '.join(_shape_text(s) for s in passed)}")
+            why = (f"fails for input shapes {_shapes_text(_shapes(inputs))} but runs for "
+                   f"{', '.join(_shapes_text(s) for s in passed)}")
         if kind is not None and intermittent(self, kind, extra):
             for finding in report.findings:
                 finding.message += (" (intermittent: an input that ran before failed when "
@@ -583,15 +591,5 @@ class _Fuzz:
             weights = None if moved is None else weights_code(moved)
         return declared_reproducer(self.entry, self.instance, self.dtype, inputs, options,
                                    weights)
-
-
-# -- helpers ----------------------------------------------------------------------------------
-
-def _size(inputs: Sequence[np.ndarray]) -> int:
-    return sum(a.size for a in inputs)
-
-
-def _shape_text(shapes: tuple[tuple[int, ...], ...]) -> str:
-    return " ".join(str(tuple(s)) for s in shapes)
 
 

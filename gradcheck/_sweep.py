@@ -92,7 +92,9 @@ def sweep(target: Any, *, dtype: str, domain: tuple[float, float] | None = None,
 
     Returns:
         A :class:`Report`: each finding kind once, at the smallest |x| that shows it, with its
-        extent and a reproducer; ``meta["swept"]`` counts the values checked.
+        extent and a reproducer; ``meta["swept"]`` counts the values checked, and
+        ``meta["repeatable"]`` is True where a second call at every one of them gave the same
+        outputs and gradients.
 
     Raises:
         TypeError, ValueError: an unknown option, a bad dtype, domain or args entry, or a
@@ -209,6 +211,7 @@ class _Sweep:
         start = time.perf_counter()
         report = Report(target=self.name, dtype=self.dtype)
         found: dict[int, tuple[_Batch, tuple[float, ...]]] = {}
+        repeatable = True  # every batch called twice gave the same outputs and gradients
         grids = self.grid()
         for consts in grids:
             # The core's arithmetic meets the dtype's extremes here; where it overflows, the
@@ -221,6 +224,7 @@ class _Sweep:
                 report.meta.update(swept=0, skipped="two calls at the same values differ")
                 return report
             report.findings.extend(f for f in batch.findings if f.kind not in report.kinds)
+            repeatable &= batch.repeatable
             if batch.stopped:
                 report.reproducer = self.sweep_call()
                 break
@@ -238,6 +242,7 @@ class _Sweep:
         report.reference_dtype = self.reference_dtype
         report.meta.update({"swept": self.swept, "excluded_overflow": self.excluded,
                             "exhaustive": grid.exhaustive(self.dtype),
+                            "repeatable": repeatable and self.swept > 0,
                             "grid": [dict(zip(self.scalars, c)) for c in grids] if self.scalars
                             else [], "sweep_duration_s": round(time.perf_counter() - start, 3)})
         return report
@@ -311,9 +316,12 @@ class _Sweep:
             if p.is_weight:
                 p.grad, p.grad_missing = None, False
         y, ref, raw = run.y64, run.f0, getattr(run, "raw_grad", None)
-        # Gradients that repeat too let a reproducer's finding stand without more calls.
+        # Gradients that repeat too let a reproducer's finding stand without more calls; ones
+        # that do not are noise in the backward pass, as for the outputs above.
         repeatable = (raw is not None and again_grad is not None
                       and outputs_agree(run.dtype, again_grad, raw))
+        if raw is not None and again_grad is not None and not repeatable:
+            raise _Noisy
         grad = nan if raw is None else raw / run.v
         code = np.full(n, OK, np.int8)
         # The core's rule: overflow of a value the dtype cannot hold is not a bug. The output

@@ -445,6 +445,50 @@ def test_a_repeat_is_checked_again_where_modes_are_compared_now_and_were_not_the
     assert len(checked) == 3
 
 
+@pytest.fixture
+def noise_probes(monkeypatch):
+    """The determinism probe's first calls (one per check that looks for noise), recorded."""
+    from gradcheck import _determinism
+
+    made, real = [], _determinism.first_call
+    monkeypatch.setattr(_determinism, "first_call",
+                        lambda target, args: made.append(target) or real(target, args))
+    return made
+
+
+def test_after_a_sweep_that_repeated_the_examples_make_no_calls_looking_for_noise(noise_probes):
+    """The sweep called the activation twice at every value and got the same outputs and
+    gradients: each example's check leaves the determinism probe out (its calls)."""
+    report = fuzz(lambda x: x * tf.sigmoid(x), dtype="float32", max_examples=10)
+    assert report.ok and report.meta["swept"] > 0 and noise_probes == []
+    report = fuzz(lambda x: x * tf.sigmoid(x), dtype="float32", max_examples=10, sweep=False)
+    assert report.ok and len(noise_probes) >= 10
+
+
+@pytest.mark.parametrize("declared", ["activation", "layer"])
+def test_noise_the_sweep_shows_or_cannot_see_is_still_probed_in_every_example(noise_probes,
+                                                                               declared):
+    """A gradient with fresh noise in its backward (the sweep's second gradient differs) and a
+    swept layer (its training=True call is not what the sweep called: Dropout draws there)."""
+    if declared == "activation":
+        report = fuzz(tanh_with_noisy_backward, dtype="float32", max_examples=10)
+        assert report.kinds == ["nondeterministic"], str(report)
+    else:
+        report = fuzz(keras.layers.Activation, init={"activation": "tanh"}, elementwise=True,
+                      dtype="float32", max_examples=10)
+        assert report.ok and report.meta["swept"] > 0
+    assert noise_probes
+
+
+@tf.custom_gradient
+def tanh_with_noisy_backward(x):
+    y = tf.tanh(x)
+
+    def grad(dy):
+        return dy * (1.0 - y * y) * (1.0 + 1e-4 * tf.random.normal(tf.shape(x), dtype=x.dtype))
+    return y, grad
+
+
 # -- misuse ends the run at once ---------------------------------------------------------------
 
 def test_a_target_returning_no_tensor_is_a_finding_at_once_instead_of_shrinking():
