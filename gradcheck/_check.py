@@ -142,7 +142,7 @@ def check_with(tgt: Target, args: list, options: CheckOptions, *, seed: int = 0,
             return run_per_training_mode(tgt, args, training, lambda t, **overrides: _Run(
                 t, args, options.elementwise, rtol=options.rtol, atol=options.atol, seed=seed,
                 probe_determinism=probe_determinism, **{**beyond, **overrides},
-                overridden=tuple(k for k, v in overrides.items() if v != beyond.get(k))))
+                overridden=tuple(k for k, v in overrides.items() if v != beyond.get(k))), seed)
     except BaseException as exc:  # noqa: BLE001 - sys.exit(), a BaseException of its own
         return exited_report(tgt, args, exc, {**options.keywords(), "seed": seed})
 
@@ -237,7 +237,8 @@ class _Run(ReferenceCalls):
 
     def execute(self) -> None:
         if self.structure_only:  # stochastic training=True: shapes, dtypes and NaN/Inf only
-            self.forward_backward()
+            if self.forward_backward():
+                self.skip("no gradient compared: its random draws differ between calls")
             return
         execute_probing(self)
 
@@ -592,8 +593,7 @@ class _Run(ReferenceCalls):
         return self._at(first, j) if first is not None and not first.is_weight else {}
 
     def _arg_label(self, i: int) -> str:
-        names = self.tgt.arg_names
-        return names[i] if i < len(names) else f"#{i}"
+        return self.tgt.arg_names[i] if i < len(self.tgt.arg_names) else f"#{i}"
 
 
 class _UsageError(TypeError):

@@ -7,15 +7,17 @@ blames a frozen Python value) that changes from run to run. So :func:`probe` cal
 second time first. A target whose outputs differ is reported once as ``nondeterministic``,
 naming the random ops its graph holds and how to make it deterministic, and then:
 
-* where resetting TensorFlow's global seed before every call makes the calls repeat (stateful
-  ``tf.random`` ops and ``tf.nn.dropout`` draw from op seeds derived from it), the gradients are
-  checked with that reset in place: the same noise at every call, so a wrong gradient still
-  shows. The reference is then the target in its own dtype: a float64 twin draws other noise.
+* where resetting TensorFlow's global seed before every call, and a Keras 3 layer's seed
+  generators to states drawn from the check's seed, makes the calls repeat (stateful
+  ``tf.random`` ops and ``tf.nn.dropout`` draw from op seeds derived from the one, Keras'
+  Dropout and ``keras.random`` from the others), the gradients are checked with that reset
+  in place: the same noise at every call, so a wrong gradient still shows. The reference is
+  then the target in its own dtype: a float64 twin draws other noise.
   A custom gradient of the noise-free function (right in expectation) differs from the
   derivative through the frozen noise by the noise itself, so derivatives are also accepted
   within ``_NOISE_SPREAD`` times the noise's typical relative size (a factor 3 is not).
-* otherwise (a Keras ``Dropout`` layer's seed generator, NumPy or Python randomness) the
-  gradients are not checked at all: nothing the noise would let through is claimed.
+* otherwise (NumPy or Python randomness) the gradients are not checked at all: nothing the
+  noise would let through is claimed.
 
 Execution modes are not compared for such a target: a traced graph draws its own noise.
 
@@ -34,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from ._arrays import _backward, _f64, _index
+from ._kerases import seed_generators
 from ._numerics import ANALYTIC_ULPS, machine_eps
 from ._records import Add, ForwardBackward
 from ._report import distinct_texts
@@ -55,17 +58,23 @@ _RANDOM_OP = ("Random", "Multinomial", "Dropout", "Shuffle", "Gamma", "Poisson",
 
 
 class SeededTarget(Target):
-    """``inner`` with TensorFlow's global seed reset before every call."""
+    """``inner`` with TensorFlow's global seed reset before every call, and its Keras seed
+    generators set to states drawn from ``seed`` (the check's: same input, same draws, same
+    verdict, as Hypothesis's replay of a failure needs)."""
 
     stackable = False  # each call draws the same noise; one stacked call, other noise per part
 
-    def __init__(self, inner: Target):
+    def __init__(self, inner: Target, seed: int = 0):
         super().__init__(inner.fn, inner.name, inner.arg_names)
         self.inner = inner
         self.layer = inner.layer
+        self.generators = [] if inner.layer is None else seed_generators(inner.layer)
+        self.states = [_state(g, seed, i) for i, g in enumerate(self.generators)]
 
     def __call__(self, args: Sequence[tf.Tensor]) -> Any:
         tf.random.set_seed(_SEED)
+        for generator, state in zip(self.generators, self.states):
+            generator.state.assign(state)
         return self.inner(args)
 
     def tracked_weights(self):
@@ -73,6 +82,16 @@ class SeededTarget(Target):
 
     def twin(self, dtype, args, weights):
         return None  # a twin in another dtype draws other random numbers
+
+
+def _state(generator: Any, seed: int, i: int) -> np.ndarray:
+    """A state for the ``i``-th seed generator from the check's seed: Keras 3's is a pair, a
+    seed and a counter; another layout is kept as it is."""
+    state = np.array(generator.state.numpy())
+    if state.shape != (2,):
+        return state
+    state[0], state[1] = (seed * 1_000_003 + 7919 * (i + 1)) % (1 << 31), 0
+    return state
 
 
 @dataclass(frozen=True)
@@ -103,7 +122,7 @@ def probe(fb: ForwardBackward, first: Any, *, add: Add) -> Noise | None:
         j = int(np.nanargmax(np.where(np.isfinite(diff), diff, np.inf)))
         first = Differs("outputs", float(_f64(first).flat[j]), float(fb.y64.flat[j]),
                         _index(j, fb.y64.shape))
-    seeded = SeededTarget(fb.target)
+    seeded = SeededTarget(fb.target, fb.seed)
     repeatable = False
     try:
         repeatable = outputs_agree(fb.dtype, output_of(seeded, fb.args),

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator
 from ._options import DTYPES
 
 __all__ = ["imported", "keras_of", "is_layer", "is_layer_class", "is_lambda", "autocasts",
-           "built_feature_shape", "dtype_scope"]
+           "built_feature_shape", "dtype_scope", "seed_generators"]
 
 #: The top-level modules of the Kerases gradcheck knows: Keras 3, then Keras 2 (tf-keras).
 MODULES = ("keras", "tf_keras")
@@ -81,6 +81,23 @@ def built_feature_shape(layer: Any) -> tuple[int | None, ...] | None:
             or not all(s is None or isinstance(s, int) for s in shape):
         return None
     return tuple(shape[1:])
+
+
+def seed_generators(layer: Any) -> list[Any]:
+    """The Keras 3 ``SeedGenerator``s of a layer and of every layer it holds (Dropout's,
+    GaussianNoise's, a ``keras.random`` call's ``seed=``): each one's ``state`` variable says
+    which random numbers the next call draws, and moves on at every draw. Empty for tf-keras,
+    whose random ops follow TensorFlow's global seed."""
+    try:
+        layers = list(layer._flatten_layers())
+    except Exception:  # noqa: BLE001 - not a Keras 3 layer: nothing of its own to restore
+        return []
+    found: list[Any] = []
+    for sub in layers:
+        for generator in getattr(sub, "_seed_generators", None) or []:
+            if hasattr(generator, "state") and all(generator is not g for g in found):
+                found.append(generator)
+    return found
 
 
 def autocasts(layer: Any) -> bool:

@@ -12,11 +12,18 @@ value, unless ``training=`` is given:
 - ``training=False``, and ``training=True`` for a deterministic layer (BatchNormalization: batch
   statistics), are checked fully: finite differences, modes, and so on, with the layer and its
   float64 twin both called with that value.
-- ``training=True`` for a stochastic layer (Dropout, noise: two calls at the same input give
-  different outputs, tried :data:`PROBES` times) is checked for structure only: output and
-  gradient shapes and dtypes, NaN/Inf, the untracked-variable check. Its randomness is not held
-  fixed: the float64 twin that finite differences need draws other random numbers, so a value
-  comparison would report the noise. The report says which (``report.meta["training"]``).
+- ``training=True`` for a stochastic layer (Dropout, noise: it holds Keras seed generators, or
+  two calls at the same input give different outputs or input gradients, tried :data:`PROBES`
+  times) is checked with its random draws held fixed: its seed generators and TensorFlow's
+  global seed put back before every call (``_determinism.SeededTarget``), so every call
+  draws the same mask and the layer is a function whose gradient can be compared. Against
+  finite differences of the layer itself, in its own dtype: a float64 twin would draw other
+  numbers (its uniform draws have other bits). Modes are not compared (as before: a trace
+  would restore the states inside its graph). A custom gradient forgetting dropout's
+  ``1 / (1 - rate)``, or a weight's gradient cut in the training path, shows; where holding
+  the draws does not make the calls repeat (NumPy or Python randomness) it is checked for
+  structure only: output and gradient shapes and dtypes, NaN/Inf, the untracked-variable
+  check. The report says which (``report.meta["training"]``).
 
 Mixed-precision policies are checked in the ``training=False`` run only: the policy check
 rebuilds the layer and calls it the way Keras' default does. Rows of the batch are not required
@@ -33,6 +40,8 @@ import numpy as np
 import tensorflow as tf
 
 from ._arrays import _backward
+from ._determinism import SeededTarget
+from ._kerases import seed_generators
 from ._report import Report
 from ._targets import LayerTarget
 
@@ -46,6 +55,9 @@ PROBES = 4
 FULL = "checked fully"
 SAME = ("same output and gradient as training=False at this input (bitwise): the "
         "training=False check stands for it")
+FROZEN = ("checked fully with its random draws held fixed (its Keras seed generators and "
+          "TensorFlow's global seed reset before every call), against finite differences "
+          "of the layer in its own dtype (a float64 twin draws other numbers)")
 STRUCTURE_ONLY = ("structure only (stochastic: outputs differ between calls at the same input; "
                   "shapes, dtypes and NaN/Inf checked, values not compared)")
 
@@ -80,10 +92,11 @@ class TrainingLayerTarget(LayerTarget):
 
 
 def run_per_training_mode(tgt: Any, args: Sequence[tf.Tensor], training: bool | None,
-                          make_run: Callable[..., Any]) -> Report:
+                          make_run: Callable[..., Any], seed: int = 0) -> Report:
     """Run ``make_run(target, **overrides).execute()`` per training value; one merged report.
 
     ``training`` None checks both values where the layer accepts them, a bool only that one.
+    ``seed``: the check's, from which a stochastic layer's held draws come.
     """
     if training is not None and not isinstance(training, bool):
         raise TypeError(f"gradcheck: training must be True, False or None (both where the "
@@ -106,11 +119,16 @@ def run_per_training_mode(tgt: Any, args: Sequence[tf.Tensor], training: bool | 
             # Training-mode batch statistics (BatchNormalization) couple the rows by design.
             overrides["policies"], overrides["batch_independent"] = (), False
             if _stochastic(target, args):
-                overrides["structure_only"] = True
+                frozen = SeededTarget(target, seed)
+                if _repeats(frozen, args):
+                    target, overrides["modes"] = frozen, ()
+                else:
+                    overrides["structure_only"] = True
         run = make_run(target, **overrides)
         run.execute()
         inference = run if not value else None
-        how[f"training={value}"] = STRUCTURE_ONLY if overrides.get("structure_only") else FULL
+        how[f"training={value}"] = (STRUCTURE_ONLY if overrides.get("structure_only") else
+                                    FROZEN if isinstance(target, SeededTarget) else FULL)
         report = run.report if report is None else _merged(report, run.report, value)
     report.meta["training"] = how
     return report
@@ -168,14 +186,39 @@ def _f64(t: Any) -> np.ndarray:
 
 
 def _stochastic(target: TrainingLayerTarget, args: Sequence[tf.Tensor]) -> bool:
-    """Whether calls at the same input disagree (randomness); a call that raises is left to
-    the check, which reports it."""
+    """Whether the layer draws random numbers: it holds Keras seed generators, or calls at
+    the same input disagree in their output or their gradient for the inputs (a dropout mask
+    hides from the output where the input is 0, and one entry's mask repeats by chance one
+    time in two); a call that raises is left to the check, which reports it."""
+    if seed_generators(target.layer):
+        return True
     try:
-        first = _f64(target(args))
+        first = _output_and_gradients(target, args)
         for _ in range(PROBES - 1):
-            again = _f64(target(args))
-            if not np.array_equal(first, again, equal_nan=True):
+            if not _equal(first, _output_and_gradients(target, args)):
                 return True
     except Exception:  # noqa: BLE001 - the check calls it again and reports the error
         return False
     return False
+
+
+def _repeats(target: Any, args: Sequence[tf.Tensor]) -> bool:
+    """Whether two calls give the same output and input gradients (a frozen target)."""
+    try:
+        return _equal(_output_and_gradients(target, args), _output_and_gradients(target, args))
+    except Exception:  # noqa: BLE001 - the check calls it again and reports the error
+        return False
+
+
+def _output_and_gradients(target: Any, args: Sequence[tf.Tensor]) -> list[np.ndarray]:
+    floats = [a for a in args if a.dtype.is_floating]
+    with tf.GradientTape() as tape:
+        tape.watch(floats)
+        y = tf.convert_to_tensor(target(args))
+    grads = tape.gradient(y, floats)  # for dy = ones: every entry's mask in every gradient
+    return [_f64(y)] + [_f64(g) for g in grads if g is not None]
+
+
+def _equal(one: list[np.ndarray], other: list[np.ndarray]) -> bool:
+    return len(one) == len(other) and all(
+        a.shape == b.shape and np.array_equal(a, b, equal_nan=True) for a, b in zip(one, other))

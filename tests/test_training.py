@@ -47,11 +47,72 @@ def test_deterministic_training_layers_are_checked_fully_and_pass():
     assert report.meta["training"]["training=True"] == "checked fully"
 
 
-def test_stochastic_training_layers_are_checked_for_structure_only_and_say_so():
+def test_stochastic_training_layers_are_checked_with_their_draws_held_and_say_so():
     report = gradcheck.check(keras.layers.Dropout(0.5), X, elementwise=True)
     assert report.ok, str(report)
     assert report.meta["training"]["training=False"] == "checked fully"
-    assert report.meta["training"]["training=True"].startswith("structure only (stochastic")
+    assert report.meta["training"]["training=True"].startswith(
+        "checked fully with its random draws held fixed")
+
+
+class HandDropout(keras.layers.Layer):
+    """Dropout written by hand with a custom gradient; ``bug``: it forgets 1 / (1 - rate)."""
+
+    def __init__(self, bug=False, **kwargs):
+        super().__init__(**kwargs)
+        self.bug, self.seed_generator = bug, keras.random.SeedGenerator(1)
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, inputs, training=False):
+        x = inputs * self.w
+        if not training:
+            return x
+        keep = tf.cast(keras.random.uniform(tf.shape(x), seed=self.seed_generator) >= 0.5,
+                       x.dtype)
+
+        @tf.custom_gradient
+        def drop(t):
+            return t * keep * 2.0, lambda dy: dy * keep * (1.0 if self.bug else 2.0)
+        return drop(x)
+
+
+def test_a_bug_in_a_stochastic_training_path_is_found_and_replays_the_same():
+    assert gradcheck.check(HandDropout(), X, modes=()).ok
+    report = gradcheck.check(HandDropout(bug=True), X, modes=())
+    assert report.kinds == ["gradient_mismatch"], str(report)
+    assert "[training=True]" in report.findings[0].message
+    fuzzed = gradcheck.fuzz(HandDropout, dtype="float32", max_examples=20,
+                            init={"bug": True}, modes=())
+    assert fuzzed.kinds == ["gradient_mismatch"], str(fuzzed)
+    namespace = {"gradcheck": gradcheck, "np": np, "tf": tf, "HandDropout": HandDropout}
+    setup, call = fuzzed.reproducer.rsplit("; ", 1)  # x = ...; layer = ...; check(layer, x)
+    exec(setup, namespace)
+    assert eval(call, namespace).kinds == ["gradient_mismatch"]
+
+
+@pytest.mark.parametrize("value", [0.0, 0.75])
+def test_a_dropout_whose_calls_repeat_by_chance_is_not_read_as_nondeterminism(value):
+    # One entry's mask repeats with probability 0.7^2 + 0.3^2 per call (0.25 over four), and
+    # at 0 the output hides it: four calls agreeing said "deterministic", and the check's own
+    # probe then saw a call differ: a correct Dropout read nondeterministic.
+    one = np.full((1, 1), value, np.float32)
+    for _ in range(20):
+        report = gradcheck.check(keras.layers.Dropout(0.3), one, modes=())
+        assert report.ok, str(report)
+
+
+def test_randomness_that_cannot_be_held_is_checked_for_structure_only_and_says_not_checked():
+    class NumpyNoise(keras.layers.Layer):
+        def call(self, inputs, training=False):
+            if not training:
+                return inputs
+            return inputs * np.random.uniform(0.5, 1.5, size=inputs.shape).astype(np.float32)
+
+    report = gradcheck.check(NumpyNoise(), X, elementwise=True, modes=())
+    assert report.ok and report.meta["training"]["training=True"].startswith("structure only")
+    assert "not checked: training=True: no gradient compared" in str(report)
 
 
 def test_structure_is_still_checked_in_a_stochastic_training_path():
