@@ -360,7 +360,8 @@ class _Fuzz:
         start = time.perf_counter()
         swept, self.sweep_skipped, failed = None, None, None
         try:  # at most half the time limit: Hypothesis reports a hang at an input of its own
-            with time_limit(self.timeout and self.timeout / 2, self.entry.name):
+            with time_limit(self.timeout and self.timeout / 2, f"{self.entry.name} (its sweep, "
+                            f"which may take half of the item's {self.timeout or 0:g} s)"):
                 swept = sweep_registered(self.entry, self.dtype, self.instance)
         except TimeLimitExceeded:
             self.sweep_skipped = "the sweep ran past half the time limit"
