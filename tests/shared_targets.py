@@ -30,3 +30,13 @@ class ComputeDtypeWeight(keras.layers.Layer):
 
     def call(self, x):
         return x * self.k
+
+
+@tf.custom_gradient
+def tanh_with_noisy_gradient(x):
+    """The forward repeats; the backward multiplies by fresh noise of 1e-4 at every pass."""
+    y = tf.tanh(x)
+
+    def grad(dy):
+        return dy * (1.0 - y * y) * (1.0 + 1e-4 * tf.random.normal(tf.shape(x), dtype=x.dtype))
+    return y, grad

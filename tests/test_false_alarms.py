@@ -20,6 +20,7 @@ keras = pytest.importorskip("keras")
 import gradcheck  # noqa: E402
 from gradcheck._declare import Declaration  # noqa: E402
 from gradcheck.strategies import inputs_for  # noqa: E402
+from shared_targets import tanh_with_noisy_gradient  # noqa: E402
 
 RNG = np.random.default_rng(13)
 
@@ -306,16 +307,6 @@ def test_class8_guard_linear_but_wrong_in_dy_is_a_plain_mismatch():
     report = gradcheck.check(square_averaging_dy, np.linspace(-2, 2, 7).astype(np.float32))
     assert report.kinds == ["gradient_mismatch"], str(report)
     assert "does not scale" not in report.findings[0].message
-
-
-@tf.custom_gradient
-def tanh_with_noisy_gradient(x):
-    """The forward repeats; the backward multiplies by fresh noise of 1e-4 at every pass."""
-    y = tf.tanh(x)
-
-    def grad(dy):
-        return dy * (1.0 - y * y) * (1.0 + 1e-4 * tf.random.normal(tf.shape(x), dtype=x.dtype))
-    return y, grad
 
 
 def test_class7_noise_in_the_backward_only_is_nondeterministic_not_a_dy_bug():

@@ -14,6 +14,7 @@ import gradcheck
 from gradcheck import _declare
 from gradcheck._declare import DTYPES, Declaration, Registered
 from gradcheck._fuzz import fuzz, fuzz_registered
+from shared_targets import tanh_with_noisy_gradient
 
 BLOB = re.compile(r"^@reproduce_failure\('[\d.]+', b'[^']+'\)$")
 
@@ -471,7 +472,7 @@ def test_noise_the_sweep_shows_or_cannot_see_is_still_probed_in_every_example(no
     """A gradient with fresh noise in its backward (the sweep's second gradient differs) and a
     swept layer (its training=True call is not what the sweep called: Dropout draws there)."""
     if declared == "activation":
-        report = fuzz(tanh_with_noisy_backward, dtype="float32", max_examples=10)
+        report = fuzz(tanh_with_noisy_gradient, dtype="float32", max_examples=10)
         assert report.kinds == ["nondeterministic"], str(report)
     else:
         report = fuzz(keras.layers.Activation, init={"activation": "tanh"}, elementwise=True,
@@ -479,14 +480,6 @@ def test_noise_the_sweep_shows_or_cannot_see_is_still_probed_in_every_example(no
         assert report.ok and report.meta["swept"] > 0
     assert noise_probes
 
-
-@tf.custom_gradient
-def tanh_with_noisy_backward(x):
-    y = tf.tanh(x)
-
-    def grad(dy):
-        return dy * (1.0 - y * y) * (1.0 + 1e-4 * tf.random.normal(tf.shape(x), dtype=x.dtype))
-    return y, grad
 
 
 # -- misuse ends the run at once ---------------------------------------------------------------
