@@ -716,3 +716,26 @@ def test_guard_a_wrong_derivative_under_noise_is_not_settled_as_a_kink_at_short_
     report = gradcheck.check(cancelling_with_slope_off, np.array([0.01, -0.01, 0.02]),
                              modes=())
     assert report.kinds == ["gradient_mismatch"], str(report)
+
+
+@pytest.mark.parametrize("target", [lambda x: tf.exp(-tf.abs(x)), lambda x: 1 / (1 + tf.abs(x)),
+                                    lambda x: tf.sqrt(1 + tf.abs(x)),
+                                    tf.math.special.bessel_i0e])
+@pytest.mark.parametrize("x", [-1e-12, 1e-12, -2.2250738585072014e-308])
+def test_a_kink_whose_pieces_curve_passes_next_to_it_in_float64(target, x):
+    # The secants from the kink fall short of the one-sided derivatives by |f''| h / 2 (3e-6
+    # at float64's step), far beyond the bound: autodiff's exact +-1 of exp(-|x|) at -1e-12
+    # read "0.77 vs 1.3e-07 +- 2.1e-07".
+    report = gradcheck.check(target, tf.constant([x], tf.float64), modes=())
+    assert report.ok, str(report)
+
+
+@tf.custom_gradient
+def _laplace_doubled(x):
+    return tf.exp(-tf.abs(x)), lambda dy: dy * -2.0 * tf.sign(x) * tf.exp(-tf.abs(x))
+
+
+def test_guard_a_doubled_derivative_next_to_a_curving_kink_is_still_found():
+    report = gradcheck.check(_laplace_doubled, tf.constant([-1e-12, 1e-12], tf.float64),
+                             modes=())
+    assert report.kinds == ["gradient_mismatch"], str(report)
