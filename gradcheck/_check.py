@@ -469,11 +469,12 @@ class _Run(ReferenceCalls):
                 self.ref_dtype = tf.float64
                 traced = traced_values(self.ref, self.reference_args, y)
                 self.values, self.f0 = (self.ref, _f64(y)) if traced is None else traced
+        else:  # a float64 target that casts to float32 inside is float32's precision too
+            coarse = not finer_than_float32(self.tgt, self.args, (self.tgt, [], self.y))
         self.report.reference_dtype = self.ref_dtype.name
         self.low_precision = self.ref_dtype != self.dtype
-        # A target that computes in a lower precision than it claims (output dtype mismatch,
-        # or a cast inside: _resolution.py) carries that precision's rounding everywhere.
-        precision = "float32" if coarse and self.low_precision else self.ref_dtype.name
+        # A lower precision than claimed (a cast inside: _resolution.py) rounds everywhere.
+        precision = "float32" if coarse else self.ref_dtype.name
         if not self.low_precision:
             precision = max((precision, self.y.dtype.name), key=machine_eps)
         self.h = step(precision)
@@ -589,8 +590,7 @@ class _Run(ReferenceCalls):
         return {"x": p.value.flat[j]} if p.value.shape == self.y64.shape else {}
 
     def _at_output(self, j: int) -> dict[str, Any]:
-        first = self.params[0] if self.params else None
-        return self._at(first, j) if first is not None and not first.is_weight else {}
+        return self._at(self.params[0], j) if self.params and not self.params[0].is_weight else {}
 
     def _arg_label(self, i: int) -> str:
         return self.tgt.arg_names[i] if i < len(self.tgt.arg_names) else f"#{i}"

@@ -12,9 +12,10 @@ float32's, and a float32 target is its own reference instead, as one that does n
 float64 is.
 
 The test, once per target object (its function or layer: the code, not the input, decides
-it): the twin at the input moved by ``2^-30 |x|`` per entry (below float32's ulp, far above
-float64's; entries at 0 stay) gives bitwise the same output, while a move of ``2^-20 |x|``
-(above float32's ulp) changes it where float64 would have shown the smaller move too (the
+it): the twin at the input moved by ``2^-30 |x|`` per entry, half that at every other one
+(below float32's ulp, far above float64's; entries at 0 stay; uneven, or a scale-invariant
+output such as an RMS norm's stays put in float64 too) gives bitwise the same output, while
+the same move times ``2^10`` (above float32's ulp) changes it where float64 would have shown the smaller move too (the
 change, scaled down by 2^10, beyond 16 roundings of the output). A flat function, or one
 whose change under the smaller move hides in float64's rounding anyway (sigmoid at 1e-8),
 tells nothing: it keeps its float64 reference, and the next check asks again.
@@ -65,7 +66,10 @@ def _resolves(ref: Any, args: Sequence[tf.Tensor], y: tf.Tensor) -> bool | None:
         return True
     wide = [tf.cast(a, tf.float64) if a.dtype.is_floating else a for a in args]
     x = _f64(args[at])
-    scale = np.abs(x)  # relative: float32 holds a move of 2^-30 next to 0 itself
+    # Relative (float32 holds a move of 2^-30 next to 0 itself), and half as far at every other
+    # entry: a uniform relative move leaves a scale-invariant output (an RMS norm, x / |x|)
+    # where it was, in float64 too, and told nothing.
+    scale = np.abs(x) * (1.0 - 0.5 * (np.arange(x.size) % 2)).reshape(x.shape)
     if not scale.any():
         return True
     y0 = _f64(y)

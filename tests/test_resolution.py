@@ -40,7 +40,30 @@ def test_a_cast_to_float32_inside_is_no_wrong_formula_in_float32():
         assert gradcheck.check(RMSNormInFloat32(dtype="float32"), x, seed=seed, modes=()).ok
 
 
-@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_a_scale_invariant_output_computed_in_float32_is_told_by_an_uneven_move():
+    # x * (1 + 2^-20) moves an RMS norm's output by nothing in float64 either: the test could
+    # not tell, the twin stayed a float64 reference, and a correct float32 layer read "a
+    # wrong formula" at rows of 0.5 and 0 (its Jacobian is within 2e-7 of the exact one).
+    x = np.array([[0.5, 0.0, 0.0, 0.5], [0.0, 0.0, 0.5, 0.0], [0.0, 0.5, 0.0, 0.0]], np.float32)
+    for seed in (860241293, 3):
+        layer = RMSNormInFloat32(dtype="float32")
+        report = gradcheck.check(layer, x, elementwise=False, batch_independent=True,
+                                 seed=seed, modes=())
+        assert report.ok, str(report)
+
+
+def test_a_float64_target_that_casts_to_float32_inside_is_judged_at_float32s_precision():
+    # Its own differences are float32's noise: a softplus at 1e-8 read "0.500000014 vs
+    # 0.501999793 +- 2.8e-10", an RMS norm at rows of 2 "does not scale with dy".
+    report = gradcheck.check(softplus_in_float32, tf.constant([1e-8, 3e-8], tf.float64),
+                             modes=())
+    assert report.ok, str(report)
+    report = gradcheck.check(RMSNormInFloat32(dtype="float64"), np.full((3, 4), 2.0),
+                             elementwise=False, batch_independent=True, seed=1727368608)
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 def test_guard_a_wrong_gradient_of_code_that_casts_inside_is_still_found(dtype):
     x = tf.constant([-2.0, 0.5, 1.5, 3.0], dtype)
     assert gradcheck.check(softplus_in_float32_wrong, x, modes=()).kinds == ["gradient_mismatch"]
