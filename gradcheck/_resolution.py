@@ -15,8 +15,10 @@ The test, once per target object (its function or layer: the code, not the input
 it): the twin at the input moved by ``2^-30 |x|`` per entry, half that at every other one
 (below float32's ulp, far above float64's; entries at 0 stay; uneven, or a scale-invariant
 output such as an RMS norm's stays put in float64 too) gives bitwise the same output, while
-the same move times ``2^10`` (above float32's ulp) changes it where float64 would have shown the smaller move too (the
-change, scaled down by 2^10, beyond 16 roundings of the output). A flat function, or one
+the same move times ``2^10`` (above float32's ulp) changes it where float64 would have shown
+the smaller move too (the change, scaled down by 2^10, beyond 16 roundings of the output). The
+input is first rounded to float32 (a value next to a midpoint would round across it), and an
+all-zero input, which no relative move moves, tells nothing either. A flat function, or one
 whose change under the smaller move hides in float64's rounding anyway (sigmoid at 1e-8),
 tells nothing: it keeps its float64 reference, and the next check asks again.
 """

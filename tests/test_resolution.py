@@ -52,6 +52,17 @@ def test_a_scale_invariant_output_computed_in_float32_is_told_by_an_uneven_move(
         assert report.ok, str(report)
 
 
+def test_an_all_zero_first_input_leaves_the_precision_to_the_next_check():
+    # A fuzz run's first input is all zeros: no relative move moves it, and its "resolves
+    # finer than float32" was remembered for the function, for every later check.
+    def fresh(x):
+        return tf.cast(tf.math.softplus(tf.cast(x, tf.float32)), x.dtype)
+
+    gradcheck.check(fresh, tf.zeros([3], tf.float32), modes=())  # what it says at 0: not this test
+    report = gradcheck.check(fresh, tf.constant([1.0975195169448853], tf.float32), modes=())
+    assert report.ok, str(report)
+
+
 def test_a_float64_target_that_casts_to_float32_inside_is_judged_at_float32s_precision():
     # Its own differences are float32's noise: a softplus at 1e-8 read "0.500000014 vs
     # 0.501999793 +- 2.8e-10", an RMS norm at rows of 2 "does not scale with dy".
