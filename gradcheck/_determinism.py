@@ -90,7 +90,7 @@ def _state(generator: Any, seed: int, i: int) -> np.ndarray:
     state = np.array(generator.state.numpy())
     if state.shape != (2,):
         return state
-    state[0], state[1] = (seed * 1_000_003 + 7919 * (i + 1)) % (1 << 31), 0
+    state[0], state[1] = np.random.default_rng((seed, i)).integers(1 << 31), 0
     return state
 
 

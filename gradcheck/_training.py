@@ -18,8 +18,8 @@ value, unless ``training=`` is given:
   global seed put back before every call (``_determinism.SeededTarget``), so every call
   draws the same mask and the layer is a function whose gradient can be compared. Against
   finite differences of the layer itself, in its own dtype: a float64 twin would draw other
-  numbers (its uniform draws have other bits). Modes are not compared (as before: a trace
-  would restore the states inside its graph). A custom gradient forgetting dropout's
+  numbers (its uniform draws have other bits). Modes are not compared, as for any noisy
+  target. A custom gradient forgetting dropout's
   ``1 / (1 - rate)``, or a weight's gradient cut in the training path, shows; where holding
   the draws does not make the calls repeat (NumPy or Python randomness) it is checked for
   structure only: output and gradient shapes and dtypes, NaN/Inf, the untracked-variable
