@@ -344,6 +344,16 @@ def test_an_exception_whose_str_raises_is_a_finding_not_a_traceback(pytester, wh
     assert len(failure_section(result, "unprintable")) <= 12
 
 
+def test_a_module_that_exits_at_import_is_a_collection_error_not_an_internal_error(pytester):
+    project(pytester, """
+        sys.exit(0)
+    """)
+    result = pytester.runpytest_inprocess(*FAST)
+    assert result.ret != 0 and "INTERNALERROR" not in result.stdout.str()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*importing module acts.py*raised SystemExit: 0*"])
+
+
 def test_a_layer_whose_constructor_raises_is_one_line_not_a_traceback(pytester):
     project(pytester, """
         import keras
