@@ -19,11 +19,11 @@ value, unless ``training=`` is given:
   draws the same mask and the layer is a function whose gradient can be compared. Against
   finite differences of the layer itself, in its own dtype: a float64 twin would draw other
   numbers (its uniform draws have other bits). Modes are not compared, as for any noisy
-  target. A custom gradient forgetting dropout's
-  ``1 / (1 - rate)``, or a weight's gradient cut in the training path, shows; where holding
-  the draws does not make the calls repeat (NumPy or Python randomness) it is checked for
-  structure only: output and gradient shapes and dtypes, NaN/Inf, the untracked-variable
-  check. The report says which (``report.meta["training"]``).
+  target. A custom gradient forgetting dropout's ``1 / (1 - rate)``, or a weight's gradient
+  cut in the training path, shows; where holding the draws does not make the calls repeat
+  (NumPy or Python randomness) it is checked for structure only: output and gradient shapes
+  and dtypes, NaN/Inf, the untracked-variable check. The report says which
+  (``report.meta["training"]``).
 
 Mixed-precision policies are checked in the ``training=False`` run only: the policy check
 rebuilds the layer and calls it the way Keras' default does. Rows of the batch are not required
@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from ._arrays import _backward
-from ._determinism import SeededTarget
+from ._determinism import SeededTarget, outputs_agree
 from ._kerases import seed_generators
 from ._report import Report
 from ._targets import LayerTarget
@@ -195,7 +195,7 @@ def _stochastic(target: TrainingLayerTarget, args: Sequence[tf.Tensor]) -> bool:
     try:
         first = _output_and_gradients(target, args)
         for _ in range(PROBES - 1):
-            if not _equal(first, _output_and_gradients(target, args)):
+            if not _equal(first, _output_and_gradients(target, args), _dtype(args)):
                 return True
     except Exception:  # noqa: BLE001 - the check calls it again and reports the error
         return False
@@ -205,9 +205,14 @@ def _stochastic(target: TrainingLayerTarget, args: Sequence[tf.Tensor]) -> bool:
 def _repeats(target: Any, args: Sequence[tf.Tensor]) -> bool:
     """Whether two calls give the same output and input gradients (a frozen target)."""
     try:
-        return _equal(_output_and_gradients(target, args), _output_and_gradients(target, args))
+        return _equal(_output_and_gradients(target, args), _output_and_gradients(target, args),
+                      _dtype(args))
     except Exception:  # noqa: BLE001 - the check calls it again and reports the error
         return False
+
+
+def _dtype(args: Sequence[tf.Tensor]) -> tf.DType:
+    return next((a.dtype for a in args if a.dtype.is_floating), tf.float32)
 
 
 def _output_and_gradients(target: Any, args: Sequence[tf.Tensor]) -> list[np.ndarray]:
@@ -219,6 +224,7 @@ def _output_and_gradients(target: Any, args: Sequence[tf.Tensor]) -> list[np.nda
     return [_f64(y)] + [_f64(g) for g in grads if g is not None]
 
 
-def _equal(one: list[np.ndarray], other: list[np.ndarray]) -> bool:
-    return len(one) == len(other) and all(
-        a.shape == b.shape and np.array_equal(a, b, equal_nan=True) for a, b in zip(one, other))
+def _equal(one: list[np.ndarray], other: list[np.ndarray], dtype: tf.DType) -> bool:
+    """Two calls' outputs and gradients agree: bitwise on CPU, within a GPU's reordered
+    reductions there (``_determinism.outputs_agree``, the probe's rule)."""
+    return len(one) == len(other) and all(outputs_agree(dtype, a, b) for a, b in zip(one, other))
