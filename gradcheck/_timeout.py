@@ -101,12 +101,12 @@ def time_limit(seconds: float | None, name: str = "") -> Iterator[float | None]:
             message = (f"{name or 'the target'} ran {limit + grace:g} s, past its time limit "
                        f"of {limit:g} s, which did not stop it (SIGALRM ignored or blocked, or "
                        "a call that never returns to Python): the process was ended")
-            os.write(2, f"\ngradcheck: {message}\n".encode())
-            for callback in _LAST_WORDS:
+            for callback in _LAST_WORDS:  # first: pytest's plugin lifts its capture of fd 2
                 try:
                     callback(message)
                 except Exception:  # noqa: BLE001 - ending the process matters more
                     pass
+            os.write(2, f"\ngradcheck: {message}\n".encode())
             os._exit(1)
 
     started = time.monotonic()

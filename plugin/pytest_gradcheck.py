@@ -449,9 +449,17 @@ class _Results:
             "or raised by the target) while this item ran", 1000)
 
     def _ended(self, message: str) -> None:
-        """The time limit's watchdog ends the process: the running item says why."""
+        """The time limit's watchdog ends the process: the running item says why, and the
+        capture is lifted so that the watchdog's message reaches the terminal (as
+        pytest-timeout's thread method does), not a capture file no one reads."""
         self.log.ended(message)
         self._write()
+        capture = self.config.pluginmanager.getplugin("capturemanager")
+        if capture is not None:
+            try:
+                capture.suspend_global_capture(in_=True)
+            except Exception:  # noqa: BLE001 - the message is in the report either way
+                pass
 
     def _write(self) -> None:
         if not self.writes:

@@ -633,3 +633,5 @@ def test_a_session_the_watchdog_ends_leaves_a_report_that_says_why(pytester):
     reason = results["deaf[float32]"]["reason"]  # the sweep's half of the limit stopped it
     assert reason.startswith("deaf (its sweep, which may take half of the item's 0.5 s) ran ")
     assert "past its time limit of 0.25 s, which did not stop it" in reason
+    # and on the terminal, not only in pytest's capture of fd 2, which the process took along
+    assert "which did not stop it (SIGALRM ignored" in result.stderr.str()
