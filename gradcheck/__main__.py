@@ -3,6 +3,11 @@
 import sys
 
 from ._cli import main
+from ._threads import LeftThreads
 
 if __name__ == "__main__":
-    sys.exit(main())
+    left = LeftThreads()
+    with left.watching("the target of 'python -m gradcheck " + " ".join(sys.argv[1:]) + "'"):
+        status = main()
+    left.end_process(status)  # a thread the target left running would hang the exit
+    sys.exit(status)

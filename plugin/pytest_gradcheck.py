@@ -276,12 +276,14 @@ class GradcheckItem(pytest.Item):
 
         settings = _session_settings(self.config)
         examples = settings.examples_for(self.registered.declaration)
+        threads = self.config.pluginmanager.get_plugin("gradcheck-results").threads
         started = time.perf_counter()
         try:
-            report = fuzz_registered(self.registered, self.dtype, max_examples=examples,
-                                     database_key=self.nodeid.encode(),
-                                     timeout=outer_limit(self, settings.timeout),
-                                     sweep=settings.sweep)
+            with threads.watching(self.nodeid):
+                report = fuzz_registered(self.registered, self.dtype, max_examples=examples,
+                                         database_key=self.nodeid.encode(),
+                                         timeout=outer_limit(self, settings.timeout),
+                                         sweep=settings.sweep)
         except Exception as exc:
             from gradcheck._arrays import _said
             from gradcheck._report import plain_text, truncated
@@ -393,10 +395,13 @@ class _Results:
     def __init__(self, config: pytest.Config) -> None:
         from gradcheck._results import ResultLog
 
+        from gradcheck._threads import LeftThreads
         from gradcheck._timeout import on_process_end
 
         self.config = config
         self.log = ResultLog()
+        self.threads = LeftThreads()
+        self.exitstatus = 0
         self.interruption: str | None = None
         self.writes = not hasattr(config, "workerinput")
         on_process_end(self._ended)
@@ -454,6 +459,9 @@ class _Results:
         pytest-timeout's thread method does), not a capture file no one reads."""
         self.log.ended(message)
         self._write()
+        self._lift_capture()
+
+    def _lift_capture(self) -> None:
         capture = self.config.pluginmanager.getplugin("capturemanager")
         if capture is not None:
             try:
@@ -519,12 +527,19 @@ class _Results:
         from gradcheck._timeout import on_process_end
 
         on_process_end(None)
+        self.exitstatus = int(exitstatus)
         settings = _session_settings(self.config)
         if exitstatus == pytest.ExitCode.INTERRUPTED or self.interruption is not None:
             self.log.interrupted(self.interruption)
         if not self.writes:
             return  # xdist workers hand their results to the controller, which writes
         self.log.write(settings.hypothesis_seed, settings.report, settings.plots, settings.html)
+
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self) -> None:
+        """A thread an item left running would hang the process's exit: end it instead."""
+        self.threads.end_process(self.exitstatus, before=self._lift_capture)
 
 
 class _XdistOrder:

@@ -149,3 +149,21 @@ def test_python_dash_m_gradcheck_runs_the_command_line():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert "usage: python -m gradcheck check" in result.stdout
+
+
+def test_a_thread_the_target_leaves_running_ends_the_command_with_its_name_not_a_hang(tmp_path):
+    # Python waits for non-daemon threads at exit: the command printed "passed" and hung.
+    (tmp_path / "polling_acts.py").write_text(
+        "import threading, time\nimport tensorflow as tf\n\n"
+        "def poll():\n    while True:\n        time.sleep(0.05)\n\n"
+        "def polls(x):\n"
+        "    if not any(t.name == 'poller' for t in threading.enumerate()):\n"
+        "        threading.Thread(target=poll, name='poller').start()\n"
+        "    return tf.sin(x)\n")
+    result = subprocess.run([sys.executable, "-m", "gradcheck", "check", "polling_acts:polls",
+                             "--dtypes", "float32", "--max-examples", "3"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert "polls [float32]: passed" in result.stderr
+    assert result.returncode == 1
+    assert "thread 'poller' started by the target of 'python -m gradcheck check " \
+           "polling_acts:polls" in result.stderr

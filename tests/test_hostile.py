@@ -607,6 +607,30 @@ def test_a_target_that_ignores_the_limits_signal_ends_the_process_not_the_ci_job
     assert time.monotonic() - started < 120
 
 
+def test_a_thread_a_target_leaves_running_ends_the_session_with_its_name_not_a_hang(pytester):
+    # Python waits for non-daemon threads at exit: pytest printed "passed", wrote its report
+    # and never ended, and the CI job hung until its own limit.
+    project(pytester, """
+        import threading
+
+        def poll():
+            while True:
+                time.sleep(0.05)
+
+        @gradcheck.activation(dtypes=("float32",))
+        def polls(x):
+            if not any(t.name == "poller" for t in threading.enumerate()):
+                threading.Thread(target=poll, name="poller").start()
+            return tf.sin(x)
+    """)
+    result = pytester.runpytest_subprocess(*FAST, "-p", "no:xdist", timeout=120)
+    assert result.ret == 1  # every item passed, but the run would have hung
+    results, _ = outcomes(pytester)
+    assert [r["outcome"] for r in results.values()] == ["passed", "passed", "passed"]
+    assert ("thread 'poller' started by acts.py::polls[float32] still runs after the "
+            "session") in result.stderr.str()
+
+
 def test_pytests_own_outcomes_raised_in_a_target_go_on_up_through_check():
     # pytest-timeout's signal method calls pytest.fail: it was turned into a finding.
     def fails_the_test(x):
