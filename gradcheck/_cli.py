@@ -42,7 +42,8 @@ EXAMPLES_HELP = ("Hypothesis examples per dtype (default: the declaration's max_
 SEED_HELP = ("Hypothesis's seed, as pytest's --hypothesis-seed (default: Hypothesis's own "
              "choice); the report records it")
 TIMEOUT_HELP = ("seconds each dtype may fuzz before it stops and fails with the input it was "
-                "checking (default: the declaration's timeout=, else 300; 0: no limit)")
+                "checking (default: the declaration's timeout=, else 300; 0: no limit); the "
+                "import of MODULE is limited alike")
 OUTPUT_HELP = "where to write the figure, as PNG (parent folders are created)"
 POINTS_HELP = "points along the x axis (default: 401)"
 PLOT_SEED_HELP = ("seed of the random line through the domain (non-elementwise targets) and of "
@@ -187,7 +188,7 @@ def _points(text: str) -> int:
 # -- check -------------------------------------------------------------------------------------
 
 def _run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    target, entry = load_target(args.target)
+    target, entry = load_target(args.target, _import_limit(args))
     if entry is None:
         print(f"gradcheck: {args.target} is not declared with @gradcheck.activation or "
               "@gradcheck.layer: checking it with the default declaration", file=err)
@@ -306,7 +307,7 @@ def _run_plot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ImportError:
         raise UsageError("plot needs matplotlib: pip install 'gradcheck[plot]' (or pip "
                          "install matplotlib)") from None
-    target, entry = load_target(args.target)
+    target, entry = load_target(args.target, _import_limit(args))
     from gradcheck.plot import derivatives
 
     dtypes = _dtypes_to_check(args, entry) if args.dtypes else None
@@ -343,17 +344,36 @@ def _panel_line(panel: dict[str, Any]) -> str:
 
 # -- finding the target ------------------------------------------------------------------------
 
-def load_target(spec: str) -> tuple[Any, Any]:
-    """``MODULE:NAME`` -> (the object, its Registered entry or None).
+def _import_limit(args: argparse.Namespace) -> float:
+    """The import's time limit: --timeout where given (0: none), else the default item's."""
+    from gradcheck._timeout import DEFAULT_TIMEOUT_S
+
+    given = getattr(args, "timeout", None)
+    return DEFAULT_TIMEOUT_S if given is None else given
+
+
+def load_target(spec: str, timeout: float | None = None) -> tuple[Any, Any]:
+    """``MODULE:NAME`` -> (the object, its Registered entry or None); the import stopped
+    after ``timeout`` seconds (None or 0: no limit), as a check is.
 
     Raises:
-        UsageError: malformed spec, module not importable or raising on import, no such name.
+        UsageError: malformed spec, module not importable, raising or hanging on import, no
+            such name.
     """
+    from gradcheck._timeout import TimeLimitExceeded, time_limit
+
     module_part, sep, name = spec.rpartition(":")
     if not sep or not module_part or not name:
         raise UsageError(f"expected a target as MODULE:NAME, got {spec!r}; e.g. "
                          "examples/acts.py:custom_elu or mypkg.acts:custom_elu")
-    module = _import(module_part, spec)
+    try:
+        with time_limit(timeout, f"importing {module_part}"):
+            module = _import(module_part, spec)
+    except TimeLimitExceeded as exc:
+        raise UsageError(f"{spec}: importing {module_part} ran past the time limit of "
+                         f"{exc.seconds:g} s: does the module start work at import (a "
+                         "training loop, a download, input())? Move it under "
+                         "`if __name__ == \"__main__\":`, or raise --timeout") from None
     obj: Any = module
     for part in name.split("."):
         if not hasattr(obj, part):

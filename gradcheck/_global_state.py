@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["restored_global_state"]
+__all__ = ["exit_zero_fails", "restored_global_state"]
 
 #: Module attributes a target might replace (a "no-op" tf.function), by module.
 _PATCHABLE = {tf: ("function", "GradientTape", "custom_gradient", "constant",
@@ -34,9 +34,19 @@ _PATCHABLE = {tf: ("function", "GradientTape", "custom_gradient", "constant",
 @contextmanager
 def restored_global_state() -> Iterator[None]:
     """Run the block, then put the settings of the module docstring back as they were.
-    Within it, ``os._exit(0)`` exits with status 1: a run a target cut short (the report
-    names the item as crashed) must not read as a success to CI."""
+    Within it, ``os._exit(0)`` exits with status 1 (:func:`exit_zero_fails`)."""
     saved = _snapshot()
+    try:
+        with exit_zero_fails():
+            yield
+    finally:
+        _restore(saved)
+
+
+@contextmanager
+def exit_zero_fails() -> Iterator[None]:
+    """Within the block, ``os._exit(0)`` exits with status 1: a run that a target (or the
+    import of its module) cut short must not read as a success to CI."""
     real_exit, pid = os._exit, os.getpid()
     # A child the target forks (multiprocessing) exits as it says.
     os._exit = lambda status: real_exit(status or int(os.getpid() == pid))
@@ -44,7 +54,6 @@ def restored_global_state() -> Iterator[None]:
         yield
     finally:
         os._exit = real_exit
-        _restore(saved)
 
 
 def _snapshot() -> dict[str, Any]:

@@ -167,3 +167,20 @@ def test_a_thread_the_target_leaves_running_ends_the_command_with_its_name_not_a
     assert result.returncode == 1
     assert "thread 'poller' started by the target of 'python -m gradcheck check " \
            "polling_acts:polls" in result.stderr
+
+
+def test_a_module_that_hangs_at_import_is_a_usage_error_after_the_time_limit(tmp_path,
+                                                                              monkeypatch):
+    # --timeout covered the fuzzing only: a module that loops at import hung the command.
+    name = write_module(tmp_path, monkeypatch, "hangs_at_import",
+                        "import time\nwhile True:\n    time.sleep(0.01)\n")
+    status, _, err = run("check", f"{name}:f", "--timeout", "0.5")
+    assert status == 2
+    assert f"importing {name} ran past the time limit of 0.5 s" in err
+
+
+def test_a_module_that_calls_os_exit_0_at_import_does_not_end_the_command_green(tmp_path):
+    (tmp_path / "exits_at_import.py").write_text("import os\nos._exit(0)\n")
+    result = subprocess.run([sys.executable, "-m", "gradcheck", "check", "exits_at_import:f"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1  # was 0: CI read a run that checked nothing as green

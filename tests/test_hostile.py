@@ -344,6 +344,14 @@ def test_an_exception_whose_str_raises_is_a_finding_not_a_traceback(pytester, wh
     assert len(failure_section(result, "unprintable")) <= 12
 
 
+def test_a_module_that_calls_os_exit_0_at_import_does_not_end_the_run_green(pytester):
+    project(pytester, """
+        os._exit(0)
+    """)
+    result = pytester.runpytest_subprocess(*FAST, "-p", "no:xdist")
+    assert result.ret == 1  # was 0, nothing reported: CI read a run that checked nothing as green
+
+
 def test_a_module_that_exits_at_import_is_a_collection_error_not_an_internal_error(pytester):
     project(pytester, """
         sys.exit(0)
