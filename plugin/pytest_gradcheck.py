@@ -207,14 +207,22 @@ class GradcheckModule(pytest.Module):
     def collect(self) -> list[pytest.Item]:
         from gradcheck._declare import registered_in
         from gradcheck._global_state import exit_zero_fails
+        from gradcheck._timeout import TimeLimitExceeded, time_limit
 
-        try:
-            with exit_zero_fails():  # os._exit(0) at import: not a green run
+        limit = _session_settings(self.config).timeout
+        try:  # os._exit(0) at import is not a green run, a loop at import not a hung one
+            with exit_zero_fails(), time_limit(limit, f"importing module {self.path.name}"):
                 module = self.obj
         except self.CollectError:
             if self._is_test_module():
                 return []  # pytest's own collector of this file reports the same error
             raise
+        except TimeLimitExceeded as exc:
+            raise self.CollectError(
+                f"gradcheck: importing module {self.path.name} ({self.path}) ran past the time "
+                f"limit of {exc.seconds:g} s (--gradcheck-timeout): does it start work at "
+                "import (a training loop, a download, input())? Move that under "
+                "`if __name__ == \"__main__\":`") from None
         except (Exception, SystemExit) as exc:  # sys.exit() at import: an INTERNALERROR else
             if self._is_test_module():
                 return []

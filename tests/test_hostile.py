@@ -352,6 +352,18 @@ def test_a_module_that_calls_os_exit_0_at_import_does_not_end_the_run_green(pyte
     assert result.ret == 1  # was 0, nothing reported: CI read a run that checked nothing as green
 
 
+def test_a_module_that_hangs_at_import_is_a_collection_error_after_the_time_limit(pytester):
+    # The time limit covered items only: a module looping at import hung the run.
+    project(pytester, """
+        while True:
+            time.sleep(0.01)
+    """)
+    result = pytester.runpytest_inprocess(*FAST, "--gradcheck-timeout", "0.5")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*importing module acts.py (*) ran past the time limit of "
+                                 "0.5 s (--gradcheck-timeout)*"])
+
+
 def test_a_module_that_exits_at_import_is_a_collection_error_not_an_internal_error(pytester):
     project(pytester, """
         sys.exit(0)
