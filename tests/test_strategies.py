@@ -5,7 +5,7 @@ import math
 import ml_dtypes
 import numpy as np
 import pytest
-from hypothesis import find, given, settings
+from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument, NoSuchExample
 
@@ -184,7 +184,7 @@ DECLARED = Declaration(kind="activation", domain=(-3.0, 3.0), input_shape=(None,
 @given(inputs_for(DECLARED, "bfloat16"))
 def test_inputs_for_draws_x_then_each_arg_in_order(inputs):
     x, a, b = inputs
-    assert x.ndim == 2 and x.shape[1] == 4 and 1 <= x.shape[0] <= 8
+    assert x.ndim == 2 and x.shape[1] == 4 and 1 <= x.shape[0] <= 17
     assert a.shape == () and b.shape == (4,)
     assert all(array.dtype == BF16 for array in inputs)
     assert np.all(np.abs(x.astype(np.float64)) <= 3.0)
@@ -200,6 +200,33 @@ def test_inputs_for_without_input_shape_draws_rank_one_to_four_with_a_batch_axis
     with pytest.raises(NoSuchExample):
         find(inputs_for(plain, "float32"), lambda i: i[0].ndim > 4,
              settings=settings(max_examples=50, database=None))
+
+
+def test_inputs_for_sometimes_draws_a_batch_past_8_and_a_last_axis_past_4_each_alone():
+    """A top-k with k = 5 or a backward pass in chunks of 8 rows changes only past the
+    default sizes; each wide axis shrinks to just past them, the others stay narrow."""
+    layer = Declaration(kind="layer")
+    assert find(inputs_for(layer, "float32"), lambda i: i[0].shape[-1] > 4)[0].shape == (1, 5)
+    assert find(inputs_for(layer, "float32"), lambda i: i[0].shape[0] > 8)[0].shape == (9, 1)
+    assert find(inputs_for(Declaration(kind="activation"), "float32"),
+                lambda i: i[0].shape[0] > 8)[0].shape == (9,)
+    assert find(inputs_for(DECLARED, "float32"), lambda i: i[0].shape[0] > 8)[0].shape == (9, 4)
+    drawn = [s for s in _shapes_of(layer, 400) if max(s[0] > 8, s[-1] > 4)]
+    assert 0.05 < len(drawn) / 400 < 0.5  # about 1 - (7/8)^2 of the examples, not most
+    assert max(s[0] for s in drawn) <= 17 and max(s[-1] for s in drawn) <= 16
+    assert all(side <= 4 for s in drawn for side in s[1:-1])
+
+
+def _shapes_of(declaration, count):
+    drawn = []
+
+    @settings(max_examples=count, database=None, phases=[Phase.generate])
+    @given(inputs_for(declaration, "float32"))
+    def collect(inputs):
+        drawn.append(inputs[0].shape)
+
+    collect()
+    return drawn
 
 
 def test_inputs_for_rejects_a_bad_dtype():
