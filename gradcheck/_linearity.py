@@ -68,7 +68,7 @@ from ._arrays import _f64, _index, _max_abs_finite
 from ._numerics import ANALYTIC_ULPS, machine_eps
 from ._records import Add, ForwardBackward
 
-__all__ = ["check_dy_linearity", "compare_then_linearity"]
+__all__ = ["check_dy_linearity", "check_loss_scaled", "compare_then_linearity"]
 
 #: dy2 / dy1 per row, then per entry: each s with 1 + s a power of two up to sign as well, so
 #: that dy2 and dy1 + dy2 are exact multiples of dy1 row by row, entry by entry (module
@@ -106,6 +106,9 @@ def compare_then_linearity(run: Any) -> bool | None:
     state, cut = run.rng.bit_generator.state, run.cut_by_domain
     compared = run.compare()
     if compared and not run.inconclusive and len(run.report.findings) == mark:
+        if run.modes:  # loss scaling is how mixed precision trains: checked with the modes
+            for k in check_loss_scaled(run.first_order_record(), run.vjp, add=run.add):
+                run.params[k].grad = None
         return compared
     later = run.report.findings[mark:]
     del run.report.findings[mark:]
@@ -139,12 +142,7 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
         grads = [list(vjp(c)) for c in cotangents]
     except Exception:  # noqa: BLE001 - the first backward pass worked; nothing more to learn
         return []
-    # A target that computes in a shorter dtype than it claims rounds in that one.
-    eps = max(machine_eps(fb.dtype.name), machine_eps(fb.y_dtype.name))
-    x_max = max([1.0] + [float(np.max(np.abs(p.value), initial=0.0))
-                         for p in fb.params if not p.is_weight])
-    y_max = _max_abs_finite(fb.y64)
-    scale = float(np.max(np.abs(fb.v))) * max(x_max, y_max)
+    eps, scale = _precision(fb)
     rounded: list | None = None  # the rounding probes' gradients, made where first needed
     found = []
     for k, p in enumerate(fb.params):
@@ -191,26 +189,68 @@ def check_dy_linearity(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence
             found.append(k)
             break
         else:  # linear for cotangents of unit size: and for a loss-scaled one?
-            with np.errstate(invalid="ignore", over="ignore"):
-                b = mine[6] / large  # exact: a power of two
-                term_size = np.maximum(fb.y64.size * scale if p.is_weight else scale,
-                                       _largest(a, b, per_row=rows))
-                defect = np.abs(a - b)
-                bad = defect > ANALYTIC_ULPS * eps * (np.abs(a) + np.abs(b) + 2 * term_size)
-                bad &= np.isfinite(b)  # overflow past the dtype's range is not judged
-            if bad.any():
-                j = int(np.argmax(np.where(bad, defect, -np.inf)))
-                idx = _index(j, a.shape)
-                add("gradient_mismatch",
-                    f"the gradient for {p.label} does not scale with the upstream gradient: "
-                    f"at index {idx}, dy {large:g} times larger (as loss scaling makes it in "
-                    f"mixed precision) gives {mine[6].flat[j]:.6g}, not {large:g} x "
-                    f"{a.flat[j]:.6g}; is dy clipped or thresholded in the custom gradient? "
-                    f"({int(bad.sum())} / {bad.size} entries)",
-                    param=p.label, index=list(idx), cause="not_linear_in_dy",
-                    dy_scale=large, scaled=mine[6].flat[j], unscaled=a.flat[j])
+            if _loss_scale_fails(fb, p, mine[6], large, eps, scale, rows, add=add):
                 found.append(k)
     return found
+
+
+def check_loss_scaled(fb: ForwardBackward, vjp: Callable[[np.ndarray], Sequence], *,
+                      add: Add) -> list[int]:
+    """Test 4 of :func:`check_dy_linearity` alone, where the comparison passed and the
+    other three are not run (:func:`compare_then_linearity`): a dy clipped at 5 or 100
+    is exact for the drawn ``|dy|`` of 0.5 to 1.5, so finite differences pass it. One
+    backward pass on the recorded tape. The indices of the params it reports."""
+    usable = [p for p in fb.params if p.grad is not None]
+    if not usable or not fb.y64.size:
+        return []
+    large = _large_scale(fb)
+    try:
+        scaled = list(vjp(large * fb.v))
+    except Exception:  # noqa: BLE001 - the first backward pass worked; nothing more to learn
+        return []
+    eps, scale = _precision(fb)
+    found = []
+    for k, p in enumerate(fb.params):
+        mine = None if p.grad is None else _usable(scaled[k], p)
+        rows = (not p.is_weight and p.grad is not None and p.grad.ndim >= 1
+                and fb.y64.ndim >= 1 and p.grad.shape[0] == fb.y64.shape[0])
+        if mine is not None and _loss_scale_fails(fb, p, mine, large, eps, scale, rows, add=add):
+            found.append(k)
+    return found
+
+
+def _precision(fb: ForwardBackward) -> tuple[float, float]:
+    """The machine epsilon the VJP rounds at (a target that computes in a shorter dtype
+    than it claims rounds in that one) and the size of an input's chain-rule terms."""
+    eps = max(machine_eps(fb.dtype.name), machine_eps(fb.y_dtype.name))
+    x_max = max([1.0] + [float(np.max(np.abs(p.value), initial=0.0))
+                         for p in fb.params if not p.is_weight])
+    return eps, float(np.max(np.abs(fb.v))) * max(x_max, _max_abs_finite(fb.y64))
+
+
+def _loss_scale_fails(fb: ForwardBackward, p: Any, scaled: np.ndarray, large: float,
+                      eps: float, scale: float, rows: bool, *, add: Add) -> bool:
+    """Test 4 for one param: ``g(large v) / large`` against ``g(v)``; reports a failure."""
+    a = p.grad
+    with np.errstate(invalid="ignore", over="ignore"):
+        b = scaled / large  # exact: a power of two
+        term_size = np.maximum(fb.y64.size * scale if p.is_weight else scale,
+                               _largest(a, b, per_row=rows))
+        defect = np.abs(a - b)
+        bad = defect > ANALYTIC_ULPS * eps * (np.abs(a) + np.abs(b) + 2 * term_size)
+        bad &= np.isfinite(b)  # overflow past the dtype's range is not judged
+    if not bad.any():
+        return False
+    j = int(np.argmax(np.where(bad, defect, -np.inf)))
+    idx = _index(j, a.shape)
+    add("gradient_mismatch",
+        f"the gradient for {p.label} does not scale with the upstream gradient: at index "
+        f"{idx}, dy {large:g} times larger (as loss scaling makes it in mixed precision) "
+        f"gives {scaled.flat[j]:.6g}, not {large:g} x {a.flat[j]:.6g}; is dy clipped or "
+        f"thresholded in the custom gradient? ({int(bad.sum())} / {bad.size} entries)",
+        param=p.label, index=list(idx), cause="not_linear_in_dy",
+        dy_scale=large, scaled=scaled.flat[j], unscaled=a.flat[j])
+    return True
 
 
 def _large_scale(fb: ForwardBackward) -> float:
