@@ -316,11 +316,19 @@ def _run_plot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     which = ", ".join(dtypes) if dtypes else "declared dtypes"
     print(f"gradcheck: drawing {args.target} ({which}, {args.points} points)...", file=err,
           flush=True)
+    from gradcheck._timeout import TimeLimitExceeded, time_limit
+
     try:
-        figure = derivatives(entry if entry is not None else target, dtypes=dtypes,
-                             points=args.points, seed=args.seed, dpi=args.dpi)
+        with time_limit(_import_limit(args), f"{args.target} (its figure)"):
+            figure = derivatives(entry if entry is not None else target, dtypes=dtypes,
+                                 points=args.points, seed=args.seed, dpi=args.dpi)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"cannot plot {args.target}: {exc}") from None
+    except TimeLimitExceeded as exc:
+        raise UsageError(f"cannot plot {args.target}: drawing ran past the time limit of "
+                         f"{exc.seconds:g} s") from None
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the target's own: one line, exit 2
+        raise UsageError(f"cannot plot {args.target}: {_exception_text(exc)}") from None
     figure.savefig(output, dpi=args.dpi)
     for panel in figure.gradcheck["panels"]:
         print(f"  {panel['dtype']}: {_panel_line(panel)}", file=out)
@@ -345,7 +353,8 @@ def _panel_line(panel: dict[str, Any]) -> str:
 # -- finding the target ------------------------------------------------------------------------
 
 def _import_limit(args: argparse.Namespace) -> float:
-    """The import's time limit: --timeout where given (0: none), else the default item's."""
+    """The time limit of the import (and of a plot): --timeout where given (0: none), else
+    the default item's."""
     from gradcheck._timeout import DEFAULT_TIMEOUT_S
 
     given = getattr(args, "timeout", None)

@@ -84,20 +84,37 @@ def item_result(outcome: str, duration: float, report: Any = None,
 
 # -- figures -----------------------------------------------------------------------------------
 
-def item_figure(registered: Any, dtype: str, report: Any) -> dict[str, str]:
-    """The item's figure as base64 PNG (JSON-safe), or why it could not be drawn."""
+def item_figure(registered: Any, dtype: str, report: Any,
+                timeout: float | None = None) -> dict[str, str]:
+    """The item's figure as base64 PNG (JSON-safe), or why it could not be drawn.
+
+    Drawing calls the target again, at hundreds of points: under the item's time limit
+    (``timeout``, seconds) and its guards, as fuzzing is (a target that sleeps hung the run
+    here, one that called ``sys.exit`` left a traceback). A target that already ran past its
+    limit is not called again."""
     import io
 
+    from ._arrays import _said
+    from ._global_state import exit_zero_fails
+    from ._timeout import TimeLimitExceeded, time_limit
+
+    if "timeout" in getattr(report, "kinds", ()):
+        return {"error": "not drawn: the target ran past its time limit"}
     try:
         from .plot import derivatives
 
-        figure = derivatives(registered, dtypes=(dtype,), points=FIGURE_POINTS,
-                             highlight=_failing_x(registered, report))
+        with exit_zero_fails(), time_limit(timeout, f"{registered.name} (its figure)"):
+            figure = derivatives(registered, dtypes=(dtype,), points=FIGURE_POINTS,
+                                 highlight=_failing_x(registered, report))
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")
-    except Exception as exc:  # noqa: BLE001 - a figure is a bonus: never fail the run for it
-        from ._arrays import _said  # TensorFlow's side, as the figure is
-
+    except TimeLimitExceeded as exc:
+        return {"error": f"not drawn: drawing ran past the time limit of {exc.seconds:g} s"}
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a figure is a bonus: never fail the run for it
+        if type(exc).__module__.startswith("_pytest"):  # pytest's own outcomes go on up
+            raise
         return {"error": f"{type(exc).__name__}: {_said(exc)}"}
     return {"png": base64.b64encode(buffer.getvalue()).decode("ascii")}
 

@@ -307,8 +307,10 @@ class GradcheckItem(pytest.Item):
             if _session_settings(self.config).figures:
                 from gradcheck._results import item_figure
 
+                declared = self.registered.declaration.timeout  # beats the session's
+                limit = declared if declared is not None else outer_limit(self, settings.timeout)
                 self.user_properties.append(
-                    (_FIGURE_PROPERTY, item_figure(self.registered, self.dtype, report)))
+                    (_FIGURE_PROPERTY, item_figure(self.registered, self.dtype, report, limit)))
             raise GradcheckError(report)
 
     def _record(self, outcome: str, duration: float, report: Any = None,

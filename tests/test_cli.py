@@ -184,3 +184,12 @@ def test_a_module_that_calls_os_exit_0_at_import_does_not_end_the_command_green(
     result = subprocess.run([sys.executable, "-m", "gradcheck", "check", "exits_at_import:f"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1  # was 0: CI read a run that checked nothing as green
+
+
+def test_plot_of_a_target_that_exits_is_one_line_and_status_2(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    name = write_module(tmp_path, monkeypatch, "plot_exits", "import sys\n\n"
+                        "def f(x):\n    sys.exit(3)\n")
+    status, _, err = run("plot", f"{name}:f", "-o", str(tmp_path / "f.png"))
+    assert status == 2
+    assert "cannot plot" in err and "SystemExit: 3" in err and "Traceback" not in err

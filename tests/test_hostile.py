@@ -651,6 +651,37 @@ def test_a_thread_a_target_leaves_running_ends_the_session_with_its_name_not_a_h
             "session") in result.stderr.str()
 
 
+def test_drawing_a_failing_items_figure_is_under_its_time_limit_and_guards(pytester):
+    # --gradcheck-html calls a failing target again to draw it: outside the time limit (a
+    # target that hangs there hung the run) and the guards (sys.exit left a traceback).
+    project(pytester, """
+        @gradcheck.activation(dtypes=("float32",), timeout=2)
+        @tf.custom_gradient
+        def hangs_when_drawn(x):
+            if x.shape.rank == 1 and 200 <= x.shape[0] <= 210:  # the figure's abscissa only
+                time.sleep(3600)
+            return tf.sin(x), lambda dy: 2 * dy * tf.cos(x)
+
+        @gradcheck.activation(dtypes=("float32",))
+        @tf.custom_gradient
+        def exits_when_drawn(x):
+            if x.shape.rank == 1 and 200 <= x.shape[0] <= 210:
+                sys.exit(0)
+            return tf.sin(x), lambda dy: 2 * dy * tf.cos(x)
+    """)
+    result = pytester.runpytest_inprocess(*FAST, "--gradcheck-html", "report.html")
+    assert result.ret == 1
+    results, _ = outcomes(pytester)
+    assert [results[n]["outcome"] for n in ("hangs_when_drawn[float32]",
+                                            "exits_when_drawn[float32]")] == ["failed"] * 2
+    text = result.stdout.str()
+    assert "Traceback" not in text and "pluggy/_" not in text  # no frames of pytest or ours
+    result.stdout.fnmatch_lines([
+        "*no figure for acts.py::hangs_when_drawn[[]float32[]]: not drawn: drawing ran past the "
+        "time limit of 2 s*",
+        "*no figure for acts.py::exits_when_drawn[[]float32[]]: SystemExit*"])
+
+
 def test_pytests_own_outcomes_raised_in_a_target_go_on_up_through_check():
     # pytest-timeout's signal method calls pytest.fail: it was turned into a finding.
     def fails_the_test(x):
