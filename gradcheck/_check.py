@@ -11,9 +11,8 @@ Top to bottom, one check is:
    route: per element for elementwise targets (after a random probe confirms the Jacobian is
    diagonal), per batch row for batch-independent ones (after a probe confirms rows are
    independent), and along one random direction for the rest (weights, broadcast parameters).
-   The routes are in ``_routes.py``, the reference's evaluations in ``_reference.py``.
-
-Each route costs a constant number of target calls, independent of the number of elements.
+   The routes are in ``_routes.py``, the reference's evaluations in ``_reference.py``. Each
+   route costs a constant number of target calls, independent of the number of elements.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from ._determinism import execute_probing
 from ._heap import keep_heap
 from ._hostile import exited_report
 from ._hints import nonfinite_cause
-from ._inputs import as_tensors, plain_inputs
+from ._inputs import as_tensors, checkable_input, checked_seed, plain_inputs
 from ._linearity import check_dy_linearity, compare_then_linearity
 from ._mixed import check_policies, normalize_policies
 from ._modes import check_modes
@@ -105,29 +104,31 @@ def check(target: Any, *inputs: Any, elementwise: bool | None = None,
 
     Raises:
         TypeError: the target is not callable, returns something other than one tensor, or no
-            input is floating.
-        ValueError: an input contains NaN/Inf, or a tolerance is negative.
+            input is floating; a bad option.
+        ValueError: an input contains NaN/Inf, the first is empty or outside ``domain``.
     """
     tgt = as_target(target, name, reference)
     args = as_tensors(tgt, inputs)
     try:
         options = CheckOptions(elementwise, batch_independent, rtol, atol, order, modes,
                                policies, domain, gradient)
+        seed = checked_seed(seed)
     except (TypeError, ValueError) as exc:  # said once, with the "gradcheck:" prefix
         text = str(exc) if str(exc).startswith("gradcheck:") else f"gradcheck: {exc}"
         raise type(exc)(text) from None
-    return check_with(tgt, args, options, seed=seed, training=training)
+    checkable_input(tgt, args, options.domain)
+    try:
+        return check_with(tgt, args, options, seed=seed, training=training)
+    except _UsageError as exc:  # raised here: a traceback of two lines, not of gradcheck's
+        raise _UsageError(str(exc)) from None
 
 
 def check_with(tgt: Target, args: list, options: CheckOptions, *, seed: int = 0,
                training: bool | None = None, probe_determinism: bool = True) -> Report:
     """:func:`check` of a resolved target at its input tensors with validated options.
-
     ``probe_determinism=False`` leaves out the calls that look for a non-deterministic target
-    (``_determinism.execute_probing``: one call before the core's, and more before a finding
-    stands): for a caller that has shown the target deterministic already (a sweep: two calls
-    over every swept value gave the same outputs and gradients; its reproducers and fuzzing's
-    examples after it)."""
+    (``_determinism.execute_probing``) where a caller has shown it deterministic already (a
+    sweep: two calls at every swept value agreed; its reproducers and fuzzing after it)."""
     keep_heap()  # the next check reuses this one's freed memory (see _heap.py)
     try:
         beyond = {"batch_independent": options.batch_independent, "order": options.order,
@@ -154,7 +155,7 @@ def assert_gradients(target: Any, *inputs: Any, **options: Any) -> None:
         raise TypeError(f"gradcheck: unknown option(s) {sorted(unknown)}; "
                         f"valid options are {sorted(_OPTIONS)}")
     report = check(target, *inputs, **options)
-    if not report.ok:
+    if not report.ok or report.meta.get("nothing_compared"):  # no gradient compared: no pass
         raise GradcheckError(report)
 
 
@@ -564,8 +565,7 @@ class _Run(ReferenceCalls):
 
     def verdict(self, samples, analytic, rounding, allowance, directional=False,
                 estimated=None, step=None):
-        """``_routes.judge`` with this run's step (``step``: samples taken at another), domain
-        cut, noise and rtol/atol."""
+        """``_routes.judge`` with this run's step (or ``step``), domain cut, noise, rtol/atol."""
         return _routes.judge(samples, analytic, rounding, allowance, directional, estimated,
                              h=self.h if step is None else step,
                              cut_by_domain=self.cut_by_domain,

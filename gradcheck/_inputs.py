@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from ._arrays import _all_finite, _f64
@@ -45,3 +46,32 @@ def plain_inputs(tgt: Target, args, dtype) -> dict[str, Any]:
         shown[name] = _f64(a).tolist() if a.dtype.is_floating else a.numpy().tolist()
     shown["dtype"] = dtype.name
     return shown
+
+
+def checked_seed(seed: Any) -> int:
+    """check()'s ``seed`` as an int: NumPy's seeding error was the only word on a bad one."""
+    if isinstance(seed, (bool, float)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+    return int(seed)
+
+
+def checkable_input(tgt: Target, args: Sequence[tf.Tensor], domain: Any) -> None:
+    """A clear error where check() could compare nothing and would say "gradients OK": an
+    empty first input, or one with entries outside the declared ``domain`` (finite
+    differences step only inside it, so nothing about them would be checked)."""
+    x = args[0]
+    if not x.dtype.is_floating:
+        return
+    if x.shape.num_elements() == 0:
+        raise ValueError(f"gradcheck: the first input of {tgt.name} is empty (shape "
+                         f"{tuple(x.shape)}): there is no gradient to check; pass at least one "
+                         "entry")
+    if domain is None:
+        return
+    values = _f64(x)
+    outside = (values < domain[0]) | (values > domain[1])
+    if outside.any():
+        j = int(np.argmax(outside))
+        raise ValueError(f"gradcheck: the first input of {tgt.name} has {int(outside.sum())} "
+                         f"entries outside domain=({domain[0]:g}, {domain[1]:g}), e.g. "
+                         f"{values.flat[j]:g}: check it inside the domain, or widen domain=")

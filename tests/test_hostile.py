@@ -710,3 +710,36 @@ def test_a_session_the_watchdog_ends_leaves_a_report_that_says_why(pytester):
     assert "past its time limit of 0.25 s, which did not stop it" in reason
     # and on the terminal, not only in pytest's capture of fd 2, which the process took along
     assert "which did not stop it (SIGALRM ignored" in result.stderr.str()
+
+
+def test_check_of_an_empty_input_or_one_outside_the_domain_says_so_not_gradients_ok():
+    # Nothing was compared, and the report said "gradients OK".
+    with pytest.raises(ValueError, match="first input of tanh is empty"):
+        gradcheck.check(tf.tanh, np.zeros((0,), np.float32))
+    with pytest.raises(ValueError, match=r"1 entries outside domain=\(5, 10\), e.g. 0.5"):
+        gradcheck.check(tf.tanh, np.array([0.5, 6.0], np.float32), domain=(5, 10))
+    assert gradcheck.check(tf.tanh, np.array([5.0, 10.0], np.float32), domain=(5, 10)).ok
+
+
+def test_assert_gradients_fails_where_no_gradient_was_compared():
+    # An output NaN everywhere (its reference's too) compares nothing: check() says "not
+    # checked" with ok True, and assert_gradients passed.
+    def nowhere_defined(t):
+        return tf.math.log(-tf.abs(t) - 1.0)
+
+    with pytest.raises(gradcheck.GradcheckError, match="not checked"):
+        gradcheck.assert_gradients(nowhere_defined, np.array([0.5, 1.0], np.float32))
+    gradcheck.assert_gradients(tf.tanh, np.array([0.5, 1.0], np.float32))
+
+
+@pytest.mark.parametrize("seed", ["a", -1, 1.5, None])
+def test_check_rejects_a_bad_seed_by_name(seed):
+    with pytest.raises(TypeError, match="gradcheck: seed must be a non-negative int"):
+        gradcheck.check(tf.tanh, np.array([0.5], np.float32), seed=seed)
+
+
+def test_check_of_a_target_returning_no_tensor_raises_from_check_not_from_deep_inside():
+    with pytest.raises(TypeError, match="must return one tensor, got NoneType") as raised:
+        gradcheck.check(lambda t: None, np.array([0.5], np.float32))
+    frames = [entry for entry in raised.traceback if "/gradcheck/" in str(entry.path)]
+    assert len(frames) == 1, frames  # check() itself, not the run's steps
