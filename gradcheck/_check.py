@@ -39,7 +39,7 @@ from ._modes import check_modes
 from ._numerics import machine_eps, step
 from ._options import CHECK_DEFAULTS, CheckOptions, compared_modes
 from ._overflow import drop_true_overflows, honest_infinities
-from ._singular import diverging_at_singular_points, nan_where_defined
+from ._singular import diverging_at_singular_points, infinite_slopes, nan_where_defined
 from ._quiet import own_retracing_silenced
 from ._records import Declared, Evaluations, ForwardBackward, Param, Reference
 from ._reference import ReferenceCalls
@@ -557,7 +557,7 @@ class _Run(ReferenceCalls):
         return Evaluations(self.evaluate, self.samples, self.stacked, self.rounding,
                            self.outside_domain, self.steps_at_ends,
                            lambda: self.stacked_calls,
-                           self.twin_gradients, self.entries)
+                           self.twin_gradients, self.entries, infinite_slopes(self))
 
     def declared(self) -> Declared:
         """What the caller declared, as step 3 reads it (frozen)."""

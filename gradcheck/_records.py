@@ -140,6 +140,10 @@ class Evaluations:
     #: For a run over some entries of a larger batch (a sweep's suspects): the batch's shape
     #: and the entries' flat indices, so their random draws are the batch's; else None.
     entries: tuple | None
+    #: ``diverging(k, entries)``: of ``entries`` (bool) of input param ``k``, those at 0 or a
+    #: declared end toward which the function's slope grows without bound, each set noted as
+    #: not compared (``_singular.infinite_slopes``).
+    diverging: Callable[[int, np.ndarray], np.ndarray]
 
 
 def cast_floats(args: Any, dtype: tf.DType) -> list:

@@ -26,7 +26,7 @@ elementwise target computes each as a call on it alone would).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
@@ -34,8 +34,8 @@ import tensorflow as tf
 from ._arrays import _f64, _smallest_normal
 from ._numerics import ANALYTIC_ULPS, machine_eps
 
-__all__ = ["diverging_at_singular_points", "finite_limit", "nan_where_defined",
-           "read_as_zero"]
+__all__ = ["diverging_at_singular_points", "finite_limit", "infinite_slopes",
+           "nan_where_defined", "read_as_zero"]
 
 # How much the rises may shrink from the first step to the last and still tell a divergence
 # from a converging quotient (above).
@@ -72,6 +72,26 @@ def diverging_at_singular_points(run: Any, k: int, entries: np.ndarray,
             found |= _diverging(run, k, at, point, sides, domain, gradient,
                                 twin if point != 0.0 else None)
     return found
+
+
+def infinite_slopes(run: Any) -> Callable[[int, np.ndarray], np.ndarray]:
+    """Step 3's ``Evaluations.diverging`` for ``run``: of the entries of input param ``k``
+    that a comparison rejects, those where the difference quotient diverges toward 0 or a
+    declared end (:func:`diverging_at_singular_points`). The true derivative is infinite
+    there, and whatever finite value the code gives (``x log x`` written with a double
+    ``tf.where``: 0; a square root's gradient clamped at 1e-30: 5e14) is a convention no
+    finite difference can judge: not a finding, and ``meta["skipped"]`` says so."""
+    def diverging(k: int, entries: np.ndarray) -> np.ndarray:
+        found = diverging_at_singular_points(run, k, entries, True)
+        if found.any():
+            run.skip(f"{run.params[k].label}: at {int(found.sum())} / {found.size} entries "
+                     "the input is 0, subnormal (read as 0) or an end of the declared domain, "
+                     "and the function's slope grows without bound toward it: the true "
+                     "derivative is infinite there; the gradient's finite value there is not "
+                     "compared")
+        return found
+
+    return diverging
 
 
 def _float64_twin(run: Any) -> tuple[Any, np.ndarray] | bool:

@@ -304,3 +304,31 @@ def test_a_dy_clipped_where_finite_differences_pass_is_named_at_a_loss_scaled_dy
     fuzzed = gradcheck.fuzz(clipped, dtype=dtype, max_examples=20, hypothesis_seed=1)
     assert fuzzed.kinds == ["gradient_mismatch"] and "loss scaling" in str(fuzzed)
     assert gradcheck.check(swish_with(lambda dy: dy), x, seed=1).ok
+
+
+def xlogx(x):
+    positive = x > 0
+    safe = tf.where(positive, x, tf.ones_like(x))
+    return tf.where(positive, safe * tf.math.log(safe), tf.zeros_like(x))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_vjp_whose_dy_products_flush_to_zero_next_to_the_smallest_normal_is_linear(dtype):
+    """x log x at x = 1.2e-38 (float32) computes (dy x) / x: TensorFlow flushes the
+    subnormal dy x to 0 for |dy| < 1, a threshold in dy that tests 1-3 read as a bug where
+    the 0 next to it made linearity run (the fresh corpus's x log x, after its domain end
+    was fixed)."""
+    tiny = float(np.finfo(dtype).tiny)
+    failed = []
+    for seed in range(8):
+        x = np.array([0.0, tiny, 1.5 * tiny, 1.0], dtype)
+        report = gradcheck.check(xlogx, x, domain=(0.0, 10.0), seed=seed)
+        if not report.ok:
+            failed.append(str(report))
+    assert not failed, "\n".join(failed)
+
+
+def test_guard_a_vjp_ignoring_dy_next_to_the_smallest_normal_is_still_a_mismatch():
+    x = np.array([1e-37, 3e-37, 1.0], np.float32)
+    report = gradcheck.check(tanh_with(MISUSES["ignored"]), x, modes=())
+    assert report.kinds == ["gradient_mismatch"], str(report)
