@@ -39,7 +39,7 @@ from ._numerics import (
 )
 from ._records import Add, Declared, Evaluations, ForwardBackward, Reference
 from ._report import distinct_texts
-from ._windows import Line, within_line_window, within_rounding_window
+from ._windows import Line, kinked_in_own_dtype, within_line_window, within_rounding_window
 
 #: The VJP of step 1's output for a cotangent, for some params (indices): ``vjp(v, params)``,
 #: on the recorded tape (no call of the target).
@@ -353,6 +353,8 @@ def check_diagonal(fb: ForwardBackward, ref: Reference, calls: Evaluations, k: i
         ok = ok & ~bad
         allowance = np.where(bad, rejected.allowance, allowance)
         overflowed = rejected.overflowed if rejected.overflowed.any() else None
+    if low and not ok.all():  # a kink at x of the function the dtype computes
+        ok = ok | kinked_in_own_dtype(fb, k, analytic / s, allowance / s, ~ok)
     if not ok.all():  # the true derivative is infinite there: a finite one is a convention
         ok = ok | calls.diverging(k, ~ok)
     if ok.all():

@@ -14,11 +14,14 @@ from __future__ import annotations
 from itertools import pairwise
 
 import numpy as np
+import tensorflow as tf
 
+from ._arrays import _f64
 from ._numerics import ANALYTIC_ULPS, KINK_RELATIVE, rounding_window, within_secants
 from ._records import Evaluations, ForwardBackward, Reference
 
-__all__ = ["Line", "line_window_ts", "within_line_window", "within_rounding_window"]
+__all__ = ["Line", "kinked_in_own_dtype", "line_window_ts", "within_line_window",
+           "within_rounding_window"]
 
 #: A per-element line: ``(s, phi, estimate, rho)``, see ``_routes.sample_diagonals``.
 Line = tuple
@@ -42,6 +45,56 @@ def within_rounding_window(fb: ForwardBackward, ref: Reference, calls: Evaluatio
     curvature = np.abs(phi[1] - 2 * phi[0] + phi[-1]) / (ref.h * s) ** 2
     return within_secants(analytic, fb.v * ref.f0, left, right, width,
                           verdict.numerical / s, verdict.bound / s, allowance, curvature)
+
+
+def kinked_in_own_dtype(fb: ForwardBackward, k: int, analytic, allowance,
+                        where: np.ndarray) -> np.ndarray:
+    """Of the elements ``where`` (rejected), those where the target, in its own dtype, has a
+    kink at the very input and ``analytic`` lies between its one-sided slopes.
+
+    A constant the dtype rounds moves a kink: float16's 0.3 is 0.30005, so softshrink's
+    ``|x| - 0.3`` is exactly 0 at the x drawn for the declared kink, and autodiff takes
+    relu's subgradient 0, where the float64 reference, its kink at 0.3 half an ulp away,
+    sees slope 1. The dtype's own function is what autodiff differentiates: the target at
+    x moved by 1 and 2 ulps of the dtype on each side (elementwise: every element at once),
+    each side straight (its slopes over 1 and 2 ulps within their rounding: a smooth
+    function whose ulp spans its own scale, sin at 1e7 in float32, is not), the sides
+    apart by more than that. Then any value between the sides (the analytic allowance as
+    slack) is a subgradient of the function the dtype computes."""
+    p = fb.params[k]
+    if not where.any() or p.is_weight or p.value.shape != fb.y64.shape:
+        return np.zeros(np.shape(where), dtype=bool)
+    low = np.asarray(p.value, p.dtype.as_numpy_dtype)
+    found = {}
+    for steps in (-2, -1, 1, 2):
+        moved = low
+        for _ in range(abs(steps)):
+            moved = np.nextafter(moved, np.asarray(np.sign(steps) * np.inf, moved.dtype))
+        args = list(fb.args)
+        args[p.arg_index] = tf.constant(np.where(where, moved, low), p.dtype)
+        try:
+            found[steps] = (np.asarray(moved, np.float64), fb.v * _f64(fb.target(args)))
+        except Exception:  # noqa: BLE001 - the target fails there: not followed
+            return np.zeros(np.shape(where), dtype=bool)
+    x0, f0 = p.value, fb.v * fb.y64
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        def slope(a, b):
+            return (b[1] - a[1]) / (b[0] - a[0])
+        centre = (x0, f0)
+        right1, right2 = slope(centre, found[1]), slope(centre, found[2])
+        left1, left2 = slope(found[-1], centre), slope(found[-2], centre)
+        # Each evaluation rounds its output by an ulp of |y| (the largest of the five, at
+        # least the dtype's smallest normal): a secant over the shortest span (one ulp of x)
+        # by two, two secants' difference by four. Where intermediates round at a larger
+        # size (exp(x) - 1 next to 0) a side is not straight, and nothing is accepted.
+        span = np.minimum(found[1][0] - x0, x0 - found[-1][0])
+        size = np.maximum.reduce([np.abs(f) for _, f in found.values()] + [np.abs(f0)])
+        rounding = 4 * fb.eps * np.maximum(size, np.abs(fb.v) * fb.tiny) / span
+        straight = (np.abs(right1 - right2) <= rounding) & (np.abs(left1 - left2) <= rounding)
+        kink = straight & (np.abs(right1 - left1) > 2 * rounding)
+        lo, hi = np.fmin(left1, right1), np.fmax(left1, right1)
+        slack = rounding + allowance
+        return where & kink & (analytic >= lo - slack) & (analytic <= hi + slack)
 
 
 def within_line_window(fb: ForwardBackward, ref: Reference, calls: Evaluations, u, axes,

@@ -787,3 +787,28 @@ def test_guard_a_wrong_finite_gradient_at_a_domain_end_of_a_smooth_function_is_n
     report = gradcheck.check(square_with_one_at_zero, np.array([0.0, 2.0], np.float32),
                              domain=(0.0, 10.0))
     assert report.kinds == ["gradient_mismatch"], str(report)
+
+
+# -- a kink at a constant the low dtype rounds onto the input ---------------------------------
+
+
+def softshrink_03(x):
+    return tf.sign(x) * tf.nn.relu(tf.abs(x) - 0.3)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_kink_at_a_constant_that_rounds_onto_the_input_is_not_a_finding(dtype):
+    """A fresh corpus's false alarm: float16's 0.3 is 0.30005, the very x drawn for the
+    declared kink, so |x| - 0.3 is exactly 0 there and autodiff takes relu's subgradient 0;
+    the float64 reference's kink lies at 0.3, half an ulp of x away, and it saw slope 1."""
+    low = tf.as_dtype(dtype).as_numpy_dtype
+    for shape in [(1,), (1, 1), (3,)]:
+        for sign in (1.0, -1.0):
+            x = np.full(shape, sign * 0.3).astype(low)  # the constant as the dtype rounds it
+            for seed in range(3):
+                report = gradcheck.check(softshrink_03, x, elementwise=True, seed=seed)
+                assert report.ok, str(report)
+    fuzzed = gradcheck.fuzz(softshrink_03, dtype=dtype, max_examples=40, hypothesis_seed=1,
+                            kinks=(-0.3, 0.3), domain=(-2.0, 2.0))
+    assert fuzzed.ok, str(fuzzed)
+
