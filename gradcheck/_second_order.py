@@ -103,6 +103,7 @@ class _SecondOrder:
                   * np.maximum(1.0, np.abs(self.params[k].value)) for k in usable}
         # A function's float64 reference is the same Target called with float64 inputs.
         self.ref_is_target = ref.call is fb.target and ref.dtype == fb.dtype
+        self.dy_path: dict[bool, tuple] = {}  # by hvp's ``reference``: (S, dS/dv, sum |terms|)
 
     # ---- analytic: nested tapes
 
@@ -124,6 +125,7 @@ class _SecondOrder:
                         inner.watch(source[k])
                 y = call(args)
             v = tf.constant(fb.v, y.dtype)
+            outer.watch(v)  # the gradient's own dependence on dy (:meth:`check_dy_path`)
             grads = _backward(inner, y, [source[k] for k in self.usable], v)
             g = {k: (tf.convert_to_tensor(gk) if isinstance(gk, tf.IndexedSlices) else gk)
                  for k, gk in zip(self.usable, grads)}
@@ -134,6 +136,9 @@ class _SecondOrder:
             s_all = tf.add_n(s_all) if s_all else None
         hv_all = (dict(zip(self.usable, outer.gradient(s_all, [source[k] for k in self.usable])))
                   if s_all is not None else {k: None for k in self.usable})
+        if s_all is not None:
+            terms = sum(float(np.sum(np.abs(_array(g[k]) * self.w[k]))) for k in w)
+            self.dy_path[reference] = (float(s_all), _array(outer.gradient(s_all, v)), terms)
         if not self.rest:  # w on the diagonal params only is w on all: one backward pass
             hv_diag = {k: hv_all[k] for k in self.diag}
         else:
@@ -187,6 +192,7 @@ class _SecondOrder:
     def execute(self) -> None:
         own_diag, own_all = self.hvp(reference=False)
         ref_diag, ref_all = (own_diag, own_all) if self.ref_is_target else self.hvp(True)
+        self.check_dy_path(self.dy_path.get(not self.ref_is_target))
         self.g0 = self.vjp({}, 0.0)
         # None second derivatives: in the target's dtype (what users run) or in the reference.
         disconnected = [k for k in self.usable if own_all[k] is None or ref_all[k] is None]
@@ -333,6 +339,33 @@ class _SecondOrder:
                  f"finite differences of the gradient ({ref.dtype.name}); {_HINT}",
                  order=2, analytic=float(analytic), numerical=float(verdict.numerical),
                  bound=bound, params=[params[k].label for k in joint])
+
+    def check_dy_path(self, found: tuple | None) -> None:
+        """The gradient must be differentiable in the upstream gradient ``dy`` too: the
+        second derivative of a composition ``h(f(x))`` flows through ``f``'s VJP's ``dy``
+        (``h''``'s term), and a grad fn that stops it (``tf.stop_gradient(dy)``, ``dy``
+        through NumPy) gets every such Hessian wrong while each check along ``x`` passes.
+        ``S = <w, g(v)>`` is linear in ``v``, so ``<v, dS/dv> = S`` (Euler), with no call
+        of the target: only the nested tapes' pass. Judged in the reference dtype: each
+        side sums ``n`` products of the same terms, a sum rounds by ``n eps`` of its
+        terms' absolute sum (Higham's bound), and the chain by ``ANALYTIC_ULPS`` more."""
+        if found is None:
+            return
+        total, dv, terms = found
+        n = self.fb.v.size + sum(self.params[k].value.size for k in self.usable)
+        dot = 0.0 if dv is None else float(np.sum(self.fb.v * dv))
+        scale = terms + (0.0 if dv is None else float(np.sum(np.abs(self.fb.v * dv))))
+        tolerance = ANALYTIC_ULPS * n * machine_eps(self.ref.dtype.name) * scale
+        if not np.isfinite(total) or abs(dot - total) <= tolerance:
+            return
+        how = ("is None" if dv is None else f"gives {dot:.6g} along dy, where the gradient "
+               f"itself, being linear in dy, gives {total:.6g}")
+        self.add("disconnected_gradient" if dv is None else "second_order_mismatch",
+                 f"second order: the gradient's derivative with respect to the upstream "
+                 f"gradient dy {how}; the second derivative of a composition (h(f(x)), a "
+                 f"loss of this output) flows through dy, and a grad fn that stops it "
+                 f"(tf.stop_gradient(dy), dy through NumPy) gets it wrong; {_HINT}",
+                 param="dy", order=2, along_dy=dot, expected=total)
 
     def check_disconnected(self, k: int) -> None:
         """A None second derivative is right only if the gradient does not depend on k."""
