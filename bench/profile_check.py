@@ -36,7 +36,8 @@ import gradcheck
 STEPS = ["check", "forward_backward", "choose_reference", "evaluate", "samples",
          "confirm_elementwise", "check_diagonal", "confirm_batch_independent", "check_rows",
          "check_joint", "judge_lines", "_judge_carefully", "estimate", "kinks", "rounding",
-         "within_rounding_window", "_f64", "_signed", "as_tensors", "judge", "check_modes"]
+         "within_rounding_window", "_f64", "_signed", "as_tensors", "judge", "check_modes",
+         "check_loss_scaled"]
 
 
 def bucket(filename: str) -> str:
