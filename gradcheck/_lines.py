@@ -102,6 +102,13 @@ UNRESOLVED_RATIO = 2.0 ** -0.5
 #: h), stays ~1e-4 of |dy| against a slope of 1e12.
 REFINEMENTS = (1e-3, 1e-6, 1e-9, 1e-12)
 
+#: The same over a reference of float32's precision (code that computes in float32 inside,
+#: ``_resolution.py``): its rounding grows as rho / step a thousand times faster, so levels
+#: 1000 times apart leave at most one that resolves a steep feature; ten times apart, two
+#: consecutive ones do. From float32's h = 5e-3 they reach 5e-8, where a slope of 1e6 (an
+#: RMS norm at a zero row with epsilon 1e-12) still moves the output by 100 ulps.
+REFINEMENTS_FLOAT32 = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
+
 
 def refined(fb: ForwardBackward, ref: Reference, calls: Evaluations, u: dict[int, np.ndarray],
             axes: tuple[int, ...] | None, phi: Mapping[int, np.ndarray], analytic: np.ndarray,
@@ -120,14 +127,16 @@ def refined(fb: ForwardBackward, ref: Reference, calls: Evaluations, u: dict[int
     rounding, whose bound grows as rho / step), and the shorter level's estimate is kept.
     Agreement keeps out chance: where no step is short enough (sin at |x| = 3e13, whose step
     max(1, |x|) h spans millions of periods at every level tried), each level's estimate is
-    noise. Only over a float64 reference, whose rounding leaves the bounds tight; a line no
-    step resolves (a jump: its ratio is 1/2 at every step) keeps its verdict.
+    noise. Over a float64 reference, whose rounding leaves the bounds tight, or one of
+    float32's precision, with levels closer together (:data:`REFINEMENTS_FLOAT32`); a line
+    no step resolves (a jump: its ratio is 1/2 at every step) keeps its verdict.
     ``verdict.strict`` is kept: the line still needed more than the step h. ``passes_only``:
     lines a caller's rule rejects (passing ``verdict``), tried again whatever their step
     resolved, which shorter steps may settle as passes only."""
     settled = np.zeros(np.shape(verdict.ok), dtype=bool)
-    if ref.eps_ref > machine_eps("float64"):
+    if ref.eps_ref > machine_eps("float32"):
         return verdict, settled
+    factors = REFINEMENTS if ref.eps_ref <= machine_eps("float64") else REFINEMENTS_FLOAT32
     # Over a float64 target every failing line is tried again: its bound may be short where
     # a kink 2h away bends the Richardson estimate (log(max(x, 1e-5)) at x = 2.1e-5, h = 6e-6,
     # missed by 1.01 times its bound), or a step of h max(1, |x|) spans periods of sin at
@@ -150,7 +159,7 @@ def refined(fb: ForwardBackward, ref: Reference, calls: Evaluations, u: dict[int
         passes_only = passes_only | (chaotic & ~todo)
     todo = todo | passes_only
     before = None  # the last level's (resolved, verdict)
-    for factor in REFINEMENTS:
+    for factor in factors:
         if not todo.any():
             break
         step = ref.h * factor
@@ -180,7 +189,11 @@ def refined(fb: ForwardBackward, ref: Reference, calls: Evaluations, u: dict[int
             settled |= confirmed
             todo = todo & ~confirmed
         before = (resolved, new) if new is not None else None
-    if todo.any() and step == ref.h * REFINEMENTS[-1]:
+    # What follows reads the float64 ladder: at its finest step the function moves by
+    # nothing a difference could show (float32's finest, 1e-5 h, still does).
+    if factors is REFINEMENTS_FLOAT32:
+        return verdict, settled
+    if todo.any() and step == ref.h * factors[-1]:
         verdict, quiet = _within_measured_noise(ref, phi, again, step, analytic, rounding,
                                                 allowance, verdict, todo, directional)
         settled, todo = settled | quiet, todo & ~quiet

@@ -14,13 +14,13 @@ the point (0, or the end) moved by ``h`` toward the inside of the domain, for ``
 10^-2, ...`` down to 16 times the dtype's smallest normal number, or its ulp at the end (at
 least three steps: 3 in float16 at 0, 8 in the wider dtypes). The output's magnitude (for an
 infinite output) or the difference quotient's ``|y(x + h) - y(x)| / h`` (for an infinite
-gradient) must rise at every step, by amounts that do not shrink by more than half from the
-first step to the last: a divergence rises by constant amounts (``log``, ``ln 10`` a step) or
-growing ones (``sqrt``'s quotient by ``10^(1/2)`` times more each step, ``x^0.98``'s by 1.047
-times), while a quotient that converges rises by shrinking amounts (``x - x^2``'s tenfold less
-each step, ``x - x^1.1``'s, 1 - h^0.1, by 0.79: over seven rises a quarter), whatever it grows
-by in all (``x - x^1.1``'s fourfold). Only inputs of the output's shape (one output entry per
-input entry) are followed, each entry moved alone in the same call as the others (an
+gradient) must rise at every step, and its last rise be at least half its largest: a
+divergence rises by constant amounts (``log``, ``ln 10`` a step) or growing ones (``sqrt``'s
+quotient by ``10^(1/2)`` times more each step, ``x^0.98``'s by 1.047 times), while a
+quotient that converges rises by shrinking amounts (``x - x^2``'s tenfold less each step,
+``x - x^1.1``'s, 1 - h^0.1, by 0.79: over seven rises a quarter), whatever it grows by in all
+(``x - x^1.1``'s fourfold). Only inputs of the output's shape (one output entry per input
+entry) are followed, each entry moved alone in the same call as the others (an
 elementwise target computes each as a call on it alone would).
 """
 
@@ -48,11 +48,12 @@ def read_as_zero(values: np.ndarray, dtype: tf.DType) -> np.ndarray:
 
 
 def diverging_at_singular_points(run: Any, k: int, entries: np.ndarray,
-                                 gradient: bool) -> np.ndarray:
+                                 gradient: bool, depth: int = 8) -> np.ndarray:
     """Of ``entries`` (bool, of input param ``k``'s shape, the output's), those read as zero,
     or at an end of the declared domain (``asin`` at 1, ``atanh`` at -1), where the target
     diverges toward the input from inside the domain (module docstring): its output, or with
-    ``gradient`` its difference quotient. All False where that cannot be followed."""
+    ``gradient`` its difference quotient, at steps down to ``10^-depth``. All False where
+    that cannot be followed."""
     p = run.params[k]
     found = np.zeros(np.shape(entries), dtype=bool)
     if p.is_weight or p.value.shape != run.y64.shape:
@@ -70,7 +71,7 @@ def diverging_at_singular_points(run: Any, k: int, entries: np.ndarray,
             if point != 0.0 and twin is None:
                 twin = _float64_twin(run)
             found |= _diverging(run, k, at, point, sides, domain, gradient,
-                                twin if point != 0.0 else None)
+                                twin if point != 0.0 else None, depth)
     return found
 
 
@@ -82,7 +83,9 @@ def infinite_slopes(run: Any) -> Callable[[int, np.ndarray], np.ndarray]:
     ``tf.where``: 0; a square root's gradient clamped at 1e-30: 5e14) is a convention no
     finite difference can judge: not a finding, and ``meta["skipped"]`` says so."""
     def diverging(k: int, entries: np.ndarray) -> np.ndarray:
-        found = diverging_at_singular_points(run, k, entries, True)
+        # Down to 1e-16: a ramp narrower than 1e-8 (tanh(x / 2e-9), a finite slope of 5e8)
+        # rises as 1 / h at every longer step, as a jump or a divergence does.
+        found = diverging_at_singular_points(run, k, entries, True, depth=16)
         if found.any():
             run.skip(f"{run.params[k].label}: at {int(found.sum())} / {found.size} entries "
                      "the input is 0, subnormal (read as 0) or an end of the declared domain, "
@@ -109,7 +112,7 @@ def _float64_twin(run: Any) -> tuple[Any, np.ndarray] | bool:
 
 
 def _diverging(run: Any, k: int, entries: np.ndarray, point: float, sides: tuple,
-               domain: Any, gradient: bool, twin: Any = None) -> np.ndarray:
+               domain: Any, gradient: bool, twin: Any = None, depth: int = 8) -> np.ndarray:
     """The test of the module docstring for ``entries``, all at ``point``, from each of
     ``sides`` (+1: above it) until one can be followed inside the domain; in ``twin`` (the
     float64 twin and its output, :func:`_float64_twin`) where there is one."""
@@ -118,7 +121,7 @@ def _diverging(run: Any, k: int, entries: np.ndarray, point: float, sides: tuple
     # Steps the dtype resolves from the point: at least 16 of its smallest normals or of its
     # ulps there, so that the moved value's own rounding is within 1/16 of the step.
     floor = 16 * max(_smallest_normal(dtype), machine_eps(dtype.name) * abs(point))
-    steps = [10.0 ** -j for j in range(1, 9) if 10.0 ** -j >= floor]
+    steps = [10.0 ** -j for j in range(1, depth + 1) if 10.0 ** -j >= floor]
     for side in sides:
         if len(steps) < 3 or (domain is not None and not all(
                 domain[0] <= point + side * h <= domain[1] for h in (steps[0], steps[-1]))):
@@ -132,7 +135,10 @@ def _diverging(run: Any, k: int, entries: np.ndarray, point: float, sides: tuple
             continue
         with np.errstate(invalid="ignore", over="ignore"):  # entries not followed: NaN
             rises = np.diff(sizes, axis=0)
-            grows = np.all(rises > 0, axis=0) & (rises[-1] >= rises[0] / _SHRINK)
+            # the last rise against the largest (the first, as the docstring has it, for a
+            # ladder over which rises never shrink): a ramp narrower than the longer steps
+            # rises tenfold at each of those, then its rises shrink once the steps resolve it
+            grows = np.all(rises > 0, axis=0) & (rises[-1] >= np.max(rises, axis=0) / _SHRINK)
         return entries & grows
     return np.zeros(np.shape(entries), dtype=bool)
 
