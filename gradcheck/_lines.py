@@ -105,9 +105,10 @@ REFINEMENTS = (1e-3, 1e-6, 1e-9, 1e-12)
 #: The same over a reference of float32's precision (code that computes in float32 inside,
 #: ``_resolution.py``): its rounding grows as rho / step a thousand times faster, so levels
 #: 1000 times apart leave at most one that resolves a steep feature; ten times apart, two
-#: consecutive ones do. From float32's h = 5e-3 they reach 5e-8, where a slope of 1e6 (an
-#: RMS norm at a zero row with epsilon 1e-12) still moves the output by 100 ulps.
-REFINEMENTS_FLOAT32 = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
+#: consecutive ones do. From float32's h = 5e-3 they reach 5e-10: a slope of 1e6 (a norm at
+#: a zero row with epsilon 1e-12, linear only within 1e-6) still moves a unit output by 8,000
+#: ulps there; where a level's move is within the output's rounding it resolves nothing.
+REFINEMENTS_FLOAT32 = tuple(10.0 ** -k for k in range(1, 8))
 
 
 def refined(fb: ForwardBackward, ref: Reference, calls: Evaluations, u: dict[int, np.ndarray],

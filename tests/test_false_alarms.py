@@ -874,3 +874,28 @@ def test_guard_a_wrong_gradient_of_float32_inside_code_at_tiny_rows_is_found():
     layer(x)
     report = gradcheck.check(layer, x, elementwise=False, batch_independent=True, seed=0)
     assert "gradient_mismatch" in report.kinds, str(report)
+
+
+class CosineFP32(keras.layers.Layer):
+    """A cosine classifier with its statistics in float32 (l2_normalize, epsilon 1e-12)."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(name="w", shape=(input_shape[-1], 3),
+                                 initializer=keras.initializers.GlorotUniform(seed=46))
+
+    def call(self, x):
+        xn = tf.math.l2_normalize(tf.cast(x, tf.float32), axis=-1, epsilon=1e-12)
+        wn = tf.math.l2_normalize(tf.cast(self.w, tf.float32), axis=0, epsilon=1e-12)
+        return tf.cast(10.0 * tf.matmul(xn, wn), x.dtype)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_a_cosine_layer_computed_in_float32_at_a_row_of_smallest_normals_is_not_a_finding(
+        dtype):
+    """Slope 1e6, linear only within 1e-6 of the row: steps down to 5e-10 settle it."""
+    x = np.full((1, 4), np.finfo(np.float32).tiny).astype(tf.as_dtype(dtype).as_numpy_dtype)
+    layer = CosineFP32(dtype=dtype)
+    layer(x)
+    for seed in range(3):
+        report = gradcheck.check(layer, x, elementwise=False, batch_independent=True, seed=seed)
+        assert report.ok, str(report)
