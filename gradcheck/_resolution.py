@@ -17,8 +17,10 @@ it): the twin at the input moved by ``2^-30 |x|`` per entry, half that at every 
 output such as an RMS norm's stays put in float64 too) gives bitwise the same output, while
 the same move times ``2^10`` (above float32's ulp) changes it where float64 would have shown
 the smaller move too (the change, scaled down by 2^10, beyond 16 roundings of the output). The
-input is first rounded to float32 (a value next to a midpoint would round across it), and an
-all-zero input, which no relative move moves, tells nothing either. A flat function, or one
+input is first rounded to float32 (a value next to a midpoint would round across it); an
+all-zero input, which no relative move moves, is asked at 0.75 everywhere instead (a fuzz
+run's first input: a float64 cosine layer computed in float32 inside was judged at float64's
+precision there, two float32 ulps read as a wrong gradient). A flat function, or one
 whose change under the smaller move hides in float64's rounding anyway (sigmoid at 1e-8),
 tells nothing: it keeps its float64 reference, and the next check asks again.
 """
@@ -38,6 +40,10 @@ __all__ = ["finer_than_float32"]
 
 #: Moves below and above float32's relative ulp (2^-23), both far above float64's (2^-52).
 _BELOW, _ABOVE = 2.0 ** -30, 2.0 ** -20
+
+#: Where an all-zero input is asked instead (the code, not the input, decides; float32 holds
+#: it exactly): a target undefined there gives NaN, which tells nothing, as before.
+_STAND_IN = 0.75
 
 # id(owner) -> (owner, resolves): owners are the target's function or layer; bounded like
 # the mode traces' cache (a fuzz session builds a layer per feature shape).
@@ -77,9 +83,11 @@ def _resolves(ref: Any, args: Sequence[tf.Tensor], y: tf.Tensor) -> bool | None:
     # Relative (float32 holds a move of 2^-30 next to 0 itself), and half as far at every other
     # entry: a uniform relative move leaves a scale-invariant output (an RMS norm, x / |x|)
     # where it was, in float64 too, and told nothing.
+    if not x.any():  # all zeros (a fuzz run's first input): no relative move moves them
+        x = np.full(x.shape, _STAND_IN)
     scale = np.abs(x) * (1.0 - 0.5 * (np.arange(x.size) % 2)).reshape(x.shape)
     if not scale.any():
-        return None  # all zeros (a fuzz run's first input): no move to tell by, ask again
+        return None  # no entries: nothing to tell by, ask again
 
     def moved(by: float) -> np.ndarray | None:
         inputs = list(wide)
