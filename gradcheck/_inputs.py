@@ -56,20 +56,21 @@ def checked_seed(seed: Any) -> int:
 
 
 def checkable_input(tgt: Target, args: Sequence[tf.Tensor], domain: Any) -> None:
-    """A clear error where check() could compare nothing and would say "gradients OK": an
-    empty first input, or one with entries outside the declared ``domain`` (finite
-    differences step only inside it, so nothing about them would be checked)."""
+    """A clear error where check() could compare nothing and would say "gradients OK": every
+    floating input empty, or a first input with entries outside the declared ``domain``
+    (finite differences step only inside it, so nothing about them would be checked)."""
+    floating = [a for a in args if a.dtype.is_floating]
+    if floating and all(a.shape.num_elements() == 0 for a in floating):
+        raise ValueError(f"gradcheck: every floating input of {tgt.name} is empty (shapes "
+                         f"{[tuple(a.shape) for a in floating]}): there is no gradient to "
+                         "check; pass at least one entry")
     x = args[0]
-    if not x.dtype.is_floating:
-        return
-    if x.shape.num_elements() == 0:
-        raise ValueError(f"gradcheck: the first input of {tgt.name} is empty (shape "
-                         f"{tuple(x.shape)}): there is no gradient to check; pass at least one "
-                         "entry")
-    if domain is None:
+    if domain is None or not x.dtype.is_floating:
         return
     values = _f64(x)
-    outside = (values < domain[0]) | (values > domain[1])
+    # Against the ends as the dtype holds them: float32's 0.3 is 0.30000001, above 0.3.
+    ends = [float(np.asarray(end, x.dtype.as_numpy_dtype)) for end in domain]
+    outside = (values < min(ends[0], domain[0])) | (values > max(ends[1], domain[1]))
     if outside.any():
         j = int(np.argmax(outside))
         raise ValueError(f"gradcheck: the first input of {tgt.name} has {int(outside.sum())} "

@@ -48,12 +48,14 @@ def read_as_zero(values: np.ndarray, dtype: tf.DType) -> np.ndarray:
 
 
 def diverging_at_singular_points(run: Any, k: int, entries: np.ndarray,
-                                 gradient: bool, depth: int = 8) -> np.ndarray:
+                                 gradient: bool, depth: int = 8,
+                                 twin_at_zero: bool = False) -> np.ndarray:
     """Of ``entries`` (bool, of input param ``k``'s shape, the output's), those read as zero,
     or at an end of the declared domain (``asin`` at 1, ``atanh`` at -1), where the target
     diverges toward the input from inside the domain (module docstring): its output, or with
-    ``gradient`` its difference quotient, at steps down to ``10^-depth``. All False where
-    that cannot be followed."""
+    ``gradient`` its difference quotient, at steps down to ``10^-depth``, at 0 too in the
+    float64 twin where ``twin_at_zero`` (a low dtype's steps stop early: float16's at 1e-3,
+    where any slope past 1e3 rises as 1 / h). All False where that cannot be followed."""
     p = run.params[k]
     found = np.zeros(np.shape(entries), dtype=bool)
     if p.is_weight or p.value.shape != run.y64.shape:
@@ -68,10 +70,11 @@ def diverging_at_singular_points(run: Any, k: int, entries: np.ndarray,
     twin = None
     for point, at, sides in points:
         if at.any():
-            if point != 0.0 and twin is None:
+            in_twin = point != 0.0 or twin_at_zero
+            if in_twin and twin is None:
                 twin = _float64_twin(run)
             found |= _diverging(run, k, at, point, sides, domain, gradient,
-                                twin if point != 0.0 else None, depth)
+                                twin if in_twin else None, depth)
     return found
 
 
@@ -85,7 +88,8 @@ def infinite_slopes(run: Any) -> Callable[[int, np.ndarray], np.ndarray]:
     def diverging(k: int, entries: np.ndarray) -> np.ndarray:
         # Down to 1e-16: a ramp narrower than 1e-8 (tanh(x / 2e-9), a finite slope of 5e8)
         # rises as 1 / h at every longer step, as a jump or a divergence does.
-        found = diverging_at_singular_points(run, k, entries, True, depth=16)
+        found = diverging_at_singular_points(run, k, entries, True, depth=16,
+                                             twin_at_zero=True)
         if found.any():
             run.skip(f"{run.params[k].label}: at {int(found.sum())} / {found.size} entries "
                      "the input is 0, subnormal (read as 0) or an end of the declared domain, "

@@ -332,3 +332,24 @@ def test_guard_a_vjp_ignoring_dy_next_to_the_smallest_normal_is_still_a_mismatch
     x = np.array([1e-37, 3e-37, 1.0], np.float32)
     report = gradcheck.check(tanh_with(MISUSES["ignored"]), x, modes=())
     assert report.kinds == ["gradient_mismatch"], str(report)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_guard_a_dead_zone_in_dy_is_named_though_the_rounding_probes_run(dtype):
+    """Review: probes at 3 v and v / 3 bracketed the tests' cotangents, so the v / 3 probe
+    crossed a dead zone at |dy| < 0.45 too and took its jump for rounding."""
+    dead_zone = sin_with_vjp(lambda dy: tf.where(tf.abs(dy) < 0.45, tf.zeros_like(dy), dy))
+    x = np.linspace(-1.0, 1.0, 12).reshape(3, 4).astype(dtype)
+    report = gradcheck.check(dead_zone, x, modes=(), domain=(-1.0, 1.0))
+    assert report.kinds == ["gradient_mismatch"], str(report)
+    assert report.findings[0].details["cause"] == "not_linear_in_dy", str(report)
+
+
+def test_a_dy_clipped_by_its_norm_is_named_at_a_loss_scaled_dy():
+    """Review: the loss-scale test judged only entries that a scaling by 2 repeated bit for
+    bit, and a norm clip at 5 changes every entry under that scaling."""
+    clipped = sin_with_vjp(lambda dy: tf.clip_by_norm(dy, 5.0))
+    x = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+    for seed in range(3):
+        report = gradcheck.check(clipped, x, seed=seed)
+        assert report.kinds == ["gradient_mismatch"], str(report)

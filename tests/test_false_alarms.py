@@ -899,3 +899,22 @@ def test_a_cosine_layer_computed_in_float32_at_a_row_of_smallest_normals_is_not_
     for seed in range(3):
         report = gradcheck.check(layer, x, elementwise=False, batch_independent=True, seed=seed)
         assert report.ok, str(report)
+
+
+@tf.custom_gradient
+def steep_tanh_half_gradient(x):
+    """tanh(1000 x) whose gradient is half the true one: a finite slope of 1e3 at 0."""
+    y = tf.tanh(x * 1000.0)
+
+    def grad(dy):
+        return dy * 500.0 * (1 - y * y)
+    return y, grad
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_guard_a_wrong_steep_gradient_at_zero_is_no_divergence(dtype):
+    """Review: float16's steps toward 0 stop at 1e-3, where a slope of 1e3 still rises as
+    1 / h; the divergence at 0 is followed in the float64 twin, down to 1e-16."""
+    x = np.zeros(3).astype(tf.as_dtype(dtype).as_numpy_dtype)
+    report = gradcheck.check(steep_tanh_half_gradient, x, modes=())
+    assert report.kinds == ["gradient_mismatch"], str(report)

@@ -264,17 +264,6 @@ def _swish_with_dy(take):
     return swish_dy
 
 
-@tf.custom_gradient
-def swish_dy_partly_stopped(x):
-    """dy stopped in one of the derivative's two terms only."""
-    s = tf.sigmoid(x)
-
-    def grad(dy):
-        return dy * s + tf.stop_gradient(dy) * x * s * (1 - s)
-
-    return x * s, grad
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_grad_fn_that_stops_dy_is_a_second_order_finding(dtype):
     """A fresh corpus's miss: the second-order check differentiated the gradient along x
@@ -283,7 +272,13 @@ def test_a_grad_fn_that_stops_dy_is_a_second_order_finding(dtype):
     stopped = check2(_swish_with_dy(tf.stop_gradient), X.astype(dtype))
     assert stopped.kinds == ["disconnected_gradient"], str(stopped)
     assert "upstream gradient dy is None" in stopped.findings[0].message
-    partly = check2(swish_dy_partly_stopped, X.astype(dtype))
-    assert partly.kinds == ["second_order_mismatch"], str(partly)
-    assert "with respect to the upstream gradient dy gives" in partly.findings[0].message
     assert check2(_swish_with_dy(lambda dy: dy), X.astype(dtype)).ok
+
+
+@pytest.mark.parametrize("target", [lambda x: tf.nn.softmax(30.0 * x),
+                                    lambda x: tf.math.expm1(1e-6 * x) / 1e-6])
+def test_built_in_ops_whose_double_backward_rounds_differently_pass_the_dy_path(target):
+    """Review: <v, dS/dv> against S, judged within the rounding of S's own terms, flagged
+    softmax(30 x) at 7e-12 relative: the double backward pass rounds terms no sum shows.
+    Only a path from dy cut whole (dS/dv None) is judged."""
+    assert check2(target, X).ok
