@@ -40,3 +40,19 @@ def tanh_with_noisy_gradient(x):
     def grad(dy):
         return dy * (1.0 - y * y) * (1.0 + 1e-4 * tf.random.normal(tf.shape(x), dtype=x.dtype))
     return y, grad
+
+
+def swish_with_dy(take):
+    """swish by a custom gradient whose grad fn passes ``dy`` through ``take`` first
+    (``tf.stop_gradient``, a clip, ...): its VJP is the derivative times ``take(dy)``."""
+
+    @tf.custom_gradient
+    def swish_dy(x):
+        s = tf.sigmoid(x)
+
+        def grad(dy):
+            return take(dy) * s * (1 + x * (1 - s))
+
+        return x * s, grad
+
+    return swish_dy

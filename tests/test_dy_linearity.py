@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 import gradcheck
+from shared_targets import swish_with_dy
 
 
 def unit(x):
@@ -275,35 +276,20 @@ def test_guard_a_parameters_gradient_bent_by_the_batch_is_still_named(bend):
     assert report.findings[0].details["cause"] == "not_linear_in_dy", str(report)
 
 
-def swish_with(misuse):
-    """swish by a custom gradient whose VJP is its derivative times ``misuse(dy)``."""
-
-    @tf.custom_gradient
-    def swish(x):
-        s = tf.sigmoid(x)
-
-        def grad(dy):
-            return misuse(dy) * s * (1 + x * (1 - s))
-
-        return x * s, grad
-
-    return swish
-
-
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 @pytest.mark.parametrize("clip", [5.0, 100.0])
 def test_a_dy_clipped_where_finite_differences_pass_is_named_at_a_loss_scaled_dy(clip, dtype):
     """A fresh corpus's miss: on a smooth target every comparison passed strictly, so no
     linearity test ran, and dy of 0.5 to 1.5 never reaches a clip. The loss-scaled test now
     runs with the execution modes, in check() and in fuzzing's mode sample."""
-    clipped = swish_with(lambda dy: tf.clip_by_value(dy, -clip, clip))
+    clipped = swish_with_dy(lambda dy: tf.clip_by_value(dy, -clip, clip))
     x = _cast(np.array([[0.5, -1.0, 2.0]]), dtype)
     report = gradcheck.check(clipped, x, seed=1)
     assert report.kinds == ["gradient_mismatch"], str(report)
     assert "loss scaling" in report.findings[0].message
     fuzzed = gradcheck.fuzz(clipped, dtype=dtype, max_examples=20, hypothesis_seed=1)
     assert fuzzed.kinds == ["gradient_mismatch"] and "loss scaling" in str(fuzzed)
-    assert gradcheck.check(swish_with(lambda dy: dy), x, seed=1).ok
+    assert gradcheck.check(swish_with_dy(lambda dy: dy), x, seed=1).ok
 
 
 def xlogx(x):

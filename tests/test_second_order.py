@@ -8,7 +8,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from shared_targets import sine_activation, swish
+from shared_targets import sine_activation, swish, swish_with_dy
 
 import gradcheck  # noqa: E402
 
@@ -249,30 +249,15 @@ def test_guard_a_second_order_bug_beside_a_domain_end_is_still_found():
     assert report.kinds == ["second_order_mismatch"], str(report)
 
 
-def _swish_with_dy(take):
-    """swish by a custom gradient whose grad fn passes dy through ``take`` first."""
-
-    @tf.custom_gradient
-    def swish_dy(x):
-        s = tf.sigmoid(x)
-
-        def grad(dy):
-            return take(dy) * s * (1 + x * (1 - s))
-
-        return x * s, grad
-
-    return swish_dy
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_grad_fn_that_stops_dy_is_a_second_order_finding(dtype):
     """A fresh corpus's miss: the second-order check differentiated the gradient along x
     with dy held constant, so a grad fn with tf.stop_gradient(dy) passed, while the second
     derivative of sin(f(x)) it gives is 0.349 where it is 0.044."""
-    stopped = check2(_swish_with_dy(tf.stop_gradient), X.astype(dtype))
+    stopped = check2(swish_with_dy(tf.stop_gradient), X.astype(dtype))
     assert stopped.kinds == ["disconnected_gradient"], str(stopped)
     assert "upstream gradient dy is None" in stopped.findings[0].message
-    assert check2(_swish_with_dy(lambda dy: dy), X.astype(dtype)).ok
+    assert check2(swish_with_dy(lambda dy: dy), X.astype(dtype)).ok
 
 
 @pytest.mark.parametrize("target", [lambda x: tf.nn.softmax(30.0 * x),
