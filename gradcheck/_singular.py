@@ -37,8 +37,8 @@ from ._numerics import ANALYTIC_ULPS, machine_eps
 __all__ = ["diverging_at_singular_points", "finite_limit", "infinite_slopes",
            "nan_where_defined", "read_as_zero"]
 
-# How much the rises may shrink from the first step to the last and still tell a divergence
-# from a converging quotient (above).
+# How much the last rise may fall short of the largest and still tell a divergence from a
+# converging quotient (above).
 _SHRINK = 2.0
 
 
@@ -139,9 +139,8 @@ def _diverging(run: Any, k: int, entries: np.ndarray, point: float, sides: tuple
             continue
         with np.errstate(invalid="ignore", over="ignore"):  # entries not followed: NaN
             rises = np.diff(sizes, axis=0)
-            # the last rise against the largest (the first, as the docstring has it, for a
-            # ladder over which rises never shrink): a ramp narrower than the longer steps
-            # rises tenfold at each of those, then its rises shrink once the steps resolve it
+            # the last rise against the largest, not the first: a ramp narrower than the
+            # longer steps rises tenfold at each of those, then less once steps resolve it
             grows = np.all(rises > 0, axis=0) & (rises[-1] >= np.max(rises, axis=0) / _SHRINK)
         return entries & grows
     return np.zeros(np.shape(entries), dtype=bool)

@@ -6,7 +6,9 @@ it may still be a slope the reference takes inside that window. Per element
 (:func:`within_rounding_window`, the window's width from the output's rounding and slope) and
 along a line (:func:`within_line_window`, ANALYTIC_ULPS roundings of every coordinate, where
 a kink inside the window makes the line inconclusive). Both read the run's records, as
-``_routes`` does, and evaluate the reference through its ``calls``.
+``_routes`` does, and evaluate the reference through its ``calls``. And the window of the
+dtype's own function (:func:`kinked_in_own_dtype`): a kink its rounding of a constant moves
+onto the very input.
 """
 
 from __future__ import annotations
