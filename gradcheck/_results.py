@@ -90,12 +90,13 @@ def item_figure(registered: Any, dtype: str, report: Any,
 
     Drawing calls the target again, at hundreds of points: under the item's time limit
     (``timeout``, seconds) and its guards, as fuzzing is (a target that sleeps hung the run
-    here, one that called ``sys.exit`` left a traceback). A target that already ran past its
+    here, one that called ``sys.exit`` left a traceback), the process-wide settings it
+    changes put back after it. A target that already ran past its
     limit is not called again."""
     import io
 
     from ._arrays import _said
-    from ._global_state import exit_zero_fails
+    from ._global_state import restored_global_state
     from ._timeout import TimeLimitExceeded, time_limit
 
     if "timeout" in getattr(report, "kinds", ()):
@@ -103,7 +104,7 @@ def item_figure(registered: Any, dtype: str, report: Any,
     try:
         from .plot import derivatives
 
-        with exit_zero_fails(), time_limit(timeout, f"{registered.name} (its figure)"):
+        with restored_global_state(), time_limit(timeout, f"{registered.name} (its figure)"):
             figure = derivatives(registered, dtypes=(dtype,), points=FIGURE_POINTS,
                                  highlight=_failing_x(registered, report))
         buffer = io.BytesIO()

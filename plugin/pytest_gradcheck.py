@@ -309,8 +309,9 @@ class GradcheckItem(pytest.Item):
 
                 declared = self.registered.declaration.timeout  # beats the session's
                 limit = declared if declared is not None else outer_limit(self, settings.timeout)
-                self.user_properties.append(
-                    (_FIGURE_PROPERTY, item_figure(self.registered, self.dtype, report, limit)))
+                with threads.watching(self.nodeid):
+                    figure = item_figure(self.registered, self.dtype, report, limit)
+                self.user_properties.append((_FIGURE_PROPERTY, figure))
             raise GradcheckError(report)
 
     def _record(self, outcome: str, duration: float, report: Any = None,

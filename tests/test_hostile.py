@@ -666,11 +666,16 @@ def test_drawing_a_failing_items_figure_is_under_its_time_limit_and_guards(pytes
         @tf.custom_gradient
         def exits_when_drawn(x):
             if x.shape.rank == 1 and 200 <= x.shape[0] <= 210:
+                import keras
+                keras.mixed_precision.set_global_policy("mixed_float16")  # and then exits
                 sys.exit(0)
             return tf.sin(x), lambda dy: 2 * dy * tf.cos(x)
     """)
     result = pytester.runpytest_inprocess(*FAST, "--gradcheck-html", "report.html")
     assert result.ret == 1
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"  # put back after drawing
     results, _ = outcomes(pytester)
     assert [results[n]["outcome"] for n in ("hangs_when_drawn[float32]",
                                             "exits_when_drawn[float32]")] == ["failed"] * 2
