@@ -191,7 +191,7 @@ def refined(fb: ForwardBackward, ref: Reference, calls: Evaluations, u: dict[int
             todo = todo & ~confirmed
         before = (resolved, new) if new is not None else None
     # What follows reads the float64 ladder: at its finest step the function moves by
-    # nothing a difference could show (float32's finest, 1e-5 h, still does).
+    # nothing a difference could show (float32's finest, 1e-7 h, still does).
     if factors is REFINEMENTS_FLOAT32:
         return verdict, settled
     if todo.any() and step == ref.h * factors[-1]:

@@ -94,6 +94,7 @@ def kinked_in_own_dtype(fb: ForwardBackward, k: int, analytic, allowance,
         size = np.maximum.reduce([np.abs(f) for _, f in found.values()] + [np.abs(f0)])
         rounding = 4 * fb.eps * np.maximum(size, np.abs(fb.v) * fb.tiny) / span
         straight = (np.abs(right1 - right2) <= rounding) & (np.abs(left1 - left2) <= rounding)
+        # The sides apart by more than each side may bend within its rounding, both ways.
         kink = straight & (np.abs(right1 - left1) > 2 * rounding)
         lo, hi = np.fmin(left1, right1), np.fmax(left1, right1)
         slack = rounding + allowance

@@ -260,14 +260,14 @@ def _sometimes_wide(draw, *, min_dims=1, pattern=None):
         pattern = (None,) * draw(_integers(min_dims, 4))
     sides = []
     for axis, entry in enumerate(pattern):
-        if entry is not None:
-            sides.append(_check_int(entry, "input_shape entry"))
+        if entry is not None:  # validated by inputs_for
+            sides.append(entry)
             continue
-        narrow, wide = ((_DEFAULT_BATCH, _WIDE_BATCH) if axis == 0 else
+        bounds, wide = ((_DEFAULT_BATCH, _WIDE_BATCH) if axis == 0 else
                         ((1, _DEFAULT_MAX_SIDE), _WIDE_SIDE if axis == len(pattern) - 1 else None))
         if wide is not None and draw(_integers(0, _WIDE_ODDS - 1)) == _WIDE_ODDS - 1:
-            narrow = wide  # each axis's own choice: a counterexample stays narrow elsewhere
-        sides.append(draw(_integers(*narrow)))
+            bounds = wide  # each axis's own choice: a counterexample stays narrow elsewhere
+        sides.append(draw(_integers(*bounds)))
     return tuple(sides)
 
 
@@ -444,7 +444,9 @@ def inputs_for(declaration: Any, dtype: Any) -> st.SearchStrategy[tuple[np.ndarr
                    or not getattr(declaration, "elementwise", True))
         x_shape = _sometimes_wide(min_dims=2 if batched else 1)
     elif isinstance(pattern, (tuple, list)):
-        x_shape = _sometimes_wide(pattern=tuple(pattern))
+        x_shape = _sometimes_wide(pattern=tuple(
+            entry if entry is None else _check_int(entry, "input_shape entry")
+            for entry in pattern))
     else:
         raise InvalidArgument(
             f"input_shape={pattern!r} must be a tuple of sizes and None entries, e.g. (None, 4)")

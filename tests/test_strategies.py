@@ -273,3 +273,12 @@ def test_a_failing_value_shrinks_to_one_entry_of_a_simple_value():
     found = find(tensors(shape=shapes(), dtype="float32", domain=(-100, 100)),
                  lambda a: a.ndim == 2 and (np.abs(a) > 50).any())
     assert found.shape == (1, 1) and abs(found[0, 0]) in (51.0, 100.0)
+
+
+def test_inputs_for_rejects_a_negative_input_shape_entry_when_the_strategy_is_built():
+    # A Declaration refuses it itself; inputs_for takes anything with its fields.
+    from types import SimpleNamespace
+
+    bad = SimpleNamespace(kind="activation", input_shape=(None, -3), domain=(-1.0, 1.0))
+    with pytest.raises(InvalidArgument, match="input_shape entry"):
+        inputs_for(bad, "float32")
