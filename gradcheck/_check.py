@@ -112,7 +112,7 @@ def check(target: Any, *inputs: Any, elementwise: bool | None = None,
     try:
         options = CheckOptions(elementwise, batch_independent, rtol, atol, order, modes,
                                policies, domain, gradient)
-        seed = checked_seed(seed)
+        seed = checked_seed(seed, tgt.name)
     except (TypeError, ValueError) as exc:  # said once, with the "gradcheck:" prefix
         text = str(exc) if str(exc).startswith("gradcheck:") else f"gradcheck: {exc}"
         raise type(exc)(text) from None

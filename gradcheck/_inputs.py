@@ -48,10 +48,11 @@ def plain_inputs(tgt: Target, args, dtype) -> dict[str, Any]:
     return shown
 
 
-def checked_seed(seed: Any) -> int:
+def checked_seed(seed: Any, name: str) -> int:
     """check()'s ``seed`` as an int: NumPy's seeding error was the only word on a bad one."""
     if isinstance(seed, (bool, float)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+        raise TypeError(f"seed must be a non-negative int, got {seed!r} (checking {name}); "
+                        "pass e.g. seed=0")
     return int(seed)
 
 
